@@ -1,0 +1,1 @@
+//! MongoDB wire protocol (placeholder until the wire stage lands).
