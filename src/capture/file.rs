@@ -1,0 +1,559 @@
+//! Offline captures: pcap (both byte orders, µs and ns) and pcapng (several sections and
+//! interfaces), from a file or from stdin.
+//!
+//! Reading is delegated to `pcap-parser`'s streaming readers, which parse straight out of
+//! one fixed read buffer: memory does not depend on the size of the file, and a packet is
+//! borrowed from that buffer until the next call. This module adds what the crate leaves to
+//! its caller: the refill/grow loop with a hard cap (so a garbage record length cannot make
+//! us allocate gigabytes), per-interface link types and timestamp resolutions for pcapng,
+//! and error messages that name the file and the byte offset.
+
+use std::fs::File;
+use std::io::{self, Read};
+
+use pcap_parser::pcapng::Block;
+use pcap_parser::traits::{PcapNGPacketBlock, PcapReaderIterator};
+use pcap_parser::{PcapBlockOwned, PcapError};
+
+use super::{CaptureError, LinkType, Packet, PacketSource, SourceStats, Timestamp};
+
+/// Initial read buffer: large reads keep syscalls and buffer shifts rare.
+const READ_BUFFER: usize = 1 << 20;
+/// The largest record we accept. Real snap lengths stop at 256 KiB; pcapng blocks of a
+/// few MiB exist (e.g. jumbo frames with options). Anything larger is a damaged length field.
+pub const MAX_RECORD: usize = 64 << 20;
+
+/// One pcapng interface (IDB): what its packets need to be decoded.
+#[derive(Clone, Copy, Debug)]
+struct Interface {
+    link: LinkType,
+    /// Timestamp units per second (10^6 unless `if_tsresol` says otherwise).
+    units_per_sec: u64,
+    offset_secs: i64,
+}
+
+pub struct FileSource {
+    name: String,
+    reader: Box<dyn PcapReaderIterator + Send>,
+    /// Bytes of the last block handed out, consumed on the next call (the packet borrows them).
+    pending_consume: usize,
+    /// Legacy pcap: one link type and resolution for the whole file.
+    legacy: Option<Interface>,
+    interfaces: Vec<Interface>,
+    stats: SourceStats,
+    notes: Vec<String>,
+    finished: bool,
+}
+
+impl FileSource {
+    /// Open a capture file, or standard input when `path` is "-".
+    pub fn open(path: &str) -> Result<FileSource, CaptureError> {
+        let reader: Box<dyn Read + Send> = if path == "-" {
+            Box::new(io::stdin())
+        } else {
+            let file = File::open(path).map_err(|source| CaptureError::Open {
+                path: path.to_string(),
+                source,
+            })?;
+            Box::new(file)
+        };
+        FileSource::from_reader(path, reader)
+    }
+
+    /// Read a capture from any byte stream; `name` is used in messages.
+    pub fn from_reader(
+        name: &str,
+        mut reader: Box<dyn Read + Send>,
+    ) -> Result<FileSource, CaptureError> {
+        // pcap-parser recognises the format from its first read; peek enough bytes first
+        // so a short first read (a pipe) does not make a valid capture look unrecognised.
+        let mut head = Vec::with_capacity(64);
+        (&mut reader)
+            .take(64)
+            .read_to_end(&mut head)
+            .map_err(|source| CaptureError::Open {
+                path: name.to_string(),
+                source,
+            })?;
+        if head.is_empty() {
+            return Err(CaptureError::Empty {
+                path: name.to_string(),
+            });
+        }
+        let magic = head
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let chained = Box::new(io::Cursor::new(head).chain(reader));
+        let reader = pcap_parser::create_reader(READ_BUFFER, chained).map_err(|_| {
+            CaptureError::NotACapture {
+                path: name.to_string(),
+                magic,
+            }
+        })?;
+        Ok(FileSource {
+            name: name.to_string(),
+            reader,
+            pending_consume: 0,
+            legacy: None,
+            interfaces: Vec::new(),
+            stats: SourceStats::default(),
+            notes: Vec::new(),
+            finished: false,
+        })
+    }
+
+    fn offset(&self) -> u64 {
+        self.reader.consumed() as u64
+    }
+
+    fn fail(&mut self, err: CaptureError) -> Result<Option<Packet<'_>>, CaptureError> {
+        self.finished = true;
+        Err(err)
+    }
+}
+
+impl PacketSource for FileSource {
+    fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
+        if self.finished {
+            return Ok(None);
+        }
+        if self.pending_consume > 0 {
+            self.reader.consume(self.pending_consume);
+            self.pending_consume = 0;
+        }
+        loop {
+            // Decide what to do with the block while it borrows the reader; act afterwards.
+            let step = match self.reader.next() {
+                Ok((len, block)) => match block {
+                    PcapBlockOwned::LegacyHeader(header) => {
+                        self.legacy = Some(Interface {
+                            link: LinkType::from(header.network.0 as u32),
+                            units_per_sec: if header.is_nanosecond_precision() {
+                                1_000_000_000
+                            } else {
+                                1_000_000
+                            },
+                            offset_secs: 0,
+                        });
+                        Step::Skip(len)
+                    }
+                    PcapBlockOwned::Legacy(record) => {
+                        let iface = self.legacy.unwrap_or(Interface {
+                            link: LinkType::Ethernet,
+                            units_per_sec: 1_000_000,
+                            offset_secs: 0,
+                        });
+                        let frac = record.ts_usec as i64;
+                        let nanos = scale_to_nanos(frac as u64, iface.units_per_sec);
+                        Step::Packet(
+                            len,
+                            Timestamp::from_parts(record.ts_sec as i64, nanos),
+                            iface.link,
+                            record.origlen,
+                        )
+                    }
+                    PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                        // Interface ids are per section.
+                        self.interfaces.clear();
+                        Step::Skip(len)
+                    }
+                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                        let units_per_sec = idb.ts_resolution().unwrap_or_else(|| {
+                            self.notes.push(format!(
+                                "interface {} has an invalid timestamp resolution; assuming microseconds",
+                                self.interfaces.len()
+                            ));
+                            1_000_000
+                        });
+                        self.interfaces.push(Interface {
+                            link: LinkType::from(idb.linktype.0 as u32),
+                            units_per_sec: units_per_sec.max(1),
+                            offset_secs: idb.ts_offset(),
+                        });
+                        Step::Skip(len)
+                    }
+                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                        match self.interfaces.get(epb.if_id as usize) {
+                            Some(iface) => {
+                                let raw = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
+                                let secs = (raw / iface.units_per_sec) as i64 + iface.offset_secs;
+                                let nanos =
+                                    scale_to_nanos(raw % iface.units_per_sec, iface.units_per_sec);
+                                Step::Packet(
+                                    len,
+                                    Timestamp::from_parts(secs, nanos),
+                                    iface.link,
+                                    epb.orig_len(),
+                                )
+                            }
+                            None => Step::Orphan(len, epb.if_id),
+                        }
+                    }
+                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => match self.interfaces.first() {
+                        // Simple packets carry no timestamp and belong to interface 0.
+                        Some(iface) => Step::Packet(len, Timestamp(0), iface.link, spb.origlen),
+                        None => Step::Orphan(len, 0),
+                    },
+                    PcapBlockOwned::NG(_) => Step::Skip(len),
+                },
+                Err(PcapError::Eof) => Step::End,
+                Err(PcapError::Incomplete(_)) => Step::Refill,
+                Err(PcapError::BufferTooSmall) => Step::Grow,
+                Err(PcapError::UnexpectedEof) => Step::Truncated,
+                Err(PcapError::ReadError) => Step::ReadError,
+                Err(other) => Step::Corrupt(format!("{other:?}").chars().take(80).collect()),
+            };
+            match step {
+                Step::Skip(len) => self.reader.consume(len),
+                Step::Orphan(len, if_id) => {
+                    self.notes.push(format!(
+                        "packet at byte {} names interface {if_id}, which was never described; skipped",
+                        self.offset()
+                    ));
+                    self.reader.consume(len);
+                }
+                Step::Packet(len, ts, link, orig_len) => {
+                    self.pending_consume = len;
+                    self.stats.packets += 1;
+                    self.stats.bytes += len as u64;
+                    // Re-borrow the block now that the bookkeeping is done.
+                    let data = match self.reader.next() {
+                        Ok((_, PcapBlockOwned::Legacy(record))) => record.data,
+                        // Block data includes 32-bit padding; the captured length bounds it.
+                        Ok((_, PcapBlockOwned::NG(Block::EnhancedPacket(epb)))) => {
+                            let caplen = (epb.caplen as usize).min(epb.data.len());
+                            &epb.data[..caplen]
+                        }
+                        Ok((_, PcapBlockOwned::NG(Block::SimplePacket(spb)))) => {
+                            let caplen = (spb.origlen as usize).min(spb.data.len());
+                            &spb.data[..caplen]
+                        }
+                        _ => &[],
+                    };
+                    return Ok(Some(Packet {
+                        ts,
+                        link,
+                        data,
+                        orig_len,
+                    }));
+                }
+                Step::End => {
+                    self.finished = true;
+                    return Ok(None);
+                }
+                Step::Refill => {
+                    let before = self.reader.data().len();
+                    if self.reader.refill().is_err() {
+                        let offset = self.offset();
+                        let path = self.name.clone();
+                        return self.fail(CaptureError::Read { path, offset });
+                    }
+                    if self.reader.reader_exhausted() && self.reader.data().len() == before {
+                        if before == 0 {
+                            self.finished = true;
+                            return Ok(None);
+                        }
+                        let offset = self.offset();
+                        let path = self.name.clone();
+                        return self.fail(CaptureError::Truncated { path, offset });
+                    }
+                }
+                Step::Grow => {
+                    let current = self.reader.data().len().max(READ_BUFFER);
+                    let wanted = current.saturating_mul(2);
+                    if wanted > MAX_RECORD || !self.reader.grow(wanted) {
+                        let offset = self.offset();
+                        let path = self.name.clone();
+                        return self.fail(CaptureError::RecordTooLarge {
+                            path,
+                            offset,
+                            claimed: self.claimed_record_len(),
+                            limit: MAX_RECORD as u64,
+                        });
+                    }
+                    if self.reader.refill().is_err() {
+                        let offset = self.offset();
+                        let path = self.name.clone();
+                        return self.fail(CaptureError::Read { path, offset });
+                    }
+                }
+                Step::Truncated => {
+                    let offset = self.offset();
+                    let path = self.name.clone();
+                    return self.fail(CaptureError::Truncated { path, offset });
+                }
+                Step::ReadError => {
+                    let offset = self.offset();
+                    let path = self.name.clone();
+                    return self.fail(CaptureError::Read { path, offset });
+                }
+                Step::Corrupt(reason) => {
+                    let offset = self.offset();
+                    let path = self.name.clone();
+                    return self.fail(CaptureError::Corrupt {
+                        path,
+                        offset,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    fn stats(&self) -> SourceStats {
+        self.stats
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+}
+
+impl FileSource {
+    /// The length field of the record that did not fit, for the error message.
+    fn claimed_record_len(&self) -> u64 {
+        let data = self.reader.data();
+        match self.legacy {
+            // pcap record header: ts_sec, ts_frac, caplen, origlen. The byte order is the
+            // file's; the smaller reading is the plausible one to show.
+            Some(_) if data.len() >= 12 => {
+                let bytes = [data[8], data[9], data[10], data[11]];
+                u32::from_le_bytes(bytes).min(u32::from_be_bytes(bytes)) as u64
+            }
+            None if data.len() >= 8 => {
+                let bytes = [data[4], data[5], data[6], data[7]];
+                u32::from_le_bytes(bytes).min(u32::from_be_bytes(bytes)) as u64
+            }
+            _ => 0,
+        }
+    }
+}
+
+enum Step {
+    Skip(usize),
+    Orphan(usize, u32),
+    Packet(usize, Timestamp, LinkType, u32),
+    End,
+    Refill,
+    Grow,
+    Truncated,
+    ReadError,
+    Corrupt(String),
+}
+
+fn scale_to_nanos(frac: u64, units_per_sec: u64) -> i64 {
+    if units_per_sec == 1_000_000_000 {
+        frac as i64
+    } else if units_per_sec == 1_000_000 {
+        (frac * 1000) as i64
+    } else {
+        ((frac as u128 * 1_000_000_000u128) / units_per_sec as u128) as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A legacy pcap header (little-endian, µs) followed by `records`.
+    fn pcap(link: u32, nanos: bool, big_endian: bool, records: &[(u32, u32, &[u8])]) -> Vec<u8> {
+        let w32 = |v: u32| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let w16 = |v: u16| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut out = Vec::new();
+        out.extend(w32(if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 }));
+        out.extend(w16(2));
+        out.extend(w16(4));
+        out.extend(w32(0));
+        out.extend(w32(0));
+        out.extend(w32(65535));
+        out.extend(w32(link));
+        for (sec, frac, data) in records {
+            out.extend(w32(*sec));
+            out.extend(w32(*frac));
+            out.extend(w32(data.len() as u32));
+            out.extend(w32(data.len() as u32));
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    fn read_all(bytes: Vec<u8>) -> (Vec<(Timestamp, LinkType, Vec<u8>)>, Option<CaptureError>) {
+        let mut src =
+            FileSource::from_reader("test.pcap", Box::new(io::Cursor::new(bytes))).expect("opens");
+        let mut out = Vec::new();
+        loop {
+            match src.next_packet() {
+                Ok(Some(p)) => out.push((p.ts, p.link, p.data.to_vec())),
+                Ok(None) => return (out, None),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn reads_both_byte_orders_and_resolutions() {
+        for big_endian in [false, true] {
+            for nanos in [false, true] {
+                let frac = if nanos { 123_456_789 } else { 123_456 };
+                let bytes = pcap(
+                    1,
+                    nanos,
+                    big_endian,
+                    &[(1_700_000_000, frac, b"abc"), (1_700_000_001, 0, b"de")],
+                );
+                let (packets, err) = read_all(bytes);
+                assert!(err.is_none(), "{err:?}");
+                assert_eq!(packets.len(), 2);
+                assert_eq!(packets[0].1, LinkType::Ethernet);
+                assert_eq!(packets[0].2, b"abc");
+                let expect = if nanos {
+                    1_700_000_000_123_456_789
+                } else {
+                    1_700_000_000_123_456_000
+                };
+                assert_eq!(
+                    packets[0].0,
+                    Timestamp(expect),
+                    "be={big_endian} ns={nanos}"
+                );
+                assert_eq!(packets[1].2, b"de");
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_record_keeps_earlier_packets() {
+        let mut bytes = pcap(1, false, false, &[(1, 0, &[7u8; 40]), (2, 0, &[8u8; 40])]);
+        bytes.truncate(bytes.len() - 10);
+        let (packets, err) = read_all(bytes);
+        assert_eq!(packets.len(), 1);
+        let err = err.expect("truncation is reported");
+        assert!(matches!(err, CaptureError::Truncated { .. }), "{err}");
+        assert!(err.is_partial());
+        assert!(err.to_string().contains("test.pcap"));
+    }
+
+    #[test]
+    fn garbage_record_length_is_refused_without_allocating_it() {
+        let mut bytes = pcap(1, false, false, &[(1, 0, &[7u8; 40])]);
+        // A record claiming 2 GB.
+        bytes.extend(2u32.to_le_bytes());
+        bytes.extend(0u32.to_le_bytes());
+        bytes.extend(0x7fff_ffffu32.to_le_bytes());
+        bytes.extend(0x7fff_ffffu32.to_le_bytes());
+        bytes.extend([0u8; 100]);
+        let (packets, err) = read_all(bytes);
+        assert_eq!(packets.len(), 1);
+        let err = err.expect("reported");
+        assert!(
+            matches!(
+                err,
+                CaptureError::RecordTooLarge { .. } | CaptureError::Truncated { .. }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn not_a_capture_names_the_magic() {
+        let err = FileSource::from_reader(
+            "x",
+            Box::new(io::Cursor::new(b"hello world, not pcap".to_vec())),
+        )
+        .err()
+        .expect("refused");
+        assert!(matches!(err, CaptureError::NotACapture { .. }));
+        assert!(err.to_string().contains("68 65 6c 6c"), "{err}");
+        let err = FileSource::from_reader("x", Box::new(io::Cursor::new(Vec::new())))
+            .err()
+            .unwrap();
+        assert!(matches!(err, CaptureError::Empty { .. }));
+    }
+
+    #[test]
+    fn unknown_link_type_is_data() {
+        let bytes = pcap(147, false, false, &[(1, 0, b"zz")]);
+        let (packets, err) = read_all(bytes);
+        assert!(err.is_none());
+        assert_eq!(packets[0].1, LinkType::Unknown(147));
+    }
+
+    #[test]
+    fn reads_pcapng_with_two_interfaces_and_resolutions() {
+        // Section header, two IDBs (Ethernet µs; raw IP with if_tsresol = 9 → ns), one EPB each.
+        fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+            let padded = (body.len() + 3) / 4 * 4;
+            let total = 12 + padded as u32;
+            let mut b = Vec::new();
+            b.extend(kind.to_le_bytes());
+            b.extend(total.to_le_bytes());
+            b.extend_from_slice(body);
+            b.resize(8 + padded, 0);
+            b.extend(total.to_le_bytes());
+            b
+        }
+        let mut shb = Vec::new();
+        shb.extend(0x1a2b_3c4du32.to_le_bytes());
+        shb.extend(1u16.to_le_bytes());
+        shb.extend(0u16.to_le_bytes());
+        shb.extend((-1i64).to_le_bytes());
+        let mut idb_eth = Vec::new();
+        idb_eth.extend(1u16.to_le_bytes());
+        idb_eth.extend(0u16.to_le_bytes());
+        idb_eth.extend(65535u32.to_le_bytes());
+        let mut idb_raw = Vec::new();
+        idb_raw.extend(101u16.to_le_bytes());
+        idb_raw.extend(0u16.to_le_bytes());
+        idb_raw.extend(65535u32.to_le_bytes());
+        // option if_tsresol (9) = 9 → 10^-9, then opt_endofopt
+        idb_raw.extend(9u16.to_le_bytes());
+        idb_raw.extend(1u16.to_le_bytes());
+        idb_raw.extend([9u8, 0, 0, 0]);
+        idb_raw.extend([0u8; 4]);
+        let epb = |if_id: u32, ts: u64, data: &[u8]| {
+            let mut b = Vec::new();
+            b.extend(if_id.to_le_bytes());
+            b.extend(((ts >> 32) as u32).to_le_bytes());
+            b.extend((ts as u32).to_le_bytes());
+            b.extend((data.len() as u32).to_le_bytes());
+            b.extend((data.len() as u32).to_le_bytes());
+            b.extend_from_slice(data);
+            b.resize(20 + (data.len() + 3) / 4 * 4, 0);
+            b
+        };
+        let mut file = Vec::new();
+        file.extend(block(0x0A0D_0D0A, &shb));
+        file.extend(block(1, &idb_eth));
+        file.extend(block(1, &idb_raw));
+        file.extend(block(6, &epb(0, 1_700_000_000_000_001, b"first")));
+        file.extend(block(6, &epb(1, 1_700_000_000_000_000_002, b"second")));
+        let (packets, err) = read_all(file);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(packets.len(), 2);
+        assert_eq!(packets[0].1, LinkType::Ethernet);
+        assert_eq!(packets[0].0, Timestamp(1_700_000_000_000_001_000));
+        assert_eq!(packets[0].2, b"first");
+        assert_eq!(packets[1].1, LinkType::Raw);
+        assert_eq!(packets[1].0, Timestamp(1_700_000_000_000_000_002));
+        assert_eq!(packets[1].2, b"second");
+    }
+}

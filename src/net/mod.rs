@@ -1,0 +1,312 @@
+//! Stage 2, slicing: a captured frame → a typed TCP segment view.
+//!
+//! Link layers are peeled here (Ethernet with 802.1Q/QinQ, Linux cooked SLL and SLL2, BSD
+//! NULL/LOOP, raw IP); IP and TCP are sliced by `etherparse`'s *lax* slicer, which still
+//! yields the TCP header when the snap length cut the payload, so a cut segment becomes a
+//! shorter payload plus a known number of missing bytes instead of a lost packet.
+//! Nothing is copied: the segment borrows the packet.
+
+use std::net::{IpAddr, SocketAddr};
+
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+
+use crate::capture::LinkType;
+
+/// TCP control flags we act on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFlags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// One TCP segment, borrowed from its packet.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpSegment<'a> {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub seq: u32,
+    /// The acknowledgement number, when the ACK flag is set.
+    pub ack: Option<u32>,
+    pub flags: TcpFlags,
+    pub payload: &'a [u8],
+    /// Payload bytes the capture did not keep (snap length); they follow `payload`.
+    pub missing_tail: u32,
+}
+
+impl TcpSegment<'_> {
+    /// Sequence space the segment occupies: payload (captured or not) plus SYN and FIN.
+    pub fn seq_len(&self) -> u32 {
+        self.payload.len() as u32
+            + self.missing_tail
+            + u32::from(self.flags.syn)
+            + u32::from(self.flags.fin)
+    }
+}
+
+/// What a frame turned out to be.
+#[derive(Debug)]
+pub enum Sliced<'a> {
+    Tcp(TcpSegment<'a>),
+    /// Valid, but not TCP over IP (ARP, UDP, ICMP…): not ours.
+    NotTcp,
+    /// An IP fragment: MongoDB over TCP practically never fragments; counted, not reassembled.
+    Fragment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SliceError {
+    #[error("unsupported link type {0}")]
+    UnsupportedLink(LinkType),
+    #[error("frame too short for its {layer} header")]
+    Truncated { layer: &'static str },
+    #[error("malformed {layer} header")]
+    Malformed { layer: &'static str },
+}
+
+mod field {
+    use std::ops::Range;
+    /// BSD loopback: the address family, then the IP packet.
+    pub const NULL_HEADER_LEN: usize = 4;
+    /// Linux cooked v1: packet type, ARPHRD, address length, 8 address bytes, protocol.
+    pub const SLL_PROTOCOL: Range<usize> = 14..16;
+    pub const SLL_HEADER_LEN: usize = 16;
+    /// Linux cooked v2: the protocol comes first.
+    pub const SLL2_PROTOCOL: Range<usize> = 0..2;
+    pub const SLL2_HEADER_LEN: usize = 20;
+}
+
+/// Slice one captured frame of the given link type. `orig_len` is the frame's length on
+/// the wire; the difference to `data.len()` is what the snap length cut off.
+pub fn slice(link: LinkType, data: &[u8], orig_len: u32) -> Result<Sliced<'_>, SliceError> {
+    let lax = match link {
+        LinkType::Ethernet => LaxSlicedPacket::from_ethernet(data)
+            .map_err(|_| SliceError::Truncated { layer: "Ethernet" })?,
+        LinkType::Null | LinkType::Loop => {
+            // The family field's byte order depends on the capturing host; the IP version
+            // nibble that follows is unambiguous, so we use that instead.
+            let ip = data
+                .get(field::NULL_HEADER_LEN..)
+                .ok_or(SliceError::Truncated { layer: "loopback" })?;
+            from_ip(ip)?
+        }
+        LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => from_ip(data)?,
+        LinkType::LinuxSll => cooked(data, field::SLL_PROTOCOL, field::SLL_HEADER_LEN, "SLL")?,
+        LinkType::LinuxSll2 => cooked(data, field::SLL2_PROTOCOL, field::SLL2_HEADER_LEN, "SLL2")?,
+        LinkType::Unknown(_) => return Err(SliceError::UnsupportedLink(link)),
+    };
+    let (src_ip, dst_ip, fragmented) = match &lax.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let header = ip.header();
+            (
+                IpAddr::V4(header.source_addr()),
+                IpAddr::V4(header.destination_addr()),
+                ip.payload().fragmented,
+            )
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            let header = ip.header();
+            (
+                IpAddr::V6(header.source_addr()),
+                IpAddr::V6(header.destination_addr()),
+                ip.payload().fragmented,
+            )
+        }
+        Some(_) => return Ok(Sliced::NotTcp),
+        None => {
+            return match lax.stop_err {
+                Some(_) => Err(SliceError::Malformed { layer: "IP" }),
+                None => Ok(Sliced::NotTcp),
+            }
+        }
+    };
+    if fragmented {
+        return Ok(Sliced::Fragment);
+    }
+    let tcp = match lax.transport {
+        Some(TransportSlice::Tcp(tcp)) => tcp,
+        Some(_) => return Ok(Sliced::NotTcp),
+        None => {
+            let is_tcp = lax
+                .net
+                .as_ref()
+                .and_then(|n| n.ip_payload_ref())
+                .is_some_and(|p| p.ip_number == etherparse::IpNumber::TCP);
+            return if is_tcp {
+                Err(SliceError::Truncated { layer: "TCP" })
+            } else {
+                Ok(Sliced::NotTcp)
+            };
+        }
+    };
+    let missing_tail = orig_len.saturating_sub(data.len() as u32);
+    Ok(Sliced::Tcp(TcpSegment {
+        src: SocketAddr::new(src_ip, tcp.source_port()),
+        dst: SocketAddr::new(dst_ip, tcp.destination_port()),
+        seq: tcp.sequence_number(),
+        ack: tcp.ack().then(|| tcp.acknowledgment_number()),
+        flags: TcpFlags {
+            syn: tcp.syn(),
+            ack: tcp.ack(),
+            fin: tcp.fin(),
+            rst: tcp.rst(),
+        },
+        payload: tcp.payload(),
+        missing_tail,
+    }))
+}
+
+fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, SliceError> {
+    LaxSlicedPacket::from_ip(data).map_err(|_| SliceError::Malformed { layer: "IP" })
+}
+
+fn cooked<'a>(
+    data: &'a [u8],
+    protocol: std::ops::Range<usize>,
+    header_len: usize,
+    layer: &'static str,
+) -> Result<LaxSlicedPacket<'a>, SliceError> {
+    let payload = data
+        .get(header_len..)
+        .ok_or(SliceError::Truncated { layer })?;
+    let proto = u16::from_be_bytes([data[protocol.start], data[protocol.start + 1]]);
+    Ok(LaxSlicedPacket::from_ether_type(EtherType(proto), payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IPv4 + TCP (20-byte headers) carrying `payload`.
+    fn ipv4_tcp(payload: &[u8], flags: u8) -> Vec<u8> {
+        let total = 40 + payload.len();
+        let mut p = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            1,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+            10,
+            0,
+            0,
+            5,
+            10,
+            0,
+            0,
+            9,
+        ];
+        p.extend([0xc8, 0x3a, 0x69, 0x89]); // 51258 → 27017
+        p.extend(1000u32.to_be_bytes());
+        p.extend(2000u32.to_be_bytes());
+        p.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn tcp(s: Sliced<'_>) -> TcpSegment<'_> {
+        match s {
+            Sliced::Tcp(t) => t,
+            other => panic!("not tcp: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ethernet_with_qinq() {
+        let mut frame = vec![0u8; 12];
+        frame.extend([0x88, 0xa8, 0x00, 0x0a, 0x81, 0x00, 0x00, 0x14, 0x08, 0x00]);
+        frame.extend(ipv4_tcp(b"hello", 0x18));
+        let len = frame.len() as u32;
+        let seg = tcp(slice(LinkType::Ethernet, &frame, len).unwrap());
+        assert_eq!(seg.src.to_string(), "10.0.0.5:51258");
+        assert_eq!(seg.dst.to_string(), "10.0.0.9:27017");
+        assert_eq!(seg.seq, 1000);
+        assert_eq!(seg.ack, Some(2000));
+        assert_eq!(seg.payload, b"hello");
+        assert!(!seg.flags.syn && seg.flags.ack);
+    }
+
+    #[test]
+    fn cooked_v1_and_v2_and_null_and_raw() {
+        let ip = ipv4_tcp(b"xy", 0x02);
+        let mut sll = vec![0u8; 14];
+        sll.extend([0x08, 0x00]);
+        sll.extend(&ip);
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend([0u8; 18]);
+        sll2.extend(&ip);
+        let mut null = 2u32.to_le_bytes().to_vec();
+        null.extend(&ip);
+        for (link, frame) in [
+            (LinkType::LinuxSll, sll),
+            (LinkType::LinuxSll2, sll2),
+            (LinkType::Null, null),
+            (LinkType::Raw, ip.clone()),
+        ] {
+            let len = frame.len() as u32;
+            let seg = tcp(slice(link, &frame, len).unwrap());
+            assert_eq!(seg.payload, b"xy", "{link}");
+            assert!(seg.flags.syn, "{link}");
+        }
+    }
+
+    #[test]
+    fn ipv6_raw() {
+        let payload = b"abc";
+        let mut p = vec![0x60, 0, 0, 0, 0, (20 + payload.len()) as u8, 6, 64];
+        p.extend([0u8; 15]);
+        p.push(1); // ::1
+        p.extend([0u8; 15]);
+        p.push(1);
+        p.extend([0xc8, 0x3a, 0x69, 0x89]);
+        p.extend(5u32.to_be_bytes());
+        p.extend(0u32.to_be_bytes());
+        p.extend([0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend_from_slice(payload);
+        let len = p.len() as u32;
+        let seg = tcp(slice(LinkType::Ipv6, &p, len).unwrap());
+        assert_eq!(seg.src.to_string(), "[::1]:51258");
+        assert_eq!(seg.payload, b"abc");
+    }
+
+    #[test]
+    fn snaplen_cut_reports_missing_tail() {
+        let mut frame = vec![0u8; 12];
+        frame.extend([0x08, 0x00]);
+        frame.extend(ipv4_tcp(&[7u8; 100], 0x18));
+        let orig = frame.len() as u32;
+        frame.truncate(14 + 40 + 30);
+        let seg = tcp(slice(LinkType::Ethernet, &frame, orig).unwrap());
+        assert_eq!(seg.payload.len(), 30);
+        assert_eq!(seg.missing_tail, 70);
+        assert_eq!(seg.seq_len(), 100);
+    }
+
+    #[test]
+    fn errors_and_non_tcp() {
+        assert_eq!(
+            slice(LinkType::Unknown(147), b"zz", 2).unwrap_err(),
+            SliceError::UnsupportedLink(LinkType::Unknown(147))
+        );
+        assert!(slice(LinkType::Ethernet, &[0u8; 5], 5).is_err());
+        assert!(slice(LinkType::LinuxSll2, &[0u8; 5], 5).is_err());
+        // ARP
+        let mut arp = vec![0u8; 12];
+        arp.extend([0x08, 0x06]);
+        arp.extend([0u8; 28]);
+        assert!(matches!(
+            slice(LinkType::Ethernet, &arp, 42),
+            Ok(Sliced::NotTcp)
+        ));
+        // IPv4 header cut in the middle of TCP header
+        let ip = ipv4_tcp(b"", 0x10);
+        assert!(slice(LinkType::Raw, &ip[..30], 40).is_err());
+    }
+}

@@ -1,0 +1,575 @@
+//! Stage 3, reassembly: TCP segments → per connection and direction, in-order bytes, gaps,
+//! and open/close events.
+//!
+//! The [`FlowTable`] finds a segment's connection by its unordered 4-tuple, follows the
+//! SYN/FIN/RST lifecycle (a new SYN on a finished or differently-numbered flow is port
+//! reuse: a new connection), and hands bytes to a [`ConnHandler`], the next stage, which
+//! owns per-connection state of its own (`H::State`). Closed connections stay in the table
+//! for a linger period so that late retransmissions and ACKs are absorbed instead of
+//! being mistaken for new mid-stream connections; then they are released.
+
+mod seq;
+mod stream;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+pub use seq::SeqNumber;
+pub use stream::{HalfStream, StreamEvent, StreamLimits, StreamStats};
+
+use crate::capture::Timestamp;
+use crate::net::TcpSegment;
+
+/// One endpoint of a connection: `A` is the side that sent the SYN when it was captured,
+/// otherwise the source of the first captured segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    pub fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// How a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseKind {
+    Fin,
+    Rst,
+    /// A new SYN reused the 4-tuple before the old connection was seen to close.
+    Reused,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Close {
+    pub ts: Timestamp,
+    pub kind: CloseKind,
+    /// The side whose FIN or RST came first.
+    pub by: Option<Side>,
+}
+
+/// What the table knows about a connection, passed with every event.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    /// A serial number, unique within one analysis.
+    pub id: u64,
+    /// Endpoints of side A and side B.
+    pub endpoints: [SocketAddr; 2],
+    /// Set when the SYN or SYN-ACK was captured: the side that opened the connection.
+    pub initiator: Option<Side>,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub close: Option<Close>,
+}
+
+impl ConnInfo {
+    pub fn endpoint(&self, side: Side) -> SocketAddr {
+        self.endpoints[side.index()]
+    }
+}
+
+/// The next stage: receives a connection's events and keeps its own state per connection.
+pub trait ConnHandler {
+    type State;
+    fn open(&mut self, info: &ConnInfo) -> Self::State;
+    fn stream(
+        &mut self,
+        state: &mut Self::State,
+        info: &ConnInfo,
+        side: Side,
+        ts: Timestamp,
+        event: StreamEvent<'_>,
+    );
+    /// The connection closed or the capture ended; the state is handed back for good.
+    fn close(&mut self, state: Self::State, info: &ConnInfo, stats: [StreamStats; 2]);
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct TableConfig {
+    pub stream: StreamLimits,
+    /// Early (out-of-order) bytes buffered across all connections.
+    pub max_total_buffered: usize,
+    /// How long a closed connection keeps absorbing stray segments, in nanoseconds.
+    pub linger_nanos: u64,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            stream: StreamLimits {
+                max_early_bytes: 4 << 20,
+                max_early_segments: 256,
+            },
+            max_total_buffered: 256 << 20,
+            linger_nanos: 120_000_000_000,
+        }
+    }
+}
+
+/// Counters for the report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableStats {
+    pub connections: u64,
+    pub reused_ports: u64,
+    /// Segments that arrived for a connection after it closed.
+    pub after_close: u64,
+    pub peak_open: u64,
+}
+
+struct Conn<S> {
+    info: ConnInfo,
+    halves: [HalfStream; 2],
+    /// The initial sequence number each side sent in its SYN, for port-reuse detection.
+    isn: [Option<u32>; 2],
+    fin: [bool; 2],
+    /// `None` once the connection closed and its state went back to the handler.
+    state: Option<S>,
+}
+
+/// Key of a flow regardless of direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FlowKey(SocketAddr, SocketAddr);
+
+impl FlowKey {
+    fn of(a: SocketAddr, b: SocketAddr) -> FlowKey {
+        if a <= b {
+            FlowKey(a, b)
+        } else {
+            FlowKey(b, a)
+        }
+    }
+}
+
+pub struct FlowTable<S> {
+    config: TableConfig,
+    flows: HashMap<FlowKey, Conn<S>>,
+    /// Closed connections in close order, released after the linger period.
+    lingering: VecDeque<(Timestamp, FlowKey, u64)>,
+    budget: usize,
+    next_id: u64,
+    open: u64,
+    pub stats: TableStats,
+}
+
+impl<S> FlowTable<S> {
+    pub fn new(config: TableConfig) -> FlowTable<S> {
+        FlowTable {
+            budget: config.max_total_buffered,
+            config,
+            flows: HashMap::new(),
+            lingering: VecDeque::new(),
+            next_id: 0,
+            open: 0,
+            stats: TableStats::default(),
+        }
+    }
+
+    /// Connections currently tracked (open or lingering).
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Bytes currently held for out-of-order segments, across all connections.
+    pub fn buffered(&self) -> usize {
+        self.config.max_total_buffered - self.budget
+    }
+
+    /// Visit the state of every open connection (live snapshots).
+    pub fn for_each_open<F: FnMut(&ConnInfo, &S)>(&self, mut f: F) {
+        for conn in self.flows.values() {
+            if let Some(state) = &conn.state {
+                f(&conn.info, state);
+            }
+        }
+    }
+
+    pub fn segment<H: ConnHandler<State = S>>(
+        &mut self,
+        ts: Timestamp,
+        seg: &TcpSegment<'_>,
+        handler: &mut H,
+    ) {
+        self.expire(ts);
+        let key = FlowKey::of(seg.src, seg.dst);
+        let pure_syn = seg.flags.syn && !seg.flags.ack;
+
+        if let Some(conn) = self.flows.get(&key) {
+            let side = side_of(&conn.info, seg.src);
+            let reused = pure_syn
+                && (conn.state.is_none()
+                    || conn.isn[side.index()].is_some_and(|isn| isn != seg.seq));
+            if reused {
+                let mut conn = self.flows.remove(&key).expect("present");
+                if conn.state.is_some() {
+                    self.stats.reused_ports += 1;
+                    conn.info.close = Some(Close {
+                        ts,
+                        kind: CloseKind::Reused,
+                        by: None,
+                    });
+                    self.finish_conn(&mut conn, handler);
+                }
+            } else if conn.state.is_none() {
+                self.stats.after_close += 1;
+                return;
+            }
+        }
+
+        if !self.flows.contains_key(&key) {
+            let (a, b, initiator) = if seg.flags.syn && seg.flags.ack {
+                // We missed the SYN but see the SYN-ACK: its receiver opened the connection.
+                (seg.dst, seg.src, Some(Side::A))
+            } else if pure_syn {
+                (seg.src, seg.dst, Some(Side::A))
+            } else {
+                (seg.src, seg.dst, None)
+            };
+            let info = ConnInfo {
+                id: self.next_id,
+                endpoints: [a, b],
+                initiator,
+                first_seen: ts,
+                last_seen: ts,
+                close: None,
+            };
+            self.next_id += 1;
+            self.stats.connections += 1;
+            self.open += 1;
+            self.stats.peak_open = self.stats.peak_open.max(self.open);
+            let state = handler.open(&info);
+            self.flows.insert(
+                key,
+                Conn {
+                    info,
+                    halves: [HalfStream::default(), HalfStream::default()],
+                    isn: [None, None],
+                    fin: [false, false],
+                    state: Some(state),
+                },
+            );
+        }
+
+        let conn = self.flows.get_mut(&key).expect("inserted");
+        conn.info.last_seen = ts;
+        let side = side_of(&conn.info, seg.src);
+        let i = side.index();
+        let state = conn.state.as_mut().expect("open connection");
+
+        if seg.flags.syn {
+            conn.isn[i].get_or_insert(seg.seq);
+            conn.halves[i].syn(seg.seq);
+        }
+        let budget = &mut self.budget;
+        let info = conn.info;
+        // The peer's ACK may reveal bytes of our direction the capture never showed.
+        if let Some(ack) = seg.ack {
+            let other = side.other();
+            conn.halves[other.index()].acknowledged(ack, budget, |event| {
+                handler.stream(state, &info, other, ts, event)
+            });
+        }
+        let payload_seq = if seg.flags.syn {
+            seg.seq.wrapping_add(1)
+        } else {
+            seg.seq
+        };
+        conn.halves[i].segment(
+            payload_seq,
+            seg.payload,
+            seg.missing_tail,
+            self.config.stream,
+            budget,
+            |event| handler.stream(state, &info, side, ts, event),
+        );
+
+        if seg.flags.rst || seg.flags.fin {
+            if conn.info.close.is_none() {
+                conn.info.close = Some(Close {
+                    ts,
+                    kind: if seg.flags.rst {
+                        CloseKind::Rst
+                    } else {
+                        CloseKind::Fin
+                    },
+                    by: Some(side),
+                });
+            }
+            conn.fin[i] |= seg.flags.fin;
+            if seg.flags.rst {
+                if let Some(close) = conn.info.close.as_mut() {
+                    close.kind = CloseKind::Rst;
+                    close.ts = ts;
+                }
+            }
+            let done = seg.flags.rst || (conn.fin[0] && conn.fin[1]);
+            if done {
+                let mut conn = self.flows.remove(&key).expect("present");
+                if let Some(close) = conn.info.close.as_mut() {
+                    close.ts = ts;
+                }
+                let id = conn.info.id;
+                self.finish_conn(&mut conn, handler);
+                self.lingering.push_back((ts, key, id));
+                self.flows.insert(key, conn);
+            }
+        }
+    }
+
+    /// End of input: every connection still open is handed back as open.
+    pub fn finish<H: ConnHandler<State = S>>(&mut self, handler: &mut H) {
+        let mut keys: Vec<(u64, FlowKey)> = self
+            .flows
+            .iter()
+            .filter(|(_, c)| c.state.is_some())
+            .map(|(k, c)| (c.info.id, *k))
+            .collect();
+        keys.sort_unstable_by_key(|(id, _)| *id);
+        for (_, key) in keys {
+            let mut conn = self.flows.remove(&key).expect("present");
+            // A FIN from one side only: the connection was closing but is not closed.
+            if conn.info.close.is_some_and(|c| c.kind == CloseKind::Fin) {
+                conn.info.close = None;
+            }
+            self.finish_conn(&mut conn, handler);
+        }
+        self.flows.clear();
+        self.lingering.clear();
+    }
+
+    fn finish_conn<H: ConnHandler<State = S>>(&mut self, conn: &mut Conn<S>, handler: &mut H) {
+        let Some(mut state) = conn.state.take() else {
+            return;
+        };
+        let info = conn.info;
+        let ts = info.last_seen;
+        for side in [Side::A, Side::B] {
+            let budget = &mut self.budget;
+            conn.halves[side.index()].flush(budget, |event| {
+                handler.stream(&mut state, &info, side, ts, event)
+            });
+            conn.halves[side.index()].release(&mut self.budget);
+        }
+        self.open -= 1;
+        handler.close(state, &info, [conn.halves[0].stats, conn.halves[1].stats]);
+    }
+
+    fn expire(&mut self, now: Timestamp) {
+        while let Some(&(closed, key, id)) = self.lingering.front() {
+            if now.nanos_since(closed) < self.config.linger_nanos {
+                break;
+            }
+            self.lingering.pop_front();
+            // The key may have been reused by a newer connection since.
+            if self
+                .flows
+                .get(&key)
+                .is_some_and(|c| c.info.id == id && c.state.is_none())
+            {
+                self.flows.remove(&key);
+            }
+        }
+    }
+}
+
+fn side_of(info: &ConnInfo, src: SocketAddr) -> Side {
+    if info.endpoints[0] == src {
+        Side::A
+    } else {
+        Side::B
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::TcpFlags;
+
+    #[derive(Default)]
+    struct Recorder {
+        closed: Vec<(ConnInfo, Vec<u8>, Vec<u8>, u64)>,
+    }
+
+    #[derive(Default)]
+    struct Bytes {
+        a: Vec<u8>,
+        b: Vec<u8>,
+        gaps: u64,
+    }
+
+    impl ConnHandler for Recorder {
+        type State = Bytes;
+        fn open(&mut self, _: &ConnInfo) -> Bytes {
+            Bytes::default()
+        }
+        fn stream(
+            &mut self,
+            st: &mut Bytes,
+            _: &ConnInfo,
+            side: Side,
+            _: Timestamp,
+            ev: StreamEvent<'_>,
+        ) {
+            match ev {
+                StreamEvent::Data(d) => match side {
+                    Side::A => st.a.extend_from_slice(d),
+                    Side::B => st.b.extend_from_slice(d),
+                },
+                StreamEvent::Gap(n) => st.gaps += n,
+                StreamEvent::MidStreamStart => {}
+            }
+        }
+        fn close(&mut self, st: Bytes, info: &ConnInfo, _: [StreamStats; 2]) {
+            self.closed.push((*info, st.a, st.b, st.gaps));
+        }
+    }
+
+    fn seg<'a>(
+        src: &str,
+        dst: &str,
+        seq: u32,
+        ack: Option<u32>,
+        flags: &str,
+        payload: &'a [u8],
+    ) -> TcpSegment<'a> {
+        TcpSegment {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            seq,
+            ack,
+            flags: TcpFlags {
+                syn: flags.contains('S'),
+                ack: ack.is_some(),
+                fin: flags.contains('F'),
+                rst: flags.contains('R'),
+            },
+            payload,
+            missing_tail: 0,
+        }
+    }
+
+    const C: &str = "10.0.0.5:50000";
+    const S: &str = "10.0.0.9:27017";
+
+    fn handshake(t: &mut FlowTable<Bytes>, r: &mut Recorder, isn: u32, ts: i64) {
+        t.segment(Timestamp(ts), &seg(C, S, isn, None, "S", b""), r);
+        t.segment(
+            Timestamp(ts + 1),
+            &seg(S, C, 7000, Some(isn + 1), "S", b""),
+            r,
+        );
+        t.segment(
+            Timestamp(ts + 2),
+            &seg(C, S, isn + 1, Some(7001), "", b""),
+            r,
+        );
+    }
+
+    #[test]
+    fn lifecycle_and_port_reuse() {
+        let mut t = FlowTable::new(TableConfig::default());
+        let mut r = Recorder::default();
+        handshake(&mut t, &mut r, 100, 0);
+        t.segment(
+            Timestamp(10),
+            &seg(C, S, 101, Some(7001), "", b"ping"),
+            &mut r,
+        );
+        t.segment(
+            Timestamp(11),
+            &seg(S, C, 7001, Some(105), "", b"pong"),
+            &mut r,
+        );
+        t.segment(Timestamp(12), &seg(C, S, 105, Some(7005), "F", b""), &mut r);
+        t.segment(Timestamp(13), &seg(S, C, 7005, Some(106), "F", b""), &mut r);
+        // A late retransmission after the close is absorbed.
+        t.segment(
+            Timestamp(14),
+            &seg(C, S, 101, Some(7001), "", b"ping"),
+            &mut r,
+        );
+        assert_eq!(r.closed.len(), 1);
+        assert_eq!(t.stats.after_close, 1);
+        // Port reuse: a new SYN with a new ISN is a new connection.
+        handshake(&mut t, &mut r, 90_000, 20);
+        t.segment(
+            Timestamp(30),
+            &seg(C, S, 90_001, Some(7001), "", b"again"),
+            &mut r,
+        );
+        t.finish(&mut r);
+        assert_eq!(r.closed.len(), 2);
+        let (info, a, b, _) = &r.closed[0];
+        assert_eq!(info.initiator, Some(Side::A));
+        assert_eq!(info.endpoint(Side::A).to_string(), C);
+        assert_eq!(a, b"ping");
+        assert_eq!(b, b"pong");
+        let close = info.close.unwrap();
+        assert_eq!((close.kind, close.by), (CloseKind::Fin, Some(Side::A)));
+        assert_eq!(r.closed[1].1, b"again");
+        assert!(r.closed[1].0.close.is_none());
+        assert_ne!(r.closed[0].0.id, r.closed[1].0.id);
+    }
+
+    #[test]
+    fn rst_closes_and_mid_stream_has_no_initiator() {
+        let mut t = FlowTable::new(TableConfig::default());
+        let mut r = Recorder::default();
+        t.segment(Timestamp(1), &seg(S, C, 5, Some(9), "", b"reply"), &mut r);
+        t.segment(Timestamp(2), &seg(C, S, 9, Some(10), "R", b""), &mut r);
+        assert_eq!(r.closed.len(), 1);
+        let (info, a, _, _) = &r.closed[0];
+        assert_eq!(info.initiator, None);
+        assert_eq!(info.endpoint(Side::A).to_string(), S);
+        assert_eq!(a, b"reply");
+        assert_eq!(info.close.unwrap().kind, CloseKind::Rst);
+        assert_eq!(info.close.unwrap().by, Some(Side::B));
+    }
+
+    #[test]
+    fn syn_ack_only_identifies_initiator() {
+        let mut t = FlowTable::new(TableConfig::default());
+        let mut r = Recorder::default();
+        t.segment(Timestamp(1), &seg(S, C, 7000, Some(101), "S", b""), &mut r);
+        t.segment(Timestamp(2), &seg(C, S, 101, Some(7001), "", b"hi"), &mut r);
+        t.finish(&mut r);
+        let (info, a, _, _) = &r.closed[0];
+        assert_eq!(info.endpoint(Side::A).to_string(), C);
+        assert_eq!(info.initiator, Some(Side::A));
+        assert_eq!(a, b"hi");
+    }
+
+    #[test]
+    fn lingering_connections_are_released() {
+        let config = TableConfig {
+            linger_nanos: 100,
+            ..TableConfig::default()
+        };
+        let mut t = FlowTable::new(config);
+        let mut r = Recorder::default();
+        handshake(&mut t, &mut r, 1, 0);
+        t.segment(Timestamp(5), &seg(C, S, 2, Some(7001), "R", b""), &mut r);
+        assert_eq!(t.len(), 1);
+        t.segment(
+            Timestamp(500),
+            &seg("10.0.0.6:1", S, 1, None, "S", b""),
+            &mut r,
+        );
+        assert_eq!(t.len(), 1, "the closed flow was released");
+    }
+}
