@@ -1,5 +1,37 @@
-//! conn-attrib: attribute every MongoDB client connection in a packet capture to its driver role.
+//! conn-attrib: attribute every MongoDB client connection in a packet capture to its
+//! driver role (streaming monitor, RTT monitor, polling monitor, pool, single-threaded,
+//! internal), group connections into clients, and check the drivers' connection formulas.
+//!
+//! The library is the pipeline, one module per stage, data flowing one way:
+//! [`capture`] → [`net`] → [`tcp`] → [`wire`] → [`observe`] → [`classify`] →
+//! [`attribute`] → [`report`]. The [`analyzer::Analyzer`] drives stages 2–5 for any packet
+//! source; [`classify`], [`attribute`] and [`report`] are pure functions over plain data.
+
+pub mod analyzer;
+pub mod attribute;
 pub mod capture;
+pub mod classify;
 pub mod net;
+pub mod observe;
+pub mod report;
 pub mod tcp;
+pub mod warnings;
 pub mod wire;
+
+pub use analyzer::{analyze, Analysis, Analyzer, AnalyzerConfig};
+
+/// Stages 6–8 over an analysis: classify, attribute, and assemble the report.
+pub fn conclude(analysis: analyzer::Analysis, opts: attribute::Options, meta: report::Meta) -> report::Report {
+    let verdicts = classify::classify(&analysis.connections);
+    let attribution = attribute::attribute(analysis.connections.clone(), verdicts, opts);
+    report::Report::new(analysis, attribution, meta)
+}
+
+/// Read a capture file ("-" for stdin) and run the whole pipeline.
+pub fn analyze_path(
+    path: &str,
+    config: AnalyzerConfig,
+) -> Result<analyzer::Analysis, capture::CaptureError> {
+    let mut source = capture::FileSource::open(path)?;
+    Ok(analyze(&mut source, config))
+}

@@ -1,0 +1,177 @@
+//! The [`Analyzer`] owns stages 2–5 (slicing, reassembly, framing, observation) and is fed
+//! packets by any [`PacketSource`]: offline and live mode differ only in the source.
+
+use serde::Serialize;
+
+use crate::capture::{CaptureError, LinkType, Packet, PacketSource};
+use crate::net::{self, SliceError, Sliced};
+use crate::observe::{ConnState, NodeStats, Observations, Observer, ObserverConfig};
+use crate::tcp::{FlowTable, TableConfig, TableStats};
+use crate::warnings::{Warning, Warnings};
+
+#[derive(Clone, Debug, Default)]
+pub struct AnalyzerConfig {
+    pub observer: ObserverConfig,
+    pub table: TableConfig,
+}
+
+/// What was read, for the report's `input` section.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct InputSummary {
+    pub path: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub first_ts: Option<f64>,
+    pub last_ts: Option<f64>,
+    pub tcp_segments: u64,
+    pub non_tcp_packets: u64,
+    pub ip_fragments: u64,
+    pub undecodable_packets: u64,
+    /// TCP flows that carried no MongoDB message and used no MongoDB port.
+    pub foreign_flows: u64,
+    pub tcp_connections: u64,
+    pub peak_open_connections: u64,
+    pub reused_ports: u64,
+    /// Packets libpcap dropped (live capture only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
+    /// Whether the whole input was read (false after a truncated or damaged file).
+    pub complete: bool,
+}
+
+/// The result of stages 1–5: plain data for classification, attribution and reports.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    pub input: InputSummary,
+    pub warnings: Vec<Warning>,
+    pub connections: Vec<Observations>,
+    pub nodes: NodeStats,
+    pub table: TableStats,
+}
+
+pub struct Analyzer {
+    table: FlowTable<Box<ConnState>>,
+    observer: Observer,
+    input: InputSummary,
+    warnings: Warnings,
+    unsupported_links: Vec<LinkType>,
+}
+
+impl Analyzer {
+    pub fn new(config: AnalyzerConfig) -> Analyzer {
+        Analyzer {
+            table: FlowTable::new(config.table),
+            observer: Observer::new(config.observer),
+            input: InputSummary {
+                complete: true,
+                ..InputSummary::default()
+            },
+            warnings: Warnings::default(),
+            unsupported_links: Vec::new(),
+        }
+    }
+
+    /// Feed one packet through slicing, reassembly and observation.
+    pub fn packet(&mut self, packet: &Packet<'_>) {
+        let input = &mut self.input;
+        input.packets += 1;
+        let secs = packet.ts.as_secs_f64();
+        if input.first_ts.is_none() {
+            input.first_ts = Some(secs);
+        }
+        input.last_ts = Some(secs);
+        match net::slice(packet.link, packet.data, packet.orig_len) {
+            Ok(Sliced::Tcp(segment)) => {
+                input.tcp_segments += 1;
+                self.table.segment(packet.ts, &segment, &mut self.observer);
+            }
+            Ok(Sliced::NotTcp) => input.non_tcp_packets += 1,
+            Ok(Sliced::Fragment) => input.ip_fragments += 1,
+            Err(SliceError::UnsupportedLink(link)) => {
+                input.undecodable_packets += 1;
+                if !self.unsupported_links.contains(&link) {
+                    self.unsupported_links.push(link);
+                    self.warnings.push(
+                        "unsupported-link-type",
+                        format!("packets with {link} cannot be decoded and were skipped"),
+                    );
+                }
+            }
+            Err(err) => {
+                input.undecodable_packets += 1;
+                self.warnings.push(
+                    "undecodable-packet",
+                    format!("packet {} ({} bytes): {err}", input.packets, packet.data.len()),
+                );
+            }
+        }
+    }
+
+    /// The source stopped with an error: what came before is still analysed.
+    pub fn source_failed(&mut self, err: &CaptureError) {
+        self.input.complete = false;
+        let kind = match err {
+            CaptureError::Truncated { .. } => "truncated-file",
+            CaptureError::RecordTooLarge { .. } => "bad-record-length",
+            _ => "capture-error",
+        };
+        self.warnings.push(kind, err.to_string());
+    }
+
+    pub fn source_notes(&mut self, notes: Vec<String>) {
+        for note in notes {
+            self.warnings.push("capture-note", note);
+        }
+    }
+
+    /// Connections so far, closed and open, without disturbing the analysis.
+    pub fn snapshot(&self) -> Vec<Observations> {
+        let mut all = self.observer.finished.clone();
+        self.table
+            .for_each_open(|info, state| all.push(self.observer.peek(state, info)));
+        all.sort_by_key(|o| o.id);
+        all
+    }
+
+    pub fn finish(mut self) -> Analysis {
+        self.table.finish(&mut self.observer);
+        let mut warnings = self.warnings;
+        warnings.merge(std::mem::take(&mut self.observer.warnings));
+        let mut input = self.input;
+        input.foreign_flows = self.observer.foreign_flows;
+        input.tcp_connections = self.table.stats.connections;
+        input.peak_open_connections = self.table.stats.peak_open;
+        input.reused_ports = self.table.stats.reused_ports;
+        let mut connections = self.observer.finished;
+        connections.sort_by_key(|o| o.id);
+        Analysis {
+            input,
+            warnings: warnings.into_list(),
+            connections,
+            nodes: self.observer.nodes,
+            table: self.table.stats,
+        }
+    }
+}
+
+/// Run stages 1–5 over a whole source.
+pub fn analyze(source: &mut dyn PacketSource, config: AnalyzerConfig) -> Analysis {
+    let mut analyzer = Analyzer::new(config);
+    loop {
+        match source.next_packet() {
+            Ok(Some(packet)) => analyzer.packet(&packet),
+            Ok(None) => break,
+            Err(err) => {
+                analyzer.source_failed(&err);
+                break;
+            }
+        }
+    }
+    analyzer.source_notes(source.take_notes());
+    let stats = source.stats();
+    let mut analysis = analyzer.finish();
+    analysis.input.path = source.name().to_string();
+    analysis.input.bytes = stats.bytes;
+    analysis.input.dropped = stats.dropped;
+    analysis
+}

@@ -1,0 +1,530 @@
+//! Stage 7, attribution: classified connections → clients (host, appName, driver),
+//! MongoClient instances, the drivers' connection formula, and a verdict that explains
+//! every deviation.
+//!
+//! Formulas (per MongoClient instance, per node): single-threaded 1; polling
+//! minPoolSize + 1 (monitor); streaming minPoolSize + 2 (monitor + RTT); load-balanced
+//! minPoolSize (no monitors). MongoClient instances are counted as the monitor sets a
+//! client keeps open at once to one node: every instance monitors every node once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Serialize;
+
+use crate::classify::{Class, ClientKey, Verdict};
+use crate::observe::Observations;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// minPoolSize from the user (`--min-pool-size` or `--uri`), instead of the estimate.
+    pub min_pool_size: Option<u32>,
+    /// Project each client to this many application instances.
+    pub instances: Option<u32>,
+    /// The connection limit to compare projections against.
+    pub max_connections: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Streaming,
+    Polling,
+    SingleThreaded,
+    LoadBalanced,
+    Unknown,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Streaming => "streaming",
+            Mode::Polling => "polling",
+            Mode::SingleThreaded => "single-threaded",
+            Mode::LoadBalanced => "load-balanced",
+            Mode::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Driver {
+    pub name: String,
+    pub version: String,
+}
+
+/// Connections per class, as in the contract.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    #[serde(rename = "streaming-monitor")]
+    pub streaming_monitor: u64,
+    #[serde(rename = "rtt-monitor")]
+    pub rtt_monitor: u64,
+    #[serde(rename = "polling-monitor")]
+    pub polling_monitor: u64,
+    pub pool: u64,
+    #[serde(rename = "single-threaded")]
+    pub single_threaded: u64,
+    pub internal: u64,
+    pub unknown: u64,
+    pub total: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, class: Class) {
+        *self.slot(class) += 1;
+        self.total += 1;
+    }
+    fn slot(&mut self, class: Class) -> &mut u64 {
+        match class {
+            Class::StreamingMonitor => &mut self.streaming_monitor,
+            Class::RttMonitor => &mut self.rtt_monitor,
+            Class::PollingMonitor => &mut self.polling_monitor,
+            Class::Pool => &mut self.pool,
+            Class::SingleThreaded => &mut self.single_threaded,
+            Class::Internal => &mut self.internal,
+            Class::Unknown => &mut self.unknown,
+        }
+    }
+    pub fn get(&self, class: Class) -> u64 {
+        match class {
+            Class::StreamingMonitor => self.streaming_monitor,
+            Class::RttMonitor => self.rtt_monitor,
+            Class::PollingMonitor => self.polling_monitor,
+            Class::Pool => self.pool,
+            Class::SingleThreaded => self.single_threaded,
+            Class::Internal => self.internal,
+            Class::Unknown => self.unknown,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Expected {
+    pub formula: String,
+    pub min_pool_size: Option<u32>,
+    pub total: u64,
+    /// "given" (from the user) or "estimated" (from the capture).
+    pub min_pool_size_source: &'static str,
+    pub per_node: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Projection {
+    pub instances: u32,
+    pub connections_per_instance: u64,
+    pub total: u64,
+    pub per_node: u64,
+    pub max_connections: Option<u64>,
+    pub over_limit: Option<bool>,
+    pub summary: String,
+}
+
+/// One client: a (host, appName, driver) group.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Client {
+    pub id: String,
+    pub host: String,
+    pub app_name: Option<String>,
+    pub driver: Option<Driver>,
+    pub mode: Mode,
+    pub mongo_clients: u32,
+    pub nodes: Vec<String>,
+    pub counts: Counts,
+    pub expected: Option<Expected>,
+    pub verdict: String,
+    /// Each deviation from the formula, one sentence each.
+    pub deviations: Vec<String>,
+    /// Advice that follows from the deviations.
+    pub advice: Vec<String>,
+    pub platform: Option<String>,
+    pub env: Option<String>,
+    /// Nodes the servers announced (hello `hosts`) that this client never connected to.
+    pub nodes_not_reached: Vec<String>,
+    pub opened_before_capture: u64,
+    pub peak_pool_per_node: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projection: Option<Projection>,
+}
+
+/// A connection with its class and client.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attributed {
+    pub obs: Observations,
+    pub verdict: Verdict,
+    pub client_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attribution {
+    pub connections: Vec<Attributed>,
+    pub clients: Vec<Client>,
+}
+
+/// Group, count, check. `verdicts` is index-aligned with `conns`.
+pub fn attribute(conns: Vec<Observations>, verdicts: Vec<Verdict>, opts: Options) -> Attribution {
+    // Connections without handshake metadata join their host's only client when there is
+    // exactly one; otherwise they stay a client of their own ("host||").
+    let keys: Vec<ClientKey> = conns.iter().map(ClientKey::of).collect();
+    let mut named_per_host: HashMap<IpAddr, BTreeSet<ClientKey>> = HashMap::new();
+    for k in keys.iter().filter(|k| k.has_metadata()) {
+        named_per_host.entry(k.host).or_default().insert(k.clone());
+    }
+    let keys: Vec<ClientKey> = keys
+        .into_iter()
+        .map(|k| {
+            if k.has_metadata() {
+                return k;
+            }
+            match named_per_host.get(&k.host) {
+                Some(set) if set.len() == 1 => set.iter().next().expect("one").clone(),
+                _ => k,
+            }
+        })
+        .collect();
+
+    let mut groups: BTreeMap<ClientKey, Vec<usize>> = BTreeMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        groups.entry(k.clone()).or_default().push(i);
+    }
+    let clients: Vec<Client> = groups
+        .iter()
+        .map(|(key, members)| client_of(key, members, &conns, &verdicts, opts))
+        .collect();
+    let connections = conns
+        .into_iter()
+        .zip(verdicts)
+        .zip(keys)
+        .map(|((obs, verdict), key)| Attributed {
+            obs,
+            verdict,
+            client_id: key.id(),
+        })
+        .collect();
+    Attribution {
+        connections,
+        clients,
+    }
+}
+
+/// Peak number of intervals open at once.
+fn peak_overlap(intervals: impl Iterator<Item = (f64, Option<f64>)>) -> u64 {
+    let mut events: Vec<(f64, i32)> = Vec::new();
+    for (open, close) in intervals {
+        events.push((open, 1));
+        events.push((close.unwrap_or(f64::INFINITY), -1));
+    }
+    // Closes sort before opens at the same instant: a replacement is not an overlap.
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut open, mut peak) = (0i64, 0i64);
+    for (_, d) in events {
+        open += d as i64;
+        peak = peak.max(open);
+    }
+    peak.max(0) as u64
+}
+
+fn client_of(
+    key: &ClientKey,
+    members: &[usize],
+    conns: &[Observations],
+    verdicts: &[Verdict],
+    opts: Options,
+) -> Client {
+    let mut counts = Counts::default();
+    let mut nodes: BTreeSet<SocketAddr> = BTreeSet::new();
+    let mut announced: BTreeSet<String> = BTreeSet::new();
+    let mut load_balanced = false;
+    let mut platform = None;
+    let mut env = None;
+    let mut opened_before_capture = 0;
+    let mut max_wire: Option<i32> = None;
+    for &i in members {
+        let (o, v) = (&conns[i], &verdicts[i]);
+        counts.add(v.class);
+        nodes.insert(o.server);
+        if !o.syn_seen {
+            opened_before_capture += 1;
+        }
+        if let Some(h) = &o.handshake {
+            load_balanced |= h.load_balanced;
+            platform = platform.or_else(|| h.platform.clone());
+            env = env.or_else(|| h.env_name.clone());
+        }
+        if let Some(s) = &o.server_info {
+            announced.extend(s.hosts.iter().cloned());
+            announced.extend(s.passives.iter().cloned());
+            if s.max_wire_version.is_some() {
+                max_wire = max_wire.max(s.max_wire_version);
+            }
+        }
+    }
+    let per_node_peak = |class: Class| -> BTreeMap<SocketAddr, u64> {
+        nodes
+            .iter()
+            .map(|node| {
+                let peak = peak_overlap(
+                    members
+                        .iter()
+                        .filter(|&&i| verdicts[i].class == class && conns[i].server == *node)
+                        .map(|&i| (conns[i].first_seen, conns[i].closed)),
+                );
+                (*node, peak)
+            })
+            .collect()
+    };
+    let mode = if load_balanced {
+        Mode::LoadBalanced
+    } else if counts.streaming_monitor > 0 {
+        Mode::Streaming
+    } else if counts.polling_monitor > 0 {
+        Mode::Polling
+    } else if counts.single_threaded > 0 {
+        Mode::SingleThreaded
+    } else {
+        Mode::Unknown
+    };
+    let instance_class = match mode {
+        Mode::Streaming => Some(Class::StreamingMonitor),
+        Mode::Polling => Some(Class::PollingMonitor),
+        Mode::SingleThreaded => Some(Class::SingleThreaded),
+        _ => None,
+    };
+    let mongo_clients = instance_class
+        .map(|c| per_node_peak(c).values().copied().max().unwrap_or(0))
+        .unwrap_or(0)
+        .max(1) as u32;
+    // Nodes the client monitors (or, for single-threaded and LB, talks to).
+    let monitored: BTreeSet<SocketAddr> = match instance_class {
+        Some(c) => members
+            .iter()
+            .filter(|&&i| verdicts[i].class == c)
+            .map(|&i| conns[i].server)
+            .collect(),
+        None => nodes.clone(),
+    };
+    let node_count = monitored.len().max(1) as u64;
+    let pool_peaks = per_node_peak(Class::Pool);
+    let peak_pool_per_node: BTreeMap<String, u64> = pool_peaks
+        .iter()
+        .map(|(n, p)| (n.to_string(), *p))
+        .collect();
+
+    // minPoolSize: given, or the smallest per-instance pool any monitored node keeps:
+    // every node's pool is filled to minPoolSize, while load grows only the busy ones.
+    let estimate = monitored
+        .iter()
+        .map(|n| pool_peaks.get(n).copied().unwrap_or(0) / mongo_clients as u64)
+        .min()
+        .unwrap_or(0) as u32;
+    let (min_pool, source) = match opts.min_pool_size {
+        Some(m) => (m, "given"),
+        None => (estimate, "estimated"),
+    };
+
+    let mut deviations = Vec::new();
+    let mut advice = Vec::new();
+    let expected = match mode {
+        Mode::Streaming | Mode::Polling | Mode::SingleThreaded | Mode::LoadBalanced => {
+            let (per_node, formula_name) = match mode {
+                Mode::Streaming => (min_pool as u64 + 2, "(minPoolSize + 2) x nodes"),
+                Mode::Polling => (min_pool as u64 + 1, "(minPoolSize + 1) x nodes"),
+                Mode::SingleThreaded => (1, "1 x nodes"),
+                _ => (min_pool as u64, "minPoolSize x load balancers"),
+            };
+            let total = per_node * node_count * mongo_clients as u64;
+            let formula = if mongo_clients > 1 {
+                format!("{formula_name} x MongoClients")
+            } else {
+                formula_name.to_string()
+            };
+            Some(Expected {
+                formula,
+                min_pool_size: (mode != Mode::SingleThreaded).then_some(min_pool),
+                total,
+                min_pool_size_source: source,
+                per_node,
+            })
+        }
+        Mode::Unknown => None,
+    };
+    let arithmetic = expected.as_ref().map(|e| {
+        let nodes_word = if node_count == 1 { "node" } else { "nodes" };
+        let instances = if mongo_clients > 1 {
+            format!(" x {mongo_clients} MongoClients")
+        } else {
+            String::new()
+        };
+        match mode {
+            Mode::Streaming => format!("({min_pool} + 2) x {node_count} {nodes_word}{instances} = {}", e.total),
+            Mode::Polling => format!("({min_pool} + 1) x {node_count} {nodes_word}{instances} = {}", e.total),
+            Mode::SingleThreaded => format!("1 x {node_count} {nodes_word}{instances} = {}", e.total),
+            _ => format!("{min_pool} x {node_count} load balancer{}{instances} = {}", if node_count == 1 { "" } else { "s" }, e.total),
+        }
+    });
+
+    let reached: BTreeSet<String> = nodes.iter().map(|n| n.to_string()).collect();
+    let not_reached: Vec<String> = announced
+        .iter()
+        .filter(|h| !reached.iter().any(|r| same_host(r, h)))
+        .cloned()
+        .collect();
+    if expected.is_some() {
+        // Explain each difference between what is open and what the formula says.
+        if mongo_clients > 1 {
+            deviations.push(format!(
+                "{mongo_clients} monitor sets per node: this process runs {mongo_clients} MongoClient instances"
+            ));
+            advice.push("create one MongoClient per process, outside the request handler, and reuse it".into());
+        }
+        if mode == Mode::Polling {
+            let why = if env.is_some() {
+                format!("FaaS environment {}: drivers poll there", env.as_deref().unwrap_or(""))
+            } else if max_wire.is_some_and(|w| w < 9) {
+                "the server is older than 4.4 and has no streaming protocol".into()
+            } else {
+                "the server supports streaming, so serverMonitoringMode=poll or a polling-only driver".into()
+            };
+            deviations.push(format!("no RTT connections: the client polls ({why})"));
+        }
+        for (node, peak) in &pool_peaks {
+            let allowed = min_pool as u64 * mongo_clients as u64;
+            if matches!(mode, Mode::Streaming | Mode::Polling | Mode::LoadBalanced) && *peak > allowed {
+                deviations.push(format!(
+                    "pool grew past minPoolSize under concurrency: {peak} pool connections open at once to {node} (minPoolSize {min_pool}{})",
+                    if mongo_clients > 1 { format!(" x {mongo_clients}") } else { String::new() }
+                ));
+            }
+        }
+        let pool_total = counts.pool;
+        let pool_peak_sum: u64 = pool_peaks.values().sum();
+        if pool_total > pool_peak_sum {
+            let closed = members
+                .iter()
+                .filter(|&&i| verdicts[i].class == Class::Pool && conns[i].closed.is_some())
+                .count();
+            deviations.push(format!(
+                "pool churn: {pool_total} pool connections over the capture but at most {pool_peak_sum} open at once; {closed} closed (maxIdleTimeMS, errors or pool clears)"
+            ));
+        }
+        if counts.unknown > 0 {
+            deviations.push(format!("{} connection{} could not be classified (see evidence)", counts.unknown, if counts.unknown == 1 { "" } else { "s" }));
+        }
+        if matches!(mode, Mode::Streaming | Mode::Polling) {
+            for node in &nodes {
+                let monitors = members
+                    .iter()
+                    .filter(|&&i| conns[i].server == *node && verdicts[i].class.is_monitor())
+                    .count();
+                if monitors == 0 {
+                    deviations.push(format!("no monitoring connection to {node} in the capture"));
+                }
+            }
+        }
+        if !not_reached.is_empty() && mode != Mode::LoadBalanced {
+            deviations.push(format!(
+                "the replica set announces {} node{} this client has no connection to in the capture: {}",
+                not_reached.len(),
+                if not_reached.len() == 1 { "" } else { "s" },
+                not_reached.join(", ")
+            ));
+        }
+        if opened_before_capture > 0 {
+            deviations.push(format!(
+                "{opened_before_capture} connection{} opened before the capture began (no handshake seen)",
+                if opened_before_capture == 1 { "" } else { "s" }
+            ));
+        }
+        if source == "estimated" && monitored.len() == 1 && matches!(mode, Mode::Streaming | Mode::Polling) {
+            deviations.push("minPoolSize estimated from a single node, where pool growth and minPoolSize look alike: pass --min-pool-size or --uri for a firm check".into());
+        }
+        let _ = e;
+    }
+    let verdict = match (&expected, &arithmetic) {
+        (Some(e), Some(arith)) => {
+            let total = counts.total;
+            let head = if total == e.total {
+                format!("matches: {arith}")
+            } else if total > e.total {
+                format!("exceeds: {total} connections vs {arith}")
+            } else {
+                format!("below: {total} connections vs {arith}")
+            };
+            let explained: Vec<&String> = deviations
+                .iter()
+                .filter(|d| total != e.total || d.contains("MongoClient"))
+                .collect();
+            if explained.is_empty() {
+                head
+            } else {
+                format!(
+                    "{head}; {}",
+                    explained.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")
+                )
+            }
+        }
+        _ => format!(
+            "unknown mode: no monitoring connection and no single-threaded or load-balanced evidence among {} connection{}",
+            counts.total,
+            if counts.total == 1 { "" } else { "s" }
+        ),
+    };
+
+    let projection = opts.instances.map(|n| {
+        let per = counts.total;
+        let total = per * n as u64;
+        let per_node = total / (nodes.len().max(1) as u64);
+        let over = opts.max_connections.map(|m| total > m);
+        let summary = match opts.max_connections {
+            Some(m) => format!(
+                "{per} connections x {n} instances = {total} ({per_node} per node), {} the {m}-connection limit",
+                if total > m { "over" } else { "within" }
+            ),
+            None => format!("{per} connections x {n} instances = {total} ({per_node} per node)"),
+        };
+        Projection {
+            instances: n,
+            connections_per_instance: per,
+            total,
+            per_node,
+            max_connections: opts.max_connections,
+            over_limit: over,
+            summary,
+        }
+    });
+
+    let driver = key.driver_name.as_ref().map(|n| Driver {
+        name: n.clone(),
+        version: key.driver_version.clone().unwrap_or_default(),
+    });
+    Client {
+        id: key.id(),
+        host: key.host.to_string(),
+        app_name: key.app_name.clone(),
+        driver,
+        mode,
+        mongo_clients,
+        nodes: nodes.iter().map(|n| n.to_string()).collect(),
+        counts,
+        expected,
+        verdict,
+        deviations,
+        advice,
+        platform,
+        env,
+        nodes_not_reached: not_reached,
+        opened_before_capture,
+        peak_pool_per_node,
+        projection,
+    }
+}
+
+/// `a` and `b` name the same endpoint ("localhost:27017" vs "127.0.0.1:27017" cannot be
+/// resolved offline, so only exact host:port or default-port equivalence counts).
+fn same_host(a: &str, b: &str) -> bool {
+    let norm = |s: &str| if s.contains(':') { s.to_string() } else { format!("{s}:27017") };
+    norm(a) == norm(b)
+}
+
+#[cfg(test)]
+mod tests;

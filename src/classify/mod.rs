@@ -1,0 +1,579 @@
+//! Stage 6, classification: [`Observations`] → a connection class and one sentence of
+//! evidence.
+//!
+//! Rules follow the drivers' specifications (mongodb/specifications):
+//! - server-monitoring / SDAM: a streaming monitor sends *awaitable* hellos (carrying
+//!   `topologyVersion` + `maxAwaitTimeMS`), usually with `exhaustAllowed` so the server
+//!   streams replies flagged `moreToCome`; in streaming mode a second, RTT connection sends a
+//!   plain hello every heartbeat; a polling monitor sends a plain hello every heartbeat.
+//!   Monitoring connections never authenticate and never run operations.
+//! - CMAP: pool connections do the handshake (and authentication), then operations, or sit
+//!   idle (minPoolSize).
+//! - single-threaded clients (libmongoc `mongoc_client_t`, PHP) check the server with hello
+//!   on the same, only, connection they use for operations.
+//! - handshake: `internalClient` marks a mongod/mongos as the client; `loadBalanced`
+//!   clients have no monitors at all.
+//!
+//! Classification runs in two passes: rules that need only the connection itself, then
+//! rules that need its neighbours (the same client's connections to the same node), e.g.
+//! an RTT monitor is a plain-hello connection beside a streaming monitor. A connection that
+//! neither pass can place is `unknown`, with the missing evidence spelled out.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::observe::Observations;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    StreamingMonitor,
+    RttMonitor,
+    PollingMonitor,
+    Pool,
+    SingleThreaded,
+    Internal,
+    Unknown,
+}
+
+impl Class {
+    pub const ALL: [Class; 7] = [
+        Class::StreamingMonitor,
+        Class::RttMonitor,
+        Class::PollingMonitor,
+        Class::Pool,
+        Class::SingleThreaded,
+        Class::Internal,
+        Class::Unknown,
+    ];
+
+    /// The contract's name (`conn-attrib/1`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::StreamingMonitor => "streaming-monitor",
+            Class::RttMonitor => "rtt-monitor",
+            Class::PollingMonitor => "polling-monitor",
+            Class::Pool => "pool",
+            Class::SingleThreaded => "single-threaded",
+            Class::Internal => "internal",
+            Class::Unknown => "unknown",
+        }
+    }
+
+    pub fn is_monitor(self) -> bool {
+        matches!(
+            self,
+            Class::StreamingMonitor | Class::RttMonitor | Class::PollingMonitor
+        )
+    }
+}
+
+/// How sure the classifier is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    /// Only partial evidence; the sentence says what was inferred.
+    Low,
+    /// Behaviour consistent with one class, confirmed by its neighbours.
+    Medium,
+    /// Protocol evidence that only one class produces (an awaitable hello, internalClient…).
+    High,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Verdict {
+    pub class: Class,
+    pub confidence: Confidence,
+    pub evidence: String,
+}
+
+fn verdict(class: Class, confidence: Confidence, evidence: String) -> Verdict {
+    Verdict {
+        class,
+        confidence,
+        evidence,
+    }
+}
+
+/// Commands only servers send to each other (replication and sharding internals).
+const INTERNAL_COMMANDS: &[&str] = &[
+    "replSetHeartbeat",
+    "replSetUpdatePosition",
+    "replSetRequestVotes",
+    "_flushRoutingTableCacheUpdates",
+    "_shardsvrMoveRange",
+    "_recvChunkStart",
+    "_migrateClone",
+];
+
+/// Commands a driver sends on a connection as housekeeping rather than application work.
+fn is_housekeeping(name: &str) -> bool {
+    matches!(name, "endSessions" | "killCursors" | "ping" | "buildInfo" | "buildinfo" | "getLastError")
+}
+
+/// Heartbeat interval assumed when a client shows none (heartbeatFrequencyMS default 10 s).
+const DEFAULT_HEARTBEAT_SECS: f64 = 10.0;
+
+/// The identity a connection's client is grouped by: host, appName, driver.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientKey {
+    pub host: IpAddr,
+    pub app_name: Option<String>,
+    pub driver_name: Option<String>,
+    pub driver_version: Option<String>,
+}
+
+impl ClientKey {
+    pub fn of(obs: &Observations) -> ClientKey {
+        let hs = obs.handshake.as_ref();
+        ClientKey {
+            host: obs.client.ip(),
+            app_name: hs.and_then(|h| h.app_name.clone()),
+            driver_name: hs.and_then(|h| h.driver_name.clone()),
+            driver_version: hs.and_then(|h| h.driver_version.clone()),
+        }
+    }
+
+    pub fn has_metadata(&self) -> bool {
+        self.driver_name.is_some() || self.app_name.is_some()
+    }
+
+    /// `host|appName|driver version` as in the contract's `client_id`.
+    pub fn id(&self) -> String {
+        let driver = match (&self.driver_name, &self.driver_version) {
+            (Some(n), Some(v)) => format!("{n} {v}"),
+            (Some(n), None) => n.clone(),
+            (None, _) => String::new(),
+        };
+        format!(
+            "{}|{}|{}",
+            self.host,
+            self.app_name.as_deref().unwrap_or(""),
+            driver
+        )
+    }
+}
+
+/// First pass: what the connection's own traffic proves.
+pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
+    use Confidence::*;
+    let hs = obs.handshake.as_ref();
+    let hello = &obs.hello;
+    if hs.is_some_and(|h| h.internal_client) {
+        return Some(verdict(
+            Class::Internal,
+            High,
+            "handshake carries internalClient: a mongod or mongos is the client".into(),
+        ));
+    }
+    if let Some(cmd) = obs
+        .commands
+        .iter()
+        .find(|c| INTERNAL_COMMANDS.contains(&c.name.as_str()))
+    {
+        return Some(verdict(
+            Class::Internal,
+            High,
+            format!("sends {} ({}x): only servers send it to each other", cmd.name, cmd.count),
+        ));
+    }
+    if hs.is_some_and(|h| h.load_balanced) {
+        return Some(verdict(
+            Class::Pool,
+            High,
+            format!(
+                "loadBalanced handshake: a load-balanced client has no monitors, every connection is pooled; {}",
+                activity(obs)
+            ),
+        ));
+    }
+    if hello.awaitable > 0 || hello.streamed_replies > 0 {
+        let mut parts = Vec::new();
+        if hello.awaitable > 0 {
+            parts.push(format!(
+                "{} awaitable hello{} with topologyVersion+maxAwaitTimeMS{}",
+                hello.awaitable,
+                plural(hello.awaitable as u64),
+                hello
+                    .max_await_time_ms
+                    .map(|ms| format!(" ({ms} ms)"))
+                    .unwrap_or_default()
+            ));
+        }
+        if hello.exhaust_requests > 0 {
+            parts.push("exhaustAllowed".into());
+        }
+        if hello.streamed_replies > 0 {
+            parts.push(format!(
+                "{} streamed (moreToCome) repl{}",
+                hello.streamed_replies,
+                if hello.streamed_replies == 1 { "y" } else { "ies" }
+            ));
+        }
+        if hello.awaitable == 0 {
+            parts.push("its request predates the capture".into());
+        }
+        return Some(verdict(Class::StreamingMonitor, High, parts.join("; ")));
+    }
+    if obs.server_info.as_ref().is_some_and(|s| s.service_id) && obs.operations() > 0 {
+        return Some(verdict(
+            Class::Pool,
+            Medium,
+            format!("replies carry serviceId (load-balanced deployment); {}", activity(obs)),
+        ));
+    }
+    let ops = application_ops(obs);
+    let checks = periodic_hellos(obs);
+    if ops > 0 && checks > 0 {
+        return Some(verdict(
+            Class::SingleThreaded,
+            Medium,
+            format!(
+                "{} hello check{} after the handshake and {ops} operation{} on the same connection",
+                checks,
+                plural(checks as u64),
+                plural(ops)
+            ),
+        ));
+    }
+    if ops > 0 {
+        // Pool, unless the context pass finds a single-threaded client.
+        return None;
+    }
+    if obs.auth.attempts > 0 || obs.auth.speculative {
+        return Some(verdict(
+            Class::Pool,
+            Medium,
+            format!(
+                "handshake and authentication{}, then no operations: an idle pool connection (monitors never authenticate)",
+                mechanism(obs)
+            ),
+        ));
+    }
+    None
+}
+
+/// Hellos after the first one: periodic server checks.
+fn periodic_hellos(obs: &Observations) -> u32 {
+    let first_is_hello = obs.handshake.is_some();
+    obs.hello.requests.saturating_sub(u32::from(first_is_hello))
+}
+
+/// Requests that are the application's work (not hello, auth or housekeeping).
+fn application_ops(obs: &Observations) -> u64 {
+    obs.commands
+        .iter()
+        .filter(|c| !is_housekeeping(&c.name))
+        .map(|c| c.count)
+        .sum::<u64>()
+        + obs.legacy_opcodes.iter().map(|c| c.count).sum::<u64>()
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn mechanism(obs: &Observations) -> String {
+    match (&obs.auth.mechanism, obs.auth.speculative) {
+        (Some(m), true) => format!(" ({m}, speculative)"),
+        (Some(m), false) => format!(" ({m})"),
+        (None, true) => " (speculative)".into(),
+        (None, false) => String::new(),
+    }
+}
+
+/// A short account of what a connection did.
+fn activity(obs: &Observations) -> String {
+    let ops = obs.operations();
+    if ops == 0 {
+        return "no operations in the capture".into();
+    }
+    let mut names: Vec<_> = obs.commands.iter().collect();
+    names.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
+    let top: Vec<String> = names
+        .iter()
+        .take(3)
+        .map(|c| format!("{} {}", c.name, c.count))
+        .collect();
+    format!("{ops} operation{} ({})", plural(ops), top.join(", "))
+}
+
+/// Classify every connection of an analysis. The result is index-aligned with `conns`.
+pub fn classify(conns: &[Observations]) -> Vec<Verdict> {
+    let mut verdicts: Vec<Option<Verdict>> = conns.iter().map(intrinsic).collect();
+
+    // Neighbourhoods: the same client (host + metadata when known) and the same node.
+    let keys: Vec<ClientKey> = conns.iter().map(ClientKey::of).collect();
+    let group_of = |i: usize| -> ClientKey {
+        let k = &keys[i];
+        if k.has_metadata() {
+            k.clone()
+        } else {
+            // Without a handshake the best neighbourhood is the whole host.
+            ClientKey {
+                host: k.host,
+                app_name: None,
+                driver_name: None,
+                driver_version: None,
+            }
+        }
+    };
+    let host_only = |i: usize| -> IpAddr { keys[i].host };
+
+    #[derive(Default)]
+    struct Hood {
+        streaming_nodes: Vec<std::net::SocketAddr>,
+        monitor_like: usize,
+        authenticated_pool: usize,
+        single_threaded: usize,
+        heartbeat: Vec<f64>,
+        conns: Vec<usize>,
+        load_balanced: bool,
+    }
+    let mut hoods: HashMap<ClientKey, Hood> = HashMap::new();
+    let mut host_streaming: HashMap<IpAddr, Vec<std::net::SocketAddr>> = HashMap::new();
+    for (i, obs) in conns.iter().enumerate() {
+        let hood = hoods.entry(group_of(i)).or_default();
+        hood.conns.push(i);
+        let class = verdicts[i].as_ref().map(|v| v.class);
+        if class == Some(Class::StreamingMonitor) {
+            hood.streaming_nodes.push(obs.server);
+            host_streaming.entry(host_only(i)).or_default().push(obs.server);
+        }
+        if class == Some(Class::SingleThreaded) {
+            hood.single_threaded += 1;
+        }
+        // Monitors never authenticate: any authenticated connection is evidence that
+        // this client authenticates its pool connections.
+        if obs.auth.attempts > 0 || obs.auth.speculative {
+            hood.authenticated_pool += 1;
+        }
+        if obs.handshake.as_ref().is_some_and(|h| h.load_balanced) {
+            hood.load_balanced = true;
+        }
+        if class.is_none() && application_ops(obs) == 0 && periodic_hellos(obs) > 0 {
+            hood.monitor_like += 1;
+            if let Some(m) = obs.hello.request_intervals.median() {
+                hood.heartbeat.push(m);
+            }
+        }
+    }
+
+    // Second pass.
+    for i in 0..conns.len() {
+        if verdicts[i].is_some() {
+            continue;
+        }
+        let obs = &conns[i];
+        let key = group_of(i);
+        let hood = &hoods[&key];
+        let beside_streaming = hood.streaming_nodes.contains(&obs.server)
+            || (!key.has_metadata()
+                && host_streaming
+                    .get(&obs.server.ip())
+                    .is_some_and(|v| v.contains(&obs.server)));
+        let ops = application_ops(obs);
+        let checks = periodic_hellos(obs);
+        let no_handshake = if obs.handshake.is_none() {
+            " (opened before the capture: no handshake seen)"
+        } else {
+            ""
+        };
+
+        let v = if ops > 0 {
+            let per_node_max = max_concurrent_per_node(conns, &hood.conns, &verdicts);
+            let monitors = !hood.streaming_nodes.is_empty() || hood.monitor_like > 0;
+            if !monitors && !hood.load_balanced && (hood.single_threaded > 0 || (per_node_max <= 1 && key.has_metadata() && looks_single_threaded_driver(&key))) {
+                verdict(
+                    Class::SingleThreaded,
+                    Confidence::Medium,
+                    format!(
+                        "hello and {ops} operation{} on the only connection to this node, and the client has no monitoring connections: single-threaded client",
+                        plural(ops)
+                    ),
+                )
+            } else {
+                verdict(
+                    Class::Pool,
+                    if obs.handshake.is_some() { Confidence::High } else { Confidence::Medium },
+                    format!("{}{no_handshake}", activity_sentence(obs)),
+                )
+            }
+        } else if checks > 0 {
+            // Plain hellos on a cadence, nothing else.
+            let cadence = obs
+                .hello
+                .request_intervals
+                .median()
+                .map(|s| format!(" every {s:.1} s"))
+                .unwrap_or_default();
+            if hood.single_threaded > 0 {
+                verdict(
+                    Class::SingleThreaded,
+                    Confidence::Low,
+                    format!("only hello checks{cadence} in the capture; the same client's other connections mix checks and operations (single-threaded)"),
+                )
+            } else if beside_streaming {
+                verdict(
+                    Class::RttMonitor,
+                    Confidence::High,
+                    format!("{} plain hello{}{cadence}, no operations, beside a streaming monitor to the same node{no_handshake}", obs.hello.requests, plural(obs.hello.requests as u64)),
+                )
+            } else {
+                verdict(
+                    Class::PollingMonitor,
+                    Confidence::High,
+                    format!(
+                        "{} plain hello{}{cadence}, no operations, no streaming monitor to this node{}{no_handshake}",
+                        obs.hello.requests,
+                        plural(obs.hello.requests as u64),
+                        polling_reason(obs)
+                    ),
+                )
+            }
+        } else if obs.handshake.is_some() {
+            // A handshake and nothing more: an idle pool connection or a monitor that has
+            // not reached its next heartbeat yet.
+            let lived = obs.last_seen - obs.handshake.as_ref().map_or(obs.first_seen, |h| h.ts);
+            let heartbeat = median(&hood.heartbeat).unwrap_or(DEFAULT_HEARTBEAT_SECS);
+            if hood.authenticated_pool > 0 {
+                let class = if beside_streaming { Class::RttMonitor } else { Class::PollingMonitor };
+                verdict(
+                    class,
+                    Confidence::Medium,
+                    format!(
+                        "handshake only and no authentication, while this client's pool connections authenticate: monitoring connections never authenticate{}",
+                        if beside_streaming { "; a streaming monitor to the same node exists" } else { "" }
+                    ),
+                )
+            } else if lived > heartbeat * 1.5 {
+                verdict(
+                    Class::Pool,
+                    Confidence::Medium,
+                    format!(
+                        "handshake, then idle for {lived:.1} s with no hello check (heartbeat {heartbeat:.0} s): an idle pool connection"
+                    ),
+                )
+            } else {
+                verdict(
+                    Class::Unknown,
+                    Confidence::Low,
+                    format!(
+                        "only the handshake was seen, {lived:.1} s before the capture or connection ended (less than a {heartbeat:.0} s heartbeat): an idle pool connection and a monitor awaiting its first check look alike"
+                    ),
+                )
+            }
+        } else if obs.messages() == 0 {
+            verdict(
+                Class::Unknown,
+                Confidence::Low,
+                if obs.client_traffic.bytes + obs.server_traffic.bytes > 0 {
+                    "bytes were exchanged but no MongoDB message could be decoded".into()
+                } else if obs.syn_seen {
+                    "TCP connection with no MongoDB message in the capture".into()
+                } else {
+                    "no MongoDB message in the capture window (opened before it, idle during it)".into()
+                },
+            )
+        } else {
+            verdict(
+                Class::Unknown,
+                Confidence::Low,
+                format!(
+                    "opened before the capture and only {} hello/reply message{} seen: not enough to tell its role",
+                    obs.messages(),
+                    plural(obs.messages())
+                ),
+            )
+        };
+        verdicts[i] = Some(v);
+    }
+    verdicts
+        .into_iter()
+        .map(|v| v.expect("every connection classified"))
+        .collect()
+}
+
+fn activity_sentence(obs: &Observations) -> String {
+    let auth = if obs.auth.attempts > 0 || obs.auth.speculative {
+        format!("handshake + authentication{}, then ", mechanism(obs))
+    } else if obs.handshake.is_some() {
+        "handshake, then ".into()
+    } else {
+        String::new()
+    };
+    format!("{auth}{}: a pool connection", activity(obs))
+}
+
+/// Why a monitor polls instead of streaming, when the capture says.
+fn polling_reason(obs: &Observations) -> String {
+    if let Some(env) = obs.handshake.as_ref().and_then(|h| h.env_name.as_deref()) {
+        return format!(" (FaaS environment {env}: drivers poll there)");
+    }
+    match obs.server_info.as_ref() {
+        Some(s) if s.max_wire_version.is_some_and(|w| w < 9) => {
+            " (server below 4.4: no streaming protocol)".into()
+        }
+        Some(s) if s.topology_version => {
+            " (server supports streaming: serverMonitoringMode=poll or a polling driver)".into()
+        }
+        _ => String::new(),
+    }
+}
+
+/// libmongoc-based drivers are the ones with a single-threaded mode (C, PHP, and those
+/// wrapping libmongoc). Used only when the capture itself cannot tell.
+fn looks_single_threaded_driver(key: &ClientKey) -> bool {
+    key.driver_name
+        .as_deref()
+        .is_some_and(|n| n.contains("mongoc") || n.contains("PHP") || n.contains("php"))
+}
+
+/// Most operation-carrying connections this client had open at once to any one node.
+fn max_concurrent_per_node(
+    conns: &[Observations],
+    members: &[usize],
+    verdicts: &[Option<Verdict>],
+) -> usize {
+    let mut per_node: HashMap<std::net::SocketAddr, Vec<(f64, i32)>> = HashMap::new();
+    for &j in members {
+        let o = &conns[j];
+        if verdicts[j].as_ref().is_some_and(|v| v.class.is_monitor()) || application_ops(o) == 0 && periodic_hellos(o) > 0 {
+            continue;
+        }
+        let events = per_node.entry(o.server).or_default();
+        events.push((o.first_seen, 1));
+        events.push((o.closed.unwrap_or(f64::INFINITY), -1));
+    }
+    per_node
+        .into_values()
+        .map(|mut ev| {
+            ev.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let (mut open, mut peak) = (0i32, 0i32);
+            for (_, d) in ev {
+                open += d;
+                peak = peak.max(open);
+            }
+            peak as usize
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[v.len() / 2])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,114 @@
+//! Hand-made [`Observations`] for unit tests of the pure stages (classify, attribute,
+//! report): each test states the behaviour it models instead of replaying a capture.
+
+use super::*;
+
+/// A connection with a captured SYN and nothing else yet.
+pub fn conn(id: u64, client: &str, server: &str) -> Observations {
+    Observations {
+        id,
+        client: client.parse().expect("client addr"),
+        server: server.parse().expect("server addr"),
+        orientation: Orientation::Syn,
+        syn_seen: true,
+        opened: Some(1000.0),
+        closed: None,
+        closed_by: None,
+        close_kind: None,
+        first_seen: 1000.0,
+        last_seen: 1030.0,
+        mid_stream: false,
+        first_command: None,
+        handshake: None,
+        hello: HelloStats::default(),
+        commands: Vec::new(),
+        auth: Auth::default(),
+        compression: None,
+        legacy_opcodes: Vec::new(),
+        server_info: None,
+        op_latency_ms: Summary::default(),
+        client_traffic: Traffic::default(),
+        server_traffic: Traffic::default(),
+    }
+}
+
+impl Observations {
+    /// The driver's handshake, as the first hello.
+    pub fn with_handshake(mut self, app: &str, driver: &str, version: &str) -> Self {
+        self.handshake = Some(Handshake {
+            ts: self.first_seen,
+            command: "hello".into(),
+            app_name: Some(app.into()),
+            driver_name: Some(driver.into()),
+            driver_version: Some(version.into()),
+            ..Handshake::default()
+        });
+        self.first_command = Some("hello".into());
+        self.hello.requests += 1;
+        self.hello.replies += 1;
+        self.client_traffic.messages += 1;
+        self.server_traffic.messages += 1;
+        self.server_info = Some(ServerInfo {
+            topology_version: true,
+            max_wire_version: Some(21),
+            ..ServerInfo::default()
+        });
+        self
+    }
+    /// `n` plain hellos after the handshake, every `every` seconds.
+    pub fn with_plain_hellos(mut self, n: u32, every: f64) -> Self {
+        for _ in 0..n {
+            self.hello.requests += 1;
+            self.hello.replies += 1;
+            self.hello.request_intervals.add(every);
+            self.client_traffic.messages += 1;
+            self.server_traffic.messages += 1;
+        }
+        self
+    }
+    /// `n` awaitable hellos; with `exhaust`, sent with exhaustAllowed and answered by
+    /// `streamed` moreToCome replies.
+    pub fn with_awaitable(mut self, n: u32, exhaust: bool, streamed: u32) -> Self {
+        self.hello.requests += n;
+        self.hello.awaitable += n;
+        self.hello.max_await_time_ms = Some(10_000);
+        if exhaust {
+            self.hello.exhaust_requests += n;
+        }
+        self.hello.streamed_replies += streamed;
+        self.client_traffic.messages += n as u64;
+        self.server_traffic.messages += (n + streamed) as u64;
+        self
+    }
+    pub fn with_ops(mut self, name: &str, n: u64) -> Self {
+        self.commands.push(CommandCount {
+            name: name.into(),
+            count: n,
+        });
+        self.client_traffic.messages += n;
+        self.server_traffic.messages += n;
+        self
+    }
+    pub fn with_auth(mut self) -> Self {
+        self.auth.attempts = 1;
+        self.auth.mechanism = Some("SCRAM-SHA-256".into());
+        self
+    }
+    pub fn without_syn(mut self) -> Self {
+        self.syn_seen = false;
+        self.opened = None;
+        self.orientation = Orientation::Messages;
+        self.mid_stream = true;
+        self
+    }
+    pub fn lived(mut self, from: f64, to: Option<f64>) -> Self {
+        self.first_seen = from;
+        self.opened = self.opened.map(|_| from);
+        if let Some(h) = self.handshake.as_mut() {
+            h.ts = from;
+        }
+        self.closed = to;
+        self.last_seen = to.unwrap_or(self.last_seen.max(from));
+        self
+    }
+}

@@ -1,0 +1,700 @@
+//! Stage 5, observations: MongoDB messages and stream events → one small [`Observations`]
+//! record per connection.
+//!
+//! This is the last stage that sees bytes. It frames each direction (`wire::Framer`),
+//! parses each message lazily, and keeps only what classification and attribution need:
+//! the handshake, how `hello` is used (awaitable, exhaust, streamed replies, cadence),
+//! which other commands ran, compression, sizes, gaps and timings. Everything after this
+//! stage works on plain data.
+//!
+//! Which side is the client is decided from evidence, strongest first: the captured SYN,
+//! then who sends requests (a request is intrinsic to the message: OP_QUERY, or OP_MSG with
+//! `responseTo == 0`), then well-known server ports.
+
+mod stats;
+#[cfg(test)]
+pub mod fixture;
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::capture::Timestamp;
+use crate::tcp::{CloseKind, ConnHandler, ConnInfo, Side, StreamEvent, StreamStats};
+use crate::warnings::Warnings;
+use crate::wire::{self, FrameEvent, Framer, FramerConfig, Message};
+
+pub use stats::{NodeStats, Percentiles, Summary};
+
+/// How the client side of a connection was determined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Orientation {
+    /// The SYN (or SYN-ACK) was captured.
+    Syn,
+    /// The side sending requests is the client.
+    Messages,
+    /// No messages in a direction that tells: the server is the side on a server port.
+    Port,
+    /// Nothing told: the side that sent the first captured segment is taken as client.
+    Guess,
+}
+
+/// The first `hello`/`isMaster` of a connection: the driver's handshake.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Handshake {
+    pub ts: f64,
+    /// `hello`, `isMaster` or `ismaster`, as sent.
+    pub command: String,
+    /// Sent as OP_QUERY on `admin.$cmd` (drivers do this until they know the server
+    /// supports OP_MSG, unless `loadBalanced` or a stable API is requested).
+    pub legacy_op_query: bool,
+    pub app_name: Option<String>,
+    pub driver_name: Option<String>,
+    pub driver_version: Option<String>,
+    pub os_type: Option<String>,
+    pub platform: Option<String>,
+    /// `client.env.name`: set by drivers running in a FaaS environment (e.g. "aws.lambda").
+    pub env_name: Option<String>,
+    pub load_balanced: bool,
+    pub hello_ok: bool,
+    pub compression: Vec<String>,
+    pub sasl_supported_mechs: Option<String>,
+    pub speculative_authenticate: bool,
+    /// `internalClient` present: a mongod or mongos is the client.
+    pub internal_client: bool,
+    /// The handshake was itself awaitable (never true for a real first hello).
+    pub awaitable: bool,
+}
+
+/// How `hello`/`isMaster` was used on the connection.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct HelloStats {
+    /// Every hello/isMaster request, handshake included.
+    pub requests: u32,
+    /// Requests carrying `topologyVersion` + `maxAwaitTimeMS` (streaming protocol).
+    pub awaitable: u32,
+    /// Awaitable requests sent with the OP_MSG `exhaustAllowed` flag.
+    pub exhaust_requests: u32,
+    /// Replies to hello.
+    pub replies: u32,
+    /// Replies with `moreToCome`: the server streams without a new request.
+    pub streamed_replies: u32,
+    /// Requests sent as legacy OP_QUERY.
+    pub legacy_op_query: u32,
+    pub max_await_time_ms: Option<i64>,
+    /// Seconds between consecutive hello requests (polling cadence) on this connection.
+    pub request_intervals: Summary,
+    /// Seconds between consecutive hello replies (streamed cadence included).
+    pub reply_intervals: Summary,
+    /// Round trip of non-awaitable hellos, in milliseconds.
+    pub rtt_ms: Summary,
+    pub first_ts: Option<f64>,
+    pub last_ts: Option<f64>,
+}
+
+/// What the server said about itself in hello replies.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ServerInfo {
+    pub set_name: Option<String>,
+    pub me: Option<String>,
+    pub hosts: Vec<String>,
+    pub passives: Vec<String>,
+    pub arbiters: Vec<String>,
+    pub set_version: Option<i64>,
+    pub is_writable_primary: Option<bool>,
+    pub secondary: Option<bool>,
+    pub is_mongos: bool,
+    pub max_wire_version: Option<i32>,
+    pub topology_version: bool,
+    pub service_id: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CommandCount {
+    pub name: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Auth {
+    /// saslStart / authenticate commands.
+    pub attempts: u32,
+    pub mechanism: Option<String>,
+    /// Authentication piggy-backed on the handshake (`speculativeAuthenticate`).
+    pub speculative: bool,
+    pub failed: bool,
+}
+
+/// Per-direction traffic counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    pub bytes: u64,
+    pub messages: u64,
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    pub retransmissions: u64,
+    pub resyncs: u64,
+    pub skipped_bytes: u64,
+    pub malformed: u64,
+    /// Messages longer than the framer buffers whole; only their start was read.
+    pub oversized: u64,
+}
+
+/// Everything later stages know about one connection.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Observations {
+    pub id: u64,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub orientation: Orientation,
+    pub syn_seen: bool,
+    /// The SYN's timestamp, when captured.
+    pub opened: Option<f64>,
+    pub closed: Option<f64>,
+    /// "client" or "server": whose FIN/RST came first.
+    pub closed_by: Option<&'static str>,
+    /// "fin", "rst" or "reused".
+    pub close_kind: Option<&'static str>,
+    pub first_seen: f64,
+    pub last_seen: f64,
+    /// The first bytes of a direction were not a message start (no SYN captured and the
+    /// stream had to be hunted for a header).
+    pub mid_stream: bool,
+    /// The first request seen on the connection (its command name).
+    pub first_command: Option<String>,
+    pub handshake: Option<Handshake>,
+    pub hello: HelloStats,
+    /// Requests other than hello and authentication, by command name.
+    pub commands: Vec<CommandCount>,
+    pub auth: Auth,
+    /// Compressor of OP_COMPRESSED messages seen.
+    pub compression: Option<&'static str>,
+    /// Legacy opcodes (OP_INSERT …) counted by name.
+    pub legacy_opcodes: Vec<CommandCount>,
+    pub server_info: Option<ServerInfo>,
+    /// Round trips of operations (non-hello requests), milliseconds.
+    pub op_latency_ms: Summary,
+    pub client_traffic: Traffic,
+    pub server_traffic: Traffic,
+}
+
+impl Observations {
+    /// Requests that are neither hello nor authentication.
+    pub fn operations(&self) -> u64 {
+        self.commands.iter().map(|c| c.count).sum::<u64>()
+            + self.legacy_opcodes.iter().map(|c| c.count).sum::<u64>()
+    }
+    pub fn messages(&self) -> u64 {
+        self.client_traffic.messages + self.server_traffic.messages
+    }
+    pub fn command_count(&self, name: &str) -> u64 {
+        self.commands.iter().find(|c| c.name == name).map_or(0, |c| c.count)
+    }
+}
+
+/// What a request was, remembered until its reply arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    Hello { awaitable: bool },
+    Operation,
+    Other,
+}
+
+/// Outstanding requests per connection: drivers keep one in flight per connection, so a
+/// handful of slots is plenty; the oldest is overwritten when full.
+const PENDING_SLOTS: usize = 8;
+
+/// Per-connection state while the connection is open. The framers are kept apart from
+/// the rest so a framer can hand out messages (borrowing itself) while they are recorded.
+pub struct ConnState {
+    framers: [Framer; 2],
+    core: Core,
+}
+
+struct Core {
+    /// Which side sends requests, once a message told us.
+    client_side: Option<Side>,
+    pending: [(i32, Timestamp, Pending); PENDING_SLOTS],
+    pending_next: usize,
+    last_hello_request: Option<Timestamp>,
+    last_hello_reply: Option<Timestamp>,
+    obs: Observations,
+    traffic: [Traffic; 2],
+    mid_stream: [bool; 2],
+    hunting_warned: [bool; 2],
+}
+
+#[derive(Clone, Debug)]
+pub struct ObserverConfig {
+    pub framer: FramerConfig,
+    /// Ports that identify the server side when nothing else does.
+    pub server_ports: Vec<u16>,
+}
+
+impl Default for ObserverConfig {
+    fn default() -> Self {
+        ObserverConfig {
+            framer: FramerConfig::default(),
+            server_ports: vec![27017, 27018, 27019],
+        }
+    }
+}
+
+/// Stage 5 as a [`ConnHandler`]: the flow table feeds it, it fills `finished`.
+pub struct Observer {
+    config: ObserverConfig,
+    /// Decompression scratch, reused by every message.
+    scratch: Vec<u8>,
+    pub finished: Vec<Observations>,
+    pub nodes: NodeStats,
+    pub warnings: Warnings,
+    /// TCP flows that never carried a MongoDB message and touch no server port.
+    pub foreign_flows: u64,
+}
+
+impl Observer {
+    pub fn new(config: ObserverConfig) -> Observer {
+        Observer {
+            config,
+            scratch: Vec::new(),
+            finished: Vec::new(),
+            nodes: NodeStats::default(),
+            warnings: Warnings::default(),
+            foreign_flows: 0,
+        }
+    }
+
+    fn is_server_port(&self, port: u16) -> bool {
+        self.config.server_ports.contains(&port)
+    }
+
+    /// The observations of a connection still open (live snapshots): settled as if it
+    /// ended now, without changing it.
+    pub fn peek(&self, state: &ConnState, info: &ConnInfo) -> Observations {
+        let mut obs = state.core.obs.clone();
+        self.settle(&mut obs, &state.core, info);
+        obs
+    }
+
+    fn settle(&self, obs: &mut Observations, state: &Core, info: &ConnInfo) {
+        let (client_side, orientation) = match (info.initiator, state.client_side) {
+            (Some(side), _) => (side, Orientation::Syn),
+            (None, Some(side)) => (side, Orientation::Messages),
+            (None, None) => {
+                let a_is_server = self.is_server_port(info.endpoint(Side::A).port());
+                let b_is_server = self.is_server_port(info.endpoint(Side::B).port());
+                match (a_is_server, b_is_server) {
+                    (true, false) => (Side::B, Orientation::Port),
+                    (false, true) => (Side::A, Orientation::Port),
+                    _ => (Side::A, Orientation::Guess),
+                }
+            }
+        };
+        let server_side = client_side.other();
+        obs.client = info.endpoint(client_side);
+        obs.server = info.endpoint(server_side);
+        obs.orientation = orientation;
+        obs.syn_seen = info.initiator.is_some();
+        obs.opened = info.initiator.map(|_| info.first_seen.as_secs_f64());
+        obs.first_seen = info.first_seen.as_secs_f64();
+        obs.last_seen = info.last_seen.as_secs_f64();
+        obs.mid_stream = state.mid_stream[0] || state.mid_stream[1];
+        if let Some(close) = info.close {
+            obs.closed = Some(close.ts.as_secs_f64());
+            obs.close_kind = Some(match close.kind {
+                CloseKind::Fin => "fin",
+                CloseKind::Rst => "rst",
+                CloseKind::Reused => "reused",
+            });
+            obs.closed_by = close
+                .by
+                .map(|side| if side == client_side { "client" } else { "server" });
+        }
+        obs.client_traffic = state.traffic[client_side.index()];
+        obs.server_traffic = state.traffic[server_side.index()];
+    }
+
+    fn on_message(
+        &mut self,
+        state: &mut Core,
+        info: &ConnInfo,
+        side: Side,
+        ts: Timestamp,
+        msg: &Message<'_>,
+    ) {
+        state.traffic[side.index()].messages += 1;
+        if let Some(c) = msg.compressor {
+            state.obs.compression = Some(c.name());
+        }
+        if msg.is_request() {
+            if state.client_side.is_none() {
+                state.client_side = Some(side);
+            }
+            self.on_request(state, ts, msg);
+        } else if msg.is_reply() {
+            if state.client_side.is_none() {
+                state.client_side = Some(side.other());
+            }
+            let server = info.endpoint(side);
+            self.on_reply(state, server, ts, msg);
+        }
+    }
+
+    fn on_request(&mut self, state: &mut Core, ts: Timestamp, msg: &Message<'_>) {
+        let obs = &mut state.obs;
+        let name = msg.command_name();
+        if obs.first_command.is_none() {
+            obs.first_command = Some(name.unwrap_or(msg.header.op_code.name()).to_string());
+        }
+        let kind = match name {
+            Some(name) if wire::is_hello_name(name) => {
+                let hello = wire::hello_request(msg);
+                let awaitable = hello.as_ref().is_some_and(|h| h.is_awaitable());
+                let h = &mut obs.hello;
+                h.requests += 1;
+                if awaitable {
+                    h.awaitable += 1;
+                    if let Some(ms) = hello.as_ref().and_then(|h| h.max_await_time_ms) {
+                        h.max_await_time_ms = Some(ms);
+                    }
+                }
+                if let wire::Body::Msg { flags, .. } = msg.body {
+                    if flags.exhaust_allowed() {
+                        h.exhaust_requests += 1;
+                    }
+                }
+                if let Some(hello) = &hello {
+                    if hello.legacy_op_query {
+                        h.legacy_op_query += 1;
+                    }
+                    if obs.handshake.is_none() {
+                        obs.handshake = Some(handshake_of(hello, ts));
+                        if hello.speculative_authenticate {
+                            obs.auth.speculative = true;
+                        }
+                    }
+                }
+                let secs = ts.as_secs_f64();
+                h.first_ts.get_or_insert(secs);
+                h.last_ts = Some(secs);
+                if let Some(prev) = state.last_hello_request {
+                    let gap = ts.nanos_since(prev) as f64 / 1e9;
+                    h.request_intervals.add(gap);
+                }
+                state.last_hello_request = Some(ts);
+                Pending::Hello { awaitable }
+            }
+            Some(name) if is_auth_command(name) => {
+                if matches!(name, "saslStart" | "authenticate") {
+                    obs.auth.attempts += 1;
+                    if let Some(mech) = msg
+                        .command_doc()
+                        .and_then(|d| d.get_str("mechanism").ok())
+                    {
+                        obs.auth.mechanism = Some(mech.to_string());
+                    }
+                }
+                Pending::Other
+            }
+            Some(name) => {
+                count(&mut obs.commands, name);
+                Pending::Operation
+            }
+            // Legacy writes, and OP_QUERY on a collection (a find, not a command).
+            None if matches!(msg.body, wire::Body::Legacy | wire::Body::Query { .. }) => {
+                count(&mut obs.legacy_opcodes, msg.header.op_code.name());
+                Pending::Operation
+            }
+            None => Pending::Other,
+        };
+        // Fire-and-forget messages (moreToCome on a request) get no reply.
+        let expects_reply = match msg.body {
+            wire::Body::Msg { flags, .. } => !flags.more_to_come(),
+            wire::Body::Legacy => false,
+            _ => true,
+        };
+        if expects_reply {
+            state.pending[state.pending_next] = (msg.header.request_id, ts, kind);
+            state.pending_next = (state.pending_next + 1) % PENDING_SLOTS;
+        }
+    }
+
+    fn on_reply(&mut self, state: &mut Core, server: SocketAddr, ts: Timestamp, msg: &Message<'_>) {
+        let wanted = msg.header.response_to;
+        let Some(slot) = state.pending.iter().position(|(id, ..)| *id == wanted && wanted != 0)
+        else {
+            return;
+        };
+        let (_, sent, kind) = state.pending[slot];
+        state.pending[slot].0 = 0;
+        let elapsed_ms = ts.nanos_since(sent) as f64 / 1e6;
+        let streamed = matches!(msg.body, wire::Body::Msg { flags, .. } if flags.more_to_come());
+        let obs = &mut state.obs;
+        match kind {
+            Pending::Hello { awaitable } => {
+                obs.hello.replies += 1;
+                if streamed {
+                    obs.hello.streamed_replies += 1;
+                    // The next streamed reply will answer this one.
+                    state.pending[slot] = (msg.header.request_id, ts, kind);
+                }
+                if let Some(prev) = state.last_hello_reply {
+                    let gap = ts.nanos_since(prev) as f64 / 1e9;
+                    obs.hello.reply_intervals.add(gap);
+                    self.nodes.heartbeat(server, gap);
+                }
+                state.last_hello_reply = Some(ts);
+                if !awaitable {
+                    obs.hello.rtt_ms.add(elapsed_ms);
+                    self.nodes.hello_rtt(server, elapsed_ms);
+                }
+                if obs.server_info.is_none() || obs.hello.replies <= 2 {
+                    if let Some(reply) = wire::hello_reply(msg) {
+                        obs.server_info = Some(server_info_of(&reply));
+                    }
+                }
+            }
+            Pending::Operation => {
+                obs.op_latency_ms.add(elapsed_ms);
+                self.nodes.op_latency(server, elapsed_ms);
+            }
+            Pending::Other => {
+                if wire::reply_ok(msg) == Some(false) {
+                    obs.auth.failed = obs.auth.attempts > 0;
+                }
+            }
+        }
+    }
+}
+
+fn is_auth_command(name: &str) -> bool {
+    matches!(
+        name,
+        "saslStart" | "saslContinue" | "authenticate" | "getnonce" | "logout"
+    )
+}
+
+fn count(list: &mut Vec<CommandCount>, name: &str) {
+    match list.iter_mut().find(|c| c.name == name) {
+        Some(c) => c.count += 1,
+        None => list.push(CommandCount {
+            name: name.to_string(),
+            count: 1,
+        }),
+    }
+}
+
+fn owned(s: Option<&str>) -> Option<String> {
+    s.map(str::to_string)
+}
+
+fn handshake_of(hello: &wire::HelloRequest<'_>, ts: Timestamp) -> Handshake {
+    let client = hello.client.as_ref();
+    Handshake {
+        ts: ts.as_secs_f64(),
+        command: hello.command.to_string(),
+        legacy_op_query: hello.legacy_op_query,
+        app_name: owned(client.and_then(|c| c.app_name)),
+        driver_name: owned(client.and_then(|c| c.driver_name)),
+        driver_version: owned(client.and_then(|c| c.driver_version)),
+        os_type: owned(client.and_then(|c| c.os_type)),
+        platform: owned(client.and_then(|c| c.platform)),
+        env_name: owned(client.and_then(|c| c.env_name)),
+        load_balanced: hello.load_balanced,
+        hello_ok: hello.hello_ok,
+        compression: hello.compressors().map(str::to_string).collect(),
+        sasl_supported_mechs: owned(hello.sasl_supported_mechs),
+        speculative_authenticate: hello.speculative_authenticate,
+        internal_client: hello.internal_client,
+        awaitable: hello.is_awaitable(),
+    }
+}
+
+fn strings(a: Option<&bson::RawArray>) -> Vec<String> {
+    a.map(|a| wire::str_array(a).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn server_info_of(reply: &wire::HelloReply<'_>) -> ServerInfo {
+    ServerInfo {
+        set_name: owned(reply.set_name),
+        me: owned(reply.me),
+        hosts: strings(reply.hosts),
+        passives: strings(reply.passives),
+        arbiters: strings(reply.arbiters),
+        set_version: reply.set_version,
+        is_writable_primary: reply.is_writable_primary,
+        secondary: reply.secondary,
+        is_mongos: reply.is_mongos,
+        max_wire_version: reply.max_wire_version,
+        topology_version: reply.topology_version.is_some(),
+        service_id: reply.service_id,
+    }
+}
+
+impl ConnHandler for Observer {
+    type State = Box<ConnState>;
+
+    fn open(&mut self, info: &ConnInfo) -> Box<ConnState> {
+        let cfg = self.config.framer.clone();
+        let a = info.endpoint(Side::A);
+        Box::new(ConnState {
+            framers: [Framer::new(cfg.clone()), Framer::new(cfg)],
+            core: Core {
+            client_side: None,
+            pending: [(0, Timestamp(0), Pending::Other); PENDING_SLOTS],
+            pending_next: 0,
+            last_hello_request: None,
+            last_hello_reply: None,
+            obs: Observations {
+                id: info.id,
+                client: a,
+                server: info.endpoint(Side::B),
+                orientation: Orientation::Guess,
+                syn_seen: false,
+                opened: None,
+                closed: None,
+                closed_by: None,
+                close_kind: None,
+                first_seen: 0.0,
+                last_seen: 0.0,
+                mid_stream: false,
+                first_command: None,
+                handshake: None,
+                hello: HelloStats::default(),
+                commands: Vec::new(),
+                auth: Auth::default(),
+                compression: None,
+                legacy_opcodes: Vec::new(),
+                server_info: None,
+                op_latency_ms: Summary::default(),
+                client_traffic: Traffic::default(),
+                server_traffic: Traffic::default(),
+            },
+            traffic: [Traffic::default(); 2],
+            mid_stream: [false; 2],
+            hunting_warned: [false; 2],
+            },
+        })
+    }
+
+    fn stream(
+        &mut self,
+        state: &mut Box<ConnState>,
+        info: &ConnInfo,
+        side: Side,
+        ts: Timestamp,
+        event: StreamEvent<'_>,
+    ) {
+        let i = side.index();
+        let ConnState { framers, core } = &mut **state;
+        match event {
+            StreamEvent::MidStreamStart => {
+                core.mid_stream[i] = true;
+                framers[i].hunt();
+            }
+            StreamEvent::Gap(n) => {
+                core.traffic[i].gaps += 1;
+                core.traffic[i].gap_bytes += n;
+                framers[i].gap(n);
+            }
+            StreamEvent::Data(data) => {
+                core.traffic[i].bytes += data.len() as u64;
+                let max_len = self.config.framer.max_message_len;
+                let mut scratch = std::mem::take(&mut self.scratch);
+                framers[i].push(data, |event| {
+                    self.handle_frame(core, info, side, ts, event, &mut scratch, max_len)
+                });
+                self.scratch = scratch;
+            }
+        }
+    }
+
+    fn close(&mut self, state: Box<ConnState>, info: &ConnInfo, stats: [StreamStats; 2]) {
+        let mut state = state.core;
+        for side in [Side::A, Side::B] {
+            state.traffic[side.index()].retransmissions = stats[side.index()].retransmissions;
+        }
+        let mut obs = state.obs.clone();
+        self.settle(&mut obs, &state, info);
+        let on_server_port = self.is_server_port(obs.server.port()) || self.is_server_port(obs.client.port());
+        if obs.messages() == 0 && !on_server_port {
+            self.foreign_flows += 1;
+            return;
+        }
+        if obs.messages() == 0 && obs.client_traffic.bytes + obs.server_traffic.bytes > 0 {
+            self.warnings.push(
+                "not-mongodb",
+                format!(
+                    "{} -> {}: {} bytes on a MongoDB port but no MongoDB message could be decoded",
+                    obs.client,
+                    obs.server,
+                    obs.client_traffic.bytes + obs.server_traffic.bytes
+                ),
+            );
+        }
+        self.finished.push(obs);
+    }
+}
+
+impl Observer {
+    #[allow(clippy::too_many_arguments)]
+    fn handle_frame(
+        &mut self,
+        state: &mut Core,
+        info: &ConnInfo,
+        side: Side,
+        ts: Timestamp,
+        event: FrameEvent<'_>,
+        scratch: &mut Vec<u8>,
+        max_len: u32,
+    ) {
+        let i = side.index();
+        match event {
+            FrameEvent::Message(bytes) => match wire::parse_message(bytes, scratch, max_len) {
+                Ok(msg) => self.on_message(state, info, side, ts, &msg),
+                Err(err) => {
+                    state.traffic[i].malformed += 1;
+                    self.warnings.push(
+                        "malformed-message",
+                        format!(
+                            "{} -> {}: message ending near stream byte {}: {err}",
+                            info.endpoint(side),
+                            info.endpoint(side.other()),
+                            state.traffic[i].bytes
+                        ),
+                    );
+                }
+            },
+            FrameEvent::Truncated { prefix, total_len } => {
+                state.traffic[i].oversized += 1;
+                if let Ok(msg) = wire::parse_prefix(prefix, total_len) {
+                    self.on_message(state, info, side, ts, &msg);
+                }
+            }
+            FrameEvent::Resynced { skipped } => {
+                state.traffic[i].resyncs += 1;
+                state.traffic[i].skipped_bytes += skipped;
+            }
+            FrameEvent::Malformed {
+                stream_offset,
+                error,
+            } => {
+                state.traffic[i].malformed += 1;
+                if !state.hunting_warned[i] {
+                    state.hunting_warned[i] = true;
+                    self.warnings.push(
+                        "malformed-header",
+                        format!(
+                            "{} -> {}: bad message header at stream byte {stream_offset}: {error}; resynchronising",
+                            info.endpoint(side),
+                            info.endpoint(side.other()),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+

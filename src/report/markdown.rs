@@ -1,0 +1,142 @@
+//! Markdown: paste-ready for a support ticket.
+
+use std::fmt::Write;
+
+use super::text::{driver_label, duration, expected_label};
+use super::{fmt_percentiles, Report};
+
+fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let esc = |s: &str| s.replace('|', "\\|");
+    let mut out = format!("| {} |\n", header.join(" | "));
+    out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+    for r in rows {
+        out.push_str(&format!(
+            "| {} |\n",
+            r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+        ));
+    }
+    out
+}
+
+pub fn to_markdown(report: &Report) -> String {
+    let mut out = String::new();
+    let input = &report.input;
+    let conns = &report.attribution.connections;
+    let _ = writeln!(out, "# MongoDB connection attribution\n");
+    let _ = writeln!(
+        out,
+        "Capture `{}`: {} packets, {:.1} MB over {:.1} s{}. **{} connections** from {} clients to {} nodes.\n",
+        input.path,
+        input.packets,
+        input.bytes as f64 / 1e6,
+        duration(report),
+        if input.complete { "" } else { " (incomplete capture, see warnings)" },
+        conns.len(),
+        report.attribution.clients.len(),
+        report.nodes.len()
+    );
+
+    out.push_str("## Clients\n\n");
+    let rows: Vec<Vec<String>> = report
+        .attribution
+        .clients
+        .iter()
+        .map(|c| {
+            vec![
+                c.host.clone(),
+                c.app_name.clone().unwrap_or_else(|| "-".into()),
+                driver_label(c),
+                c.mode.name().into(),
+                c.mongo_clients.to_string(),
+                format!(
+                    "{} / {} / {} / {} / {}",
+                    c.counts.streaming_monitor, c.counts.rtt_monitor, c.counts.polling_monitor, c.counts.pool, c.counts.single_threaded
+                ),
+                c.counts.total.to_string(),
+                expected_label(c),
+            ]
+        })
+        .collect();
+    out.push_str(&md_table(
+        &["host", "app", "driver", "mode", "MongoClients", "stream / rtt / poll / pool / single", "total", "expected"],
+        &rows,
+    ));
+
+    out.push_str("\n## Formula checks\n\n");
+    for c in &report.attribution.clients {
+        let _ = writeln!(
+            out,
+            "- **{} {}** ({}): {}",
+            c.host,
+            c.app_name.as_deref().unwrap_or("-"),
+            driver_label(c),
+            c.verdict
+        );
+        for a in &c.advice {
+            let _ = writeln!(out, "  - advice: {a}");
+        }
+        if let Some(p) = &c.projection {
+            let _ = writeln!(out, "  - projection: {}", p.summary);
+        }
+    }
+
+    out.push_str("\n## Nodes\n\n");
+    let rows: Vec<Vec<String>> = report
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.node.clone(),
+                n.role.clone().unwrap_or_else(|| "-".into()),
+                n.counts.total.to_string(),
+                n.clients.to_string(),
+                fmt_percentiles(&n.heartbeat_s, " s"),
+                fmt_percentiles(&n.hello_rtt_ms, " ms"),
+                fmt_percentiles(&n.op_latency_ms, " ms"),
+            ]
+        })
+        .collect();
+    out.push_str(&md_table(
+        &["node", "role", "connections", "clients", "heartbeat interval", "hello round trip", "operation latency"],
+        &rows,
+    ));
+
+    let anomalies: Vec<_> = conns
+        .iter()
+        .filter(|c| c.verdict.class == crate::classify::Class::Unknown)
+        .collect();
+    if !anomalies.is_empty() {
+        out.push_str("\n## Unclassified connections\n\n");
+        for c in anomalies {
+            let _ = writeln!(out, "- `{}` → `{}`: {}", c.obs.client, c.obs.server, c.verdict.evidence);
+        }
+    }
+
+    out.push_str("\n<details><summary>All connections</summary>\n\n");
+    let rows: Vec<Vec<String>> = conns
+        .iter()
+        .map(|c| {
+            vec![
+                format!("`{}`", c.obs.client),
+                format!("`{}`", c.obs.server),
+                c.verdict.class.name().into(),
+                c.verdict.evidence.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&md_table(&["client", "server", "class", "evidence"], &rows));
+    out.push_str("\n</details>\n");
+
+    if !report.warnings.is_empty() {
+        out.push_str("\n## Warnings\n\n");
+        for w in &report.warnings {
+            let _ = writeln!(out, "- `{}`: {}", w.kind, w.message);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n---\n{} {} · `{}`",
+        report.meta.tool, report.meta.version, report.meta.command_line
+    );
+    out
+}

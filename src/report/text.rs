@@ -1,0 +1,165 @@
+//! The default, human report: what a support engineer reads in a terminal.
+
+use std::fmt::Write;
+
+use super::{fmt_percentiles, Report};
+use crate::attribute::Client;
+use crate::classify::Class;
+
+/// Left-aligned columns sized to their widest cell.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                let _ = write!(s, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+pub(crate) fn driver_label(c: &Client) -> String {
+    c.driver
+        .as_ref()
+        .map(|d| format!("{} {}", d.name, d.version).trim().to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+pub(crate) fn expected_label(c: &Client) -> String {
+    c.expected
+        .as_ref()
+        .map(|e| e.total.to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+pub(crate) fn duration(report: &Report) -> f64 {
+    match (report.input.first_ts, report.input.last_ts) {
+        (Some(a), Some(b)) => (b - a).max(0.0),
+        _ => 0.0,
+    }
+}
+
+pub fn to_text(report: &Report) -> String {
+    let mut out = String::new();
+    let input = &report.input;
+    let conns = &report.attribution.connections;
+    let _ = writeln!(
+        out,
+        "{} — {} packets, {:.1} MB, {:.1} s{}",
+        input.path,
+        input.packets,
+        input.bytes as f64 / 1e6,
+        duration(report),
+        if input.complete { "" } else { " (incomplete: see warnings)" }
+    );
+    let _ = writeln!(
+        out,
+        "{} MongoDB connection{} from {} client{} to {} node{}\n",
+        conns.len(),
+        if conns.len() == 1 { "" } else { "s" },
+        report.attribution.clients.len(),
+        if report.attribution.clients.len() == 1 { "" } else { "s" },
+        report.nodes.len(),
+        if report.nodes.len() == 1 { "" } else { "s" },
+    );
+
+    out.push_str("CLIENTS\n");
+    let rows: Vec<Vec<String>> = report
+        .attribution
+        .clients
+        .iter()
+        .map(|c| {
+            vec![
+                c.host.clone(),
+                c.app_name.clone().unwrap_or_else(|| "-".into()),
+                driver_label(c),
+                c.mode.name().into(),
+                c.mongo_clients.to_string(),
+                c.counts.streaming_monitor.to_string(),
+                c.counts.rtt_monitor.to_string(),
+                c.counts.polling_monitor.to_string(),
+                c.counts.pool.to_string(),
+                c.counts.single_threaded.to_string(),
+                c.counts.internal.to_string(),
+                c.counts.unknown.to_string(),
+                c.counts.total.to_string(),
+                expected_label(c),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["host", "app", "driver", "mode", "MongoClients", "stream", "rtt", "poll", "pool", "single", "internal", "unknown", "total", "expected"],
+        &rows,
+    ));
+    out.push('\n');
+    for c in &report.attribution.clients {
+        let _ = writeln!(out, "{} {}: {}", c.host, c.app_name.as_deref().unwrap_or("-"), c.verdict);
+        for a in &c.advice {
+            let _ = writeln!(out, "  advice: {a}");
+        }
+        if let Some(p) = &c.projection {
+            let _ = writeln!(out, "  projection: {}", p.summary);
+        }
+    }
+
+    out.push_str("\nNODES\n");
+    let rows: Vec<Vec<String>> = report
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.node.clone(),
+                n.role.clone().unwrap_or_else(|| "-".into()),
+                n.counts.total.to_string(),
+                n.clients.to_string(),
+                fmt_percentiles(&n.heartbeat_s, "s"),
+                fmt_percentiles(&n.hello_rtt_ms, "ms"),
+                fmt_percentiles(&n.op_latency_ms, "ms"),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["node", "role", "connections", "clients", "heartbeat interval", "hello round trip", "operation latency"],
+        &rows,
+    ));
+
+    out.push_str("\nCONNECTIONS\n");
+    let rows: Vec<Vec<String>> = conns
+        .iter()
+        .map(|c| {
+            vec![
+                c.obs.client.to_string(),
+                c.obs.server.to_string(),
+                c.verdict.class.name().to_string(),
+                c.verdict.evidence.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["client", "server", "class", "evidence"], &rows));
+
+    if !report.warnings.is_empty() {
+        out.push_str("\nWARNINGS\n");
+        for w in &report.warnings {
+            let _ = writeln!(out, "[{}] {}", w.kind, w.message);
+        }
+    }
+    let unknown = conns.iter().filter(|c| c.verdict.class == Class::Unknown).count();
+    if unknown > 0 {
+        let _ = writeln!(out, "\n{unknown} connection(s) unknown: their evidence says what is missing.");
+    }
+    out
+}
