@@ -21,8 +21,14 @@ fn capture() -> (String, Vec<u8>) {
         root.join("testdata/lab/streaming-default/capture.pcap"),
         root.join("../shared/pcaps/public/wireshark-wiki_SampleCaptures_mongodb.pcap"),
     ];
-    let path = candidates.iter().find(|p| p.exists()).expect("a capture to benchmark");
-    (path.display().to_string(), std::fs::read(path).expect("readable"))
+    let path = candidates
+        .iter()
+        .find(|p| p.exists())
+        .expect("a capture to benchmark");
+    (
+        path.display().to_string(),
+        std::fs::read(path).expect("readable"),
+    )
 }
 
 fn source(bytes: &[u8]) -> FileSource {

@@ -101,7 +101,11 @@ impl Analyzer {
                 input.undecodable_packets += 1;
                 self.warnings.push(
                     "undecodable-packet",
-                    format!("packet {} ({} bytes): {err}", input.packets, packet.data.len()),
+                    format!(
+                        "packet {} ({} bytes): {err}",
+                        input.packets,
+                        packet.data.len()
+                    ),
                 );
             }
         }

@@ -21,7 +21,11 @@ pub mod wire;
 pub use analyzer::{analyze, Analysis, Analyzer, AnalyzerConfig};
 
 /// Stages 6–8 over an analysis: classify, attribute, and assemble the report.
-pub fn conclude(analysis: analyzer::Analysis, opts: attribute::Options, meta: report::Meta) -> report::Report {
+pub fn conclude(
+    analysis: analyzer::Analysis,
+    opts: attribute::Options,
+    meta: report::Meta,
+) -> report::Report {
     let verdicts = classify::classify(&analysis.connections);
     let attribution = attribute::attribute(analysis.connections.clone(), verdicts, opts);
     report::Report::new(analysis, attribution, meta)

@@ -134,8 +134,9 @@ fn run(cli: Cli) -> Result<u8, String> {
     };
     let rendered = report.render(format);
     match &cli.output {
-        Some(path) => std::fs::write(path, rendered)
-            .map_err(|e| format!("cannot write {path}: {e}"))?,
+        Some(path) => {
+            std::fs::write(path, rendered).map_err(|e| format!("cannot write {path}: {e}"))?
+        }
         None => {
             let mut out = io::stdout().lock();
             if let Err(e) = out.write_all(rendered.as_bytes()).and_then(|_| out.flush()) {
@@ -153,7 +154,9 @@ fn run(cli: Cli) -> Result<u8, String> {
 fn redacted_command_line() -> String {
     std::env::args()
         .map(|a| match (a.find("://"), a.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &a[..scheme + 3], &a[at..]),
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &a[..scheme + 3], &a[at..])
+            }
             _ => a,
         })
         .collect::<Vec<_>>()
@@ -190,9 +193,27 @@ mod tests {
     #[test]
     fn each_flag_parses() {
         let cli = Cli::try_parse_from([
-            "conn-attrib", "x.pcap", "-f", "json", "-o", "out.json", "--server-port", "30000",
-            "--server-port", "30001", "--min-pool-size", "5", "--instances", "150",
-            "--max-connections", "3000", "--max-stream-buffer", "1024", "--max-total-buffer", "4096", "-q",
+            "conn-attrib",
+            "x.pcap",
+            "-f",
+            "json",
+            "-o",
+            "out.json",
+            "--server-port",
+            "30000",
+            "--server-port",
+            "30001",
+            "--min-pool-size",
+            "5",
+            "--instances",
+            "150",
+            "--max-connections",
+            "3000",
+            "--max-stream-buffer",
+            "1024",
+            "--max-total-buffer",
+            "4096",
+            "-q",
         ])
         .unwrap();
         assert_eq!(cli.capture, "x.pcap");
@@ -210,8 +231,14 @@ mod tests {
 
     #[test]
     fn uri_min_pool_size() {
-        assert_eq!(min_pool_size_from_uri("mongodb://u:p@h/?minPoolSize=5&appName=a"), Ok(Some(5)));
-        assert_eq!(min_pool_size_from_uri("mongodb://h/?minpoolsize=2"), Ok(Some(2)));
+        assert_eq!(
+            min_pool_size_from_uri("mongodb://u:p@h/?minPoolSize=5&appName=a"),
+            Ok(Some(5))
+        );
+        assert_eq!(
+            min_pool_size_from_uri("mongodb://h/?minpoolsize=2"),
+            Ok(Some(2))
+        );
         assert_eq!(min_pool_size_from_uri("mongodb://h/"), Ok(None));
         assert!(min_pool_size_from_uri("mongodb://h/?minPoolSize=x").is_err());
     }

@@ -55,7 +55,10 @@ impl Warnings {
         for (kind, n) in self.counts {
             if n as usize > KEEP_PER_KIND {
                 list.push(Warning {
-                    message: format!("{} more warnings of kind {kind} were not listed", n as usize - KEEP_PER_KIND),
+                    message: format!(
+                        "{} more warnings of kind {kind} were not listed",
+                        n as usize - KEEP_PER_KIND
+                    ),
                     kind,
                 });
             }

@@ -25,7 +25,10 @@ fn only(a: &Analysis) -> &Observations {
 }
 
 fn legacy(o: &Observations, opcode: &str) -> u64 {
-    o.legacy_opcodes.iter().find(|c| c.name == opcode).map_or(0, |c| c.count)
+    o.legacy_opcodes
+        .iter()
+        .find(|c| c.name == opcode)
+        .map_or(0, |c| c.count)
 }
 
 /// tshark: 1 conversation 10.50.1.138:43250 <-> 10.50.1.133:27017; OP_QUERY isMaster with
@@ -54,9 +57,16 @@ fn deepflow_shell_session() {
     assert_eq!(o.client_traffic.messages, 15);
     assert_eq!(o.server_traffic.messages, 15);
     assert_eq!(o.command_count("getLog"), 2);
-    assert_eq!(o.command_count("buildInfo") + o.command_count("buildinfo"), 3);
+    assert_eq!(
+        o.command_count("buildInfo") + o.command_count("buildinfo"),
+        3
+    );
     assert_eq!(o.command_count("endSessions"), 1);
-    assert_eq!(o.command_count("saslContinue"), 0, "authentication is not an operation");
+    assert_eq!(
+        o.command_count("saslContinue"),
+        0,
+        "authentication is not an operation"
+    );
     let server = o.server_info.as_ref().expect("hello reply");
     assert!(server.topology_version, "4.4 replies carry topologyVersion");
 }
@@ -87,10 +97,17 @@ fn john_mongodb_cr_authentication() {
     assert_eq!(o.auth.attempts, 1, "authenticate");
     assert_eq!(o.command_count("whatsmyuri"), 1);
     assert_eq!(o.command_count("replSetGetStatus"), 1);
-    for f in ["john-samples_mongodb-longusername-longpassword-2.pcap", "john-samples_mongodb-sa-longpassword-2.pcap"] {
+    for f in [
+        "john-samples_mongodb-longusername-longpassword-2.pcap",
+        "john-samples_mongodb-sa-longpassword-2.pcap",
+    ] {
         let a = run(f);
         let o = only(&a);
-        assert_eq!((o.client_traffic.messages, o.server_traffic.messages), (3, 3), "{f}");
+        assert_eq!(
+            (o.client_traffic.messages, o.server_traffic.messages),
+            (3, 3),
+            "{f}"
+        );
     }
 }
 
@@ -143,10 +160,20 @@ fn ndpi_requests_only() {
         .filter_map(|o| o.handshake.as_ref().and_then(|h| h.driver_name.clone()))
         .collect();
     assert!(drivers.contains(&"PyMongo".to_string()), "{drivers:?}");
-    assert!(drivers.contains(&"MongoDB Internal Client".to_string()), "{drivers:?}");
-    let getnonce: u64 = a.connections.iter().map(|o| o.command_count("getnonce")).sum();
+    assert!(
+        drivers.contains(&"MongoDB Internal Client".to_string()),
+        "{drivers:?}"
+    );
+    let getnonce: u64 = a
+        .connections
+        .iter()
+        .map(|o| o.command_count("getnonce"))
+        .sum();
     assert_eq!(getnonce, 2);
-    assert!(a.connections.iter().all(|o| o.syn_seen && o.server_traffic.messages == 0));
+    assert!(a
+        .connections
+        .iter()
+        .all(|o| o.syn_seen && o.server_traffic.messages == 0));
     assert!(a.connections.iter().any(|o| o.server.port() == 30000));
 }
 

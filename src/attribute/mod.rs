@@ -356,10 +356,22 @@ fn client_of(
             String::new()
         };
         match mode {
-            Mode::Streaming => format!("({min_pool} + 2) x {node_count} {nodes_word}{instances} = {}", e.total),
-            Mode::Polling => format!("({min_pool} + 1) x {node_count} {nodes_word}{instances} = {}", e.total),
-            Mode::SingleThreaded => format!("1 x {node_count} {nodes_word}{instances} = {}", e.total),
-            _ => format!("{min_pool} x {node_count} load balancer{}{instances} = {}", if node_count == 1 { "" } else { "s" }, e.total),
+            Mode::Streaming => format!(
+                "({min_pool} + 2) x {node_count} {nodes_word}{instances} = {}",
+                e.total
+            ),
+            Mode::Polling => format!(
+                "({min_pool} + 1) x {node_count} {nodes_word}{instances} = {}",
+                e.total
+            ),
+            Mode::SingleThreaded => {
+                format!("1 x {node_count} {nodes_word}{instances} = {}", e.total)
+            }
+            _ => format!(
+                "{min_pool} x {node_count} load balancer{}{instances} = {}",
+                if node_count == 1 { "" } else { "s" },
+                e.total
+            ),
         }
     });
 
@@ -375,11 +387,17 @@ fn client_of(
             deviations.push(format!(
                 "{mongo_clients} monitor sets per node: this process runs {mongo_clients} MongoClient instances"
             ));
-            advice.push("create one MongoClient per process, outside the request handler, and reuse it".into());
+            advice.push(
+                "create one MongoClient per process, outside the request handler, and reuse it"
+                    .into(),
+            );
         }
         if mode == Mode::Polling {
             let why = if env.is_some() {
-                format!("FaaS environment {}: drivers poll there", env.as_deref().unwrap_or(""))
+                format!(
+                    "FaaS environment {}: drivers poll there",
+                    env.as_deref().unwrap_or("")
+                )
             } else if max_wire.is_some_and(|w| w < 9) {
                 "the server is older than 4.4 and has no streaming protocol".into()
             } else {
@@ -389,7 +407,9 @@ fn client_of(
         }
         for (node, peak) in &pool_peaks {
             let allowed = min_pool as u64 * mongo_clients as u64;
-            if matches!(mode, Mode::Streaming | Mode::Polling | Mode::LoadBalanced) && *peak > allowed {
+            if matches!(mode, Mode::Streaming | Mode::Polling | Mode::LoadBalanced)
+                && *peak > allowed
+            {
                 deviations.push(format!(
                     "pool grew past minPoolSize under concurrency: {peak} pool connections open at once to {node} (minPoolSize {min_pool}{})",
                     if mongo_clients > 1 { format!(" x {mongo_clients}") } else { String::new() }
@@ -408,7 +428,11 @@ fn client_of(
             ));
         }
         if counts.unknown > 0 {
-            deviations.push(format!("{} connection{} could not be classified (see evidence)", counts.unknown, if counts.unknown == 1 { "" } else { "s" }));
+            deviations.push(format!(
+                "{} connection{} could not be classified (see evidence)",
+                counts.unknown,
+                if counts.unknown == 1 { "" } else { "s" }
+            ));
         }
         if matches!(mode, Mode::Streaming | Mode::Polling) {
             for node in &nodes {
@@ -435,10 +459,12 @@ fn client_of(
                 if opened_before_capture == 1 { "" } else { "s" }
             ));
         }
-        if source == "estimated" && monitored.len() == 1 && matches!(mode, Mode::Streaming | Mode::Polling) {
+        if source == "estimated"
+            && monitored.len() == 1
+            && matches!(mode, Mode::Streaming | Mode::Polling)
+        {
             deviations.push("minPoolSize estimated from a single node, where pool growth and minPoolSize look alike: pass --min-pool-size or --uri for a firm check".into());
         }
-        let _ = e;
     }
     let verdict = match (&expected, &arithmetic) {
         (Some(e), Some(arith)) => {
@@ -522,7 +548,13 @@ fn client_of(
 /// `a` and `b` name the same endpoint ("localhost:27017" vs "127.0.0.1:27017" cannot be
 /// resolved offline, so only exact host:port or default-port equivalence counts).
 fn same_host(a: &str, b: &str) -> bool {
-    let norm = |s: &str| if s.contains(':') { s.to_string() } else { format!("{s}:27017") };
+    let norm = |s: &str| {
+        if s.contains(':') {
+            s.to_string()
+        } else {
+            format!("{s}:27017")
+        }
+    };
     norm(a) == norm(b)
 }
 

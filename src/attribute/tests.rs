@@ -12,7 +12,11 @@ fn streaming_client(host: &str, first_port: u16, pool: usize, id: &mut u64) -> V
     let mut next = |server: &str| {
         *id += 1;
         port += 1;
-        conn(*id, &format!("{host}:{port}"), server).with_handshake("orders-api", "PyMongo", "4.20.0")
+        conn(*id, &format!("{host}:{port}"), server).with_handshake(
+            "orders-api",
+            "PyMongo",
+            "4.20.0",
+        )
     };
     for node in NODES {
         out.push(next(node).with_awaitable(3, true, 3));
@@ -32,7 +36,10 @@ fn run(conns: Vec<Observations>, opts: Options) -> Attribution {
 #[test]
 fn textbook_streaming_client_matches() {
     let mut id = 0;
-    let a = run(streaming_client("10.0.0.5", 50000, 5, &mut id), Options::default());
+    let a = run(
+        streaming_client("10.0.0.5", 50000, 5, &mut id),
+        Options::default(),
+    );
     assert_eq!(a.clients.len(), 1);
     let c = &a.clients[0];
     assert_eq!(c.id, "10.0.0.5|orders-api|PyMongo 4.20.0");
@@ -60,8 +67,16 @@ fn lambda_projection_reproduces_the_well_known_case() {
     let p = a.clients[0].projection.as_ref().unwrap();
     assert_eq!(p.total, 3150);
     assert_eq!(p.over_limit, Some(true));
-    assert!(p.summary.contains("21 connections x 150 instances = 3150"), "{}", p.summary);
-    assert!(p.summary.contains("over the 3000-connection limit"), "{}", p.summary);
+    assert!(
+        p.summary.contains("21 connections x 150 instances = 3150"),
+        "{}",
+        p.summary
+    );
+    assert!(
+        p.summary.contains("over the 3000-connection limit"),
+        "{}",
+        p.summary
+    );
 }
 
 #[test]
@@ -74,8 +89,16 @@ fn extra_monitor_sets_are_extra_mongo_clients() {
     assert_eq!(c.mongo_clients, 2);
     assert_eq!(c.counts.total, 18);
     assert_eq!(c.expected.as_ref().unwrap().total, 18);
-    assert!(c.verdict.starts_with("matches: (1 + 2) x 3 nodes x 2 MongoClients = 18"), "{}", c.verdict);
-    assert!(c.advice.iter().any(|a| a.contains("one MongoClient per process")));
+    assert!(
+        c.verdict
+            .starts_with("matches: (1 + 2) x 3 nodes x 2 MongoClients = 18"),
+        "{}",
+        c.verdict
+    );
+    assert!(c
+        .advice
+        .iter()
+        .any(|a| a.contains("one MongoClient per process")));
 }
 
 #[test]
@@ -83,14 +106,29 @@ fn pool_growth_is_explained_with_its_peak() {
     let mut id = 0;
     let mut conns = streaming_client("10.0.0.5", 50000, 2, &mut id);
     for i in 0..3 {
-        conns.push(conn(100 + i, &format!("10.0.0.5:{}", 52000 + i), NODES[0]).with_handshake("orders-api", "PyMongo", "4.20.0").with_auth().with_ops("find", 10));
+        conns.push(
+            conn(100 + i, &format!("10.0.0.5:{}", 52000 + i), NODES[0])
+                .with_handshake("orders-api", "PyMongo", "4.20.0")
+                .with_auth()
+                .with_ops("find", 10),
+        );
     }
     let a = run(conns, Options::default());
     let c = &a.clients[0];
     assert_eq!(c.expected.as_ref().unwrap().total, 12);
     assert_eq!(c.counts.total, 15);
-    assert!(c.verdict.starts_with("exceeds: 15 connections vs (2 + 2) x 3 nodes = 12"), "{}", c.verdict);
-    assert!(c.verdict.contains("5 pool connections open at once to 10.0.0.9:27017"), "{}", c.verdict);
+    assert!(
+        c.verdict
+            .starts_with("exceeds: 15 connections vs (2 + 2) x 3 nodes = 12"),
+        "{}",
+        c.verdict
+    );
+    assert!(
+        c.verdict
+            .contains("5 pool connections open at once to 10.0.0.9:27017"),
+        "{}",
+        c.verdict
+    );
 }
 
 #[test]
@@ -100,36 +138,73 @@ fn churn_is_counted_apart_from_concurrency() {
     // Three pool connections to one node, one after another.
     for i in 0..3 {
         let t = 1000.0 + 10.0 * i as f64;
-        conns.push(conn(200 + i, &format!("10.0.0.5:{}", 53000 + i), NODES[0]).with_handshake("orders-api", "PyMongo", "4.20.0").with_auth().with_ops("find", 1).lived(t, Some(t + 5.0)));
+        conns.push(
+            conn(200 + i, &format!("10.0.0.5:{}", 53000 + i), NODES[0])
+                .with_handshake("orders-api", "PyMongo", "4.20.0")
+                .with_auth()
+                .with_ops("find", 1)
+                .lived(t, Some(t + 5.0)),
+        );
     }
-    let c = &run(conns, Options { min_pool_size: Some(0), ..Options::default() }).clients[0];
-    assert!(c.deviations.iter().any(|d| d.starts_with("pool churn: 3 pool connections over the capture but at most 1 open at once")), "{:?}", c.deviations);
+    let c = &run(
+        conns,
+        Options {
+            min_pool_size: Some(0),
+            ..Options::default()
+        },
+    )
+    .clients[0];
+    assert!(
+        c.deviations.iter().any(|d| d.starts_with(
+            "pool churn: 3 pool connections over the capture but at most 1 open at once"
+        )),
+        "{:?}",
+        c.deviations
+    );
 }
 
 #[test]
 fn polling_client_formula_and_reason() {
     let mut conns = Vec::new();
     for (i, node) in NODES.iter().enumerate() {
-        let mut m = conn(i as u64, &format!("10.0.0.6:{}", 40000 + i), node).with_handshake("billing", "PyMongo", "4.0").with_plain_hellos(3, 10.0);
+        let mut m = conn(i as u64, &format!("10.0.0.6:{}", 40000 + i), node)
+            .with_handshake("billing", "PyMongo", "4.0")
+            .with_plain_hellos(3, 10.0);
         m.server_info.as_mut().unwrap().max_wire_version = Some(8);
         conns.push(m);
-        let mut pool = conn(10 + i as u64, &format!("10.0.0.6:{}", 41000 + i), node).with_handshake("billing", "PyMongo", "4.0").with_auth();
+        let mut pool = conn(10 + i as u64, &format!("10.0.0.6:{}", 41000 + i), node)
+            .with_handshake("billing", "PyMongo", "4.0")
+            .with_auth();
         pool.server_info.as_mut().unwrap().max_wire_version = Some(8);
         conns.push(pool);
     }
     let c = &run(conns, Options::default()).clients[0];
     assert_eq!(c.mode, Mode::Polling);
-    assert_eq!(c.verdict.split(';').next().unwrap(), "matches: (1 + 1) x 3 nodes = 6");
-    assert!(c.deviations.iter().any(|d| d.contains("older than 4.4")), "{:?}", c.deviations);
+    assert_eq!(
+        c.verdict.split(';').next().unwrap(),
+        "matches: (1 + 1) x 3 nodes = 6"
+    );
+    assert!(
+        c.deviations.iter().any(|d| d.contains("older than 4.4")),
+        "{:?}",
+        c.deviations
+    );
 }
 
 #[test]
 fn connections_without_handshake_join_the_hosts_only_client() {
     let mut id = 0;
     let mut conns = streaming_client("10.0.0.5", 50000, 1, &mut id);
-    conns.push(conn(99, "10.0.0.5:59999", NODES[0]).without_syn().with_ops("find", 2));
+    conns.push(
+        conn(99, "10.0.0.5:59999", NODES[0])
+            .without_syn()
+            .with_ops("find", 2),
+    );
     let a = run(conns, Options::default());
     assert_eq!(a.clients.len(), 1);
     assert_eq!(a.clients[0].opened_before_capture, 1);
-    assert_eq!(a.connections.last().unwrap().client_id, "10.0.0.5|orders-api|PyMongo 4.20.0");
+    assert_eq!(
+        a.connections.last().unwrap().client_id,
+        "10.0.0.5|orders-api|PyMongo 4.20.0"
+    );
 }

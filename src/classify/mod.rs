@@ -110,7 +110,10 @@ const INTERNAL_COMMANDS: &[&str] = &[
 
 /// Commands a driver sends on a connection as housekeeping rather than application work.
 fn is_housekeeping(name: &str) -> bool {
-    matches!(name, "endSessions" | "killCursors" | "ping" | "buildInfo" | "buildinfo" | "getLastError")
+    matches!(
+        name,
+        "endSessions" | "killCursors" | "ping" | "buildInfo" | "buildinfo" | "getLastError"
+    )
 }
 
 /// Heartbeat interval assumed when a client shows none (heartbeatFrequencyMS default 10 s).
@@ -176,7 +179,10 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
         return Some(verdict(
             Class::Internal,
             High,
-            format!("sends {} ({}x): only servers send it to each other", cmd.name, cmd.count),
+            format!(
+                "sends {} ({}x): only servers send it to each other",
+                cmd.name, cmd.count
+            ),
         ));
     }
     if hs.is_some_and(|h| h.load_balanced) {
@@ -209,7 +215,11 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
             parts.push(format!(
                 "{} streamed (moreToCome) repl{}",
                 hello.streamed_replies,
-                if hello.streamed_replies == 1 { "y" } else { "ies" }
+                if hello.streamed_replies == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
             ));
         }
         if hello.awaitable == 0 {
@@ -221,7 +231,10 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
         return Some(verdict(
             Class::Pool,
             Medium,
-            format!("replies carry serviceId (load-balanced deployment); {}", activity(obs)),
+            format!(
+                "replies carry serviceId (load-balanced deployment); {}",
+                activity(obs)
+            ),
         ));
     }
     let ops = application_ops(obs);
@@ -344,7 +357,10 @@ pub fn classify(conns: &[Observations]) -> Vec<Verdict> {
         let class = verdicts[i].as_ref().map(|v| v.class);
         if class == Some(Class::StreamingMonitor) {
             hood.streaming_nodes.push(obs.server);
-            host_streaming.entry(host_only(i)).or_default().push(obs.server);
+            host_streaming
+                .entry(host_only(i))
+                .or_default()
+                .push(obs.server);
         }
         if class == Some(Class::SingleThreaded) {
             hood.single_threaded += 1;
@@ -389,7 +405,13 @@ pub fn classify(conns: &[Observations]) -> Vec<Verdict> {
         let v = if ops > 0 {
             let per_node_max = max_concurrent_per_node(conns, &hood.conns, &verdicts);
             let monitors = !hood.streaming_nodes.is_empty() || hood.monitor_like > 0;
-            if !monitors && !hood.load_balanced && (hood.single_threaded > 0 || (per_node_max <= 1 && key.has_metadata() && looks_single_threaded_driver(&key))) {
+            if !monitors
+                && !hood.load_balanced
+                && (hood.single_threaded > 0
+                    || (per_node_max <= 1
+                        && key.has_metadata()
+                        && looks_single_threaded_driver(&key)))
+            {
                 verdict(
                     Class::SingleThreaded,
                     Confidence::Medium,
@@ -401,7 +423,11 @@ pub fn classify(conns: &[Observations]) -> Vec<Verdict> {
             } else {
                 verdict(
                     Class::Pool,
-                    if obs.handshake.is_some() { Confidence::High } else { Confidence::Medium },
+                    if obs.handshake.is_some() {
+                        Confidence::High
+                    } else {
+                        Confidence::Medium
+                    },
                     format!("{}{no_handshake}", activity_sentence(obs)),
                 )
             }
@@ -443,7 +469,11 @@ pub fn classify(conns: &[Observations]) -> Vec<Verdict> {
             let lived = obs.last_seen - obs.handshake.as_ref().map_or(obs.first_seen, |h| h.ts);
             let heartbeat = median(&hood.heartbeat).unwrap_or(DEFAULT_HEARTBEAT_SECS);
             if hood.authenticated_pool > 0 {
-                let class = if beside_streaming { Class::RttMonitor } else { Class::PollingMonitor };
+                let class = if beside_streaming {
+                    Class::RttMonitor
+                } else {
+                    Class::PollingMonitor
+                };
                 verdict(
                     class,
                     Confidence::Medium,
@@ -478,7 +508,8 @@ pub fn classify(conns: &[Observations]) -> Vec<Verdict> {
                 } else if obs.syn_seen {
                     "TCP connection with no MongoDB message in the capture".into()
                 } else {
-                    "no MongoDB message in the capture window (opened before it, idle during it)".into()
+                    "no MongoDB message in the capture window (opened before it, idle during it)"
+                        .into()
                 },
             )
         } else {
@@ -544,7 +575,9 @@ fn max_concurrent_per_node(
     let mut per_node: HashMap<std::net::SocketAddr, Vec<(f64, i32)>> = HashMap::new();
     for &j in members {
         let o = &conns[j];
-        if verdicts[j].as_ref().is_some_and(|v| v.class.is_monitor()) || application_ops(o) == 0 && periodic_hellos(o) > 0 {
+        if verdicts[j].as_ref().is_some_and(|v| v.class.is_monitor())
+            || application_ops(o) == 0 && periodic_hellos(o) > 0
+        {
             continue;
         }
         let events = per_node.entry(o.server).or_default();

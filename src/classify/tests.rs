@@ -12,10 +12,16 @@ fn one(o: Observations) -> Verdict {
 
 #[test]
 fn awaitable_hello_is_a_streaming_monitor() {
-    let v = one(conn(1, "10.0.0.5:5000", N1).with_handshake("app", "PyMongo", "4.10.1").with_awaitable(3, true, 2));
+    let v = one(conn(1, "10.0.0.5:5000", N1)
+        .with_handshake("app", "PyMongo", "4.10.1")
+        .with_awaitable(3, true, 2));
     assert_eq!(v.class, Class::StreamingMonitor);
     assert_eq!(v.confidence, Confidence::High);
-    assert!(v.evidence.contains("awaitable") && v.evidence.contains("exhaustAllowed"), "{}", v.evidence);
+    assert!(
+        v.evidence.contains("awaitable") && v.evidence.contains("exhaustAllowed"),
+        "{}",
+        v.evidence
+    );
 }
 
 #[test]
@@ -25,14 +31,22 @@ fn streamed_replies_alone_prove_a_streaming_monitor_mid_stream() {
     o.server_traffic.messages = 4;
     let v = one(o);
     assert_eq!(v.class, Class::StreamingMonitor);
-    assert!(v.evidence.contains("predates the capture"), "{}", v.evidence);
+    assert!(
+        v.evidence.contains("predates the capture"),
+        "{}",
+        v.evidence
+    );
 }
 
 #[test]
 fn plain_hello_beside_streaming_monitor_is_rtt() {
     let conns = vec![
-        conn(1, "10.0.0.5:5000", N1).with_handshake("app", "nodejs", "6.10.0").with_awaitable(2, false, 0),
-        conn(2, "10.0.0.5:5001", N1).with_handshake("app", "nodejs", "6.10.0").with_plain_hellos(3, 10.0),
+        conn(1, "10.0.0.5:5000", N1)
+            .with_handshake("app", "nodejs", "6.10.0")
+            .with_awaitable(2, false, 0),
+        conn(2, "10.0.0.5:5001", N1)
+            .with_handshake("app", "nodejs", "6.10.0")
+            .with_plain_hellos(3, 10.0),
     ];
     let v = classify(&conns);
     assert_eq!(v[1].class, Class::RttMonitor);
@@ -43,15 +57,21 @@ fn plain_hello_beside_streaming_monitor_is_rtt() {
 fn plain_hello_without_streaming_peer_is_polling() {
     let conns = vec![
         // A streaming monitor to another node does not make this one an RTT monitor.
-        conn(1, "10.0.0.5:5000", N2).with_handshake("app", "PyMongo", "4.10.1").with_awaitable(2, true, 1),
-        conn(2, "10.0.0.5:5001", N1).with_handshake("app", "PyMongo", "4.10.1").with_plain_hellos(3, 10.0),
+        conn(1, "10.0.0.5:5000", N2)
+            .with_handshake("app", "PyMongo", "4.10.1")
+            .with_awaitable(2, true, 1),
+        conn(2, "10.0.0.5:5001", N1)
+            .with_handshake("app", "PyMongo", "4.10.1")
+            .with_plain_hellos(3, 10.0),
     ];
     assert_eq!(classify(&conns)[1].class, Class::PollingMonitor);
 }
 
 #[test]
 fn polling_reason_mentions_legacy_server() {
-    let mut o = conn(1, "10.0.0.5:5000", N1).with_handshake("app", "PyMongo", "4.0").with_plain_hellos(2, 10.0);
+    let mut o = conn(1, "10.0.0.5:5000", N1)
+        .with_handshake("app", "PyMongo", "4.0")
+        .with_plain_hellos(2, 10.0);
     o.server_info.as_mut().unwrap().max_wire_version = Some(8);
     o.server_info.as_mut().unwrap().topology_version = false;
     let v = one(o);
@@ -61,22 +81,32 @@ fn polling_reason_mentions_legacy_server() {
 
 #[test]
 fn operations_make_a_pool_connection() {
-    let v = one(conn(1, "10.0.0.5:5000", N1).with_handshake("app", "PyMongo", "4.10.1").with_auth().with_ops("find", 7));
+    let v = one(conn(1, "10.0.0.5:5000", N1)
+        .with_handshake("app", "PyMongo", "4.10.1")
+        .with_auth()
+        .with_ops("find", 7));
     assert_eq!(v.class, Class::Pool);
     assert!(v.evidence.contains("find 7"), "{}", v.evidence);
 }
 
 #[test]
 fn hello_checks_and_operations_on_one_connection_are_single_threaded() {
-    let v = one(conn(1, "10.0.0.5:5000", N1).with_handshake("app", "mongoc", "1.23.1").with_plain_hellos(2, 60.0).with_ops("insert", 3));
+    let v = one(conn(1, "10.0.0.5:5000", N1)
+        .with_handshake("app", "mongoc", "1.23.1")
+        .with_plain_hellos(2, 60.0)
+        .with_ops("insert", 3));
     assert_eq!(v.class, Class::SingleThreaded);
 }
 
 #[test]
 fn lone_connection_per_node_without_monitors_is_single_threaded_for_libmongoc() {
     let conns = vec![
-        conn(1, "10.0.0.5:5000", N1).with_handshake("php", "mongoc / ext-mongodb:PHP", "1.23.1").with_ops("find", 2),
-        conn(2, "10.0.0.5:5001", N2).with_handshake("php", "mongoc / ext-mongodb:PHP", "1.23.1").with_ops("find", 1),
+        conn(1, "10.0.0.5:5000", N1)
+            .with_handshake("php", "mongoc / ext-mongodb:PHP", "1.23.1")
+            .with_ops("find", 2),
+        conn(2, "10.0.0.5:5001", N2)
+            .with_handshake("php", "mongoc / ext-mongodb:PHP", "1.23.1")
+            .with_ops("find", 1),
     ];
     let v = classify(&conns);
     assert_eq!(v[0].class, Class::SingleThreaded, "{}", v[0].evidence);
@@ -85,7 +115,9 @@ fn lone_connection_per_node_without_monitors_is_single_threaded_for_libmongoc() 
 
 #[test]
 fn authenticated_idle_connection_is_pool() {
-    let v = one(conn(1, "10.0.0.5:5000", N1).with_handshake("app", "PyMongo", "4.10.1").with_auth());
+    let v = one(conn(1, "10.0.0.5:5000", N1)
+        .with_handshake("app", "PyMongo", "4.10.1")
+        .with_auth());
     assert_eq!(v.class, Class::Pool);
     assert!(v.evidence.contains("never authenticate"), "{}", v.evidence);
 }
@@ -93,9 +125,16 @@ fn authenticated_idle_connection_is_pool() {
 #[test]
 fn unauthenticated_handshake_only_beside_authenticated_pool_is_a_monitor() {
     let conns = vec![
-        conn(1, "10.0.0.5:5000", N1).with_handshake("app", "Java", "5.1").with_awaitable(1, false, 0),
-        conn(2, "10.0.0.5:5001", N1).with_handshake("app", "Java", "5.1").with_auth().with_ops("find", 1),
-        conn(3, "10.0.0.5:5002", N1).with_handshake("app", "Java", "5.1").lived(1000.0, Some(1002.0)),
+        conn(1, "10.0.0.5:5000", N1)
+            .with_handshake("app", "Java", "5.1")
+            .with_awaitable(1, false, 0),
+        conn(2, "10.0.0.5:5001", N1)
+            .with_handshake("app", "Java", "5.1")
+            .with_auth()
+            .with_ops("find", 1),
+        conn(3, "10.0.0.5:5002", N1)
+            .with_handshake("app", "Java", "5.1")
+            .lived(1000.0, Some(1002.0)),
     ];
     let v = classify(&conns);
     assert_eq!(v[2].class, Class::RttMonitor, "{}", v[2].evidence);
@@ -103,9 +142,13 @@ fn unauthenticated_handshake_only_beside_authenticated_pool_is_a_monitor() {
 
 #[test]
 fn long_idle_handshake_only_is_pool_short_one_is_unknown() {
-    let idle = conn(1, "10.0.0.5:5000", N1).with_handshake("app", "PyMongo", "4.10.1").lived(1000.0, Some(1040.0));
+    let idle = conn(1, "10.0.0.5:5000", N1)
+        .with_handshake("app", "PyMongo", "4.10.1")
+        .lived(1000.0, Some(1040.0));
     assert_eq!(one(idle).class, Class::Pool);
-    let short = conn(1, "10.0.0.5:5000", N1).with_handshake("app", "PyMongo", "4.10.1").lived(1000.0, Some(1002.0));
+    let short = conn(1, "10.0.0.5:5000", N1)
+        .with_handshake("app", "PyMongo", "4.10.1")
+        .lived(1000.0, Some(1002.0));
     let v = one(short);
     assert_eq!(v.class, Class::Unknown);
     assert!(v.evidence.contains("look alike"), "{}", v.evidence);
@@ -116,13 +159,17 @@ fn internal_client_and_internal_commands() {
     let mut o = conn(1, "10.0.0.9:40000", N2).with_handshake("", "NetworkInterfaceTL", "7.0");
     o.handshake.as_mut().unwrap().internal_client = true;
     assert_eq!(one(o).class, Class::Internal);
-    let o = conn(1, "10.0.0.9:40000", N2).without_syn().with_ops("replSetHeartbeat", 5);
+    let o = conn(1, "10.0.0.9:40000", N2)
+        .without_syn()
+        .with_ops("replSetHeartbeat", 5);
     assert_eq!(one(o).class, Class::Internal);
 }
 
 #[test]
 fn load_balanced_handshake_is_pool_even_with_hellos() {
-    let mut o = conn(1, "10.0.0.5:5000", N1).with_handshake("app", "nodejs", "6.10.0").with_plain_hellos(2, 10.0);
+    let mut o = conn(1, "10.0.0.5:5000", N1)
+        .with_handshake("app", "nodejs", "6.10.0")
+        .with_plain_hellos(2, 10.0);
     o.handshake.as_mut().unwrap().load_balanced = true;
     let v = one(o);
     assert_eq!(v.class, Class::Pool);
@@ -143,12 +190,20 @@ fn nothing_decoded_is_unknown_and_says_why() {
 #[test]
 fn mid_stream_ops_without_handshake_are_pool_and_say_so() {
     let conns = vec![
-        conn(1, "10.0.0.5:5000", N1).without_syn().with_awaitable(1, true, 1),
-        conn(2, "10.0.0.5:5001", N1).without_syn().with_ops("find", 4),
+        conn(1, "10.0.0.5:5000", N1)
+            .without_syn()
+            .with_awaitable(1, true, 1),
+        conn(2, "10.0.0.5:5001", N1)
+            .without_syn()
+            .with_ops("find", 4),
     ];
     let v = classify(&conns);
     assert_eq!(v[1].class, Class::Pool);
-    assert!(v[1].evidence.contains("before the capture"), "{}", v[1].evidence);
+    assert!(
+        v[1].evidence.contains("before the capture"),
+        "{}",
+        v[1].evidence
+    );
 }
 
 #[test]

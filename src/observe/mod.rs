@@ -11,9 +11,9 @@
 //! then who sends requests (a request is intrinsic to the message: OP_QUERY, or OP_MSG with
 //! `responseTo == 0`), then well-known server ports.
 
-mod stats;
 #[cfg(test)]
 pub mod fixture;
+mod stats;
 
 use std::net::SocketAddr;
 
@@ -189,7 +189,10 @@ impl Observations {
         self.client_traffic.messages + self.server_traffic.messages
     }
     pub fn command_count(&self, name: &str) -> u64 {
-        self.commands.iter().find(|c| c.name == name).map_or(0, |c| c.count)
+        self.commands
+            .iter()
+            .find(|c| c.name == name)
+            .map_or(0, |c| c.count)
     }
 }
 
@@ -307,9 +310,13 @@ impl Observer {
                 CloseKind::Rst => "rst",
                 CloseKind::Reused => "reused",
             });
-            obs.closed_by = close
-                .by
-                .map(|side| if side == client_side { "client" } else { "server" });
+            obs.closed_by = close.by.map(|side| {
+                if side == client_side {
+                    "client"
+                } else {
+                    "server"
+                }
+            });
         }
         obs.client_traffic = state.traffic[client_side.index()];
         obs.server_traffic = state.traffic[server_side.index()];
@@ -388,9 +395,7 @@ impl Observer {
             Some(name) if is_auth_command(name) => {
                 if matches!(name, "saslStart" | "authenticate") {
                     obs.auth.attempts += 1;
-                    if let Some(mech) = msg
-                        .command_doc()
-                        .and_then(|d| d.get_str("mechanism").ok())
+                    if let Some(mech) = msg.command_doc().and_then(|d| d.get_str("mechanism").ok())
                     {
                         obs.auth.mechanism = Some(mech.to_string());
                     }
@@ -422,7 +427,10 @@ impl Observer {
 
     fn on_reply(&mut self, state: &mut Core, server: SocketAddr, ts: Timestamp, msg: &Message<'_>) {
         let wanted = msg.header.response_to;
-        let Some(slot) = state.pending.iter().position(|(id, ..)| *id == wanted && wanted != 0)
+        let Some(slot) = state
+            .pending
+            .iter()
+            .position(|(id, ..)| *id == wanted && wanted != 0)
         else {
             return;
         };
@@ -542,39 +550,39 @@ impl ConnHandler for Observer {
         Box::new(ConnState {
             framers: [Framer::new(cfg.clone()), Framer::new(cfg)],
             core: Core {
-            client_side: None,
-            pending: [(0, Timestamp(0), Pending::Other); PENDING_SLOTS],
-            pending_next: 0,
-            last_hello_request: None,
-            last_hello_reply: None,
-            obs: Observations {
-                id: info.id,
-                client: a,
-                server: info.endpoint(Side::B),
-                orientation: Orientation::Guess,
-                syn_seen: false,
-                opened: None,
-                closed: None,
-                closed_by: None,
-                close_kind: None,
-                first_seen: 0.0,
-                last_seen: 0.0,
-                mid_stream: false,
-                first_command: None,
-                handshake: None,
-                hello: HelloStats::default(),
-                commands: Vec::new(),
-                auth: Auth::default(),
-                compression: None,
-                legacy_opcodes: Vec::new(),
-                server_info: None,
-                op_latency_ms: Summary::default(),
-                client_traffic: Traffic::default(),
-                server_traffic: Traffic::default(),
-            },
-            traffic: [Traffic::default(); 2],
-            mid_stream: [false; 2],
-            hunting_warned: [false; 2],
+                client_side: None,
+                pending: [(0, Timestamp(0), Pending::Other); PENDING_SLOTS],
+                pending_next: 0,
+                last_hello_request: None,
+                last_hello_reply: None,
+                obs: Observations {
+                    id: info.id,
+                    client: a,
+                    server: info.endpoint(Side::B),
+                    orientation: Orientation::Guess,
+                    syn_seen: false,
+                    opened: None,
+                    closed: None,
+                    closed_by: None,
+                    close_kind: None,
+                    first_seen: 0.0,
+                    last_seen: 0.0,
+                    mid_stream: false,
+                    first_command: None,
+                    handshake: None,
+                    hello: HelloStats::default(),
+                    commands: Vec::new(),
+                    auth: Auth::default(),
+                    compression: None,
+                    legacy_opcodes: Vec::new(),
+                    server_info: None,
+                    op_latency_ms: Summary::default(),
+                    client_traffic: Traffic::default(),
+                    server_traffic: Traffic::default(),
+                },
+                traffic: [Traffic::default(); 2],
+                mid_stream: [false; 2],
+                hunting_warned: [false; 2],
             },
         })
     }
@@ -618,7 +626,8 @@ impl ConnHandler for Observer {
         }
         let mut obs = state.obs.clone();
         self.settle(&mut obs, &state, info);
-        let on_server_port = self.is_server_port(obs.server.port()) || self.is_server_port(obs.client.port());
+        let on_server_port =
+            self.is_server_port(obs.server.port()) || self.is_server_port(obs.client.port());
         if obs.messages() == 0 && !on_server_port {
             self.foreign_flows += 1;
             return;
@@ -697,4 +706,3 @@ impl Observer {
         }
     }
 }
-

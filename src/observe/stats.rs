@@ -113,7 +113,10 @@ impl NodeStats {
     // `record` (not `saturating_record`) so the auto-resizing histograms grow to the value;
     // it can only fail beyond u64, which a float-to-int cast cannot produce.
     pub fn heartbeat(&mut self, server: SocketAddr, secs: f64) {
-        let _ = self.node(server).heartbeat_ms.record((secs * 1000.0) as u64);
+        let _ = self
+            .node(server)
+            .heartbeat_ms
+            .record((secs * 1000.0) as u64);
     }
     pub fn hello_rtt(&mut self, server: SocketAddr, ms: f64) {
         let _ = self.node(server).hello_rtt_us.record((ms * 1000.0) as u64);

@@ -9,9 +9,9 @@ use crate::attribute::{Attributed, Client};
 fn connection(c: &Attributed) -> Value {
     let hs = c.obs.handshake.as_ref();
     let driver = hs.and_then(|h| {
-        h.driver_name.as_ref().map(|name| {
-            json!({ "name": name, "version": h.driver_version.clone().unwrap_or_default() })
-        })
+        h.driver_name.as_ref().map(
+            |name| json!({ "name": name, "version": h.driver_version.clone().unwrap_or_default() }),
+        )
     });
     json!({
         "client": c.obs.client.to_string(),

@@ -50,7 +50,11 @@ pub fn to_markdown(report: &Report) -> String {
                 c.mongo_clients.to_string(),
                 format!(
                     "{} / {} / {} / {} / {}",
-                    c.counts.streaming_monitor, c.counts.rtt_monitor, c.counts.polling_monitor, c.counts.pool, c.counts.single_threaded
+                    c.counts.streaming_monitor,
+                    c.counts.rtt_monitor,
+                    c.counts.polling_monitor,
+                    c.counts.pool,
+                    c.counts.single_threaded
                 ),
                 c.counts.total.to_string(),
                 expected_label(c),
@@ -58,7 +62,16 @@ pub fn to_markdown(report: &Report) -> String {
         })
         .collect();
     out.push_str(&md_table(
-        &["host", "app", "driver", "mode", "MongoClients", "stream / rtt / poll / pool / single", "total", "expected"],
+        &[
+            "host",
+            "app",
+            "driver",
+            "mode",
+            "MongoClients",
+            "stream / rtt / poll / pool / single",
+            "total",
+            "expected",
+        ],
         &rows,
     ));
 
@@ -97,7 +110,15 @@ pub fn to_markdown(report: &Report) -> String {
         })
         .collect();
     out.push_str(&md_table(
-        &["node", "role", "connections", "clients", "heartbeat interval", "hello round trip", "operation latency"],
+        &[
+            "node",
+            "role",
+            "connections",
+            "clients",
+            "heartbeat interval",
+            "hello round trip",
+            "operation latency",
+        ],
         &rows,
     ));
 
@@ -108,7 +129,11 @@ pub fn to_markdown(report: &Report) -> String {
     if !anomalies.is_empty() {
         out.push_str("\n## Unclassified connections\n\n");
         for c in anomalies {
-            let _ = writeln!(out, "- `{}` → `{}`: {}", c.obs.client, c.obs.server, c.verdict.evidence);
+            let _ = writeln!(
+                out,
+                "- `{}` → `{}`: {}",
+                c.obs.client, c.obs.server, c.verdict.evidence
+            );
         }
     }
 

@@ -86,8 +86,10 @@ impl Report {
 }
 
 fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSummary> {
-    let mut by_node: BTreeMap<std::net::SocketAddr, (Counts, std::collections::BTreeSet<&str>, Option<String>)> =
-        BTreeMap::new();
+    let mut by_node: BTreeMap<
+        std::net::SocketAddr,
+        (Counts, std::collections::BTreeSet<&str>, Option<String>),
+    > = BTreeMap::new();
     for c in &attribution.connections {
         let entry = by_node.entry(c.obs.server).or_default();
         entry.0.add(c.verdict.class);

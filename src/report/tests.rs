@@ -8,9 +8,16 @@ use crate::observe::NodeStats;
 fn sample() -> Report {
     let n = "10.0.0.9:27017";
     let conns = vec![
-        conn(1, "10.0.0.5:50001", n).with_handshake("orders-api", "PyMongo", "4.20.0").with_awaitable(2, true, 2),
-        conn(2, "10.0.0.5:50002", n).with_handshake("orders-api", "PyMongo", "4.20.0").with_plain_hellos(2, 10.0),
-        conn(3, "10.0.0.5:50003", n).with_handshake("orders-api", "PyMongo", "4.20.0").with_auth().with_ops("insert", 3),
+        conn(1, "10.0.0.5:50001", n)
+            .with_handshake("orders-api", "PyMongo", "4.20.0")
+            .with_awaitable(2, true, 2),
+        conn(2, "10.0.0.5:50002", n)
+            .with_handshake("orders-api", "PyMongo", "4.20.0")
+            .with_plain_hellos(2, 10.0),
+        conn(3, "10.0.0.5:50003", n)
+            .with_handshake("orders-api", "PyMongo", "4.20.0")
+            .with_auth()
+            .with_ops("insert", 3),
     ];
     let analysis = Analysis {
         input: InputSummary {
@@ -29,7 +36,15 @@ fn sample() -> Report {
     };
     let v = classify(&conns);
     let a = attribute(conns, v, Options::default());
-    Report::new(analysis, a, Meta { tool: "conn-attrib".into(), version: "0.1.0".into(), command_line: "conn-attrib capture.pcap".into() })
+    Report::new(
+        analysis,
+        a,
+        Meta {
+            tool: "conn-attrib".into(),
+            version: "0.1.0".into(),
+            command_line: "conn-attrib capture.pcap".into(),
+        },
+    )
 }
 
 #[test]
@@ -41,7 +56,17 @@ fn contract_field_names_and_types() {
     }
     assert!(v["warnings"].is_array());
     let c = &v["connections"][0];
-    for f in ["client", "server", "class", "client_id", "app_name", "driver", "opened", "closed", "evidence"] {
+    for f in [
+        "client",
+        "server",
+        "class",
+        "client_id",
+        "app_name",
+        "driver",
+        "opened",
+        "closed",
+        "evidence",
+    ] {
         assert!(c.get(f).is_some(), "connections[].{f}");
     }
     assert_eq!(c["client"], "10.0.0.5:50001");
@@ -54,12 +79,32 @@ fn contract_field_names_and_types() {
     assert_eq!(v["connections"][1]["class"], "rtt-monitor");
     assert_eq!(v["connections"][2]["class"], "pool");
     let k = &v["clients"][0];
-    for f in ["id", "host", "app_name", "driver", "mode", "mongo_clients", "nodes", "counts", "expected", "verdict"] {
+    for f in [
+        "id",
+        "host",
+        "app_name",
+        "driver",
+        "mode",
+        "mongo_clients",
+        "nodes",
+        "counts",
+        "expected",
+        "verdict",
+    ] {
         assert!(k.get(f).is_some(), "clients[].{f}");
     }
     assert_eq!(k["mode"], "streaming");
     assert_eq!(k["mongo_clients"], 1);
-    for f in ["streaming-monitor", "rtt-monitor", "polling-monitor", "pool", "single-threaded", "internal", "unknown", "total"] {
+    for f in [
+        "streaming-monitor",
+        "rtt-monitor",
+        "polling-monitor",
+        "pool",
+        "single-threaded",
+        "internal",
+        "unknown",
+        "total",
+    ] {
         assert!(k["counts"][f].is_u64(), "counts.{f}");
     }
     assert_eq!(k["counts"]["total"], 3);

@@ -64,7 +64,11 @@ pub fn to_text(report: &Report) -> String {
         input.packets,
         input.bytes as f64 / 1e6,
         duration(report),
-        if input.complete { "" } else { " (incomplete: see warnings)" }
+        if input.complete {
+            ""
+        } else {
+            " (incomplete: see warnings)"
+        }
     );
     let _ = writeln!(
         out,
@@ -72,7 +76,11 @@ pub fn to_text(report: &Report) -> String {
         conns.len(),
         if conns.len() == 1 { "" } else { "s" },
         report.attribution.clients.len(),
-        if report.attribution.clients.len() == 1 { "" } else { "s" },
+        if report.attribution.clients.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
         report.nodes.len(),
         if report.nodes.len() == 1 { "" } else { "s" },
     );
@@ -102,12 +110,33 @@ pub fn to_text(report: &Report) -> String {
         })
         .collect();
     out.push_str(&table(
-        &["host", "app", "driver", "mode", "MongoClients", "stream", "rtt", "poll", "pool", "single", "internal", "unknown", "total", "expected"],
+        &[
+            "host",
+            "app",
+            "driver",
+            "mode",
+            "MongoClients",
+            "stream",
+            "rtt",
+            "poll",
+            "pool",
+            "single",
+            "internal",
+            "unknown",
+            "total",
+            "expected",
+        ],
         &rows,
     ));
     out.push('\n');
     for c in &report.attribution.clients {
-        let _ = writeln!(out, "{} {}: {}", c.host, c.app_name.as_deref().unwrap_or("-"), c.verdict);
+        let _ = writeln!(
+            out,
+            "{} {}: {}",
+            c.host,
+            c.app_name.as_deref().unwrap_or("-"),
+            c.verdict
+        );
         for a in &c.advice {
             let _ = writeln!(out, "  advice: {a}");
         }
@@ -133,7 +162,15 @@ pub fn to_text(report: &Report) -> String {
         })
         .collect();
     out.push_str(&table(
-        &["node", "role", "connections", "clients", "heartbeat interval", "hello round trip", "operation latency"],
+        &[
+            "node",
+            "role",
+            "connections",
+            "clients",
+            "heartbeat interval",
+            "hello round trip",
+            "operation latency",
+        ],
         &rows,
     ));
 
@@ -157,9 +194,15 @@ pub fn to_text(report: &Report) -> String {
             let _ = writeln!(out, "[{}] {}", w.kind, w.message);
         }
     }
-    let unknown = conns.iter().filter(|c| c.verdict.class == Class::Unknown).count();
+    let unknown = conns
+        .iter()
+        .filter(|c| c.verdict.class == Class::Unknown)
+        .count();
     if unknown > 0 {
-        let _ = writeln!(out, "\n{unknown} connection(s) unknown: their evidence says what is missing.");
+        let _ = writeln!(
+            out,
+            "\n{unknown} connection(s) unknown: their evidence says what is missing."
+        );
     }
     out
 }

@@ -11,7 +11,9 @@ use conn_attrib::capture::FileSource;
 use conn_attrib::{analyze, Analysis, AnalyzerConfig};
 
 pub fn shared_pcap(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps/public").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/pcaps/public")
+        .join(name);
     assert!(p.exists(), "missing shared capture {}", p.display());
     p
 }
@@ -21,7 +23,8 @@ pub fn analyze_bytes(bytes: Vec<u8>) -> Analysis {
 }
 
 pub fn analyze_bytes_with(bytes: Vec<u8>, config: AnalyzerConfig) -> Analysis {
-    let mut src = FileSource::from_reader("test.pcap", Box::new(Cursor::new(bytes))).expect("a capture");
+    let mut src =
+        FileSource::from_reader("test.pcap", Box::new(Cursor::new(bytes))).expect("a capture");
     analyze(&mut src, config)
 }
 
@@ -43,8 +46,10 @@ impl Pcap {
         Pcap { bytes }
     }
     pub fn record(&mut self, ts_us: u64, frame: &[u8]) {
-        self.bytes.extend(((ts_us / 1_000_000) as u32).to_le_bytes());
-        self.bytes.extend(((ts_us % 1_000_000) as u32).to_le_bytes());
+        self.bytes
+            .extend(((ts_us / 1_000_000) as u32).to_le_bytes());
+        self.bytes
+            .extend(((ts_us % 1_000_000) as u32).to_le_bytes());
         self.bytes.extend((frame.len() as u32).to_le_bytes());
         self.bytes.extend((frame.len() as u32).to_le_bytes());
         self.bytes.extend_from_slice(frame);
@@ -59,13 +64,40 @@ pub struct Flags {
     pub rst: bool,
 }
 
-pub const DATA: Flags = Flags { syn: false, ack: true, fin: false, rst: false };
-pub const SYN: Flags = Flags { syn: true, ack: false, fin: false, rst: false };
-pub const SYN_ACK: Flags = Flags { syn: true, ack: true, fin: false, rst: false };
-pub const FIN: Flags = Flags { syn: false, ack: true, fin: true, rst: false };
+pub const DATA: Flags = Flags {
+    syn: false,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+pub const SYN: Flags = Flags {
+    syn: true,
+    ack: false,
+    fin: false,
+    rst: false,
+};
+pub const SYN_ACK: Flags = Flags {
+    syn: true,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+pub const FIN: Flags = Flags {
+    syn: false,
+    ack: true,
+    fin: true,
+    rst: false,
+};
 
 /// Ethernet + IPv4 + TCP frame.
-pub fn frame(src: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, ack: u32, flags: Flags, payload: &[u8]) -> Vec<u8> {
+pub fn frame(
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut f = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00];
     let total = (40 + payload.len()) as u16;
     f.extend([0x45, 0]);
@@ -77,7 +109,10 @@ pub fn frame(src: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, ack: u32, flags
     f.extend(dst.1.to_be_bytes());
     f.extend(seq.to_be_bytes());
     f.extend(ack.to_be_bytes());
-    let bits = (flags.fin as u8) | (flags.syn as u8) << 1 | (flags.rst as u8) << 2 | (flags.ack as u8) << 4;
+    let bits = (flags.fin as u8)
+        | (flags.syn as u8) << 1
+        | (flags.rst as u8) << 2
+        | (flags.ack as u8) << 4;
     f.extend([0x50, bits, 0xff, 0xff, 0, 0, 0, 0]);
     f.extend_from_slice(payload);
     f
@@ -94,7 +129,13 @@ pub struct Conversation {
 
 impl Conversation {
     pub fn new(client: ([u8; 4], u16), server: ([u8; 4], u16), ts_us: u64) -> Conversation {
-        Conversation { client, server, client_seq: 1000, server_seq: 50_000, ts_us }
+        Conversation {
+            client,
+            server,
+            client_seq: 1000,
+            server_seq: 50_000,
+            ts_us,
+        }
     }
     fn tick(&mut self, us: u64) -> u64 {
         self.ts_us += us;
@@ -102,22 +143,59 @@ impl Conversation {
     }
     pub fn open(&mut self, pcap: &mut Pcap) {
         let t = self.tick(1);
-        pcap.record(t, &frame(self.client, self.server, self.client_seq, 0, SYN, b""));
+        pcap.record(
+            t,
+            &frame(self.client, self.server, self.client_seq, 0, SYN, b""),
+        );
         let t = self.tick(100);
-        pcap.record(t, &frame(self.server, self.client, self.server_seq, self.client_seq + 1, SYN_ACK, b""));
+        pcap.record(
+            t,
+            &frame(
+                self.server,
+                self.client,
+                self.server_seq,
+                self.client_seq + 1,
+                SYN_ACK,
+                b"",
+            ),
+        );
         self.client_seq += 1;
         self.server_seq += 1;
         let t = self.tick(100);
-        pcap.record(t, &frame(self.client, self.server, self.client_seq, self.server_seq, DATA, b""));
+        pcap.record(
+            t,
+            &frame(
+                self.client,
+                self.server,
+                self.client_seq,
+                self.server_seq,
+                DATA,
+                b"",
+            ),
+        );
     }
     /// Client bytes as one segment; returns the segment's frame (for reordering tests).
     pub fn client_frame(&mut self, payload: &[u8]) -> (u64, Vec<u8>) {
-        let f = frame(self.client, self.server, self.client_seq, self.server_seq, DATA, payload);
+        let f = frame(
+            self.client,
+            self.server,
+            self.client_seq,
+            self.server_seq,
+            DATA,
+            payload,
+        );
         self.client_seq = self.client_seq.wrapping_add(payload.len() as u32);
         (self.tick(50), f)
     }
     pub fn server_frame(&mut self, payload: &[u8]) -> (u64, Vec<u8>) {
-        let f = frame(self.server, self.client, self.server_seq, self.client_seq, DATA, payload);
+        let f = frame(
+            self.server,
+            self.client,
+            self.server_seq,
+            self.client_seq,
+            DATA,
+            payload,
+        );
         self.server_seq = self.server_seq.wrapping_add(payload.len() as u32);
         (self.tick(50), f)
     }
@@ -131,10 +209,30 @@ impl Conversation {
     }
     pub fn close(&mut self, pcap: &mut Pcap) {
         let t = self.tick(10);
-        pcap.record(t, &frame(self.client, self.server, self.client_seq, self.server_seq, FIN, b""));
+        pcap.record(
+            t,
+            &frame(
+                self.client,
+                self.server,
+                self.client_seq,
+                self.server_seq,
+                FIN,
+                b"",
+            ),
+        );
         self.client_seq += 1;
         let t = self.tick(10);
-        pcap.record(t, &frame(self.server, self.client, self.server_seq, self.client_seq, FIN, b""));
+        pcap.record(
+            t,
+            &frame(
+                self.server,
+                self.client,
+                self.server_seq,
+                self.client_seq,
+                FIN,
+                b"",
+            ),
+        );
         self.server_seq += 1;
     }
     pub fn wait(&mut self, us: u64) {
