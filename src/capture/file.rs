@@ -22,6 +22,9 @@ const READ_BUFFER: usize = 1 << 20;
 /// The largest record we accept. Real snap lengths stop at 256 KiB; pcapng blocks of a
 /// few MiB exist (e.g. jumbo frames with options). Anything larger is a damaged length field.
 pub const MAX_RECORD: usize = 64 << 20;
+/// Bytes read before handing the stream to pcap-parser, which recognises the format from
+/// its first read alone: enough for any real pcapng section header with its options.
+const PEEK: usize = 64 << 10;
 
 /// One pcapng interface (IDB): what its packets need to be decoded.
 #[derive(Clone, Copy, Debug)]
@@ -67,9 +70,9 @@ impl FileSource {
     ) -> Result<FileSource, CaptureError> {
         // pcap-parser recognises the format from its first read; peek enough bytes first
         // so a short first read (a pipe) does not make a valid capture look unrecognised.
-        let mut head = Vec::with_capacity(64);
+        let mut head = Vec::with_capacity(PEEK);
         (&mut reader)
-            .take(64)
+            .take(PEEK as u64)
             .read_to_end(&mut head)
             .map_err(|source| CaptureError::Open {
                 path: name.to_string(),
@@ -396,7 +399,9 @@ mod tests {
         out
     }
 
-    fn read_all(bytes: Vec<u8>) -> (Vec<(Timestamp, LinkType, Vec<u8>)>, Option<CaptureError>) {
+    type Read = (Vec<(Timestamp, LinkType, Vec<u8>)>, Option<CaptureError>);
+
+    fn read_all(bytes: Vec<u8>) -> Read {
         let mut src =
             FileSource::from_reader("test.pcap", Box::new(io::Cursor::new(bytes))).expect("opens");
         let mut out = Vec::new();
@@ -501,7 +506,7 @@ mod tests {
     fn reads_pcapng_with_two_interfaces_and_resolutions() {
         // Section header, two IDBs (Ethernet µs; raw IP with if_tsresol = 9 → ns), one EPB each.
         fn block(kind: u32, body: &[u8]) -> Vec<u8> {
-            let padded = (body.len() + 3) / 4 * 4;
+            let padded = body.len().div_ceil(4) * 4;
             let total = 12 + padded as u32;
             let mut b = Vec::new();
             b.extend(kind.to_le_bytes());
@@ -537,7 +542,7 @@ mod tests {
             b.extend((data.len() as u32).to_le_bytes());
             b.extend((data.len() as u32).to_le_bytes());
             b.extend_from_slice(data);
-            b.resize(20 + (data.len() + 3) / 4 * 4, 0);
+            b.resize(20 + data.len().div_ceil(4) * 4, 0);
             b
         };
         let mut file = Vec::new();

@@ -298,6 +298,10 @@ impl<S> FlowTable<S> {
             |event| handler.stream(state, &info, side, ts, event),
         );
 
+        if seg.flags.fin {
+            let fin_seq = payload_seq.wrapping_add(seg.payload.len() as u32 + seg.missing_tail);
+            conn.halves[i].fin(fin_seq);
+        }
         if seg.flags.rst || seg.flags.fin {
             if conn.info.close.is_none() {
                 conn.info.close = Some(Close {

@@ -8,7 +8,7 @@ use std::fmt;
 pub struct SeqNumber(pub u32);
 
 impl SeqNumber {
-    pub fn add(self, n: u32) -> SeqNumber {
+    pub fn wrapping_add(self, n: u32) -> SeqNumber {
         SeqNumber(self.0.wrapping_add(n))
     }
     /// Signed distance `self - other`; valid while the two are within 2^31 of each other.
@@ -36,7 +36,7 @@ mod tests {
     #[test]
     fn compares_across_wrap() {
         let before = SeqNumber(0xffff_fff0);
-        let after = before.add(0x20);
+        let after = before.wrapping_add(0x20);
         assert_eq!(after, SeqNumber(0x10));
         assert!(before < after);
         assert_eq!(after.diff(before), 0x20);

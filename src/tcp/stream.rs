@@ -60,7 +60,15 @@ impl HalfStream {
     /// A SYN fixes the initial sequence number: data starts right after it.
     pub fn syn(&mut self, isn: u32) {
         if self.next.is_none() {
-            self.next = Some(SeqNumber(isn).add(1));
+            self.next = Some(SeqNumber(isn).wrapping_add(1));
+        }
+    }
+
+    /// A FIN at `fin_seq` occupies one sequence number: step over it once the data before
+    /// it is in, so the peer's ACK of the FIN is not mistaken for a missing byte.
+    pub fn fin(&mut self, fin_seq: u32) {
+        if self.next == Some(SeqNumber(fin_seq)) {
+            self.next = Some(SeqNumber(fin_seq).wrapping_add(1));
         }
     }
 
@@ -170,7 +178,7 @@ impl HalfStream {
             emit(StreamEvent::Gap(tail as u64));
             advanced += tail;
         }
-        self.next = Some(next.add(advanced));
+        self.next = Some(next.wrapping_add(advanced));
     }
 
     fn keep_early<F: FnMut(StreamEvent<'_>)>(

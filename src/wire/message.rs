@@ -1,0 +1,536 @@
+//! One whole message → a typed, borrowed view.
+//!
+//! Bodies are sliced by hand rather than with nom: each opcode is a fixed sequence of
+//! little-endian integers, C strings and length-prefixed BSON documents, and a small
+//! [`Cursor`] with checked reads states that more plainly than combinators would. BSON
+//! documents are handed out as `bson::RawDocument` borrowed from the message (or from the
+//! decompression scratch buffer): nothing is deserialised until a caller asks for a field.
+
+use bson::RawDocument;
+
+use super::error::WireError;
+use super::header::{Header, OpCode, HEADER_LEN};
+
+/// Compression algorithms of OP_COMPRESSED (compressorId).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Compressor {
+    Noop,
+    Snappy,
+    Zlib,
+    Zstd,
+}
+
+impl Compressor {
+    pub fn from_id(id: u8) -> Result<Compressor, WireError> {
+        match id {
+            0 => Ok(Compressor::Noop),
+            1 => Ok(Compressor::Snappy),
+            2 => Ok(Compressor::Zlib),
+            3 => Ok(Compressor::Zstd),
+            other => Err(WireError::UnknownCompressor(other)),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Compressor::Noop => "noop",
+            Compressor::Snappy => "snappy",
+            Compressor::Zlib => "zlib",
+            Compressor::Zstd => "zstd",
+        }
+    }
+}
+
+/// OP_MSG flagBits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsgFlags(pub u32);
+
+impl MsgFlags {
+    const CHECKSUM_PRESENT: u32 = 1 << 0;
+    const MORE_TO_COME: u32 = 1 << 1;
+    const EXHAUST_ALLOWED: u32 = 1 << 16;
+    /// Bits 0–15 are "required": a receiver must reject bits it does not know.
+    const REQUIRED_UNKNOWN: u32 = 0xffff & !(Self::CHECKSUM_PRESENT | Self::MORE_TO_COME);
+
+    pub fn checksum_present(self) -> bool {
+        self.0 & Self::CHECKSUM_PRESENT != 0
+    }
+    pub fn more_to_come(self) -> bool {
+        self.0 & Self::MORE_TO_COME != 0
+    }
+    pub fn exhaust_allowed(self) -> bool {
+        self.0 & Self::EXHAUST_ALLOWED != 0
+    }
+    pub fn has_unknown_required_bits(self) -> bool {
+        self.0 & Self::REQUIRED_UNKNOWN != 0
+    }
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Body<'a> {
+    Msg {
+        flags: MsgFlags,
+        /// The kind-0 section: the command or reply document.
+        command: Option<&'a RawDocument>,
+        /// Kind-1 document sequences.
+        sequences: u16,
+    },
+    Query {
+        flags: u32,
+        full_collection_name: &'a str,
+        number_to_skip: i32,
+        number_to_return: i32,
+        query: &'a RawDocument,
+    },
+    Reply {
+        flags: u32,
+        cursor_id: i64,
+        starting_from: i32,
+        number_returned: i32,
+        first: Option<&'a RawDocument>,
+    },
+    /// OP_COMMAND (MongoDB 3.2–3.6 internal protocol).
+    Command {
+        database: &'a str,
+        command_name: &'a str,
+        command: &'a RawDocument,
+    },
+    CommandReply {
+        reply: &'a RawDocument,
+    },
+    /// Only the start of an oversized message was kept: its command name, when readable.
+    Partial {
+        first_key: Option<&'a str>,
+    },
+    /// OP_INSERT/UPDATE/DELETE/GET_MORE/KILL_CURSORS: recognised, counted, not decoded.
+    Legacy,
+    Unknown,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Message<'a> {
+    /// The message's own header; for OP_COMPRESSED, `op_code` is the original opcode.
+    pub header: Header,
+    pub compressor: Option<Compressor>,
+    pub body: Body<'a>,
+}
+
+/// Checked little-endian reads over a byte slice; every read fails instead of panicking.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    /// Added to `pos` in error offsets (the body's place in the whole message).
+    base: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(buf: &'a [u8], base: usize) -> Cursor<'a> {
+        Cursor { buf, pos: 0, base }
+    }
+    fn malformed(&self, what: &'static str) -> WireError {
+        WireError::Malformed {
+            offset: self.base + self.pos,
+            what,
+        }
+    }
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        match end {
+            Some(end) => {
+                let s = &self.buf[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => Err(self.malformed(what)),
+        }
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn i32(&mut self, what: &'static str) -> Result<i32, WireError> {
+        let b = self.take(4, what)?;
+        Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn i64(&mut self, what: &'static str) -> Result<i64, WireError> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(i64::from_le_bytes(a))
+    }
+    fn cstr(&mut self, what: &'static str) -> Result<&'a str, WireError> {
+        let rest = &self.buf[self.pos..];
+        let nul = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(self.malformed(what))?;
+        let s = std::str::from_utf8(&rest[..nul]).map_err(|_| self.malformed(what))?;
+        self.pos += nul + 1;
+        Ok(s)
+    }
+    /// A length-prefixed BSON document, borrowed.
+    fn document(&mut self, what: &'static str) -> Result<&'a RawDocument, WireError> {
+        let start = self.pos;
+        let len = self.i32(what)?;
+        if len < 5 {
+            return Err(self.malformed(what));
+        }
+        self.pos = start;
+        let bytes = self.take(len as usize, what).map_err(|_| WireError::Bson {
+            offset: self.base + start,
+            reason: format!("{what}: document length {len} runs past the message"),
+        })?;
+        RawDocument::from_bytes(bytes).map_err(|e| WireError::Bson {
+            offset: self.base + start,
+            reason: format!("{what}: {e}"),
+        })
+    }
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+}
+
+/// Parse one whole message (`bytes.len()` is its messageLength). OP_COMPRESSED is
+/// decompressed into `scratch`, which is cleared and reused; its size is checked against
+/// `max_len` before anything is allocated.
+pub fn parse_message<'a>(
+    bytes: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+    max_len: u32,
+) -> Result<Message<'a>, WireError> {
+    let header = Header::parse(bytes)?;
+    if header.message_length as usize != bytes.len() {
+        return Err(WireError::Malformed {
+            offset: 0,
+            what: "messageLength differs from the message's size",
+        });
+    }
+    let body = &bytes[HEADER_LEN..];
+    if header.op_code != OpCode::Compressed {
+        return Ok(Message {
+            header,
+            compressor: None,
+            body: parse_body(header, body, HEADER_LEN)?,
+        });
+    }
+    let mut cur = Cursor::new(body, HEADER_LEN);
+    let original = OpCode::from(cur.i32("originalOpcode")?);
+    let size = cur.i32("uncompressedSize")?;
+    let compressor = Compressor::from_id(cur.u8("compressorId")?)?;
+    if size < 0 || size as u64 + HEADER_LEN as u64 > max_len as u64 {
+        return Err(WireError::TooLarge {
+            length: size.max(0) as u64,
+            max: max_len as u64,
+        });
+    }
+    if original == OpCode::Compressed {
+        return Err(cur.malformed("OP_COMPRESSED wrapping OP_COMPRESSED"));
+    }
+    let compressed = &body[cur.pos..];
+    decompress(compressor, compressed, size as usize, scratch)?;
+    let inner = Header {
+        message_length: HEADER_LEN as u32 + size as u32,
+        op_code: original,
+        ..header
+    };
+    Ok(Message {
+        header: inner,
+        compressor: Some(compressor),
+        body: parse_body(inner, scratch, HEADER_LEN)?,
+    })
+}
+
+fn decompress(
+    compressor: Compressor,
+    input: &[u8],
+    size: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    use std::io::Read;
+    out.clear();
+    let fail = |reason: String| WireError::Decompress { compressor, reason };
+    match compressor {
+        Compressor::Noop => out.extend_from_slice(input),
+        Compressor::Snappy => {
+            let claimed = snap::raw::decompress_len(input).map_err(|e| fail(e.to_string()))?;
+            if claimed != size {
+                return Err(fail(format!(
+                    "snappy length {claimed} differs from uncompressedSize {size}"
+                )));
+            }
+            out.resize(size, 0);
+            snap::raw::Decoder::new()
+                .decompress(input, out)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        Compressor::Zlib => {
+            out.reserve(size);
+            flate2::read::ZlibDecoder::new(input)
+                .take(size as u64 + 1)
+                .read_to_end(out)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        Compressor::Zstd => {
+            out.reserve(size);
+            zstd::stream::read::Decoder::new(input)
+                .map_err(|e| fail(e.to_string()))?
+                .take(size as u64 + 1)
+                .read_to_end(out)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+    }
+    if out.len() != size {
+        return Err(fail(format!(
+            "{} bytes after decompression, uncompressedSize says {size}",
+            out.len()
+        )));
+    }
+    Ok(())
+}
+
+fn parse_body(header: Header, body: &[u8], base: usize) -> Result<Body<'_>, WireError> {
+    let mut cur = Cursor::new(body, base);
+    Ok(match header.op_code {
+        OpCode::Msg => {
+            let flags = MsgFlags(cur.i32("flagBits")? as u32);
+            if flags.has_unknown_required_bits() {
+                return Err(cur.malformed("OP_MSG sets an unknown required flag bit"));
+            }
+            let end = if flags.checksum_present() {
+                body.len()
+                    .checked_sub(4)
+                    .ok_or(cur.malformed("checksum flag without a checksum"))?
+            } else {
+                body.len()
+            };
+            let mut sections = Cursor::new(&body[..end], base);
+            sections.pos = cur.pos;
+            let (mut command, mut sequences) = (None, 0u16);
+            while sections.remaining() > 0 {
+                match sections.u8("section kind")? {
+                    0 => {
+                        let doc = sections.document("kind-0 section")?;
+                        if command.is_some() {
+                            return Err(sections.malformed("two kind-0 sections"));
+                        }
+                        command = Some(doc);
+                    }
+                    1 => {
+                        let size = sections.i32("document sequence size")?;
+                        if size < 4 {
+                            return Err(sections.malformed("document sequence size"));
+                        }
+                        sections.take(size as usize - 4, "document sequence")?;
+                        sequences = sequences.saturating_add(1);
+                    }
+                    _ => return Err(sections.malformed("unknown section kind")),
+                }
+            }
+            Body::Msg {
+                flags,
+                command,
+                sequences,
+            }
+        }
+        OpCode::Query => Body::Query {
+            flags: cur.i32("flags")? as u32,
+            full_collection_name: cur.cstr("fullCollectionName")?,
+            number_to_skip: cur.i32("numberToSkip")?,
+            number_to_return: cur.i32("numberToReturn")?,
+            query: cur.document("query")?,
+        },
+        OpCode::Reply => {
+            let flags = cur.i32("responseFlags")? as u32;
+            let cursor_id = cur.i64("cursorID")?;
+            let starting_from = cur.i32("startingFrom")?;
+            let number_returned = cur.i32("numberReturned")?;
+            let first = if number_returned > 0 && cur.remaining() > 0 {
+                Some(cur.document("reply document")?)
+            } else {
+                None
+            };
+            Body::Reply {
+                flags,
+                cursor_id,
+                starting_from,
+                number_returned,
+                first,
+            }
+        }
+        OpCode::Command => Body::Command {
+            database: cur.cstr("database")?,
+            command_name: cur.cstr("commandName")?,
+            command: cur.document("commandArgs")?,
+        },
+        OpCode::CommandReply => Body::CommandReply {
+            reply: cur.document("commandReply")?,
+        },
+        OpCode::Insert
+        | OpCode::Update
+        | OpCode::Delete
+        | OpCode::GetMore
+        | OpCode::KillCursors => Body::Legacy,
+        OpCode::Compressed => return Err(cur.malformed("nested OP_COMPRESSED")),
+        OpCode::Unknown(_) => Body::Unknown,
+    })
+}
+
+/// The start of a message too large to buffer whole: its header and, when the prefix
+/// reaches that far, the first key of its command document.
+pub fn parse_prefix(prefix: &[u8], total_len: u32) -> Result<Message<'_>, WireError> {
+    let mut header = Header::parse(prefix)?;
+    header.message_length = total_len;
+    let mut cur = Cursor::new(&prefix[HEADER_LEN..], HEADER_LEN);
+    let doc_start = match header.op_code {
+        OpCode::Msg => {
+            let flags = MsgFlags(cur.i32("flagBits")? as u32);
+            match cur.u8("section kind")? {
+                0 => Some(cur.pos),
+                // A kind-1 section first: the command document follows the sequence.
+                1 => {
+                    let size = cur.i32("document sequence size")?;
+                    cur.pos = cur.pos.saturating_add(size.max(4) as usize - 4);
+                    if cur.u8("section kind").ok() == Some(0) {
+                        Some(cur.pos)
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            }
+            .map(|p| (p, Some(flags)))
+        }
+        OpCode::Query => {
+            cur.i32("flags")?;
+            cur.cstr("fullCollectionName")?;
+            cur.take(8, "skip and return")?;
+            Some((cur.pos, None))
+        }
+        OpCode::Command => {
+            cur.cstr("database")?;
+            let name = cur.cstr("commandName")?;
+            return Ok(Message {
+                header,
+                compressor: None,
+                body: Body::Partial {
+                    first_key: Some(name),
+                },
+            });
+        }
+        _ => None,
+    };
+    let first_key = doc_start.and_then(|(pos, _)| first_key_raw(cur.buf.get(pos..)?));
+    let body = match (header.op_code, doc_start) {
+        (
+            OpCode::Insert
+            | OpCode::Update
+            | OpCode::Delete
+            | OpCode::GetMore
+            | OpCode::KillCursors,
+            _,
+        ) => Body::Legacy,
+        _ => Body::Partial { first_key },
+    };
+    Ok(Message {
+        header,
+        compressor: None,
+        body,
+    })
+}
+
+/// The name of a BSON document's first element, read from possibly incomplete bytes:
+/// int32 length, type byte, then the NUL-terminated name.
+fn first_key_raw(doc: &[u8]) -> Option<&str> {
+    let name = doc.get(5..)?;
+    let nul = name.iter().position(|&b| b == 0)?;
+    if doc[4] == 0 {
+        return None;
+    }
+    std::str::from_utf8(&name[..nul]).ok()
+}
+
+fn first_key(doc: &RawDocument) -> Option<&str> {
+    doc.iter().next()?.ok().map(|(k, _)| k.as_str())
+}
+
+/// Legacy OP_QUERY commands may wrap the command in `$query` (or `query`) when they carry
+/// read preferences.
+fn unwrap_query(doc: &RawDocument) -> &RawDocument {
+    match doc.iter().next() {
+        Some(Ok((k, v))) if k.as_str() == "$query" || k.as_str() == "query" => {
+            v.as_document().unwrap_or(doc)
+        }
+        _ => doc,
+    }
+}
+
+impl<'a> Message<'a> {
+    /// Sent by a client: OP_QUERY, OP_COMMAND, legacy writes, or OP_MSG not answering
+    /// anything (`responseTo == 0`).
+    pub fn is_request(&self) -> bool {
+        match self.header.op_code {
+            OpCode::Query
+            | OpCode::Command
+            | OpCode::Insert
+            | OpCode::Update
+            | OpCode::Delete
+            | OpCode::GetMore
+            | OpCode::KillCursors => true,
+            OpCode::Msg => self.header.response_to == 0,
+            _ => false,
+        }
+    }
+
+    /// Sent by a server: OP_REPLY, OP_COMMANDREPLY, or OP_MSG answering a request (exhaust
+    /// replies answer the previous reply).
+    pub fn is_reply(&self) -> bool {
+        match self.header.op_code {
+            OpCode::Reply | OpCode::CommandReply => true,
+            OpCode::Msg => self.header.response_to != 0,
+            _ => false,
+        }
+    }
+
+    /// The command document of a request, or the reply document of a reply.
+    pub fn command_doc(&self) -> Option<&'a RawDocument> {
+        match self.body {
+            Body::Msg { command, .. } => command,
+            Body::Query {
+                full_collection_name,
+                query,
+                ..
+            } if full_collection_name.ends_with(".$cmd") => Some(unwrap_query(query)),
+            Body::Command { command, .. } => Some(command),
+            Body::CommandReply { reply } => Some(reply),
+            Body::Reply { first, .. } => first,
+            _ => None,
+        }
+    }
+
+    /// The command a request runs: the first key of its command document.
+    pub fn command_name(&self) -> Option<&'a str> {
+        match self.body {
+            Body::Command { command_name, .. } => Some(command_name),
+            Body::Partial { first_key } if self.is_request() => first_key,
+            Body::Msg { command, .. } if self.is_request() => command.and_then(first_key),
+            Body::Query { .. } => self.command_doc().and_then(first_key),
+            _ => None,
+        }
+    }
+
+    pub fn database(&self) -> Option<&'a str> {
+        match self.body {
+            Body::Msg { command, .. } => command.and_then(|d| d.get_str("$db").ok()),
+            Body::Query {
+                full_collection_name,
+                ..
+            } => full_collection_name.strip_suffix(".$cmd"),
+            Body::Command { database, .. } => Some(database),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

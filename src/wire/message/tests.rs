@@ -1,0 +1,204 @@
+use super::*;
+use crate::wire::test_util::{op_compressed, op_msg, op_query, op_reply};
+use bson::rawdoc;
+
+const MAX: u32 = 48_000_000;
+
+fn parse(bytes: &[u8]) -> Result<(Header, Option<Compressor>, String), WireError> {
+    let mut scratch = Vec::new();
+    let m = parse_message(bytes, &mut scratch, MAX)?;
+    Ok((
+        m.header,
+        m.compressor,
+        m.command_name().unwrap_or("-").to_string(),
+    ))
+}
+
+#[test]
+fn op_msg_kind0_kind1_and_checksum() {
+    let doc = rawdoc! { "insert": "c", "$db": "t" };
+    let body = doc.as_bytes();
+    let seq_doc = rawdoc! { "_id": 1i32 };
+    let ident = b"documents\0";
+    let seq_len = 4 + ident.len() + seq_doc.as_bytes().len();
+    let len = 16 + 4 + 1 + body.len() + 1 + seq_len + 4;
+    let mut m = Vec::new();
+    m.extend((len as i32).to_le_bytes());
+    m.extend(1i32.to_le_bytes());
+    m.extend(0i32.to_le_bytes());
+    m.extend(2013i32.to_le_bytes());
+    m.extend(1u32.to_le_bytes()); // checksumPresent
+    m.push(0);
+    m.extend_from_slice(body);
+    m.push(1);
+    m.extend((seq_len as i32).to_le_bytes());
+    m.extend_from_slice(ident);
+    m.extend_from_slice(seq_doc.as_bytes());
+    m.extend([0xde, 0xad, 0xbe, 0xef]);
+    let mut scratch = Vec::new();
+    let msg = parse_message(&m, &mut scratch, MAX).unwrap();
+    assert!(msg.is_request() && !msg.is_reply());
+    assert_eq!(msg.command_name(), Some("insert"));
+    assert_eq!(msg.database(), Some("t"));
+    match msg.body {
+        Body::Msg {
+            flags, sequences, ..
+        } => {
+            assert!(flags.checksum_present());
+            assert_eq!(sequences, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unknown_required_flag_bit_is_malformed() {
+    let m = op_msg(1, 0, 1 << 5, &rawdoc! { "ping": 1i32 });
+    assert!(matches!(parse(&m), Err(WireError::Malformed { .. })));
+    // Optional bits (16+) other than exhaustAllowed are fine.
+    let m = op_msg(1, 0, 1 << 20, &rawdoc! { "ping": 1i32 });
+    assert_eq!(parse(&m).unwrap().2, "ping");
+}
+
+#[test]
+fn op_query_with_query_wrapper() {
+    let m = op_query(
+        3,
+        "admin.$cmd",
+        &rawdoc! { "$query": { "isMaster": 1i32 }, "$readPreference": { "mode": "primary" } },
+    );
+    let mut scratch = Vec::new();
+    let msg = parse_message(&m, &mut scratch, MAX).unwrap();
+    assert_eq!(msg.command_name(), Some("isMaster"));
+    assert_eq!(msg.database(), Some("admin"));
+    // A query on a collection is not a command.
+    let m = op_query(4, "test.users", &rawdoc! { "name": "x" });
+    let msg = parse_message(&m, &mut scratch, MAX).unwrap();
+    assert_eq!(msg.command_name(), None);
+    assert!(msg.is_request());
+}
+
+#[test]
+fn op_reply_and_op_command() {
+    let m = op_reply(9, 3, &rawdoc! { "ok": 1.0 });
+    let mut scratch = Vec::new();
+    let msg = parse_message(&m, &mut scratch, MAX).unwrap();
+    assert!(msg.is_reply());
+    assert_eq!(msg.header.response_to, 3);
+    assert!(matches!(
+        msg.body,
+        Body::Reply {
+            number_returned: 1,
+            first: Some(_),
+            ..
+        }
+    ));
+
+    let args = rawdoc! { "insert": "c" };
+    let meta = rawdoc! {};
+    let mut body = b"test\0insert\0".to_vec();
+    body.extend_from_slice(args.as_bytes());
+    body.extend_from_slice(meta.as_bytes());
+    let mut m = ((16 + body.len()) as i32).to_le_bytes().to_vec();
+    m.extend(5i32.to_le_bytes());
+    m.extend(0i32.to_le_bytes());
+    m.extend(2010i32.to_le_bytes());
+    m.extend(body);
+    let msg = parse_message(&m, &mut scratch, MAX).unwrap();
+    assert_eq!(msg.command_name(), Some("insert"));
+    assert_eq!(msg.database(), Some("test"));
+}
+
+#[test]
+fn op_compressed_with_each_compressor() {
+    let inner = op_msg(
+        21,
+        0,
+        0,
+        &rawdoc! { "find": "c", "filter": { "a": 1i32 }, "$db": "t" },
+    );
+    let body = &inner[16..];
+    let snappy = snap::raw::Encoder::new().compress_vec(body).unwrap();
+    let zlib = {
+        use std::io::Write;
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(body).unwrap();
+        e.finish().unwrap()
+    };
+    let zstd = zstd::bulk::compress(body, 3).unwrap();
+    for (id, data, c) in [
+        (1u8, snappy, Compressor::Snappy),
+        (2, zlib, Compressor::Zlib),
+        (3, zstd, Compressor::Zstd),
+        (0, body.to_vec(), Compressor::Noop),
+    ] {
+        let m = op_compressed(&inner, id, &data);
+        let (header, compressor, name) = parse(&m).unwrap();
+        assert_eq!(compressor, Some(c));
+        assert_eq!(header.op_code, OpCode::Msg);
+        assert_eq!(header.request_id, 77);
+        assert_eq!(name, "find");
+    }
+}
+
+#[test]
+fn op_compressed_claiming_two_gigabytes_is_refused_before_allocating() {
+    let inner = op_msg(1, 0, 0, &rawdoc! { "ping": 1i32 });
+    let mut m = op_compressed(&inner, 1, b"xxxx");
+    m[20..24].copy_from_slice(&2_000_000_000i32.to_le_bytes());
+    let mut scratch = Vec::new();
+    let err = parse_message(&m, &mut scratch, MAX).unwrap_err();
+    assert!(matches!(err, WireError::TooLarge { .. }), "{err}");
+    assert_eq!(scratch.capacity(), 0);
+    // Lying about the size is caught after decompression.
+    let mut m = op_compressed(&inner, 0, &inner[16..]);
+    m[20..24].copy_from_slice(&100i32.to_le_bytes());
+    assert!(matches!(parse(&m), Err(WireError::Decompress { .. })));
+    // Unknown compressor.
+    let m = op_compressed(&inner, 9, b"");
+    assert_eq!(parse(&m).unwrap_err(), WireError::UnknownCompressor(9));
+}
+
+#[test]
+fn invalid_bson_is_an_error_not_a_panic() {
+    let mut m = op_msg(1, 0, 0, &rawdoc! { "find": "c" });
+    m[21..25].copy_from_slice(&4000i32.to_le_bytes());
+    assert!(matches!(parse(&m), Err(WireError::Bson { .. })));
+    let mut m = op_msg(1, 0, 0, &rawdoc! { "find": "c" });
+    let last = m.len() - 1;
+    m[last] = 7; // document not NUL-terminated
+    assert!(parse(&m).is_err());
+    // Length that disagrees with the bytes handed in.
+    let m = op_msg(1, 0, 0, &rawdoc! { "find": "c" });
+    assert!(parse(&m[..m.len() - 1]).is_err());
+}
+
+#[test]
+fn prefix_of_oversized_messages_names_the_command() {
+    let m = op_msg(1, 0, 0, &rawdoc! { "insert": "c", "pad": "x".repeat(1000) });
+    let msg = parse_prefix(&m[..64], m.len() as u32).unwrap();
+    assert_eq!(msg.command_name(), Some("insert"));
+    assert_eq!(msg.header.message_length, m.len() as u32);
+    let q = op_query(
+        2,
+        "db.$cmd",
+        &rawdoc! { "aggregate": "c", "pad": "x".repeat(100) },
+    );
+    assert_eq!(
+        parse_prefix(&q[..64], q.len() as u32)
+            .unwrap()
+            .command_name(),
+        Some("aggregate")
+    );
+    assert!(parse_prefix(&m[..10], 100).is_err());
+}
+
+#[test]
+fn exhaust_reply_is_a_reply() {
+    let m = op_msg(40, 39, 2, &rawdoc! { "isWritablePrimary": true, "ok": 1.0 });
+    let mut scratch = Vec::new();
+    let msg = parse_message(&m, &mut scratch, MAX).unwrap();
+    assert!(msg.is_reply());
+    assert!(matches!(msg.body, Body::Msg { flags, .. } if flags.more_to_come()));
+    assert_eq!(msg.command_name(), None);
+}
