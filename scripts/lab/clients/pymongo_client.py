@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""A PyMongo application for the capture lab, with driver-side truth.
+
+The driver is not modified. Truth is recorded beside it:
+- `socket.socket.connect` is wrapped to note, for every socket the driver opens, its
+  local address and the name of the driver thread that opened it (PyMongo names its
+  monitor and RTT threads);
+- CMAP events (connection created/closed, with server address and connection id) and
+  SDAM heartbeat events (with the `awaited` flag) come from PyMongo's monitoring API.
+"""
+import argparse
+import json
+import socket
+import threading
+import time
+
+import pymongo
+from pymongo import monitoring
+
+EVENTS = []
+LOCK = threading.Lock()
+
+
+def note(kind, **fields):
+    with LOCK:
+        fields.update(kind=kind, t=round(time.time(), 6), thread=threading.current_thread().name)
+        EVENTS.append(fields)
+
+
+_connect = socket.socket.connect
+
+
+def connect(self, address):
+    result = _connect(self, address)
+    try:
+        local = self.getsockname()
+        note("socket", local="%s:%d" % local[:2], peer="%s:%d" % tuple(address[:2]))
+    except OSError:
+        pass
+    return result
+
+
+socket.socket.connect = connect
+
+
+class Pool(monitoring.ConnectionPoolListener):
+    def connection_created(self, e):
+        note("cmap-created", address="%s:%d" % e.address, id=e.connection_id)
+
+    def connection_closed(self, e):
+        note("cmap-closed", address="%s:%d" % e.address, id=e.connection_id, reason=str(e.reason))
+
+    def pool_created(self, e):
+        pass
+
+    def pool_ready(self, e):
+        pass
+
+    def pool_cleared(self, e):
+        pass
+
+    def pool_closed(self, e):
+        pass
+
+    def connection_ready(self, e):
+        pass
+
+    def connection_check_out_started(self, e):
+        pass
+
+    def connection_check_out_failed(self, e):
+        pass
+
+    def connection_checked_out(self, e):
+        pass
+
+    def connection_checked_in(self, e):
+        pass
+
+
+class Heartbeat(monitoring.ServerHeartbeatListener):
+    def started(self, e):
+        note("heartbeat-started", address="%s:%d" % e.connection_id, awaited=e.awaited)
+
+    def succeeded(self, e):
+        pass
+
+    def failed(self, e):
+        note("heartbeat-failed", address="%s:%d" % e.connection_id, awaited=e.awaited)
+
+
+def work(client, until, pause, name):
+    coll = client.labdb[name]
+    i = 0
+    while time.time() < until:
+        try:
+            coll.insert_one({"i": i, "who": name})
+            list(coll.find({"who": name}).limit(3))
+        except Exception as e:  # keep the workload going; the capture shows what happened
+            note("op-error", error=repr(e))
+        i += 1
+        time.sleep(pause)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--uri", required=True)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--clients", type=int, default=1, help="MongoClient instances alive at once")
+    p.add_argument("--threads", type=int, default=1, help="concurrent workers per client")
+    p.add_argument("--pause", type=float, default=0.5, help="seconds between a worker's operations")
+    p.add_argument("--idle-clients", action="store_true", help="clients only connect, no operations")
+    p.add_argument("--events", required=True)
+    a = p.parse_args()
+
+    listeners = [Pool(), Heartbeat()]
+    until = time.time() + a.seconds
+    clients = [pymongo.MongoClient(a.uri, event_listeners=listeners) for _ in range(a.clients)]
+    threads = []
+    for ci, client in enumerate(clients):
+        try:
+            client.admin.command("ping")
+        except Exception as e:
+            note("op-error", error=repr(e))
+        if a.idle_clients:
+            continue
+        for ti in range(a.threads):
+            t = threading.Thread(target=work, args=(client, until, a.pause, "w%d_%d" % (ci, ti)), name="app-worker-%d-%d" % (ci, ti))
+            t.start()
+            threads.append(t)
+    while time.time() < until:
+        time.sleep(0.2)
+    for t in threads:
+        t.join()
+    note("driver", name="PyMongo", version=pymongo.version)
+    with open(a.events, "w") as f:
+        json.dump(EVENTS, f, indent=0)
+    # Leave the clients open: closing would add endSessions/teardown traffic after the
+    # capture window that a real long-running app would not show. The process exit
+    # closes the sockets.
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""A MongoDB wire-protocol test server for the capture lab.
+
+Real, unmodified drivers connect to it over loopback while tcpdump records. It plays a
+replica set (one listener per member), a standalone, a mongos, or a mongos behind a load
+balancer, in modern mode (wire 21: topologyVersion, awaitable hello, exhaust streaming)
+or legacy 4.2 mode (wire 8: drivers must poll). It answers enough commands for drivers to
+work, authenticates SCRAM-SHA-256 for real, negotiates compression, and logs every
+connection and command as JSON lines: the server-side half of each case's truth.
+
+Bounded: it exits by itself after --max-seconds.
+"""
+import argparse
+import asyncio
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import struct
+import sys
+import time
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bsonlite as bson  # noqa: E402
+
+OP_REPLY, OP_QUERY, OP_COMPRESSED, OP_MSG = 1, 2004, 2012, 2013
+MORE_TO_COME, EXHAUST_ALLOWED, CHECKSUM = 1 << 1, 1 << 16, 1 << 0
+HELLO_NAMES = ("hello", "isMaster", "ismaster")
+# Never compressed, per the compression spec.
+UNCOMPRESSIBLE = set(HELLO_NAMES) | {"saslStart", "saslContinue", "getnonce", "authenticate",
+                                     "createUser", "updateUser", "copydbSaslStart", "copydbgetnonce", "copydb"}
+
+try:
+    import snappy  # python-snappy
+except ImportError:  # pragma: no cover
+    snappy = None
+try:
+    import zstandard
+except ImportError:  # pragma: no cover
+    zstandard = None
+
+COMPRESSORS = {1: "snappy", 2: "zlib", 3: "zstd"}
+COMPRESSOR_IDS = {v: k for k, v in COMPRESSORS.items()}
+
+
+def available_compressors():
+    out = []
+    if snappy:
+        out.append("snappy")
+    out.append("zlib")
+    if zstandard:
+        out.append("zstd")
+    return out
+
+
+def decompress(cid, data):
+    if cid == 0:
+        return data
+    if cid == 1:
+        return snappy.uncompress(data)
+    if cid == 2:
+        return zlib.decompress(data)
+    if cid == 3:
+        return zstandard.ZstdDecompressor().decompress(data)
+    raise ValueError("compressor %d" % cid)
+
+
+def compress(cid, data):
+    if cid == 1:
+        return snappy.compress(data)
+    if cid == 2:
+        return zlib.compress(data)
+    if cid == 3:
+        return zstandard.ZstdCompressor().compress(data)
+    return data
+
+
+class Log:
+    def __init__(self, path):
+        self.f = open(path, "a") if path else None
+
+    def write(self, **event):
+        if self.f:
+            event["ts"] = round(time.time(), 6)
+            self.f.write(json.dumps(event, default=str) + "\n")
+            self.f.flush()
+
+
+# SCRAM-SHA-256 (RFC 5802 / RFC 7677) with the lab's one user.
+USERS = {"lab": "lab-pass"}
+ITERATIONS = 4096
+
+
+def scram_keys(password, salt):
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, ITERATIONS)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    return hashlib.sha256(client_key).digest(), server_key
+
+
+class Scram:
+    SALT = b"conn-attrib-lab-salt"
+
+    def __init__(self):
+        self.user = None
+        self.client_first_bare = None
+        self.server_first = None
+        self.nonce = None
+
+    def start(self, payload):
+        msg = payload.decode()
+        # gs2 header "n,," then client-first-bare "n=user,r=nonce"
+        bare = msg.split(",", 2)[2]
+        fields = dict(p.split("=", 1) for p in bare.split(","))
+        self.user = fields["n"]
+        self.client_first_bare = bare
+        self.nonce = fields["r"] + base64.b64encode(os.urandom(18)).decode()
+        self.server_first = "r=%s,s=%s,i=%d" % (self.nonce, base64.b64encode(self.SALT).decode(), ITERATIONS)
+        return self.server_first.encode()
+
+    def finish(self, payload):
+        msg = payload.decode()
+        without_proof, proof = msg.rsplit(",p=", 1)
+        fields = dict(p.split("=", 1) for p in without_proof.split(","))
+        if fields.get("r") != self.nonce or self.user not in USERS:
+            return None
+        stored_key, server_key = scram_keys(USERS[self.user], self.SALT)
+        auth_message = ",".join([self.client_first_bare, self.server_first, without_proof]).encode()
+        client_sig = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
+        client_key = bytes(a ^ b for a, b in zip(base64.b64decode(proof), client_sig))
+        if hashlib.sha256(client_key).digest() != stored_key:
+            return None
+        server_sig = hmac.new(server_key, auth_message, hashlib.sha256).digest()
+        return ("v=" + base64.b64encode(server_sig).decode()).encode()
+
+
+class Member:
+    """One listening server process (a replica-set member, standalone, mongos or LB)."""
+
+    def __init__(self, args, host, port, all_hosts, index):
+        self.args = args
+        self.host, self.port = host, port
+        self.name = "%s:%d" % (host, port)
+        self.all_hosts = all_hosts
+        self.primary = index == 0
+        self.process_id = bson.ObjectId()
+        self.counter = 0
+        self.next_request_id = 1000 * (index + 1)
+        self.next_conn_id = 1
+        self.store = {}
+
+    def request_id(self):
+        self.next_request_id += 1
+        return self.next_request_id
+
+    def hello_reply(self, cmd, state):
+        legacy = self.args.legacy_42
+        name = next((k for k in cmd if k in HELLO_NAMES), "hello")
+        reply = {}
+        if name == "hello" or cmd.get("helloOk"):
+            reply["helloOk"] = True
+        writable_key = "isWritablePrimary" if name == "hello" else "ismaster"
+        topology = self.args.topology
+        if topology == "replset":
+            reply[writable_key] = self.primary
+            reply["secondary"] = not self.primary
+            reply["setName"] = self.args.set_name
+            reply["setVersion"] = 1
+            reply["hosts"] = list(self.all_hosts)
+            reply["primary"] = self.all_hosts[0]
+            reply["me"] = self.name
+        else:
+            reply[writable_key] = True
+        if topology in ("mongos", "load-balanced"):
+            reply["msg"] = "isdbgrid"
+        if topology == "load-balanced" and cmd.get("loadBalanced"):
+            reply["serviceId"] = self.process_id
+        if not legacy:
+            reply["topologyVersion"] = {"processId": self.process_id, "counter": bson.Int64(self.counter)}
+        reply.update({
+            "maxBsonObjectSize": 16777216,
+            "maxMessageSizeBytes": 48000000,
+            "maxWriteBatchSize": 100000,
+            "localTime": datetime.datetime.now(datetime.timezone.utc),
+            "logicalSessionTimeoutMinutes": 30,
+            "connectionId": state["conn_id"],
+            "minWireVersion": 0,
+            "maxWireVersion": 8 if legacy else 21,
+            "readOnly": False,
+        })
+        offered = cmd.get("compression")
+        if isinstance(offered, list):
+            ours = self.args.compressors
+            reply["compression"] = [c for c in offered if c in ours]
+        mechs = cmd.get("saslSupportedMechs")
+        if isinstance(mechs, str) and mechs.split(".", 1)[-1] in USERS:
+            reply["saslSupportedMechs"] = ["SCRAM-SHA-256"]
+        reply["ok"] = 1.0
+        return reply
+
+    def run_command(self, cmd, state):
+        """Answer a non-hello command; returns the reply document."""
+        name = next(iter(cmd), "")
+        db = cmd.get("$db", "admin")
+        if name in ("ping", "endSessions", "killCursors", "getParameter", "setParameter", "logout"):
+            return {"ok": 1.0}
+        if name in ("buildInfo", "buildinfo"):
+            version = "4.2.25" if self.args.legacy_42 else "7.0.14"
+            return {"version": version, "versionArray": [int(x) for x in version.split(".")] + [0], "ok": 1.0}
+        if name == "saslStart":
+            if cmd.get("mechanism") != "SCRAM-SHA-256":
+                return {"ok": 0.0, "errmsg": "mechanism not supported", "code": 334}
+            state["scram"] = Scram()
+            payload = state["scram"].start(cmd["payload"].data)
+            return {"conversationId": 1, "done": False, "payload": bson.Binary(payload), "ok": 1.0}
+        if name == "saslContinue":
+            scram = state.get("scram")
+            if scram is None:
+                return {"ok": 0.0, "errmsg": "no conversation", "code": 17}
+            if scram.user is None:
+                return {"conversationId": 1, "done": True, "payload": bson.Binary(b""), "ok": 1.0}
+            if state.get("scram_done"):
+                return {"conversationId": 1, "done": True, "payload": bson.Binary(b""), "ok": 1.0}
+            final = scram.finish(cmd["payload"].data)
+            if final is None:
+                return {"ok": 0.0, "errmsg": "Authentication failed.", "code": 18, "codeName": "AuthenticationFailed"}
+            state["scram_done"] = True
+            state["user"] = scram.user
+            return {"conversationId": 1, "done": True, "payload": bson.Binary(final), "ok": 1.0}
+        coll = cmd.get(name) if isinstance(cmd.get(name), str) else "c"
+        ns = "%s.%s" % (db, coll)
+        if name == "insert":
+            docs = list(cmd.get("documents") or []) + list(state.get("sequence", {}).get("documents", []))
+            self.store.setdefault(ns, []).extend(docs)
+            return {"n": len(docs), "ok": 1.0}
+        if name in ("find", "aggregate"):
+            docs = self.store.get(ns, [])[: int(cmd.get("limit") or 101)]
+            return {"cursor": {"firstBatch": docs, "id": bson.Int64(0), "ns": ns}, "ok": 1.0}
+        if name == "getMore":
+            return {"cursor": {"nextBatch": [], "id": bson.Int64(0), "ns": ns}, "ok": 1.0}
+        if name in ("update", "delete"):
+            n = len(cmd.get("updates") or cmd.get("deletes") or []) + len(state.get("sequence", {}).get("updates", []))
+            return {"n": n, "nModified": n, "ok": 1.0} if name == "update" else {"n": n, "ok": 1.0}
+        if name in ("count", "countDocuments"):
+            return {"n": len(self.store.get(ns, [])), "ok": 1.0}
+        return {"ok": 1.0}
+
+
+class Connection:
+    def __init__(self, member, reader, writer, log):
+        self.m = member
+        self.reader, self.writer = reader, writer
+        self.log = log
+        peer = writer.get_extra_info("peername")
+        self.peer = "%s:%d" % (peer[0], peer[1])
+        self.state = {"conn_id": member.next_conn_id}
+        member.next_conn_id += 1
+        self.compressor = None  # negotiated name
+        self.closed = False
+
+    async def read_message(self):
+        header = await self.reader.readexactly(16)
+        length, request_id, response_to, opcode = struct.unpack("<iiii", header)
+        if length < 16 or length > 48_000_000:
+            raise ValueError("bad messageLength %d" % length)
+        body = await self.reader.readexactly(length - 16)
+        compressor = None
+        if opcode == OP_COMPRESSED:
+            opcode, size, cid = struct.unpack_from("<iiB", body)
+            body = decompress(cid, body[9:])
+            compressor = COMPRESSORS.get(cid, "noop")
+        return request_id, response_to, opcode, body, compressor
+
+    def parse_msg(self, body):
+        (flags,) = struct.unpack_from("<I", body)
+        end = len(body) - (4 if flags & CHECKSUM else 0)
+        i, cmd, sequences = 4, None, {}
+        while i < end:
+            kind = body[i]
+            i += 1
+            if kind == 0:
+                cmd, i = bson.decode(body, i)
+            else:
+                (size,) = struct.unpack_from("<i", body, i)
+                stop = i + size
+                ident_end = body.index(b"\0", i + 4)
+                ident = body[i + 4:ident_end].decode()
+                j, docs = ident_end + 1, []
+                while j < stop:
+                    d, j = bson.decode(body, j)
+                    docs.append(d)
+                sequences[ident] = docs
+                i = stop
+        return flags, cmd or {}, sequences
+
+    def frame(self, opcode, response_to, body, compress_with, more_to_come=False):
+        request_id = self.m.request_id()
+        if compress_with:
+            cid = COMPRESSOR_IDS[compress_with]
+            payload = compress(cid, body)
+            inner = struct.pack("<iiB", opcode, len(body), cid) + payload
+            return request_id, struct.pack("<iiii", 16 + len(inner), request_id, response_to, OP_COMPRESSED) + inner
+        return request_id, struct.pack("<iiii", 16 + len(body), request_id, response_to, opcode) + body
+
+    def msg_reply(self, response_to, doc, compress_with, more_to_come=False):
+        flags = MORE_TO_COME if more_to_come else 0
+        body = struct.pack("<I", flags) + b"\0" + bson.encode(doc)
+        return self.frame(OP_MSG, response_to, body, compress_with, more_to_come)
+
+    def op_reply(self, response_to, doc):
+        body = struct.pack("<iqii", 8, 0, 0, 1) + bson.encode(doc)
+        return self.frame(OP_REPLY, response_to, body, None)
+
+    async def serve(self):
+        local = self.writer.get_extra_info("sockname")
+        self.log.write(event="accept", peer=self.peer, local="%s:%d" % (local[0], local[1]), conn_id=self.state["conn_id"])
+        try:
+            while True:
+                request_id, _, opcode, body, compressor = await self.read_message()
+                await self.handle(request_id, opcode, body, compressor)
+        except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError):
+            pass
+        except Exception as e:  # keep serving other connections
+            self.log.write(event="error", peer=self.peer, local=self.m.name, error=repr(e))
+        finally:
+            self.closed = True
+            self.log.write(event="close", peer=self.peer, local=self.m.name)
+            try:
+                self.writer.close()
+            except Exception:
+                pass
+
+    async def handle(self, request_id, opcode, body, compressor):
+        if opcode == OP_QUERY:
+            (flags,) = struct.unpack_from("<i", body)
+            ns_end = body.index(b"\0", 4)
+            ns = body[4:ns_end].decode()
+            query, _ = bson.decode(body, ns_end + 9)
+            if "$query" in query:
+                query = query["$query"]
+            name = next(iter(query), "")
+            self.log.write(event="command", peer=self.peer, local=self.m.name, cmd=name, db=ns.split(".")[0],
+                           opcode="OP_QUERY", awaitable=False, exhaust=False, compressor=compressor,
+                           client=query.get("client"))
+            if name in HELLO_NAMES:
+                reply = self.m.hello_reply(query, self.state)
+                self.negotiate(reply)
+            else:
+                reply = self.m.run_command(query, self.state)
+            _, data = self.op_reply(request_id, reply)
+            self.writer.write(data)
+            await self.writer.drain()
+            return
+        if opcode != OP_MSG:
+            self.log.write(event="unsupported-opcode", peer=self.peer, opcode=opcode)
+            return
+        flags, cmd, sequences = self.parse_msg(body)
+        name = next(iter(cmd), "")
+        awaitable = name in HELLO_NAMES and "topologyVersion" in cmd and "maxAwaitTimeMS" in cmd and not self.m.args.legacy_42
+        exhaust = bool(flags & EXHAUST_ALLOWED) and awaitable
+        self.log.write(event="command", peer=self.peer, local=self.m.name, cmd=name, db=cmd.get("$db"),
+                       opcode="OP_MSG", awaitable=awaitable, exhaust=exhaust, compressor=compressor,
+                       client=cmd.get("client") if name in HELLO_NAMES else None,
+                       load_balanced=cmd.get("loadBalanced"))
+        reply_compressor = self.compressor if (compressor and name not in UNCOMPRESSIBLE) else None
+        if name in HELLO_NAMES:
+            if awaitable:
+                wait = min(float(cmd.get("maxAwaitTimeMS", 10000)) / 1000.0, 60.0)
+                await asyncio.sleep(wait)
+            reply = self.m.hello_reply(cmd, self.state)
+            self.negotiate(reply)
+            if exhaust:
+                asyncio.get_running_loop().create_task(self.stream_hellos(request_id, cmd, wait))
+                return
+        else:
+            self.state["sequence"] = sequences
+            reply = self.m.run_command(cmd, self.state)
+        if flags & MORE_TO_COME:
+            return  # fire-and-forget request: no reply
+        _, data = self.msg_reply(request_id, reply, reply_compressor)
+        self.writer.write(data)
+        await self.writer.drain()
+
+    def negotiate(self, reply):
+        if reply.get("compression") and self.compressor is None:
+            self.compressor = reply["compression"][0]
+
+    async def stream_hellos(self, request_id, cmd, wait):
+        """Exhaust: answer once, then keep pushing moreToCome replies every wait seconds."""
+        response_to = request_id
+        streamed = 0
+        while not self.closed:
+            reply = self.m.hello_reply(cmd, self.state)
+            rid, data = self.msg_reply(response_to, reply, None, more_to_come=True)
+            try:
+                self.writer.write(data)
+                await self.writer.drain()
+            except (ConnectionResetError, BrokenPipeError):
+                return
+            streamed += 1
+            response_to = rid
+            await asyncio.sleep(wait)
+
+
+async def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--topology", choices=["replset", "standalone", "mongos", "load-balanced"], default="replset")
+    p.add_argument("--set-name", default="rs0")
+    p.add_argument("--hosts", default="127.0.0.11:27017,127.0.0.12:27017,127.0.0.13:27017")
+    p.add_argument("--legacy-42", action="store_true", help="maxWireVersion 8: no streaming protocol")
+    p.add_argument("--compressors", default=",".join(available_compressors()))
+    p.add_argument("--log", help="JSON-lines log of connections and commands")
+    p.add_argument("--max-seconds", type=float, default=120.0)
+    args = p.parse_args()
+    args.compressors = [c for c in args.compressors.split(",") if c]
+    hosts = args.hosts.split(",")
+    if args.topology != "replset":
+        hosts = hosts[:1] if args.topology != "mongos" else hosts
+    log = Log(args.log)
+    servers = []
+    for i, h in enumerate(hosts):
+        host, port = h.rsplit(":", 1)
+        member = Member(args, host, int(port), hosts, i)
+
+        def handler(reader, writer, member=member):
+            return Connection(member, reader, writer, log).serve()
+
+        servers.append(await asyncio.start_server(handler, host, int(port), reuse_address=True))
+    log.write(event="listening", hosts=hosts, topology=args.topology, legacy_42=args.legacy_42)
+    print("listening on " + ",".join(hosts), flush=True)
+    await asyncio.sleep(args.max_seconds)
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
