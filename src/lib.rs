@@ -26,7 +26,7 @@ pub fn conclude(
     opts: attribute::Options,
     meta: report::Meta,
 ) -> report::Report {
-    let verdicts = classify::classify(&analysis.connections);
+    let verdicts = classify::classify(&analysis.connections, analysis.input.last_ts);
     let attribution = attribute::attribute(analysis.connections.clone(), verdicts, opts);
     report::Report::new(analysis, attribution, meta)
 }

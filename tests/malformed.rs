@@ -286,3 +286,79 @@ fn garbage_file_is_not_a_capture() {
         "{err}"
     );
 }
+
+#[test]
+fn hitting_the_reassembly_cap_is_a_warning() {
+    let mut config = AnalyzerConfig::default();
+    config.table.stream.max_early_bytes = 100;
+    let mut pcap = Pcap::new(1);
+    let mut c = Conversation::new((CLIENT.0, 50_011), SERVER, 1_000_000);
+    c.open(&mut pcap);
+    let _lost = c.client_frame(&op_msg(1, 0, 0, &command("find")));
+    // Early segments beyond the 100-byte cap, with no ACK to say what was lost.
+    for i in 0..4 {
+        let (t, f) = c.client_frame(&op_msg(2 + i, 0, 0, &command("insert")));
+        pcap.record(t, &f);
+    }
+    let a = analyze_bytes_with(pcap.bytes, config);
+    assert!(has_warning(&a, "reassembly-cap"), "{:?}", a.warnings);
+    assert!(conn_from(&a, 50_011).command_count("insert") >= 1);
+}
+
+mod reorder {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Any segmentation, local reordering and duplication of a valid conversation gives
+        /// the same observations as the clean one.
+        #[test]
+        fn segmentation_reordering_and_duplication_do_not_change_observations(
+            cuts in prop::collection::vec(1usize..90, 1..30),
+            swaps in prop::collection::vec(0usize..64, 0..12),
+            dups in prop::collection::vec(0usize..64, 0..6),
+        ) {
+            let mut stream = op_msg(1, 0, 0, &handshake("orders", "PyMongo", "4.10.1"));
+            for i in 0..6 {
+                stream.extend(op_msg(2 + i, 0, 0, &command(if i % 2 == 0 { "find" } else { "insert" })));
+            }
+            let clean = {
+                let mut pcap = Pcap::new(1);
+                let mut c = Conversation::new((CLIENT.0, 50_100), SERVER, 1_000_000);
+                c.open(&mut pcap);
+                c.client(&mut pcap, &stream);
+                c.close(&mut pcap);
+                analyze_bytes(pcap.bytes)
+            };
+            let mut pcap = Pcap::new(1);
+            let mut c = Conversation::new((CLIENT.0, 50_100), SERVER, 1_000_000);
+            c.open(&mut pcap);
+            let mut frames = Vec::new();
+            let mut at = 0;
+            for cut in cuts.iter().cycle().take(200) {
+                if at >= stream.len() { break; }
+                let end = (at + cut).min(stream.len());
+                frames.push(c.client_frame(&stream[at..end]));
+                at = end;
+            }
+            let n = frames.len();
+            for s in &swaps {
+                let i = s % n;
+                if i + 1 < n { frames.swap(i, i + 1); }
+            }
+            for d in &dups {
+                let f = frames[d % n].clone();
+                frames.push(f);
+            }
+            for (t, f) in &frames { pcap.record(*t, f); }
+            c.close(&mut pcap);
+            let messy = analyze_bytes(pcap.bytes);
+            let (a, b) = (conn_from(&clean, 50_100), conn_from(&messy, 50_100));
+            prop_assert_eq!(&a.commands, &b.commands);
+            prop_assert_eq!(a.hello.requests, b.hello.requests);
+            prop_assert_eq!(a.handshake.as_ref().map(|h| h.app_name.clone()), b.handshake.as_ref().map(|h| h.app_name.clone()));
+            prop_assert_eq!(b.client_traffic.gaps, 0);
+        }
+    }
+}

@@ -29,7 +29,7 @@ fn streaming_client(host: &str, first_port: u16, pool: usize, id: &mut u64) -> V
 }
 
 fn run(conns: Vec<Observations>, opts: Options) -> Attribution {
-    let v = classify(&conns);
+    let v = classify(&conns, None);
     attribute(conns, v, opts)
 }
 

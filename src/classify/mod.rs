@@ -318,7 +318,9 @@ fn activity(obs: &Observations) -> String {
 }
 
 /// Classify every connection of an analysis. The result is index-aligned with `conns`.
-pub fn classify(conns: &[Observations]) -> Vec<Verdict> {
+/// `capture_end` is the last timestamp of the capture: a connection still open then was
+/// observable (and idle, if silent) until that moment.
+pub fn classify(conns: &[Observations], capture_end: Option<f64>) -> Vec<Verdict> {
     let mut verdicts: Vec<Option<Verdict>> = conns.iter().map(intrinsic).collect();
 
     // Neighbourhoods: the same client (host + metadata when known) and the same node.
@@ -466,7 +468,12 @@ pub fn classify(conns: &[Observations]) -> Vec<Verdict> {
         } else if obs.handshake.is_some() {
             // A handshake and nothing more: an idle pool connection or a monitor that has
             // not reached its next heartbeat yet.
-            let lived = obs.last_seen - obs.handshake.as_ref().map_or(obs.first_seen, |h| h.ts);
+            let until = obs
+                .closed
+                .or(capture_end)
+                .unwrap_or(obs.last_seen)
+                .max(obs.last_seen);
+            let lived = until - obs.handshake.as_ref().map_or(obs.first_seen, |h| h.ts);
             let heartbeat = median(&hood.heartbeat).unwrap_or(DEFAULT_HEARTBEAT_SECS);
             if hood.authenticated_pool > 0 {
                 let class = if beside_streaming {
@@ -495,7 +502,7 @@ pub fn classify(conns: &[Observations]) -> Vec<Verdict> {
                     Class::Unknown,
                     Confidence::Low,
                     format!(
-                        "only the handshake was seen, {lived:.1} s before the capture or connection ended (less than a {heartbeat:.0} s heartbeat): an idle pool connection and a monitor awaiting its first check look alike"
+                        "only the handshake was seen, {lived:.1} s before the capture or the connection ended (less than 1.5 heartbeats of {heartbeat:.0} s): an idle pool connection and a monitor awaiting its next check look alike"
                     ),
                 )
             }

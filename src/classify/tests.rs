@@ -7,7 +7,7 @@ const N1: &str = "10.0.0.9:27017";
 const N2: &str = "10.0.0.10:27017";
 
 fn one(o: Observations) -> Verdict {
-    classify(&[o]).remove(0)
+    classify(&[o], None).remove(0)
 }
 
 #[test]
@@ -48,7 +48,7 @@ fn plain_hello_beside_streaming_monitor_is_rtt() {
             .with_handshake("app", "nodejs", "6.10.0")
             .with_plain_hellos(3, 10.0),
     ];
-    let v = classify(&conns);
+    let v = classify(&conns, None);
     assert_eq!(v[1].class, Class::RttMonitor);
     assert!(v[1].evidence.contains("every 10.0 s"), "{}", v[1].evidence);
 }
@@ -64,7 +64,7 @@ fn plain_hello_without_streaming_peer_is_polling() {
             .with_handshake("app", "PyMongo", "4.10.1")
             .with_plain_hellos(3, 10.0),
     ];
-    assert_eq!(classify(&conns)[1].class, Class::PollingMonitor);
+    assert_eq!(classify(&conns, None)[1].class, Class::PollingMonitor);
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn lone_connection_per_node_without_monitors_is_single_threaded_for_libmongoc() 
             .with_handshake("php", "mongoc / ext-mongodb:PHP", "1.23.1")
             .with_ops("find", 1),
     ];
-    let v = classify(&conns);
+    let v = classify(&conns, None);
     assert_eq!(v[0].class, Class::SingleThreaded, "{}", v[0].evidence);
     assert_eq!(v[1].class, Class::SingleThreaded);
 }
@@ -136,7 +136,7 @@ fn unauthenticated_handshake_only_beside_authenticated_pool_is_a_monitor() {
             .with_handshake("app", "Java", "5.1")
             .lived(1000.0, Some(1002.0)),
     ];
-    let v = classify(&conns);
+    let v = classify(&conns, None);
     assert_eq!(v[2].class, Class::RttMonitor, "{}", v[2].evidence);
 }
 
@@ -197,7 +197,7 @@ fn mid_stream_ops_without_handshake_are_pool_and_say_so() {
             .without_syn()
             .with_ops("find", 4),
     ];
-    let v = classify(&conns);
+    let v = classify(&conns, None);
     assert_eq!(v[1].class, Class::Pool);
     assert!(
         v[1].evidence.contains("before the capture"),
@@ -212,4 +212,21 @@ fn client_id_follows_the_contract() {
     assert_eq!(ClientKey::of(&o).id(), "10.0.0.5|orders-api|PyMongo 4.20.0");
     let o = conn(1, "[::1]:5000", N1);
     assert_eq!(ClientKey::of(&o).id(), "::1||");
+}
+
+#[test]
+fn idle_until_the_end_of_a_long_capture_is_pool() {
+    // Only its handshake, long ago: silence up to the capture's end is what counts.
+    let o = conn(1, "10.0.0.5:5000", N1)
+        .with_handshake("app", "nodejs", "7.9.0")
+        .lived(1000.0, None);
+    let mut o = o;
+    o.last_seen = 1000.0;
+    assert_eq!(
+        classify(&[o.clone()], Some(1002.0))[0].class,
+        Class::Unknown
+    );
+    let v = classify(&[o], Some(1060.0)).remove(0);
+    assert_eq!(v.class, Class::Pool, "{}", v.evidence);
+    assert!(v.evidence.contains("idle for 60.0 s"), "{}", v.evidence);
 }

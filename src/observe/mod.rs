@@ -622,7 +622,20 @@ impl ConnHandler for Observer {
     fn close(&mut self, state: Box<ConnState>, info: &ConnInfo, stats: [StreamStats; 2]) {
         let mut state = state.core;
         for side in [Side::A, Side::B] {
-            state.traffic[side.index()].retransmissions = stats[side.index()].retransmissions;
+            let s = stats[side.index()];
+            state.traffic[side.index()].retransmissions = s.retransmissions;
+            if s.cap_hits > 0 {
+                self.warnings.push(
+                    "reassembly-cap",
+                    format!(
+                        "{} -> {}: the out-of-order buffer hit its cap {} time(s); {} bytes were skipped as lost (raise --max-stream-buffer / --max-total-buffer)",
+                        info.endpoint(side),
+                        info.endpoint(side.other()),
+                        s.cap_hits,
+                        s.gap_bytes
+                    ),
+                );
+            }
         }
         let mut obs = state.obs.clone();
         self.settle(&mut obs, &state, info);

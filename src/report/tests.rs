@@ -34,7 +34,7 @@ fn sample() -> Report {
         nodes: NodeStats::default(),
         table: Default::default(),
     };
-    let v = classify(&conns);
+    let v = classify(&conns, None);
     let a = attribute(conns, v, Options::default());
     Report::new(
         analysis,

@@ -30,6 +30,9 @@ pub struct StreamStats {
     pub out_of_order: u64,
     pub gaps: u64,
     pub gap_bytes: u64,
+    /// Times the early-segment buffer hit its cap (per stream or table-wide) and what it
+    /// held was given up as a gap.
+    pub cap_hits: u64,
 }
 
 #[derive(Debug)]
@@ -202,6 +205,7 @@ impl HalfStream {
         let over_stream = self.early_bytes + payload.len() > limits.max_early_bytes
             || self.early.len() >= limits.max_early_segments;
         if over_stream || payload.len() > *budget {
+            self.stats.cap_hits += 1;
             // Waiting longer cannot be afforded: whatever precedes the earliest buffered
             // segment is declared lost, and what is buffered goes out now.
             self.flush(budget, &mut *emit);

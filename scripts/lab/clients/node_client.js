@@ -1,0 +1,59 @@
+// A Node.js driver application for the capture lab, with driver-side truth.
+// The driver is not modified: CMAP and SDAM monitoring events are recorded, and so is the
+// local port of every socket the driver opens (by wrapping net.createConnection), with
+// the call stack that opened it.
+'use strict';
+const net = require('net');
+const fs = require('fs');
+const { MongoClient } = require('mongodb');
+
+const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split(/=(.*)/s).slice(0, 2)));
+const events = [];
+const note = (kind, fields) => events.push({ kind, t: Date.now() / 1000, ...fields });
+
+const createConnection = net.createConnection;
+net.createConnection = function (...a) {
+  const sock = createConnection.apply(this, a);
+  const stack = new Error().stack.split('\n').slice(2, 12).map((l) => l.trim()).join(' | ');
+  sock.once('connect', () => note('socket', { local: `${sock.localAddress}:${sock.localPort}`, peer: `${sock.remoteAddress}:${sock.remotePort}`, stack }));
+  return sock;
+};
+
+async function main() {
+  const seconds = Number(args.seconds || 20);
+  const until = Date.now() + seconds * 1000;
+  const clients = [];
+  for (let i = 0; i < Number(args.clients || 1); i++) {
+    const c = new MongoClient(args.uri, { monitorCommands: false });
+    c.on('connectionCreated', (e) => note('cmap-created', { address: e.address, id: e.connectionId }));
+    c.on('connectionClosed', (e) => note('cmap-closed', { address: e.address, id: e.connectionId, reason: e.reason }));
+    c.on('serverHeartbeatStarted', (e) => note('heartbeat-started', { address: e.connectionId, awaited: e.awaited }));
+    await c.connect();
+    clients.push(c);
+  }
+  const pause = Number(args.pause || 0.5) * 1000;
+  const workers = [];
+  clients.forEach((c, ci) => {
+    for (let t = 0; t < Number(args.threads || 1); t++) {
+      workers.push((async () => {
+        const coll = c.db('labdb').collection(`node${ci}_${t}`);
+        let i = 0;
+        while (Date.now() < until) {
+          try {
+            await coll.insertOne({ i: i++ });
+            await coll.find({}).limit(3).toArray();
+          } catch (e) {
+            note('op-error', { error: String(e) });
+          }
+          await new Promise((r) => setTimeout(r, pause));
+        }
+      })());
+    }
+  });
+  await Promise.all(workers);
+  while (Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+  note('driver', { name: 'nodejs', version: require('mongodb/package.json').version });
+  fs.writeFileSync(args.events, JSON.stringify(events));
+  process.exit(0); // leave connections open until the process ends, like a running app
+}
+main().catch((e) => { console.error(e); process.exit(1); });

@@ -1,0 +1,431 @@
+#!/usr/bin/env python3
+"""The capture lab: record real, unmodified MongoDB drivers against the test server and
+write each case as testdata/lab/<case>/{capture.pcap, truth.json, server-connections.json}.
+
+Usage: lab.py [CASE ...]   (no argument: every case)
+
+Truth never comes from conn-attrib. Each connection's role is derived, per driver, from:
+- PyMongo: the name of the driver thread that opened the socket (its monitor and RTT
+  threads are named), recorded by the client script, plus the server's log;
+- Node.js: the call stack that opened the socket, plus CMAP events and the server's log;
+- libmongoc/PHP single-threaded: the driver's design (one connection per server that
+  carries checks and operations), confirmed by the server's log;
+- libmongoc pooled: the server's log (awaitable hellos = streaming monitor; hellos only
+  = RTT/polling monitor; operations = pool) and the driver's documented threads.
+The per-client expectation uses the settings the case gave the driver (minPoolSize, the
+number of MongoClient instances it created), not anything estimated.
+
+Every process started is stopped by its PID; every case is bounded in time.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+OUT = os.path.join(ROOT, "testdata", "lab")
+WORK = os.environ.get("LAB_WORK", "/tmp/conn-attrib-lab")
+PY = os.environ.get("LAB_PYTHON", os.path.join(HERE, ".venv", "bin", "python"))
+PY_OLD = os.environ.get("LAB_PYTHON_OLD", os.path.join(HERE, ".venv-old", "bin", "python"))
+NODE_DIR = os.path.join(HERE, "node")
+BUILD = os.environ.get("LAB_BUILD", os.path.join(HERE, "build"))
+
+RS = "127.0.0.11:27017,127.0.0.12:27017,127.0.0.13:27017"
+RS_URI = "mongodb://" + RS + "/?replicaSet=rs0"
+
+
+def uri(base, **opts):
+    sep = "&" if "?" in base else "/?"
+    if base.endswith("/?replicaSet=rs0"):
+        sep = "&"
+    return base + sep + "&".join("%s=%s" % kv for kv in opts.items())
+
+
+# Each case: the server's flags, the clients (driver, settings, workload), how long.
+# `instances` and `min_pool_size` are what the client was told: the truth's expectation.
+CASES = {
+    "streaming-default": dict(
+        what="PyMongo with default settings (heartbeatFrequencyMS 10 s, minPoolSize 0) against a modern replica set: streaming monitor + RTT per node, pool only where operations run",
+        seconds=25, clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="orders-api"), min_pool_size=0)]),
+    "streaming-minpool": dict(
+        what="PyMongo, minPoolSize=2, heartbeat 2 s: the textbook (minPoolSize + 2) x nodes; recorded with tcpdump -i any (Linux cooked v2) and stored as pcapng",
+        seconds=12, iface="any", pcapng=True,
+        clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="orders-api", minPoolSize=2, heartbeatFrequencyMS=2000), min_pool_size=2)]),
+    "poll-mode": dict(
+        what="PyMongo with serverMonitoringMode=poll against a modern server: one polling monitor per node, no RTT connection",
+        seconds=12, clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="reports", serverMonitoringMode="poll", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "legacy-42": dict(
+        what="PyMongo 4.10 against a 4.2-era server (maxWireVersion 8, no topologyVersion): drivers must poll",
+        seconds=12, server=["--legacy-42"],
+        clients=[dict(driver="pymongo-old", uri=uri(RS_URI, appName="legacy-app", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "node-streaming": dict(
+        what="The Node.js driver, minPoolSize=1, heartbeat 2 s, against a modern replica set",
+        seconds=12, clients=[dict(driver="node", uri=uri(RS_URI, appName="web-frontend", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "mongoc-single": dict(
+        what="libmongoc mongoc_client_t (single-threaded): one connection per node for checks and operations",
+        seconds=12, clients=[dict(driver="mongoc-single", uri=uri(RS_URI, appName="c-single"), min_pool_size=0)]),
+    "mongoc-pooled": dict(
+        what="libmongoc mongoc_client_pool_t with 2 worker threads, heartbeat 2 s",
+        seconds=12, clients=[dict(driver="mongoc-pooled", uri=uri(RS_URI, appName="c-pooled", heartbeatFrequencyMS=2000), min_pool_size=0, threads=2)]),
+    "php": dict(
+        what="PHP ext-mongodb (libmongoc single-threaded underneath)",
+        seconds=12, clients=[dict(driver="php", uri=uri(RS_URI, appName="php-app"), min_pool_size=0)]),
+    "multi-client": dict(
+        what="One PyMongo process creating 3 MongoClient instances (a client per request, the FaaS anti-pattern): 3 monitor sets per node",
+        seconds=12, clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="lambda-handler", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, instances=3)]),
+    "two-apps": dict(
+        what="Two applications on two client addresses (127.0.0.21 PyMongo, 127.0.0.22 Node.js) sharing one replica set",
+        seconds=12, clients=[
+            dict(driver="pymongo", src="127.0.0.21", uri=uri(RS_URI, appName="orders-api", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1),
+            dict(driver="node", src="127.0.0.22", uri=uri(RS_URI, appName="billing", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "three-drivers": dict(
+        what="The same host running PyMongo, the Node.js driver and libmongoc pooled at once",
+        seconds=12, clients=[
+            dict(driver="pymongo", uri=uri(RS_URI, appName="py-svc", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1),
+            dict(driver="node", uri=uri(RS_URI, appName="node-svc", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1),
+            dict(driver="mongoc-pooled", uri=uri(RS_URI, appName="c-svc", heartbeatFrequencyMS=2000), min_pool_size=0, threads=1)]),
+    "compression-snappy": dict(
+        what="PyMongo negotiating snappy compression", seconds=8,
+        clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="zip-snappy", compressors="snappy", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "compression-zlib": dict(
+        what="PyMongo negotiating zlib compression", seconds=8,
+        clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="zip-zlib", compressors="zlib", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "compression-zstd": dict(
+        what="The Node.js driver negotiating zstd compression... via PyMongo (zstandard)", seconds=8,
+        clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="zip-zstd", compressors="zstd", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "load-balanced": dict(
+        what="PyMongo with loadBalanced=true against a mongos behind a load balancer: no monitors, every connection pooled",
+        seconds=10, server=["--topology", "load-balanced"],
+        clients=[dict(driver="pymongo", uri="mongodb://127.0.0.11:27017/?loadBalanced=true&appName=lb-app&minPoolSize=2", min_pool_size=2)]),
+    "mongos": dict(
+        what="PyMongo against two mongos routers (msg isdbgrid)",
+        seconds=10, server=["--topology", "mongos", "--hosts", "127.0.0.11:27017,127.0.0.12:27017"],
+        clients=[dict(driver="pymongo", uri="mongodb://127.0.0.11:27017,127.0.0.12:27017/?appName=via-mongos&heartbeatFrequencyMS=2000&minPoolSize=1", min_pool_size=1)]),
+    "pool-growth": dict(
+        what="PyMongo with 12 concurrent workers and minPoolSize=1: the primary's pool grows past minPoolSize",
+        seconds=10, clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="busy-api", heartbeatFrequencyMS=2000, minPoolSize=1, maxPoolSize=50), min_pool_size=1, threads=12, pause=0.01)]),
+    "pool-churn": dict(
+        what="PyMongo with maxIdleTimeMS=1000 and bursty workers: idle pool connections are closed and reopened",
+        seconds=14, clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="bursty", heartbeatFrequencyMS=2000, maxIdleTimeMS=1000), min_pool_size=0, threads=4, pause=2.5)]),
+    "auth": dict(
+        what="PyMongo authenticating with SCRAM-SHA-256 (user lab), minPoolSize=2: pool connections authenticate, monitors do not",
+        seconds=10, clients=[dict(driver="pymongo", uri="mongodb://lab:lab-pass@" + RS + "/?replicaSet=rs0&authSource=admin&authMechanism=SCRAM-SHA-256&appName=secure-app&heartbeatFrequencyMS=2000&minPoolSize=2", min_pool_size=2)]),
+    "cut-capture": dict(
+        what="A 24 s PyMongo session (minPoolSize=2, heartbeat 2 s) of which only the last 10 s were kept: every connection predates the capture, no handshake is seen",
+        seconds=24, cut_after=14,
+        clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="long-running", heartbeatFrequencyMS=2000, minPoolSize=2), min_pool_size=2)]),
+}
+
+
+class Procs:
+    """Processes started by a case, stopped by PID whatever happens."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, argv, **kw):
+        p = subprocess.Popen(argv, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, sig=signal.SIGTERM, wait=5):
+        if p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(wait)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            self.stop(p, signal.SIGKILL)
+
+
+def client_argv(c, seconds, events):
+    d = c["driver"]
+    if d in ("pymongo", "pymongo-old"):
+        py = PY if d == "pymongo" else PY_OLD
+        argv = [py, os.path.join(HERE, "clients", "pymongo_client.py"), "--uri", c["uri"], "--seconds", str(seconds),
+                "--clients", str(c.get("instances", 1)), "--threads", str(c.get("threads", 1)),
+                "--pause", str(c.get("pause", 0.5)), "--events", events]
+    elif d == "node":
+        argv = ["node", os.path.join(HERE, "clients", "node_client.js"), "--uri=" + c["uri"], "--seconds=%s" % seconds,
+                "--clients=%d" % c.get("instances", 1), "--threads=%d" % c.get("threads", 1), "--events=" + events]
+    elif d in ("mongoc-single", "mongoc-pooled"):
+        argv = [os.path.join(BUILD, "mongoc_client"), d.split("-")[1], c["uri"], str(seconds), str(c.get("threads", 2))]
+    elif d == "php":
+        argv = ["php", os.path.join(HERE, "clients", "php_client.php"), c["uri"], str(seconds)]
+    else:
+        raise ValueError(d)
+    return argv
+
+
+def run_case(name, spec):
+    work = os.path.join(WORK, name)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    seconds = spec["seconds"]
+    procs = Procs()
+    try:
+        server_log = os.path.join(work, "server.log")
+        server = procs.start([PY, os.path.join(HERE, "mongo_test_server.py"), "--log", server_log,
+                              "--max-seconds", str(seconds + 15)] + spec.get("server", []),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = server.stdout.readline()
+        if not line.startswith("listening"):
+            raise RuntimeError("server did not start: %s" % line)
+        raw = os.path.join(work, "raw.pcap")
+        iface = spec.get("iface", "lo")
+        dump = procs.start(["tcpdump", "-i", iface, "-U", "-w", raw, "tcp portrange 27017-27019"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        started = time.time()
+        clients = []
+        for i, c in enumerate(spec["clients"]):
+            events = os.path.join(work, "events-%d.json" % i)
+            env = dict(os.environ)
+            if c.get("src"):
+                env["LD_PRELOAD"] = os.path.join(BUILD, "bindsrc.so")
+                env["LAB_SRC_ADDR"] = c["src"]
+            if c["driver"] == "node":
+                env["NODE_PATH"] = os.path.join(NODE_DIR, "node_modules")
+            out = open(os.path.join(work, "client-%d.out" % i), "w")
+            clients.append((procs.start(client_argv(c, seconds, events), env=env, stdout=out, stderr=subprocess.STDOUT), events))
+        for p, _ in clients:
+            try:
+                p.wait(seconds + 30)
+            except subprocess.TimeoutExpired:
+                procs.stop(p, signal.SIGKILL)
+        time.sleep(0.5)
+        procs.stop(dump, signal.SIGINT)
+        procs.stop(server, signal.SIGTERM)
+    finally:
+        procs.stop_all()
+
+    os.makedirs(os.path.join(OUT, name), exist_ok=True)
+    capture = "capture.pcapng" if spec.get("pcapng") else "capture.pcap"
+    final = os.path.join(OUT, name, capture)
+    cut_ts = None
+    if spec.get("cut_after"):
+        cut_ts = started + spec["cut_after"]
+        subprocess.run(["editcap", "-A", "%.6f" % cut_ts, raw, final], check=True)
+    elif spec.get("pcapng"):
+        subprocess.run(["editcap", "-F", "pcapng", raw, final], check=True)
+    else:
+        shutil.copy(raw, final)
+    events = []
+    for i, (_, path) in enumerate(clients):
+        try:
+            events.append(json.load(open(path)))
+        except (OSError, ValueError):
+            events.append([])
+    present = endpoints_in(final) if cut_ts else None
+    truth, summary = derive_truth(name, spec, server_log, events, capture, cut_ts, present)
+    with open(os.path.join(OUT, name, "truth.json"), "w") as f:
+        json.dump(truth, f, indent=1)
+    with open(os.path.join(OUT, name, "server-connections.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return truth
+
+
+def endpoints_in(pcap):
+    """Every ip:port that sends a TCP segment in a capture (read with tshark)."""
+    out = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "ip.src", "-e", "tcp.srcport"],
+                         check=True, capture_output=True, text=True).stdout
+    return {"%s:%s" % tuple(line.split("\t")) for line in out.splitlines() if "\t" in line}
+
+
+def read_server_log(path):
+    conns = {}
+    for line in open(path):
+        e = json.loads(line)
+        peer = e.get("peer")
+        if e["event"] == "accept":
+            conns[peer] = dict(peer=peer, server=e["local"], opened=e["ts"], closed=None, commands=Counter(),
+                               hellos=0, awaitable=0, exhaust=0, ops=0, auth=0, client=None, load_balanced=False)
+        elif peer in conns:
+            c = conns[peer]
+            if e["event"] == "close":
+                c["closed"] = e["ts"]
+            elif e["event"] == "command":
+                cmd = e["cmd"]
+                c["commands"][cmd] += 1
+                if cmd in ("hello", "isMaster", "ismaster"):
+                    c["hellos"] += 1
+                    c["awaitable"] += e.get("awaitable", False)
+                    c["exhaust"] += e.get("exhaust", False)
+                    if c["client"] is None and e.get("client"):
+                        c["client"] = e["client"]
+                    c["load_balanced"] |= bool(e.get("load_balanced"))
+                elif cmd in ("saslStart", "saslContinue"):
+                    c["auth"] += 1
+                elif cmd not in ("endSessions",):
+                    c["ops"] += 1
+    return conns
+
+
+def client_key(host, meta):
+    meta = meta or {}
+    app = (meta.get("application") or {}).get("name", "")
+    drv = meta.get("driver") or {}
+    return "%s|%s|%s %s" % (host, app, drv.get("name", ""), drv.get("version", ""))
+
+
+def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
+    conns = read_server_log(server_log)
+    # Which driver opened which socket, from the client-side records.
+    opened_by = {}
+    for i, evs in enumerate(events):
+        for e in evs:
+            if e.get("kind") == "socket":
+                opened_by[e["local"]] = (i, e.get("thread") or "", e.get("stack") or "")
+    cmap = Counter()
+    for evs in events:
+        for e in evs:
+            if e.get("kind") == "cmap-created":
+                cmap[e["address"]] += 1
+
+    # Clients of the case by source host (each case gives each driver its own address or appName).
+    spec_by_app = {}
+    for i, c in enumerate(spec["clients"]):
+        app = c["uri"].split("appName=")[1].split("&")[0]
+        spec_by_app[app] = (i, c)
+
+    truth_conns = []
+    streaming_nodes = defaultdict(set)
+    for peer, c in conns.items():
+        if c["awaitable"]:
+            streaming_nodes[(peer.rsplit(":", 1)[0], (c["client"] or {}).get("application", {}).get("name"))].add(c["server"])
+    # Connections opened by the same process share its handshake metadata; connections of
+    # a process whose first hello was not logged borrow the key of their driver.
+    for peer, c in sorted(conns.items(), key=lambda kv: kv[1]["opened"]):
+        host = peer.rsplit(":", 1)[0]
+        meta = c["client"]
+        app = ((meta or {}).get("application") or {}).get("name")
+        idx, cspec = spec_by_app.get(app, (None, spec["clients"][0]))
+        driver = cspec["driver"]
+        role, why = None, ""
+        ob = opened_by.get(peer)
+        lb = c["load_balanced"]
+        if lb:
+            role, why = "pool", "loadBalanced handshake (server log): load-balanced clients have no monitors"
+        elif driver in ("mongoc-single", "php"):
+            role, why = "single-threaded", "libmongoc single-threaded design: the only connection to %s, carrying hello checks (%d) and operations (%d) per the server log" % (c["server"], c["hellos"], c["ops"])
+        elif ob and driver.startswith("pymongo"):
+            thread = ob[1]
+            if "rtt" in thread:
+                role = "rtt-monitor"
+            elif "monitor" in thread:
+                role = "streaming-monitor" if c["awaitable"] else "polling-monitor"
+            else:
+                role = "pool"
+            why = "socket opened by PyMongo thread %s; server log: %d hellos (%d awaitable), %d operations, %d auth commands" % (thread, c["hellos"], c["awaitable"], c["ops"], c["auth"])
+        elif ob and driver == "node":
+            stack = ob[2]
+            if "RTTPinger" in stack or "measureRoundTripTime" in stack or "RTT" in stack:
+                role = "rtt-monitor"
+            elif "Monitor" in stack or "monitor" in stack:
+                role = "streaming-monitor" if c["awaitable"] else "polling-monitor"
+            elif "ConnectionPool" in stack or "pool" in stack:
+                role = "pool"
+            why = "socket opened from %s; server log: %d hellos (%d awaitable), %d operations" % (
+                (stack.split(" | ")[0] if stack else "unknown frame"), c["hellos"], c["awaitable"], c["ops"])
+        if role is None:
+            # Server-log rules, with the driver's design: monitors never run operations
+            # or authenticate; the streaming monitor is the one with awaitable hellos.
+            key = (host, app)
+            if c["awaitable"]:
+                role = "streaming-monitor"
+            elif c["ops"] or c["auth"]:
+                role = "pool"
+            elif c["hellos"] >= 2:
+                role = "rtt-monitor" if c["server"] in streaming_nodes.get(key, ()) else "polling-monitor"
+            else:
+                role = "pool"
+            why = (why + "; " if why else "") + "server log: %d hellos (%d awaitable), %d operations, %d auth commands" % (c["hellos"], c["awaitable"], c["ops"], c["auth"])
+        if cut_ts and c["closed"] and c["closed"] < cut_ts:
+            continue  # gone before the kept window
+        if present is not None and peer not in present:
+            continue  # silent during the kept window: not in the capture at all
+        truth_conns.append(dict(
+            client=peer, server=c["server"], role=role, client_key=client_key(host, meta),
+            opened_before_capture=bool(cut_ts and c["opened"] < cut_ts), derived_from=why))
+
+    # Per client: what the driver was told, and what it did.
+    clients = []
+    by_key = defaultdict(list)
+    for t in truth_conns:
+        by_key[t["client_key"]].append(t)
+    for key, members in sorted(by_key.items()):
+        app = key.split("|")[1]
+        _, cspec = spec_by_app.get(app, (None, spec["clients"][0]))
+        counts = Counter(t["role"] for t in members)
+        nodes = sorted({t["server"] for t in members})
+        instances = cspec.get("instances", 1)
+        mp = cspec.get("min_pool_size", 0)
+        if any(t["role"] == "pool" for t in members) and all(t["role"] == "pool" for t in members) and "loadBalanced" in cspec["uri"]:
+            mode, per_node, formula = "load-balanced", mp, "minPoolSize x load balancers"
+        elif counts["streaming-monitor"]:
+            mode, per_node, formula = "streaming", mp + 2, "(minPoolSize + 2) x nodes"
+        elif counts["polling-monitor"]:
+            mode, per_node, formula = "polling", mp + 1, "(minPoolSize + 1) x nodes"
+        elif counts["single-threaded"]:
+            mode, per_node, formula = "single-threaded", 1, "1 x nodes"
+        else:
+            mode, per_node, formula = "unknown", 0, ""
+        monitored = sorted({t["server"] for t in members if t["role"] in ("streaming-monitor", "polling-monitor", "single-threaded")}) or nodes
+        expected_total = per_node * len(monitored) * instances
+        total = len(members)
+        notes = []
+        if total != expected_total:
+            pool_by_node = Counter(t["server"] for t in members if t["role"] == "pool")
+            for n, k in sorted(pool_by_node.items()):
+                if k > mp * instances:
+                    notes.append("%d pool connections to %s over the capture vs minPoolSize %d%s: the pool grew under concurrent operations or connections were replaced" % (k, n, mp, " x %d instances" % instances if instances > 1 else ""))
+            for n in monitored:
+                if mp * instances > pool_by_node.get(n, 0) and mode in ("streaming", "polling"):
+                    notes.append("%s holds %d pool connections, fewer than minPoolSize %d: the driver had not finished filling the pool, or closed connections" % (n, pool_by_node.get(n, 0), mp))
+        if cut_ts:
+            notes.append("the capture keeps only the last part of the session: connections opened before it show no handshake, and idle pool connections that sent nothing in the kept window are not in the capture")
+        drv = key.split("|")[2].rsplit(" ", 1)
+        clients.append(dict(
+            key=key, host=key.split("|")[0], app_name=app or None,
+            driver=dict(name=drv[0], version=drv[1] if len(drv) > 1 else ""),
+            mode=mode, mongo_clients=instances, nodes=nodes, min_pool_size=mp,
+            counts=dict(counts, total=total),
+            expected=dict(formula=formula, per_node=per_node, total=expected_total),
+            notes="; ".join(notes)))
+    truth = dict(
+        case=name, description=spec["what"], capture=capture,
+        server=dict(topology=next((spec["server"][i + 1] for i, a in enumerate(spec.get("server", [])) if a == "--topology"), "replset"),
+                    mode="legacy-42" if "--legacy-42" in spec.get("server", []) else "modern",
+                    nodes=sorted({c["server"] for c in conns.values()})),
+        drivers=[dict(driver=c["driver"], uri=c["uri"].replace("lab-pass", "***")) for c in spec["clients"]],
+        connections=truth_conns, clients=clients,
+        derivation="Roles per connection from the driver side where it names them (PyMongo thread names, Node.js call stacks at socket creation) and the test server's log of each connection's commands; libmongoc/PHP single-threaded by design confirmed by the log; per-client expectations from the settings the case gave the driver (minPoolSize, MongoClient instances).",
+    )
+    summary = [dict(peer=c["peer"], server=c["server"], opened=c["opened"], closed=c["closed"], commands=dict(c["commands"]),
+                    client=client_key(c["peer"].rsplit(":", 1)[0], c["client"])) for c in sorted(conns.values(), key=lambda c: c["opened"])]
+    return truth, summary
+
+
+def main():
+    names = sys.argv[1:] or list(CASES)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        sys.exit("unknown case(s): %s; known: %s" % (", ".join(unknown), ", ".join(CASES)))
+    for n in names:
+        t0 = time.time()
+        truth = run_case(n, CASES[n])
+        print("%-20s %5.1fs  %d connections  %s" % (n, time.time() - t0, len(truth["connections"]),
+              "; ".join("%s %s %s" % (c["key"], c["mode"], c["counts"]) for c in truth["clients"])), flush=True)
+
+
+if __name__ == "__main__":
+    main()

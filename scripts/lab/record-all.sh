@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Regenerate the lab's captures and truth files: testdata/lab/<case>/.
+# Installs what it needs when missing (tcpdump, editcap, the drivers), then runs every case
+# (or the ones named): scripts/lab/record-all.sh [CASE ...]
+# All traffic stays on 127.0.0.0/8; every process is bounded in time and stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")"
+need=()
+command -v tcpdump >/dev/null || need+=(tcpdump)
+command -v editcap >/dev/null || need+=(tshark)
+command -v php >/dev/null || need+=(php-cli)
+dpkg-query -W -f='${Status}' php-mongodb 2>/dev/null | grep -q "ok installed" || need+=(php-mongodb)
+dpkg-query -W -f='${Status}' libmongoc-dev 2>/dev/null | grep -q "ok installed" || need+=(libmongoc-dev)
+command -v node >/dev/null || need+=(nodejs npm)
+command -v gcc >/dev/null || need+=(gcc)
+if ((${#need[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Drivers: pinned, from the registries, unmodified.
+[[ -x .venv/bin/python ]] || { python3 -m venv .venv && .venv/bin/pip install -q "pymongo==4.20.1" python-snappy zstandard; }
+# PyMongo 4.10 still accepts a 4.2 server (wire version 8); 4.20 needs 4.4.
+[[ -x .venv-old/bin/python ]] || { python3 -m venv .venv-old && .venv-old/bin/pip install -q "pymongo==4.10.1" python-snappy zstandard; }
+[[ -d node/node_modules/mongodb ]] || { mkdir -p node && (cd node && npm init -y >/dev/null && npm install -s mongodb@7.9.0 >/dev/null); }
+mkdir -p build
+gcc -O1 -o build/mongoc_client clients/mongoc_client.c $(pkg-config --cflags --libs libmongoc-1.0) -lpthread
+gcc -shared -fPIC -o build/bindsrc.so bindsrc.c -ldl
+exec python3 lab.py "$@"

@@ -1,0 +1,168 @@
+//! The analyzer over every real-driver capture in testdata/lab, asserted against the truth
+//! files the lab derived from the drivers themselves and the test server's log
+//! (scripts/lab/lab.py): every truth connection found with its 4-tuple, its handshake
+//! metadata decoded, its class right; per client the mode, MongoClient instances, counts
+//! per class, and the formula's expected total.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use conn_attrib::attribute::Options;
+use conn_attrib::report::Meta;
+use conn_attrib::{analyze_path, conclude, AnalyzerConfig};
+use serde_json::Value;
+
+fn cases() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/lab");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("truth.json").exists())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 15, "the lab's cases are missing: {dirs:?}");
+    dirs
+}
+
+fn truth(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap()
+}
+
+/// Run the whole pipeline on a case; minPoolSize as the case gave it to the driver.
+fn report(dir: &Path, t: &Value, min_pool_size: Option<u32>) -> Value {
+    let capture = dir.join(t["capture"].as_str().unwrap());
+    let analysis =
+        analyze_path(capture.to_str().unwrap(), AnalyzerConfig::default()).expect("readable");
+    let opts = Options {
+        min_pool_size,
+        ..Options::default()
+    };
+    let r = conclude(analysis, opts, Meta::default());
+    serde_json::from_str(&conn_attrib::report::to_json(&r)).unwrap()
+}
+
+#[test]
+fn every_connection_is_found_and_classified_as_the_driver_used_it() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for dir in cases() {
+        let t = truth(&dir);
+        let case = t["case"].as_str().unwrap().to_string();
+        let r = report(&dir, &t, None);
+        let found: HashMap<&str, &Value> = r["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["client"].as_str().unwrap(), c))
+            .collect();
+        for tc in t["connections"].as_array().unwrap() {
+            checked += 1;
+            let client = tc["client"].as_str().unwrap();
+            let Some(c) = found.get(client) else {
+                failures.push(format!("{case}: {client} -> {} not found", tc["server"]));
+                continue;
+            };
+            if c["server"] != tc["server"] {
+                failures.push(format!(
+                    "{case}: {client}: server {} != {}",
+                    c["server"], tc["server"]
+                ));
+            }
+            if c["class"] != tc["role"] {
+                failures.push(format!(
+                    "{case}: {client} -> {}: class {} but the driver used it as {} ({}); evidence: {}",
+                    tc["server"], c["class"], tc["role"], tc["derived_from"], c["evidence"]
+                ));
+            }
+            if !tc["opened_before_capture"].as_bool().unwrap() && c["client_id"] != tc["client_key"]
+            {
+                failures.push(format!(
+                    "{case}: {client}: client_id {} != {}",
+                    c["client_id"], tc["client_key"]
+                ));
+            }
+        }
+        let extra = found.len() as i64 - t["connections"].as_array().unwrap().len() as i64;
+        if extra != 0 {
+            failures.push(format!(
+                "{case}: {extra} connections more than the truth lists"
+            ));
+        }
+    }
+    assert!(checked > 150, "only {checked} connections checked");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} connections wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_client_matches_its_truth() {
+    let mut failures = Vec::new();
+    for dir in cases() {
+        let t = truth(&dir);
+        let case = t["case"].as_str().unwrap().to_string();
+        for tclient in t["clients"].as_array().unwrap() {
+            let min_pool = tclient["min_pool_size"].as_u64().map(|m| m as u32);
+            let r = report(&dir, &t, min_pool);
+            // The report's client holding most of this truth client's connections.
+            let members: Vec<&str> = t["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["client_key"] == tclient["key"])
+                .map(|c| c["client"].as_str().unwrap())
+                .collect();
+            let mut votes: BTreeMap<String, usize> = BTreeMap::new();
+            for c in r["connections"].as_array().unwrap() {
+                if members.contains(&c["client"].as_str().unwrap()) {
+                    *votes
+                        .entry(c["client_id"].as_str().unwrap().to_string())
+                        .or_default() += 1;
+                }
+            }
+            let Some((id, _)) = votes.iter().max_by_key(|(_, n)| **n) else {
+                failures.push(format!("{case}: no connection of {} found", tclient["key"]));
+                continue;
+            };
+            let client = r["clients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == id.as_str())
+                .unwrap();
+            let key = tclient["key"].as_str().unwrap();
+            if client["mode"] != tclient["mode"] {
+                failures.push(format!(
+                    "{case} {key}: mode {} != {}",
+                    client["mode"], tclient["mode"]
+                ));
+            }
+            if client["mongo_clients"] != tclient["mongo_clients"] {
+                failures.push(format!(
+                    "{case} {key}: mongo_clients {} != {}",
+                    client["mongo_clients"], tclient["mongo_clients"]
+                ));
+            }
+            for (class, n) in tclient["counts"].as_object().unwrap() {
+                if client["counts"][class] != *n {
+                    failures.push(format!(
+                        "{case} {key}: {class} {} != {n}",
+                        client["counts"][class]
+                    ));
+                }
+            }
+            if tclient["mode"] != "unknown"
+                && client["expected"]["total"] != tclient["expected"]["total"]
+            {
+                failures.push(format!(
+                    "{case} {key}: expected total {} != {} ({})",
+                    client["expected"]["total"], tclient["expected"]["total"], client["verdict"]
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
