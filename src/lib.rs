@@ -26,7 +26,11 @@ pub fn conclude(
     opts: attribute::Options,
     meta: report::Meta,
 ) -> report::Report {
-    let verdicts = classify::classify(&analysis.connections, analysis.input.last_ts);
+    let window = match (analysis.input.first_ts, analysis.input.last_ts) {
+        (Some(start), Some(end)) => Some(classify::Window { start, end }),
+        _ => None,
+    };
+    let verdicts = classify::classify(&analysis.connections, window);
     let attribution = attribute::attribute(analysis.connections.clone(), verdicts, opts);
     report::Report::new(analysis, attribution, meta)
 }

@@ -96,7 +96,7 @@ CASES = {
         what="PyMongo negotiating zlib compression", seconds=8,
         clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="zip-zlib", compressors="zlib", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
     "compression-zstd": dict(
-        what="The Node.js driver negotiating zstd compression... via PyMongo (zstandard)", seconds=8,
+        what="PyMongo negotiating zstd compression", seconds=8,
         clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="zip-zstd", compressors="zstd", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
     "load-balanced": dict(
         what="PyMongo with loadBalanced=true against a mongos behind a load balancer: no monitors, every connection pooled",
@@ -415,6 +415,34 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
     return truth, summary
 
 
+def write_readme():
+    """testdata/lab/README.md: one row per recorded case, from its truth file."""
+    rows = []
+    for name in CASES:
+        path = os.path.join(OUT, name, "truth.json")
+        if not os.path.exists(path):
+            continue
+        t = json.load(open(path))
+        drivers = sorted({"%s %s" % (c["driver"]["name"], c["driver"]["version"]) for c in t["clients"]})
+        totals = "; ".join("%s: %s, %d conn (expected %d = %s)" % (c["app_name"], c["mode"], c["counts"]["total"], c["expected"]["total"], c["expected"]["formula"] or "-") for c in t["clients"])
+        rows.append("| `%s` | %s | %s | %s |" % (name, ", ".join(drivers), t["description"], totals))
+    with open(os.path.join(OUT, "README.md"), "w") as f:
+        f.write("""# The capture lab's recordings
+
+Real, unmodified drivers against the project's wire-protocol test server
+(`scripts/lab/mongo_test_server.py`), recorded with tcpdump on loopback. Regenerate with
+`scripts/lab/record-all.sh [CASE ...]`. Each folder holds the capture, `truth.json` (role of
+every connection, per-client mode, MongoClient instances, expected totals, and how each was
+derived) and `server-connections.json` (the test server's log per connection). Truth comes
+from the drivers (thread names, call stacks, CMAP/SDAM events) and the server's log, never
+from conn-attrib; `tests/lab.rs` asserts conn-attrib against it.
+
+| case | drivers | what it shows | clients: mode, connections (expected) |
+|---|---|---|---|
+""")
+        f.write("\n".join(rows) + "\n")
+
+
 def main():
     names = sys.argv[1:] or list(CASES)
     unknown = [n for n in names if n not in CASES]
@@ -425,6 +453,7 @@ def main():
         truth = run_case(n, CASES[n])
         print("%-20s %5.1fs  %d connections  %s" % (n, time.time() - t0, len(truth["connections"]),
               "; ".join("%s %s %s" % (c["key"], c["mode"], c["counts"]) for c in truth["clients"])), flush=True)
+    write_readme()
 
 
 if __name__ == "__main__":

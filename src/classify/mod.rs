@@ -317,10 +317,17 @@ fn activity(obs: &Observations) -> String {
     format!("{ops} operation{} ({})", plural(ops), top.join(", "))
 }
 
+/// The capture's first and last timestamps: a connection that predates the capture was
+/// observable (and idle, if silent) from `start`; one still open, until `end`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Window {
+    pub start: f64,
+    pub end: f64,
+}
+
 /// Classify every connection of an analysis. The result is index-aligned with `conns`.
-/// `capture_end` is the last timestamp of the capture: a connection still open then was
-/// observable (and idle, if silent) until that moment.
-pub fn classify(conns: &[Observations], capture_end: Option<f64>) -> Vec<Verdict> {
+pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> {
+    let capture_end = window.map(|w| w.end);
     let mut verdicts: Vec<Option<Verdict>> = conns.iter().map(intrinsic).collect();
 
     // Neighbourhoods: the same client (host + metadata when known) and the same node.
@@ -383,6 +390,23 @@ pub fn classify(conns: &[Observations], capture_end: Option<f64>) -> Vec<Verdict
         }
     }
 
+    // A client with no monitoring connection at all, that is not load balanced, is a
+    // single-threaded client when its own traffic says so (checks mixed with operations)
+    // or it is a libmongoc-based driver holding one connection per node: every pooled
+    // driver monitors every node (SDAM), only single-threaded libmongoc/PHP clients do not.
+    let single: HashMap<ClientKey, bool> = hoods
+        .iter()
+        .map(|(key, hood)| {
+            let monitors = !hood.streaming_nodes.is_empty() || hood.monitor_like > 0;
+            let single = !monitors
+                && !hood.load_balanced
+                && (hood.single_threaded > 0
+                    || (looks_single_threaded_driver(key)
+                        && max_concurrent_per_node(conns, &hood.conns, &verdicts) <= 1));
+            (key.clone(), single)
+        })
+        .collect();
+
     // Second pass.
     for i in 0..conns.len() {
         if verdicts[i].is_some() {
@@ -404,25 +428,24 @@ pub fn classify(conns: &[Observations], capture_end: Option<f64>) -> Vec<Verdict
             ""
         };
 
-        let v = if ops > 0 {
-            let per_node_max = max_concurrent_per_node(conns, &hood.conns, &verdicts);
-            let monitors = !hood.streaming_nodes.is_empty() || hood.monitor_like > 0;
-            if !monitors
-                && !hood.load_balanced
-                && (hood.single_threaded > 0
-                    || (per_node_max <= 1
-                        && key.has_metadata()
-                        && looks_single_threaded_driver(&key)))
-            {
-                verdict(
-                    Class::SingleThreaded,
-                    Confidence::Medium,
-                    format!(
-                        "hello and {ops} operation{} on the only connection to this node, and the client has no monitoring connections: single-threaded client",
-                        plural(ops)
-                    ),
-                )
+        let v = if single[&key] && obs.messages() > 0 {
+            let what = if ops > 0 {
+                format!("hello and {ops} operation{}", plural(ops))
+            } else if checks > 0 {
+                format!("{} hello checks", obs.hello.requests)
             } else {
+                "only the handshake hello (single-threaded clients check every 60 s by default)"
+                    .to_string()
+            };
+            verdict(
+                Class::SingleThreaded,
+                Confidence::Medium,
+                format!(
+                    "{what} on the client's only connection to this node, and the client has no monitoring connections: a single-threaded client (libmongoc/PHP style){no_handshake}"
+                ),
+            )
+        } else if ops > 0 {
+            {
                 verdict(
                     Class::Pool,
                     if obs.handshake.is_some() {
@@ -441,13 +464,7 @@ pub fn classify(conns: &[Observations], capture_end: Option<f64>) -> Vec<Verdict
                 .median()
                 .map(|s| format!(" every {s:.1} s"))
                 .unwrap_or_default();
-            if hood.single_threaded > 0 {
-                verdict(
-                    Class::SingleThreaded,
-                    Confidence::Low,
-                    format!("only hello checks{cadence} in the capture; the same client's other connections mix checks and operations (single-threaded)"),
-                )
-            } else if beside_streaming {
+            if beside_streaming {
                 verdict(
                     Class::RttMonitor,
                     Confidence::High,
@@ -506,6 +523,8 @@ pub fn classify(conns: &[Observations], capture_end: Option<f64>) -> Vec<Verdict
                     ),
                 )
             }
+        } else if let Some(v) = silent_through_window(obs, window, median(&hood.heartbeat)) {
+            v
         } else if obs.messages() == 0 {
             verdict(
                 Class::Unknown,
@@ -536,6 +555,32 @@ pub fn classify(conns: &[Observations], capture_end: Option<f64>) -> Vec<Verdict
         .into_iter()
         .map(|v| v.expect("every connection classified"))
         .collect()
+}
+
+/// A connection that predates the capture and carried no MongoDB message while the capture
+/// watched it for longer than 1.5 heartbeats cannot be a monitor (monitors exchange a
+/// hello every heartbeat): it is an idle pool connection. Inferred, and said so.
+fn silent_through_window(
+    obs: &Observations,
+    window: Option<Window>,
+    heartbeat: Option<f64>,
+) -> Option<Verdict> {
+    let window = window?;
+    if obs.syn_seen || obs.messages() > 0 {
+        return None;
+    }
+    let heartbeat = heartbeat.unwrap_or(DEFAULT_HEARTBEAT_SECS);
+    let watched = obs.closed.unwrap_or(window.end) - window.start;
+    (watched > heartbeat * 1.5).then(|| {
+        verdict(
+            Class::Pool,
+            Confidence::Low,
+            format!(
+                "opened before the capture and silent for the {watched:.1} s it was watched{}, longer than 1.5 heartbeats ({heartbeat:.0} s): not a monitor; inferred to be an idle pool connection",
+                if obs.closed.is_some() { " until it closed" } else { "" }
+            ),
+        )
+    })
 }
 
 fn activity_sentence(obs: &Observations) -> String {

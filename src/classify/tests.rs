@@ -223,10 +223,70 @@ fn idle_until_the_end_of_a_long_capture_is_pool() {
     let mut o = o;
     o.last_seen = 1000.0;
     assert_eq!(
-        classify(&[o.clone()], Some(1002.0))[0].class,
+        classify(
+            &[o.clone()],
+            Some(Window {
+                start: 999.0,
+                end: 1002.0
+            })
+        )[0]
+        .class,
         Class::Unknown
     );
-    let v = classify(&[o], Some(1060.0)).remove(0);
+    let v = classify(
+        &[o],
+        Some(Window {
+            start: 999.0,
+            end: 1060.0,
+        }),
+    )
+    .remove(0);
     assert_eq!(v.class, Class::Pool, "{}", v.evidence);
     assert!(v.evidence.contains("idle for 60.0 s"), "{}", v.evidence);
+}
+
+#[test]
+fn silent_through_a_long_window_is_an_idle_pool_connection() {
+    let mut o = conn(1, "10.0.0.5:5000", N1).without_syn();
+    o.closed = Some(1029.0);
+    let w = Some(Window {
+        start: 1000.0,
+        end: 1030.0,
+    });
+    let v = classify(&[o.clone()], w).remove(0);
+    assert_eq!(v.class, Class::Pool);
+    assert_eq!(v.confidence, Confidence::Low);
+    assert!(
+        v.evidence.contains("inferred") && v.evidence.contains("until it closed"),
+        "{}",
+        v.evidence
+    );
+    // Watched for less than 1.5 heartbeats: it could still be a monitor.
+    let short = Some(Window {
+        start: 1020.0,
+        end: 1030.0,
+    });
+    assert_eq!(classify(&[o], short)[0].class, Class::Unknown);
+}
+
+#[test]
+fn a_single_threaded_clients_handshake_only_connections_are_single_threaded() {
+    let driver = "mongoc";
+    let conns = vec![
+        conn(1, "10.0.0.5:5000", N1)
+            .with_handshake("c", driver, "1.23.1")
+            .with_ops("insert", 4),
+        conn(2, "10.0.0.5:5001", N2).with_handshake("c", driver, "1.23.1"),
+    ];
+    let v = classify(&conns, None);
+    assert_eq!(v[0].class, Class::SingleThreaded, "{}", v[0].evidence);
+    assert_eq!(v[1].class, Class::SingleThreaded, "{}", v[1].evidence);
+    // The same shape from a driver with monitors is not single-threaded.
+    let mut with_monitor = conns.clone();
+    with_monitor.push(
+        conn(3, "10.0.0.5:5002", N1)
+            .with_handshake("c", driver, "1.23.1")
+            .with_awaitable(1, true, 1),
+    );
+    assert_eq!(classify(&with_monitor, None)[0].class, Class::Pool);
 }

@@ -432,6 +432,7 @@ impl Observer {
             .iter()
             .position(|(id, ..)| *id == wanted && wanted != 0)
         else {
+            self.on_unmatched_reply(state, server, ts, msg);
             return;
         };
         let (_, sent, kind) = state.pending[slot];
@@ -473,6 +474,48 @@ impl Observer {
                 }
             }
         }
+    }
+}
+
+impl Observer {
+    /// A reply to a request the capture did not show. Only an exhaust stream can be
+    /// recognised from its replies alone: a hello reply flagged moreToCome answers an
+    /// awaitable hello sent before the capture began, and announces the next reply.
+    fn on_unmatched_reply(
+        &mut self,
+        state: &mut Core,
+        server: SocketAddr,
+        ts: Timestamp,
+        msg: &Message<'_>,
+    ) {
+        let streamed = matches!(msg.body, wire::Body::Msg { flags, .. } if flags.more_to_come());
+        if !streamed {
+            return;
+        }
+        let Some(reply) = wire::hello_reply(msg) else {
+            return;
+        };
+        if reply.topology_version.is_none() && reply.is_writable_primary.is_none() {
+            return;
+        }
+        let obs = &mut state.obs;
+        obs.hello.replies += 1;
+        obs.hello.streamed_replies += 1;
+        if let Some(prev) = state.last_hello_reply {
+            let gap = ts.nanos_since(prev) as f64 / 1e9;
+            obs.hello.reply_intervals.add(gap);
+            self.nodes.heartbeat(server, gap);
+        }
+        state.last_hello_reply = Some(ts);
+        if obs.server_info.is_none() {
+            obs.server_info = Some(server_info_of(&reply));
+        }
+        state.pending[state.pending_next] = (
+            msg.header.request_id,
+            ts,
+            Pending::Hello { awaitable: true },
+        );
+        state.pending_next = (state.pending_next + 1) % PENDING_SLOTS;
     }
 }
 
