@@ -219,10 +219,18 @@ def run_case(name, spec):
         subprocess.run(["editcap", "-F", "pcapng", raw, final], check=True)
     else:
         shutil.copy(raw, final)
+    with open(os.path.join(work, "meta.json"), "w") as f:
+        json.dump(dict(capture=capture, cut_ts=cut_ts, clients=len(clients)), f)
+    return write_truth(name, spec, work, capture, cut_ts, final)
+
+
+def write_truth(name, spec, work, capture, cut_ts, final):
+    """Derive and write a case's truth from the records of its run in `work`."""
+    server_log = os.path.join(work, "server.log")
     events = []
-    for i, (_, path) in enumerate(clients):
+    for i in range(len(spec["clients"])):
         try:
-            events.append(json.load(open(path)))
+            events.append(json.load(open(os.path.join(work, "events-%d.json" % i))))
         except (OSError, ValueError):
             events.append([])
     present = endpoints_in(final) if cut_ts else None
@@ -298,6 +306,7 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
         spec_by_app[app] = (i, c)
 
     truth_conns = []
+    metas = {}
     streaming_nodes = defaultdict(set)
     for peer, c in conns.items():
         if c["awaitable"]:
@@ -353,6 +362,7 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
             continue  # gone before the kept window
         if present is not None and peer not in present:
             continue  # silent during the kept window: not in the capture at all
+        metas.setdefault(client_key(host, meta), meta)
         truth_conns.append(dict(
             client=peer, server=c["server"], role=role, client_key=client_key(host, meta),
             opened_before_capture=bool(cut_ts and c["opened"] < cut_ts), derived_from=why))
@@ -393,10 +403,10 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
                     notes.append("%s holds %d pool connections, fewer than minPoolSize %d: the driver had not finished filling the pool, or closed connections" % (n, pool_by_node.get(n, 0), mp))
         if cut_ts:
             notes.append("the capture keeps only the last part of the session: connections opened before it show no handshake, and idle pool connections that sent nothing in the kept window are not in the capture")
-        drv = key.split("|")[2].rsplit(" ", 1)
+        drv = (metas.get(key) or {}).get("driver") or {}
         clients.append(dict(
             key=key, host=key.split("|")[0], app_name=app or None,
-            driver=dict(name=drv[0], version=drv[1] if len(drv) > 1 else ""),
+            driver=dict(name=drv.get("name", ""), version=drv.get("version", "")),
             mode=mode, mongo_clients=instances, nodes=nodes, min_pool_size=mp,
             counts=dict(counts, total=total),
             expected=dict(formula=formula, per_node=per_node, total=expected_total),
@@ -443,7 +453,20 @@ from conn-attrib; `tests/lab.rs` asserts conn-attrib against it.
         f.write("\n".join(rows) + "\n")
 
 
+def rederive(names):
+    """Recompute truth files from the records of earlier runs (no new recording)."""
+    for n in names:
+        work = os.path.join(WORK, n)
+        meta = json.load(open(os.path.join(work, "meta.json")))
+        final = os.path.join(OUT, n, meta["capture"])
+        truth = write_truth(n, CASES[n], work, meta["capture"], meta["cut_ts"], final)
+        print("%-20s rederived: %d connections" % (n, len(truth["connections"])))
+    write_readme()
+
+
 def main():
+    if sys.argv[1:2] == ["--rederive"]:
+        return rederive(sys.argv[2:] or list(CASES))
     names = sys.argv[1:] or list(CASES)
     unknown = [n for n in names if n not in CASES]
     if unknown:
