@@ -2,11 +2,15 @@
 //! evidence.
 //!
 //! Rules follow the drivers' specifications (mongodb/specifications):
-//! - server-monitoring / SDAM: a streaming monitor sends *awaitable* hellos (carrying
-//!   `topologyVersion` + `maxAwaitTimeMS`), usually with `exhaustAllowed` so the server
-//!   streams replies flagged `moreToCome`; in streaming mode a second, RTT connection sends a
-//!   plain hello every heartbeat; a polling monitor sends a plain hello every heartbeat.
-//!   Monitoring connections never authenticate and never run operations.
+//! - `source/server-discovery-and-monitoring/server-monitoring.md`: a streaming monitor
+//!   sends *awaitable* hellos (carrying `topologyVersion` + `maxAwaitTimeMS`, "Awaitable hello
+//!   or legacy hello Server Specification"), usually with the OP_MSG `exhaustAllowed` flag so
+//!   the server streams replies flagged `moreToCome`; in streaming mode a separate RTT
+//!   connection sends a plain hello every heartbeat ("Measuring RTT"); a polling monitor
+//!   sends a plain hello every heartbeatFrequencyMS (10 s by default, 60 s for
+//!   single-threaded clients). "Servers are monitored with dedicated sockets": drivers MUST
+//!   NOT authenticate on monitoring sockets nor include `saslSupportedMechs`, and monitors
+//!   never run operations. `serverMonitoringMode=auto` polls on FaaS platforms.
 //! - CMAP: pool connections do the handshake (and authentication), then operations, or sit
 //!   idle (minPoolSize).
 //! - single-threaded clients (libmongoc `mongoc_client_t`, PHP) check the server with hello
@@ -265,7 +269,22 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
             ),
         ));
     }
+    if negotiates_sasl(obs) {
+        return Some(verdict(
+            Class::Pool,
+            Medium,
+            "handshake asks for the user's SCRAM mechanisms (saslSupportedMechs), which monitoring sockets never do; no operations yet: an idle pool connection".into(),
+        ));
+    }
     None
+}
+
+/// The handshake asked which SCRAM mechanisms the user has: only connections that are going
+/// to authenticate do that (server-monitoring spec: never on monitoring sockets).
+fn negotiates_sasl(obs: &Observations) -> bool {
+    obs.handshake
+        .as_ref()
+        .is_some_and(|h| h.sasl_supported_mechs.is_some())
 }
 
 /// Hellos after the first one: periodic server checks.
@@ -376,7 +395,7 @@ pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> 
         }
         // Monitors never authenticate: any authenticated connection is evidence that
         // this client authenticates its pool connections.
-        if obs.auth.attempts > 0 || obs.auth.speculative {
+        if obs.auth.attempts > 0 || obs.auth.speculative || negotiates_sasl(obs) {
             hood.authenticated_pool += 1;
         }
         if obs.handshake.as_ref().is_some_and(|h| h.load_balanced) {

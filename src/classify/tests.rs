@@ -290,3 +290,12 @@ fn a_single_threaded_clients_handshake_only_connections_are_single_threaded() {
     );
     assert_eq!(classify(&with_monitor, None)[0].class, Class::Pool);
 }
+
+#[test]
+fn sasl_mechanism_negotiation_marks_a_pool_connection() {
+    let mut o = conn(1, "10.0.0.5:5000", N1).with_handshake("app", "Java", "5.1");
+    o.handshake.as_mut().unwrap().sasl_supported_mechs = Some("admin.app".into());
+    let v = one(o);
+    assert_eq!(v.class, Class::Pool);
+    assert!(v.evidence.contains("saslSupportedMechs"), "{}", v.evidence);
+}

@@ -5,6 +5,14 @@ use std::fmt::Write;
 use super::text::{driver_label, duration, expected_label};
 use super::{fmt_percentiles, Report};
 
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
 fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let esc = |s: &str| s.replace('|', "\\|");
     let mut out = format!("| {} |\n", header.join(" | "));
@@ -25,15 +33,18 @@ pub fn to_markdown(report: &Report) -> String {
     let _ = writeln!(out, "# MongoDB connection attribution\n");
     let _ = writeln!(
         out,
-        "Capture `{}`: {} packets, {:.1} MB over {:.1} s{}. **{} connections** from {} clients to {} nodes.\n",
+        "Capture `{}`: {} packets, {:.1} MB over {:.1} s{}. **{} connection{}** from {} client{} to {} node{}.\n",
         input.path,
         input.packets,
         input.bytes as f64 / 1e6,
         duration(report),
         if input.complete { "" } else { " (incomplete capture, see warnings)" },
         conns.len(),
+        plural(conns.len()),
         report.attribution.clients.len(),
-        report.nodes.len()
+        plural(report.attribution.clients.len()),
+        report.nodes.len(),
+        plural(report.nodes.len()),
     );
 
     out.push_str("## Clients\n\n");
