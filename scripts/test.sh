@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+if [[ -z "${CONN_ATTRIB_SHARED:-}" && ! -d ../shared/pcaps/public ]]; then
+  echo "NOTE: ../shared/pcaps/public is not beside this checkout: the tests over the shared public"
+  echo "      captures (tests/public_captures.rs, tests/cli.rs) will report themselves skipped."
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -5,18 +5,13 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::shared_pcap;
-
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_conn-attrib"))
 }
 
 #[test]
 fn clean_capture_exits_zero_with_a_text_report() {
-    let out = bin()
-        .arg(shared_pcap("deepflow_mongo.pcap"))
-        .output()
-        .unwrap();
+    let out = bin().arg(shared!("deepflow_mongo.pcap")).output().unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -36,7 +31,7 @@ fn json_to_a_file_follows_the_schema() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("r.json");
     let out = bin()
-        .arg(shared_pcap("deepflow_mongo.pcap"))
+        .arg(shared!("deepflow_mongo.pcap"))
         .args(["--format", "json", "-o"])
         .arg(&path)
         .output()
@@ -57,7 +52,7 @@ fn reads_standard_input() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let bytes = std::fs::read(shared_pcap("mongo-tools_mongoreplay_compressed.pcap")).unwrap();
+    let bytes = std::fs::read(shared!("mongo-tools_mongoreplay_compressed.pcap")).unwrap();
     child.stdin.take().unwrap().write_all(&bytes).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
@@ -70,7 +65,7 @@ fn reads_standard_input() {
 fn warnings_exit_one_and_unusable_input_exits_two() {
     let dir = std::env::temp_dir().join(format!("conn-attrib-cli2-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut bytes = std::fs::read(shared_pcap("deepflow_mongo.pcap")).unwrap();
+    let mut bytes = std::fs::read(shared!("deepflow_mongo.pcap")).unwrap();
     bytes.truncate(bytes.len() - 20);
     let cut = dir.join("cut.pcap");
     std::fs::write(&cut, &bytes).unwrap();
@@ -111,7 +106,7 @@ fn help_documents_exit_codes() {
 #[test]
 fn markdown_names_tool_and_command_line_without_credentials() {
     let out = bin()
-        .arg(shared_pcap("deepflow_mongo.pcap"))
+        .arg(shared!("deepflow_mongo.pcap"))
         .args([
             "--format",
             "markdown",

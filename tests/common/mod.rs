@@ -10,12 +10,38 @@ use bson::RawDocumentBuf;
 use conn_attrib::capture::FileSource;
 use conn_attrib::{analyze, Analysis, AnalyzerConfig};
 
-pub fn shared_pcap(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/pcaps/public")
-        .join(name);
+/// Where the project's shared material is: `$CONN_ATTRIB_SHARED`, else `../shared` beside
+/// the checkout (as in CI).
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("CONN_ATTRIB_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    dir.join("pcaps/public").is_dir().then_some(dir)
+}
+
+/// A capture from ../shared/pcaps/public, or `None` (with a line saying the test is
+/// skipped) when the shared material is not beside this checkout.
+pub fn shared_pcap(name: &str) -> Option<PathBuf> {
+    let Some(dir) = shared_dir() else {
+        eprintln!(
+            "skipped: ../shared/pcaps/public is not beside this checkout (set CONN_ATTRIB_SHARED)"
+        );
+        return None;
+    };
+    let p = dir.join("pcaps/public").join(name);
     assert!(p.exists(), "missing shared capture {}", p.display());
-    p
+    Some(p)
+}
+
+/// `let path = shared!("file.pcap");` — returns from the test when the material is absent.
+#[macro_export]
+macro_rules! shared {
+    ($name:expr) => {
+        match common::shared_pcap($name) {
+            Some(p) => p,
+            None => return,
+        }
+    };
 }
 
 pub fn analyze_bytes(bytes: Vec<u8>) -> Analysis {
