@@ -46,13 +46,13 @@ fn json_to_a_file_follows_the_schema() {
 
 #[test]
 fn reads_standard_input() {
+    let bytes = std::fs::read(shared!("mongo-tools_mongoreplay_compressed.pcap")).unwrap();
     let mut child = bin()
         .args(["-", "--format", "json"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let bytes = std::fs::read(shared!("mongo-tools_mongoreplay_compressed.pcap")).unwrap();
     child.stdin.take().unwrap().write_all(&bytes).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Build a large, realistic benchmark capture from the lab's real-driver recordings.
+
+Every lab case (Ethernet pcap) is replayed as many application hosts: each copy gets its
+own client addresses (10.H.H.x), the servers become 10.0.0.x, IP and TCP checksums are
+fixed incrementally (RFC 1624), timestamps are shifted, and all copies are merged in time
+order. Nothing is held in memory beyond one record per copy.
+
+Usage: make-capture.py OUT.pcap [--copies N] [--busy-copies M] [--spread SECONDS]
+Defaults give ~420 MB, >1 M packets, >30,000 connections.
+"""
+import argparse
+import glob
+import heapq
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LAB = os.path.join(HERE, "..", "..", "testdata", "lab")
+HEAVY = "pool-growth"  # the lab case with the most bytes: replayed fewer times
+
+
+def records(path):
+    """(ts_us, frame bytes) of a little- or big-endian µs/ns pcap."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+        magic = struct.unpack("<I", head[:4])[0]
+        endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+        nanos = magic in (0xA1B23C4D, 0x4D3CB2A1)
+        linktype = struct.unpack(endian + "I", head[20:24])[0]
+        if linktype != 1:
+            return
+        while True:
+            h = f.read(16)
+            if len(h) < 16:
+                return
+            sec, frac, caplen, origlen = struct.unpack(endian + "IIII", h)
+            data = f.read(caplen)
+            if len(data) < caplen:
+                return
+            us = sec * 1_000_000 + (frac // 1000 if nanos else frac)
+            yield us, data
+
+
+def csum_adjust(checksum, old_words, new_words):
+    """RFC 1624 incremental update: HC' = ~(~HC + ~m + m')."""
+    s = (~checksum) & 0xFFFF
+    for o, n in zip(old_words, new_words):
+        s += (~o) & 0xFFFF
+        s += n
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def words(addr):
+    return struct.unpack("!HH", addr)
+
+
+def rewrite(frame, copy):
+    """Map 127.0.0.x addresses: servers (11–19) to 10.0.0.x, clients to 10.H.L.x."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+        return frame
+    ihl = (frame[14] & 0x0F) * 4
+    f = bytearray(frame)
+    old = bytes(f[26:34])
+    new = bytearray(old)
+    for off in (0, 4):
+        a = old[off:off + 4]
+        if a[0] != 127:
+            continue
+        last = a[3]
+        if 11 <= last <= 19:
+            new[off:off + 4] = bytes([10, 0, 0, last])
+        else:
+            new[off:off + 4] = bytes([10, 1 + copy // 250, copy % 250, last])
+    if bytes(new) == old:
+        return frame
+    f[26:34] = new
+    ow = words(old[0:4]) + words(old[4:8])
+    nw = words(bytes(new[0:4])) + words(bytes(new[4:8]))
+    ipc = struct.unpack("!H", f[24:26])[0]
+    f[24:26] = struct.pack("!H", csum_adjust(ipc, ow, nw))
+    if f[23] == 6 and len(f) >= 14 + ihl + 18:
+        at = 14 + ihl + 16  # the TCP checksum covers the pseudo-header's addresses
+        tc = struct.unpack("!H", f[at:at + 2])[0]
+        f[at:at + 2] = struct.pack("!H", csum_adjust(tc, ow, nw))
+    return bytes(f)
+
+
+def copy_stream(path, copy, shift_us):
+    for us, frame in records(path):
+        yield us + shift_us, copy, frame
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--copies", type=int, default=150, help="application hosts per light case")
+    p.add_argument("--busy-copies", type=int, default=12, help="application hosts replaying the heavy case")
+    p.add_argument("--spread", type=float, default=120.0, help="seconds over which copies start")
+    a = p.parse_args()
+    cases = sorted(glob.glob(os.path.join(LAB, "*", "capture.pcap")))
+    streams = []
+    base = None
+    for path in cases:
+        first = next(records(path), None)
+        if first is None:
+            continue
+        base = first[0] if base is None else min(base, first[0])
+    for ci, path in enumerate(cases):
+        first = next(records(path), None)
+        if first is None:
+            continue
+        n = a.busy_copies if HEAVY in path else a.copies
+        for k in range(n):
+            copy = ci * 1000 + k
+            # Line every case up at the same start, then spread the copies over time.
+            shift = (base - first[0]) + int((k * 7919 % 1000) / 1000 * a.spread * 1e6)
+            streams.append(copy_stream(path, copy % 60000, shift))
+    packets = 0
+    with open(a.out, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        for us, copy, frame in heapq.merge(*streams, key=lambda r: r[0]):
+            frame = rewrite(frame, copy)
+            out.write(struct.pack("<IIII", us // 1_000_000, us % 1_000_000, len(frame), len(frame)))
+            out.write(frame)
+            packets += 1
+    print("%s: %d packets, %.1f MB, %d case streams" % (a.out, packets, os.path.getsize(a.out) / 1e6, len(streams)))
+
+
+if __name__ == "__main__":
+    main()
