@@ -18,10 +18,17 @@ pub struct AnalyzerConfig {
 /// What was read, for the report's `input` section.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct InputSummary {
+    // The contract's own fields are written by name in the JSON report; the rest of this
+    // struct is flattened beside them.
+    #[serde(skip)]
     pub path: String,
+    #[serde(skip)]
     pub packets: u64,
+    #[serde(skip)]
     pub bytes: u64,
+    #[serde(skip)]
     pub first_ts: Option<f64>,
+    #[serde(skip)]
     pub last_ts: Option<f64>,
     pub tcp_segments: u64,
     pub non_tcp_packets: u64,

@@ -132,21 +132,26 @@ fn run(cli: Cli) -> Result<u8, String> {
         FormatArg::Json => Format::Json,
         FormatArg::Markdown => Format::Markdown,
     };
-    let rendered = report.render(format);
-    match &cli.output {
-        Some(path) => {
-            std::fs::write(path, rendered).map_err(|e| format!("cannot write {path}: {e}"))?
-        }
+    let written = match &cli.output {
+        Some(path) => std::fs::File::create(path)
+            .and_then(|f| {
+                let mut w = io::BufWriter::new(f);
+                report.write(format, &mut w)?;
+                w.flush()
+            })
+            .map_err(|e| format!("cannot write {path}: {e}")),
         None => {
-            let mut out = io::stdout().lock();
-            if let Err(e) = out.write_all(rendered.as_bytes()).and_then(|_| out.flush()) {
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            match report.write(format, &mut out).and_then(|_| out.flush()) {
                 // A closed pipe (`| head`) is not an error for the user.
-                if e.kind() != io::ErrorKind::BrokenPipe {
-                    return Err(format!("cannot write the report: {e}"));
+                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+                    Err(format!("cannot write the report: {e}"))
                 }
+                _ => Ok(()),
             }
         }
-    }
+    };
+    written?;
     Ok(if warned { 1 } else { 0 })
 }
 

@@ -6,29 +6,16 @@ use super::*;
 /// A connection with a captured SYN and nothing else yet.
 pub fn conn(id: u64, client: &str, server: &str) -> Observations {
     Observations {
-        id,
-        client: client.parse().expect("client addr"),
-        server: server.parse().expect("server addr"),
         orientation: Orientation::Syn,
         syn_seen: true,
         opened: Some(1000.0),
-        closed: None,
-        closed_by: None,
-        close_kind: None,
         first_seen: 1000.0,
         last_seen: 1030.0,
-        mid_stream: false,
-        first_command: None,
-        handshake: None,
-        hello: HelloStats::default(),
-        commands: Vec::new(),
-        auth: Auth::default(),
-        compression: None,
-        legacy_opcodes: Vec::new(),
-        server_info: None,
-        op_latency_ms: Summary::default(),
-        client_traffic: Traffic::default(),
-        server_traffic: Traffic::default(),
+        ..Observations::new(
+            id,
+            client.parse().expect("client addr"),
+            server.parse().expect("server addr"),
+        )
     }
 }
 

@@ -180,6 +180,35 @@ pub struct Observations {
 }
 
 impl Observations {
+    /// Nothing observed yet; orientation is settled when the connection ends.
+    pub fn new(id: u64, client: SocketAddr, server: SocketAddr) -> Observations {
+        Observations {
+            id,
+            client,
+            server,
+            orientation: Orientation::Guess,
+            syn_seen: false,
+            opened: None,
+            closed: None,
+            closed_by: None,
+            close_kind: None,
+            first_seen: 0.0,
+            last_seen: 0.0,
+            mid_stream: false,
+            first_command: None,
+            handshake: None,
+            hello: HelloStats::default(),
+            commands: Vec::new(),
+            auth: Auth::default(),
+            compression: None,
+            legacy_opcodes: Vec::new(),
+            server_info: None,
+            op_latency_ms: Summary::default(),
+            client_traffic: Traffic::default(),
+            server_traffic: Traffic::default(),
+        }
+    }
+
     /// Requests that are neither hello nor authentication.
     pub fn operations(&self) -> u64 {
         self.commands.iter().map(|c| c.count).sum::<u64>()
@@ -598,31 +627,7 @@ impl ConnHandler for Observer {
                 pending_next: 0,
                 last_hello_request: None,
                 last_hello_reply: None,
-                obs: Observations {
-                    id: info.id,
-                    client: a,
-                    server: info.endpoint(Side::B),
-                    orientation: Orientation::Guess,
-                    syn_seen: false,
-                    opened: None,
-                    closed: None,
-                    closed_by: None,
-                    close_kind: None,
-                    first_seen: 0.0,
-                    last_seen: 0.0,
-                    mid_stream: false,
-                    first_command: None,
-                    handshake: None,
-                    hello: HelloStats::default(),
-                    commands: Vec::new(),
-                    auth: Auth::default(),
-                    compression: None,
-                    legacy_opcodes: Vec::new(),
-                    server_info: None,
-                    op_latency_ms: Summary::default(),
-                    client_traffic: Traffic::default(),
-                    server_traffic: Traffic::default(),
-                },
+                obs: Observations::new(info.id, a, info.endpoint(Side::B)),
                 traffic: [Traffic::default(); 2],
                 mid_stream: [false; 2],
                 hunting_warned: [false; 2],
@@ -680,7 +685,10 @@ impl ConnHandler for Observer {
                 );
             }
         }
-        let mut obs = state.obs.clone();
+        // Moved out, not cloned: the state is dropped right after.
+        let placeholder =
+            Observations::new(info.id, info.endpoint(Side::A), info.endpoint(Side::B));
+        let mut obs = std::mem::replace(&mut state.obs, placeholder);
         self.settle(&mut obs, &state, info);
         let on_server_port =
             self.is_server_port(obs.server.port()) || self.is_server_port(obs.client.port());

@@ -1,95 +1,200 @@
-//! The JSON report, `conn-attrib/1`. Contract fields are written by name here, in one
-//! place, so a rename cannot slip in through a struct field; extra fields are additions.
+//! The JSON report, `conn-attrib/1`. Contract fields are named here, in one place, so a
+//! rename cannot slip in through an internal struct; extra fields are additions.
+//!
+//! The document is serialised straight to the writer from borrowed views of the report:
+//! no JSON tree is built, so a report of a million connections costs no more memory than
+//! the analysis already holds.
 
-use serde_json::{json, Value};
+use std::io::{self, Write};
 
-use super::{Report, SCHEMA};
-use crate::attribute::{Attributed, Client};
+use serde::ser::{SerializeSeq, Serializer};
+use serde::Serialize;
 
-fn connection(c: &Attributed) -> Value {
-    let hs = c.obs.handshake.as_ref();
-    let driver = hs.and_then(|h| {
-        h.driver_name.as_ref().map(
-            |name| json!({ "name": name, "version": h.driver_version.clone().unwrap_or_default() }),
-        )
-    });
-    json!({
-        "client": c.obs.client.to_string(),
-        "server": c.obs.server.to_string(),
-        "class": c.verdict.class.name(),
-        "client_id": c.client_id,
-        "app_name": hs.and_then(|h| h.app_name.clone()),
-        "driver": driver,
-        "opened": c.obs.opened,
-        "closed": c.obs.closed,
-        "evidence": c.verdict.evidence,
-        // Additions to the contract.
-        "confidence": c.verdict.confidence,
-        "observations": c.obs,
-    })
+use super::{Meta, NodeSummary, Report, SCHEMA};
+use crate::analyzer::InputSummary;
+use crate::attribute::{Attributed, Client, Counts, Driver, Expected, Projection};
+use crate::classify::Confidence;
+use crate::observe::Observations;
+use crate::warnings::Warning;
+
+#[derive(Serialize)]
+struct Document<'a> {
+    schema: &'static str,
+    input: Input<'a>,
+    warnings: &'a [Warning],
+    connections: Connections<'a>,
+    clients: Vec<ClientView<'a>>,
+    // Additions to the contract.
+    nodes: &'a [NodeSummary],
+    tool: &'a Meta,
 }
 
-fn client(c: &Client) -> Value {
-    json!({
-        "id": c.id,
-        "host": c.host,
-        "app_name": c.app_name,
-        "driver": c.driver,
-        "mode": c.mode.name(),
-        "mongo_clients": c.mongo_clients,
-        "nodes": c.nodes,
-        "counts": c.counts,
-        "expected": c.expected.as_ref().map(|e| json!({
-            "formula": e.formula,
-            "min_pool_size": e.min_pool_size,
-            "total": e.total,
-            "per_node": e.per_node,
-            "min_pool_size_source": e.min_pool_size_source,
-        })),
-        "verdict": c.verdict,
-        // Additions to the contract.
-        "deviations": c.deviations,
-        "advice": c.advice,
-        "platform": c.platform,
-        "env": c.env,
-        "opened_before_capture": c.opened_before_capture,
-        "peak_pool_per_node": c.peak_pool_per_node,
-        "projection": c.projection,
-    })
+#[derive(Serialize)]
+struct Input<'a> {
+    path: &'a str,
+    packets: u64,
+    bytes: u64,
+    first_ts: Option<f64>,
+    last_ts: Option<f64>,
+    // Additions to the contract.
+    #[serde(flatten)]
+    more: &'a InputSummary,
 }
 
-pub fn to_value(report: &Report) -> Value {
+#[derive(Serialize)]
+struct DriverView<'a> {
+    name: &'a str,
+    version: &'a str,
+}
+
+#[derive(Serialize)]
+struct ConnectionView<'a> {
+    client: String,
+    server: String,
+    class: &'static str,
+    client_id: &'a str,
+    app_name: Option<&'a str>,
+    driver: Option<DriverView<'a>>,
+    opened: Option<f64>,
+    closed: Option<f64>,
+    evidence: &'a str,
+    // Additions to the contract.
+    confidence: Confidence,
+    observations: &'a Observations,
+}
+
+impl<'a> ConnectionView<'a> {
+    fn of(c: &'a Attributed) -> ConnectionView<'a> {
+        let hs = c.obs.handshake.as_ref();
+        ConnectionView {
+            client: c.obs.client.to_string(),
+            server: c.obs.server.to_string(),
+            class: c.verdict.class.name(),
+            client_id: &c.client_id,
+            app_name: hs.and_then(|h| h.app_name.as_deref()),
+            driver: hs.and_then(|h| {
+                h.driver_name.as_deref().map(|name| DriverView {
+                    name,
+                    version: h.driver_version.as_deref().unwrap_or(""),
+                })
+            }),
+            opened: c.obs.opened,
+            closed: c.obs.closed,
+            evidence: &c.verdict.evidence,
+            confidence: c.verdict.confidence,
+            observations: &c.obs,
+        }
+    }
+}
+
+/// Serialised one connection at a time.
+struct Connections<'a>(&'a [Attributed]);
+
+impl Serialize for Connections<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for c in self.0 {
+            seq.serialize_element(&ConnectionView::of(c))?;
+        }
+        seq.end()
+    }
+}
+
+#[derive(Serialize)]
+struct ExpectedView<'a> {
+    formula: &'a str,
+    min_pool_size: Option<u32>,
+    total: u64,
+    // Additions to the contract.
+    per_node: u64,
+    min_pool_size_source: &'static str,
+}
+
+#[derive(Serialize)]
+struct ClientView<'a> {
+    id: &'a str,
+    host: &'a str,
+    app_name: Option<&'a str>,
+    driver: Option<&'a Driver>,
+    mode: &'static str,
+    mongo_clients: u32,
+    nodes: &'a [String],
+    counts: &'a Counts,
+    expected: Option<ExpectedView<'a>>,
+    verdict: &'a str,
+    // Additions to the contract.
+    deviations: &'a [String],
+    advice: &'a [String],
+    platform: Option<&'a str>,
+    env: Option<&'a str>,
+    nodes_not_reached: &'a [String],
+    opened_before_capture: u64,
+    peak_pool_per_node: &'a std::collections::BTreeMap<String, u64>,
+    projection: Option<&'a Projection>,
+}
+
+impl<'a> ClientView<'a> {
+    fn of(c: &'a Client) -> ClientView<'a> {
+        ClientView {
+            id: &c.id,
+            host: &c.host,
+            app_name: c.app_name.as_deref(),
+            driver: c.driver.as_ref(),
+            mode: c.mode.name(),
+            mongo_clients: c.mongo_clients,
+            nodes: &c.nodes,
+            counts: &c.counts,
+            expected: c.expected.as_ref().map(|e: &Expected| ExpectedView {
+                formula: &e.formula,
+                min_pool_size: e.min_pool_size,
+                total: e.total,
+                per_node: e.per_node,
+                min_pool_size_source: e.min_pool_size_source,
+            }),
+            verdict: &c.verdict,
+            deviations: &c.deviations,
+            advice: &c.advice,
+            platform: c.platform.as_deref(),
+            env: c.env.as_deref(),
+            nodes_not_reached: &c.nodes_not_reached,
+            opened_before_capture: c.opened_before_capture,
+            peak_pool_per_node: &c.peak_pool_per_node,
+            projection: c.projection.as_ref(),
+        }
+    }
+}
+
+/// Write the JSON report to `out`.
+pub fn write_json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let input = &report.input;
-    json!({
-        "schema": SCHEMA,
-        "input": {
-            "path": input.path,
-            "packets": input.packets,
-            "bytes": input.bytes,
-            "first_ts": input.first_ts,
-            "last_ts": input.last_ts,
-            // Additions to the contract.
-            "complete": input.complete,
-            "tcp_segments": input.tcp_segments,
-            "non_tcp_packets": input.non_tcp_packets,
-            "ip_fragments": input.ip_fragments,
-            "undecodable_packets": input.undecodable_packets,
-            "tcp_connections": input.tcp_connections,
-            "foreign_flows": input.foreign_flows,
-            "peak_open_connections": input.peak_open_connections,
-            "reused_ports": input.reused_ports,
-            "dropped": input.dropped,
+    let doc = Document {
+        schema: SCHEMA,
+        input: Input {
+            path: &input.path,
+            packets: input.packets,
+            bytes: input.bytes,
+            first_ts: input.first_ts,
+            last_ts: input.last_ts,
+            more: input,
         },
-        "warnings": report.warnings,
-        "connections": report.attribution.connections.iter().map(connection).collect::<Vec<_>>(),
-        "clients": report.attribution.clients.iter().map(client).collect::<Vec<_>>(),
-        "nodes": report.nodes,
-        "tool": report.meta,
-    })
+        warnings: &report.warnings,
+        connections: Connections(&report.attribution.connections),
+        clients: report
+            .attribution
+            .clients
+            .iter()
+            .map(ClientView::of)
+            .collect(),
+        nodes: &report.nodes,
+        tool: &report.meta,
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
+    out.write_all(b"\n")
 }
 
+/// The JSON report as a string.
 pub fn to_json(report: &Report) -> String {
-    let mut s = serde_json::to_string_pretty(&to_value(report)).expect("JSON values serialise");
-    s.push('\n');
-    s
+    let mut buf = Vec::new();
+    write_json(report, &mut buf).expect("writing to memory cannot fail");
+    String::from_utf8(buf).expect("serde_json writes UTF-8")
 }

@@ -17,7 +17,7 @@ use crate::attribute::{Attribution, Counts};
 use crate::observe::Percentiles;
 use crate::warnings::Warning;
 
-pub use json::to_json;
+pub use json::{to_json, write_json};
 pub use markdown::to_markdown;
 pub use text::to_text;
 
@@ -81,6 +81,14 @@ impl Report {
             Format::Text => to_text(self),
             Format::Json => to_json(self),
             Format::Markdown => to_markdown(self),
+        }
+    }
+
+    /// Write the report in `format` to `out` (JSON is streamed, never built in memory).
+    pub fn write(&self, format: Format, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match format {
+            Format::Json => write_json(self, out),
+            other => out.write_all(self.render(other).as_bytes()),
         }
     }
 }
