@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::capture::{CaptureError, LinkType, Packet, PacketSource};
 use crate::net::{self, SliceError, Sliced};
-use crate::observe::{ConnState, NodeStats, Observations, Observer, ObserverConfig};
+use crate::observe::{ConnState, InFlight, NodeStats, Observations, Observer, ObserverConfig};
 use crate::tcp::{FlowTable, TableConfig, TableStats};
 use crate::warnings::{Warning, Warnings};
 
@@ -53,6 +53,8 @@ pub struct Analysis {
     pub warnings: Vec<Warning>,
     pub connections: Vec<Observations>,
     pub nodes: NodeStats,
+    /// Peak operations in flight per (client host, appName, server).
+    pub in_flight: InFlight,
     pub table: TableStats,
 }
 
@@ -160,6 +162,7 @@ impl Analyzer {
             warnings: warnings.into_list(),
             connections,
             nodes: self.observer.nodes,
+            in_flight: self.observer.in_flight,
             table: self.table.stats,
         }
     }

@@ -31,7 +31,12 @@ pub fn conclude(
         _ => None,
     };
     let verdicts = classify::classify(&analysis.connections, window);
-    let attribution = attribute::attribute(analysis.connections.clone(), verdicts, opts);
+    let attribution = attribute::attribute(
+        analysis.connections.clone(),
+        verdicts,
+        opts,
+        &analysis.in_flight.peaks,
+    );
     report::Report::new(analysis, attribution, meta)
 }
 

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::Serialize;
 
 use crate::classify::{Class, ClientKey, Verdict};
-use crate::observe::Observations;
+use crate::observe::{InFlightKey, Observations};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
@@ -161,8 +161,16 @@ pub struct Attribution {
     pub clients: Vec<Client>,
 }
 
+/// Peak operations in flight per (client host, appName, server), from observation.
+pub type InFlightPeaks = HashMap<InFlightKey, u32>;
+
 /// Group, count, check. `verdicts` is index-aligned with `conns`.
-pub fn attribute(conns: Vec<Observations>, verdicts: Vec<Verdict>, opts: Options) -> Attribution {
+pub fn attribute(
+    conns: Vec<Observations>,
+    verdicts: Vec<Verdict>,
+    opts: Options,
+    in_flight: &InFlightPeaks,
+) -> Attribution {
     // Connections without handshake metadata join their host's only client when there is
     // exactly one; otherwise they stay a client of their own ("host||").
     let keys: Vec<ClientKey> = conns.iter().map(ClientKey::of).collect();
@@ -189,7 +197,7 @@ pub fn attribute(conns: Vec<Observations>, verdicts: Vec<Verdict>, opts: Options
     }
     let clients: Vec<Client> = groups
         .iter()
-        .map(|(key, members)| client_of(key, members, &conns, &verdicts, opts))
+        .map(|(key, members)| client_of(key, members, &conns, &verdicts, opts, in_flight))
         .collect();
     let connections = conns
         .into_iter()
@@ -230,6 +238,7 @@ fn client_of(
     conns: &[Observations],
     verdicts: &[Verdict],
     opts: Options,
+    in_flight: &InFlightPeaks,
 ) -> Client {
     let mut counts = Counts::default();
     let mut nodes: BTreeSet<SocketAddr> = BTreeSet::new();
@@ -410,8 +419,12 @@ fn client_of(
             if matches!(mode, Mode::Streaming | Mode::Polling | Mode::LoadBalanced)
                 && *peak > allowed
             {
+                let busy = in_flight
+                    .get(&(key.host, key.app_name.clone(), *node))
+                    .map(|n| format!(", with up to {n} operations in flight at once"))
+                    .unwrap_or_default();
                 deviations.push(format!(
-                    "pool grew past minPoolSize under concurrency: {peak} pool connections open at once to {node} (minPoolSize {min_pool}{})",
+                    "pool grew past minPoolSize under concurrency: {peak} pool connections open at once to {node} (minPoolSize {min_pool}{}){busy}",
                     if mongo_clients > 1 { format!(" x {mongo_clients}") } else { String::new() }
                 ));
             }

@@ -30,7 +30,7 @@ fn streaming_client(host: &str, first_port: u16, pool: usize, id: &mut u64) -> V
 
 fn run(conns: Vec<Observations>, opts: Options) -> Attribution {
     let v = classify(&conns, None);
-    attribute(conns, v, opts)
+    attribute(conns, v, opts, &Default::default())
 }
 
 #[test]
@@ -206,5 +206,35 @@ fn connections_without_handshake_join_the_hosts_only_client() {
     assert_eq!(
         a.connections.last().unwrap().client_id,
         "10.0.0.5|orders-api|PyMongo 4.20.0"
+    );
+}
+
+#[test]
+fn growth_names_the_peak_of_operations_in_flight() {
+    let mut id = 0;
+    let mut conns = streaming_client("10.0.0.5", 50000, 1, &mut id);
+    for i in 0..2 {
+        conns.push(
+            conn(300 + i, &format!("10.0.0.5:{}", 54000 + i), NODES[0])
+                .with_handshake("orders-api", "PyMongo", "4.20.0")
+                .with_ops("find", 3),
+        );
+    }
+    let v = classify(&conns, None);
+    let mut peaks = InFlightPeaks::new();
+    peaks.insert(
+        (
+            "10.0.0.5".parse().unwrap(),
+            Some("orders-api".into()),
+            NODES[0].parse().unwrap(),
+        ),
+        3,
+    );
+    let c = &attribute(conns, v, Options::default(), &peaks).clients[0];
+    assert!(
+        c.verdict
+            .contains("with up to 3 operations in flight at once"),
+        "{}",
+        c.verdict
     );
 }

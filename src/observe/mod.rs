@@ -15,6 +15,7 @@
 pub mod fixture;
 mod stats;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use serde::Serialize;
@@ -25,6 +26,31 @@ use crate::warnings::Warnings;
 use crate::wire::{self, FrameEvent, Framer, FramerConfig, Message};
 
 pub use stats::{NodeStats, Percentiles, Summary};
+
+/// Operations in flight at once, per (client host, appName, server): the pool's real
+/// concurrency, which is what makes it grow past minPoolSize.
+#[derive(Clone, Debug, Default)]
+pub struct InFlight {
+    current: HashMap<InFlightKey, u32>,
+    pub peaks: HashMap<InFlightKey, u32>,
+}
+
+/// (client host, appName from the handshake, server endpoint).
+pub type InFlightKey = (std::net::IpAddr, Option<String>, SocketAddr);
+
+impl InFlight {
+    fn started(&mut self, key: &InFlightKey) {
+        let n = self.current.entry(key.clone()).or_default();
+        *n += 1;
+        let peak = self.peaks.entry(key.clone()).or_default();
+        *peak = (*peak).max(*n);
+    }
+    fn finished(&mut self, key: &InFlightKey) {
+        if let Some(n) = self.current.get_mut(key) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
 
 /// How the client side of a connection was determined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -255,6 +281,8 @@ struct Core {
     traffic: [Traffic; 2],
     mid_stream: [bool; 2],
     hunting_warned: [bool; 2],
+    /// This connection's operation in flight, counted in [`InFlight`] under this key.
+    outstanding: Option<InFlightKey>,
 }
 
 #[derive(Clone, Debug)]
@@ -280,6 +308,7 @@ pub struct Observer {
     scratch: Vec<u8>,
     pub finished: Vec<Observations>,
     pub nodes: NodeStats,
+    pub in_flight: InFlight,
     pub warnings: Warnings,
     /// TCP flows that never carried a MongoDB message and touch no server port.
     pub foreign_flows: u64,
@@ -292,6 +321,7 @@ impl Observer {
             scratch: Vec::new(),
             finished: Vec::new(),
             nodes: NodeStats::default(),
+            in_flight: InFlight::default(),
             warnings: Warnings::default(),
             foreign_flows: 0,
         }
@@ -367,7 +397,20 @@ impl Observer {
             if state.client_side.is_none() {
                 state.client_side = Some(side);
             }
-            self.on_request(state, ts, msg);
+            let kind = self.on_request(state, ts, msg);
+            if kind == Pending::Operation && state.outstanding.is_none() {
+                let key = (
+                    info.endpoint(side).ip(),
+                    state
+                        .obs
+                        .handshake
+                        .as_ref()
+                        .and_then(|h| h.app_name.clone()),
+                    info.endpoint(side.other()),
+                );
+                self.in_flight.started(&key);
+                state.outstanding = Some(key);
+            }
         } else if msg.is_reply() {
             if state.client_side.is_none() {
                 state.client_side = Some(side.other());
@@ -377,7 +420,7 @@ impl Observer {
         }
     }
 
-    fn on_request(&mut self, state: &mut Core, ts: Timestamp, msg: &Message<'_>) {
+    fn on_request(&mut self, state: &mut Core, ts: Timestamp, msg: &Message<'_>) -> Pending {
         let obs = &mut state.obs;
         let name = msg.command_name();
         if obs.first_command.is_none() {
@@ -451,6 +494,9 @@ impl Observer {
         if expects_reply {
             state.pending[state.pending_next] = (msg.header.request_id, ts, kind);
             state.pending_next = (state.pending_next + 1) % PENDING_SLOTS;
+            kind
+        } else {
+            Pending::Other
         }
     }
 
@@ -494,6 +540,9 @@ impl Observer {
                 }
             }
             Pending::Operation => {
+                if let Some(key) = state.outstanding.take() {
+                    self.in_flight.finished(&key);
+                }
                 obs.op_latency_ms.add(elapsed_ms);
                 self.nodes.op_latency(server, elapsed_ms);
             }
@@ -631,6 +680,7 @@ impl ConnHandler for Observer {
                 traffic: [Traffic::default(); 2],
                 mid_stream: [false; 2],
                 hunting_warned: [false; 2],
+                outstanding: None,
             },
         })
     }
@@ -669,6 +719,9 @@ impl ConnHandler for Observer {
 
     fn close(&mut self, state: Box<ConnState>, info: &ConnInfo, stats: [StreamStats; 2]) {
         let mut state = state.core;
+        if let Some(key) = state.outstanding.take() {
+            self.in_flight.finished(&key);
+        }
         for side in [Side::A, Side::B] {
             let s = stats[side.index()];
             state.traffic[side.index()].retransmissions = s.retransmissions;

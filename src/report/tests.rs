@@ -32,10 +32,11 @@ fn sample() -> Report {
         warnings: vec![],
         connections: conns.clone(),
         nodes: NodeStats::default(),
+        in_flight: Default::default(),
         table: Default::default(),
     };
     let v = classify(&conns, None);
-    let a = attribute(conns, v, Options::default());
+    let a = attribute(conns, v, Options::default(), &Default::default());
     Report::new(
         analysis,
         a,
