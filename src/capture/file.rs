@@ -502,55 +502,62 @@ mod tests {
         assert_eq!(packets[0].1, LinkType::Unknown(147));
     }
 
-    #[test]
-    fn reads_pcapng_with_two_interfaces_and_resolutions() {
-        // Section header, two IDBs (Ethernet µs; raw IP with if_tsresol = 9 → ns), one EPB each.
-        fn block(kind: u32, body: &[u8]) -> Vec<u8> {
-            let padded = body.len().div_ceil(4) * 4;
-            let total = 12 + padded as u32;
-            let mut b = Vec::new();
-            b.extend(kind.to_le_bytes());
-            b.extend(total.to_le_bytes());
-            b.extend_from_slice(body);
-            b.resize(8 + padded, 0);
-            b.extend(total.to_le_bytes());
-            b
-        }
+    /// A little-endian pcapng block.
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let padded = body.len().div_ceil(4) * 4;
+        let total = 12 + padded as u32;
+        let mut b = Vec::new();
+        b.extend(kind.to_le_bytes());
+        b.extend(total.to_le_bytes());
+        b.extend_from_slice(body);
+        b.resize(8 + padded, 0);
+        b.extend(total.to_le_bytes());
+        b
+    }
+
+    fn section_header() -> Vec<u8> {
         let mut shb = Vec::new();
         shb.extend(0x1a2b_3c4du32.to_le_bytes());
         shb.extend(1u16.to_le_bytes());
         shb.extend(0u16.to_le_bytes());
         shb.extend((-1i64).to_le_bytes());
-        let mut idb_eth = Vec::new();
-        idb_eth.extend(1u16.to_le_bytes());
-        idb_eth.extend(0u16.to_le_bytes());
-        idb_eth.extend(65535u32.to_le_bytes());
-        let mut idb_raw = Vec::new();
-        idb_raw.extend(101u16.to_le_bytes());
-        idb_raw.extend(0u16.to_le_bytes());
-        idb_raw.extend(65535u32.to_le_bytes());
-        // option if_tsresol (9) = 9 → 10^-9, then opt_endofopt
-        idb_raw.extend(9u16.to_le_bytes());
-        idb_raw.extend(1u16.to_le_bytes());
-        idb_raw.extend([9u8, 0, 0, 0]);
-        idb_raw.extend([0u8; 4]);
-        let epb = |if_id: u32, ts: u64, data: &[u8]| {
-            let mut b = Vec::new();
-            b.extend(if_id.to_le_bytes());
-            b.extend(((ts >> 32) as u32).to_le_bytes());
-            b.extend((ts as u32).to_le_bytes());
-            b.extend((data.len() as u32).to_le_bytes());
-            b.extend((data.len() as u32).to_le_bytes());
-            b.extend_from_slice(data);
-            b.resize(20 + data.len().div_ceil(4) * 4, 0);
-            b
-        };
-        let mut file = Vec::new();
-        file.extend(block(0x0A0D_0D0A, &shb));
-        file.extend(block(1, &idb_eth));
-        file.extend(block(1, &idb_raw));
-        file.extend(block(6, &epb(0, 1_700_000_000_000_001, b"first")));
-        file.extend(block(6, &epb(1, 1_700_000_000_000_000_002, b"second")));
+        block(0x0A0D_0D0A, &shb)
+    }
+
+    /// An interface description; `tsresol` 9 means nanoseconds.
+    fn interface(linktype: u16, tsresol: Option<u8>) -> Vec<u8> {
+        let mut idb = Vec::new();
+        idb.extend(linktype.to_le_bytes());
+        idb.extend(0u16.to_le_bytes());
+        idb.extend(65535u32.to_le_bytes());
+        if let Some(r) = tsresol {
+            idb.extend(9u16.to_le_bytes());
+            idb.extend(1u16.to_le_bytes());
+            idb.extend([r, 0, 0, 0]);
+            idb.extend([0u8; 4]);
+        }
+        block(1, &idb)
+    }
+
+    fn enhanced_packet(if_id: u32, ts: u64, data: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(if_id.to_le_bytes());
+        b.extend(((ts >> 32) as u32).to_le_bytes());
+        b.extend((ts as u32).to_le_bytes());
+        b.extend((data.len() as u32).to_le_bytes());
+        b.extend((data.len() as u32).to_le_bytes());
+        b.extend_from_slice(data);
+        b.resize(20 + data.len().div_ceil(4) * 4, 0);
+        block(6, &b)
+    }
+
+    #[test]
+    fn reads_pcapng_with_two_interfaces_and_resolutions() {
+        let mut file = section_header();
+        file.extend(interface(1, None));
+        file.extend(interface(101, Some(9)));
+        file.extend(enhanced_packet(0, 1_700_000_000_000_001, b"first"));
+        file.extend(enhanced_packet(1, 1_700_000_000_000_000_002, b"second"));
         let (packets, err) = read_all(file);
         assert!(err.is_none(), "{err:?}");
         assert_eq!(packets.len(), 2);
@@ -560,5 +567,32 @@ mod tests {
         assert_eq!(packets[1].1, LinkType::Raw);
         assert_eq!(packets[1].0, Timestamp(1_700_000_000_000_000_002));
         assert_eq!(packets[1].2, b"second");
+    }
+
+    #[test]
+    fn interface_ids_restart_with_each_pcapng_section() {
+        // Section 1: interface 0 is Ethernet. Section 2: interface 0 is Linux SLL2.
+        let mut file = section_header();
+        file.extend(interface(1, None));
+        file.extend(enhanced_packet(0, 1, b"one"));
+        file.extend(section_header());
+        file.extend(interface(276, None));
+        file.extend(enhanced_packet(0, 2, b"two"));
+        // An undescribed interface is skipped with a note, not a crash.
+        file.extend(enhanced_packet(5, 3, b"orphan"));
+        let mut src = FileSource::from_reader("s.pcapng", Box::new(io::Cursor::new(file))).unwrap();
+        let first = src
+            .next_packet()
+            .unwrap()
+            .map(|p| (p.link, p.data.to_vec()));
+        let second = src
+            .next_packet()
+            .unwrap()
+            .map(|p| (p.link, p.data.to_vec()));
+        assert_eq!(first, Some((LinkType::Ethernet, b"one".to_vec())));
+        assert_eq!(second, Some((LinkType::LinuxSll2, b"two".to_vec())));
+        assert!(src.next_packet().unwrap().is_none());
+        let notes = src.take_notes();
+        assert!(notes.iter().any(|n| n.contains("interface 5")), "{notes:?}");
     }
 }
