@@ -11,7 +11,12 @@
 mod seq;
 mod stream;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// The flow table is looked up for every packet; FxHash is several times cheaper than the
+// default SipHash, and flow keys come from the capture, not from an attacker choosing
+// keys to collide against a long-lived service.
+use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 
 pub use seq::SeqNumber;
@@ -168,7 +173,7 @@ impl<S> FlowTable<S> {
         FlowTable {
             budget: config.max_total_buffered,
             config,
-            flows: HashMap::new(),
+            flows: HashMap::default(),
             lingering: VecDeque::new(),
             next_id: 0,
             open: 0,
