@@ -7,7 +7,7 @@ fixed incrementally (RFC 1624), timestamps are shifted, and all copies are merge
 order. Nothing is held in memory beyond one record per copy.
 
 Usage: make-capture.py OUT.pcap [--copies N] [--busy-copies M] [--spread SECONDS]
-Defaults give ~420 MB, >1 M packets, >30,000 connections.
+Defaults give ~420 MB, ~2 M packets, ~38,000 connections.
 """
 import argparse
 import glob
@@ -96,8 +96,8 @@ def copy_stream(path, copy, shift_us):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("out")
-    p.add_argument("--copies", type=int, default=150, help="application hosts per light case")
-    p.add_argument("--busy-copies", type=int, default=12, help="application hosts replaying the heavy case")
+    p.add_argument("--copies", type=int, default=200, help="application hosts per light case")
+    p.add_argument("--busy-copies", type=int, default=16, help="application hosts replaying the heavy case")
     p.add_argument("--spread", type=float, default=120.0, help="seconds over which copies start")
     a = p.parse_args()
     cases = sorted(glob.glob(os.path.join(LAB, "*", "capture.pcap")))
