@@ -11,6 +11,7 @@ pub mod analyzer;
 pub mod attribute;
 pub mod capture;
 pub mod classify;
+pub mod fuzzing;
 pub mod net;
 pub mod observe;
 pub mod report;
@@ -22,7 +23,7 @@ pub use analyzer::{analyze, Analysis, Analyzer, AnalyzerConfig};
 
 /// Stages 6–8 over an analysis: classify, attribute, and assemble the report.
 pub fn conclude(
-    analysis: analyzer::Analysis,
+    mut analysis: analyzer::Analysis,
     opts: attribute::Options,
     meta: report::Meta,
 ) -> report::Report {
@@ -31,12 +32,9 @@ pub fn conclude(
         _ => None,
     };
     let verdicts = classify::classify(&analysis.connections, window);
-    let attribution = attribute::attribute(
-        analysis.connections.clone(),
-        verdicts,
-        opts,
-        &analysis.in_flight.peaks,
-    );
+    // Moved, not cloned: the observations are the largest part of an analysis.
+    let connections = std::mem::take(&mut analysis.connections);
+    let attribution = attribute::attribute(connections, verdicts, opts, &analysis.in_flight.peaks);
     report::Report::new(analysis, attribution, meta)
 }
 

@@ -229,15 +229,16 @@ impl Framer {
                         self.state = State::Prefix { total: len as u32 };
                         continue;
                     }
-                    let n = (len - self.buf.len()).min(input.len());
+                    // After a hunt the buffer may already hold this message and more.
+                    let n = len.saturating_sub(self.buf.len()).min(input.len());
                     self.buf.extend_from_slice(&input[..n]);
                     input = &input[n..];
                     self.offset += n as u64;
                     if self.buf.len() < len {
                         return;
                     }
-                    on_event(FrameEvent::Message(&self.buf));
-                    self.buf.clear();
+                    on_event(FrameEvent::Message(&self.buf[..len]));
+                    self.buf.drain(..len);
                 }
             }
         }

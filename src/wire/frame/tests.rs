@@ -198,3 +198,22 @@ proptest! {
         prop_assert_eq!(got.last().copied(), msgs.last());
     }
 }
+
+#[test]
+fn hunting_window_holding_several_messages() {
+    // Found by the wire fuzz target on real replies: after a hunt the buffer held a
+    // whole message and the start of the next.
+    let a = op_reply(9, 1, &rawdoc! { "ok": 1.0 });
+    let b = op_reply(10, 2, &rawdoc! { "ok": 1.0 });
+    let mut f = Framer::new(FramerConfig::default());
+    f.hunt();
+    let mut first = vec![0xeeu8; 5];
+    first.extend(&a[..10]);
+    let mut second = a[10..].to_vec();
+    second.extend(&b);
+    let ev = run(&mut f, &[&first, &second]);
+    assert_eq!(
+        ev,
+        vec![Ev::Resync(5), Ev::Msg(a.clone()), Ev::Msg(b.clone())]
+    );
+}
