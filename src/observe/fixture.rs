@@ -47,7 +47,7 @@ impl Observations {
         for _ in 0..n {
             self.hello.requests += 1;
             self.hello.replies += 1;
-            self.hello.request_intervals.add(every);
+            self.hello.request_intervals.add_sample(every);
             self.client_traffic.messages += 1;
             self.server_traffic.messages += 1;
         }

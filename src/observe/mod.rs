@@ -459,7 +459,7 @@ impl Observer {
                 h.last_ts = Some(secs);
                 if let Some(prev) = state.last_hello_request {
                     let gap = ts.nanos_since(prev) as f64 / 1e9;
-                    h.request_intervals.add(gap);
+                    h.request_intervals.add_sample(gap);
                 }
                 state.last_hello_request = Some(ts);
                 Pending::Hello { awaitable }

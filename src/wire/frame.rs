@@ -95,6 +95,17 @@ impl Framer {
         self.buf.len()
     }
 
+    /// Capacity kept for messages spanning pushes; a connection that once carried a large
+    /// message gives the rest back, so memory follows what is buffered now, times open
+    /// connections, not the largest message each connection ever saw.
+    const KEEP_CAPACITY: usize = 16 << 10;
+
+    fn release_idle_capacity(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > Self::KEEP_CAPACITY {
+            self.buf = Vec::new();
+        }
+    }
+
     pub fn stream_offset(&self) -> u64 {
         self.offset
     }
@@ -170,6 +181,7 @@ impl Framer {
                     // A hunting window may already hold more than the prefix.
                     let remaining = (total as u64).saturating_sub(self.buf.len() as u64);
                     self.buf.clear();
+                    self.release_idle_capacity();
                     self.state = if remaining > 0 {
                         State::Skip { remaining }
                     } else {
@@ -239,6 +251,7 @@ impl Framer {
                     }
                     on_event(FrameEvent::Message(&self.buf[..len]));
                     self.buf.drain(..len);
+                    self.release_idle_capacity();
                 }
             }
         }
