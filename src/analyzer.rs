@@ -150,6 +150,15 @@ impl Analyzer {
         self.table.finish(&mut self.observer);
         let mut warnings = self.warnings;
         warnings.merge(std::mem::take(&mut self.observer.warnings));
+        if self.observer.tls_connections > 0 {
+            warnings.push(
+                "tls",
+                format!(
+                    "{} connection(s) on MongoDB ports are TLS-encrypted: their messages are not visible, so they are reported as unknown (decryption with a key log is planned)",
+                    self.observer.tls_connections
+                ),
+            );
+        }
         let mut input = self.input;
         input.foreign_flows = self.observer.foreign_flows;
         input.tcp_connections = self.table.stats.connections;

@@ -362,3 +362,37 @@ mod reorder {
         }
     }
 }
+
+#[test]
+fn tls_connections_are_named_as_such_not_as_garbage() {
+    let mut pcap = Pcap::new(1);
+    let mut c = Conversation::new((CLIENT.0, 50_012), SERVER, 1_000_000);
+    c.open(&mut pcap);
+    // A TLS 1.2 ClientHello record header and some handshake bytes, then the server's.
+    let mut hello = vec![0x16, 0x03, 0x01, 0x00, 0x40];
+    hello.extend([0x01u8; 0x40]);
+    c.client(&mut pcap, &hello);
+    let mut reply = vec![0x16, 0x03, 0x03, 0x00, 0x30];
+    reply.extend([0x02u8; 0x30]);
+    c.server(&mut pcap, &reply);
+    c.client(
+        &mut pcap,
+        &[
+            0x17, 0x03, 0x03, 0x00, 0x10, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
+        ],
+    );
+    c.close(&mut pcap);
+    let a = analyze_bytes(pcap.bytes);
+    assert!(has_warning(&a, "tls"), "{:?}", a.warnings);
+    assert!(!has_warning(&a, "not-mongodb"), "{:?}", a.warnings);
+    assert!(!has_warning(&a, "malformed-header"), "{:?}", a.warnings);
+    let o = conn_from(&a, 50_012);
+    assert!(o.tls);
+    let v = conn_attrib::classify::classify(&a.connections, None);
+    assert_eq!(v[0].class, conn_attrib::classify::Class::Unknown);
+    assert!(
+        v[0].evidence.starts_with("TLS-encrypted"),
+        "{}",
+        v[0].evidence
+    );
+}

@@ -168,6 +168,16 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
     use Confidence::*;
     let hs = obs.handshake.as_ref();
     let hello = &obs.hello;
+    if obs.tls {
+        return Some(verdict(
+            Class::Unknown,
+            Low,
+            format!(
+                "TLS-encrypted ({} bytes to the server, {} back): its MongoDB messages are not visible without a key log",
+                obs.client_traffic.bytes, obs.server_traffic.bytes
+            ),
+        ));
+    }
     if hs.is_some_and(|h| h.internal_client) {
         return Some(verdict(
             Class::Internal,
@@ -241,22 +251,10 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
             ),
         ));
     }
-    let ops = application_ops(obs);
-    let checks = periodic_hellos(obs);
-    if ops > 0 && checks > 0 {
-        return Some(verdict(
-            Class::SingleThreaded,
-            Medium,
-            format!(
-                "{} hello check{} after the handshake and {ops} operation{} on the same connection",
-                checks,
-                plural(checks as u64),
-                plural(ops)
-            ),
-        ));
-    }
-    if ops > 0 {
-        // Pool, unless the context pass finds a single-threaded client.
+    if application_ops(obs) > 0 {
+        // Pool or single-threaded: hello checks mixed with operations mean single-threaded
+        // only for a client without monitors (a pooled driver's application may run
+        // hello/isMaster itself, e.g. as a health check). The context pass decides.
         return None;
     }
     if obs.auth.attempts > 0 || obs.auth.speculative {
@@ -390,7 +388,8 @@ pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> 
                 .or_default()
                 .push(obs.server);
         }
-        if class == Some(Class::SingleThreaded) {
+        // Checks mixed with operations on one connection: the single-threaded pattern.
+        if application_ops(obs) > 0 && periodic_hellos(obs) > 0 {
             hood.single_threaded += 1;
         }
         // Monitors never authenticate: any authenticated connection is evidence that
@@ -465,6 +464,14 @@ pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> 
             )
         } else if ops > 0 {
             {
+                let app_hellos = if checks > 0 {
+                    format!(
+                        "; its {checks} later hello{} came from the application (the client has monitoring connections)",
+                        plural(checks as u64)
+                    )
+                } else {
+                    String::new()
+                };
                 verdict(
                     Class::Pool,
                     if obs.handshake.is_some() {
@@ -472,7 +479,7 @@ pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> 
                     } else {
                         Confidence::Medium
                     },
-                    format!("{}{no_handshake}", activity_sentence(obs)),
+                    format!("{}{app_hellos}{no_handshake}", activity_sentence(obs)),
                 )
             }
         } else if checks > 0 {

@@ -299,3 +299,24 @@ fn sasl_mechanism_negotiation_marks_a_pool_connection() {
     assert_eq!(v.class, Class::Pool);
     assert!(v.evidence.contains("saslSupportedMechs"), "{}", v.evidence);
 }
+
+#[test]
+fn application_issued_hello_on_a_pooled_clients_connection_is_pool() {
+    // A health check running isMaster on pool connections of a client that monitors.
+    let conns = vec![
+        conn(1, "10.0.0.5:5000", N1)
+            .with_handshake("app", "PyMongo", "4.20.1")
+            .with_awaitable(2, true, 2),
+        conn(2, "10.0.0.5:5001", N1)
+            .with_handshake("app", "PyMongo", "4.20.1")
+            .with_plain_hellos(3, 5.0)
+            .with_ops("find", 10),
+    ];
+    let v = classify(&conns, None);
+    assert_eq!(v[1].class, Class::Pool, "{}", v[1].evidence);
+    assert!(
+        v[1].evidence.contains("came from the application"),
+        "{}",
+        v[1].evidence
+    );
+}

@@ -203,6 +203,8 @@ pub struct Observations {
     pub op_latency_ms: Summary,
     pub client_traffic: Traffic,
     pub server_traffic: Traffic,
+    /// The connection carries TLS records: its MongoDB messages are not visible.
+    pub tls: bool,
 }
 
 impl Observations {
@@ -232,6 +234,7 @@ impl Observations {
             op_latency_ms: Summary::default(),
             client_traffic: Traffic::default(),
             server_traffic: Traffic::default(),
+            tls: false,
         }
     }
 
@@ -312,6 +315,8 @@ pub struct Observer {
     pub warnings: Warnings,
     /// TCP flows that never carried a MongoDB message and touch no server port.
     pub foreign_flows: u64,
+    /// Connections on a MongoDB port that carry TLS.
+    pub tls_connections: u64,
 }
 
 impl Observer {
@@ -324,6 +329,7 @@ impl Observer {
             in_flight: InFlight::default(),
             warnings: Warnings::default(),
             foreign_flows: 0,
+            tls_connections: 0,
         }
     }
 
@@ -597,6 +603,21 @@ impl Observer {
     }
 }
 
+/// A TLS record header (RFC 8446 §5.1): content type change_cipher_spec, alert, handshake
+/// or application_data, legacy version 3.x, and a length within the record limit. Read as
+/// a MongoDB messageLength those bytes claim 16–67 MB, so they are only trusted while the
+/// connection has produced no MongoDB message (a first message is a small handshake).
+fn looks_like_tls(data: &[u8]) -> bool {
+    match data {
+        [kind, 3, minor, hi, lo, ..] => {
+            (20..=23).contains(kind)
+                && *minor <= 4
+                && u16::from_be_bytes([*hi, *lo]) <= 16_384 + 2_048
+        }
+        _ => false,
+    }
+}
+
 fn is_auth_command(name: &str) -> bool {
     matches!(
         name,
@@ -706,7 +727,17 @@ impl ConnHandler for Observer {
                 framers[i].gap(n);
             }
             StreamEvent::Data(data) => {
+                // The first bytes of a direction tell TLS apart: then nothing is framed.
+                // Segment starts are checked until a MongoDB message has been seen, so a
+                // capture that begins inside a TLS connection is recognised at its next record.
+                let undecided = core.traffic[0].messages + core.traffic[1].messages == 0;
+                if undecided && !core.obs.tls && looks_like_tls(data) {
+                    core.obs.tls = true;
+                }
                 core.traffic[i].bytes += data.len() as u64;
+                if core.obs.tls {
+                    return;
+                }
                 let max_len = self.config.framer.max_message_len;
                 let mut scratch = std::mem::take(&mut self.scratch);
                 framers[i].push(data, |event| {
@@ -749,7 +780,9 @@ impl ConnHandler for Observer {
             self.foreign_flows += 1;
             return;
         }
-        if obs.messages() == 0 && obs.client_traffic.bytes + obs.server_traffic.bytes > 0 {
+        if obs.tls {
+            self.tls_connections += 1;
+        } else if obs.messages() == 0 && obs.client_traffic.bytes + obs.server_traffic.bytes > 0 {
             self.warnings.push(
                 "not-mongodb",
                 format!(
