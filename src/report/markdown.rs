@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::text::{driver_label, duration, expected_label};
-use super::{fmt_percentiles, Report};
+use super::{client_notes, connection_rows, node_rows, Report, CONNECTION_HEADER, NODE_HEADER};
 
 fn plural(n: usize) -> &'static str {
     if n == 1 {
@@ -96,42 +96,13 @@ pub fn to_markdown(report: &Report) -> String {
             driver_label(c),
             c.verdict
         );
-        for a in &c.advice {
-            let _ = writeln!(out, "  - advice: {a}");
-        }
-        if let Some(p) = &c.projection {
-            let _ = writeln!(out, "  - projection: {}", p.summary);
+        for line in client_notes(c) {
+            let _ = writeln!(out, "  - {line}");
         }
     }
 
     out.push_str("\n## Nodes\n\n");
-    let rows: Vec<Vec<String>> = report
-        .nodes
-        .iter()
-        .map(|n| {
-            vec![
-                n.node.clone(),
-                n.role.clone().unwrap_or_else(|| "-".into()),
-                n.counts.total.to_string(),
-                n.clients.to_string(),
-                fmt_percentiles(&n.heartbeat_s, " s"),
-                fmt_percentiles(&n.hello_rtt_ms, " ms"),
-                fmt_percentiles(&n.op_latency_ms, " ms"),
-            ]
-        })
-        .collect();
-    out.push_str(&md_table(
-        &[
-            "node",
-            "role",
-            "connections",
-            "clients",
-            "heartbeat interval",
-            "hello round trip",
-            "operation latency",
-        ],
-        &rows,
-    ));
+    out.push_str(&md_table(&NODE_HEADER, &node_rows(report)));
 
     let anomalies: Vec<_> = conns
         .iter()
@@ -149,18 +120,10 @@ pub fn to_markdown(report: &Report) -> String {
     }
 
     out.push_str("\n<details><summary>All connections</summary>\n\n");
-    let rows: Vec<Vec<String>> = conns
-        .iter()
-        .map(|c| {
-            vec![
-                format!("`{}`", c.obs.client),
-                format!("`{}`", c.obs.server),
-                c.verdict.class.name().into(),
-                c.verdict.evidence.clone(),
-            ]
-        })
-        .collect();
-    out.push_str(&md_table(&["client", "server", "class", "evidence"], &rows));
+    out.push_str(&md_table(
+        &CONNECTION_HEADER,
+        &connection_rows(report, true),
+    ));
     out.push_str("\n</details>\n");
 
     if !report.warnings.is_empty() {

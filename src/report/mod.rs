@@ -139,6 +139,64 @@ fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSum
         .collect()
 }
 
+pub(crate) const NODE_HEADER: [&str; 7] = [
+    "node",
+    "role",
+    "connections",
+    "clients",
+    "heartbeat interval",
+    "hello round trip",
+    "operation latency",
+];
+
+/// One row per node, in [`NODE_HEADER`] order, for the table printers.
+pub(crate) fn node_rows(report: &Report) -> Vec<Vec<String>> {
+    report
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.node.clone(),
+                n.role.clone().unwrap_or_else(|| "-".into()),
+                n.counts.total.to_string(),
+                n.clients.to_string(),
+                fmt_percentiles(&n.heartbeat_s, " s"),
+                fmt_percentiles(&n.hello_rtt_ms, " ms"),
+                fmt_percentiles(&n.op_latency_ms, " ms"),
+            ]
+        })
+        .collect()
+}
+
+pub(crate) const CONNECTION_HEADER: [&str; 4] = ["client", "server", "class", "evidence"];
+
+/// One row per connection; `quote` wraps addresses as code (Markdown).
+pub(crate) fn connection_rows(report: &Report, quote: bool) -> Vec<Vec<String>> {
+    let q = |s: String| if quote { format!("`{s}`") } else { s };
+    report
+        .attribution
+        .connections
+        .iter()
+        .map(|c| {
+            vec![
+                q(c.obs.client.to_string()),
+                q(c.obs.server.to_string()),
+                c.verdict.class.name().to_string(),
+                c.verdict.evidence.clone(),
+            ]
+        })
+        .collect()
+}
+
+/// The advice and projection lines under a client's verdict.
+pub(crate) fn client_notes(c: &crate::attribute::Client) -> Vec<String> {
+    let mut lines: Vec<String> = c.advice.iter().map(|a| format!("advice: {a}")).collect();
+    if let Some(p) = &c.projection {
+        lines.push(format!("projection: {}", p.summary));
+    }
+    lines
+}
+
 /// "p50 1.2 / p99 3.4 / max 5.6" or "-".
 pub(crate) fn fmt_percentiles(p: &Option<Percentiles>, unit: &str) -> String {
     match p {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{fmt_percentiles, Report};
+use super::{client_notes, connection_rows, node_rows, Report, CONNECTION_HEADER, NODE_HEADER};
 use crate::attribute::Client;
 use crate::classify::Class;
 
@@ -137,56 +137,16 @@ pub fn to_text(report: &Report) -> String {
             c.app_name.as_deref().unwrap_or("-"),
             c.verdict
         );
-        for a in &c.advice {
-            let _ = writeln!(out, "  advice: {a}");
-        }
-        if let Some(p) = &c.projection {
-            let _ = writeln!(out, "  projection: {}", p.summary);
+        for line in client_notes(c) {
+            let _ = writeln!(out, "  {line}");
         }
     }
 
     out.push_str("\nNODES\n");
-    let rows: Vec<Vec<String>> = report
-        .nodes
-        .iter()
-        .map(|n| {
-            vec![
-                n.node.clone(),
-                n.role.clone().unwrap_or_else(|| "-".into()),
-                n.counts.total.to_string(),
-                n.clients.to_string(),
-                fmt_percentiles(&n.heartbeat_s, "s"),
-                fmt_percentiles(&n.hello_rtt_ms, "ms"),
-                fmt_percentiles(&n.op_latency_ms, "ms"),
-            ]
-        })
-        .collect();
-    out.push_str(&table(
-        &[
-            "node",
-            "role",
-            "connections",
-            "clients",
-            "heartbeat interval",
-            "hello round trip",
-            "operation latency",
-        ],
-        &rows,
-    ));
+    out.push_str(&table(&NODE_HEADER, &node_rows(report)));
 
     out.push_str("\nCONNECTIONS\n");
-    let rows: Vec<Vec<String>> = conns
-        .iter()
-        .map(|c| {
-            vec![
-                c.obs.client.to_string(),
-                c.obs.server.to_string(),
-                c.verdict.class.name().to_string(),
-                c.verdict.evidence.clone(),
-            ]
-        })
-        .collect();
-    out.push_str(&table(&["client", "server", "class", "evidence"], &rows));
+    out.push_str(&table(&CONNECTION_HEADER, &connection_rows(report, false)));
 
     if !report.warnings.is_empty() {
         out.push_str("\nWARNINGS\n");
