@@ -21,7 +21,7 @@ fi
 [[ -x .venv/bin/python ]] || { python3 -m venv .venv && .venv/bin/pip install -q "pymongo==4.20.1" python-snappy zstandard; }
 # PyMongo 4.10 still accepts a 4.2 server (wire version 8); 4.20 needs 4.4.
 [[ -x .venv-old/bin/python ]] || { python3 -m venv .venv-old && .venv-old/bin/pip install -q "pymongo==4.10.1" python-snappy zstandard; }
-[[ -d node/node_modules/mongodb ]] || { mkdir -p node && (cd node && npm init -y >/dev/null && npm install -s mongodb@7.9.0 >/dev/null); }
+[[ -d node/node_modules/mongodb ]] || (cd node && npm install --no-audit --no-fund -s >/dev/null)
 mkdir -p build
 gcc -O1 -o build/mongoc_client clients/mongoc_client.c $(pkg-config --cflags --libs libmongoc-1.0) -lpthread
 gcc -shared -fPIC -o build/bindsrc.so bindsrc.c -ldl
