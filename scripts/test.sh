@@ -8,6 +8,12 @@ if [[ -z "${CONN_ATTRIB_SHARED:-}" && ! -d ../shared/pcaps/public ]]; then
   echo "NOTE: ../shared/pcaps/public is not beside this checkout: the tests over the shared public"
   echo "      captures (tests/public_captures.rs, tests/cli.rs) will report themselves skipped."
 fi
+# The live-capture test drives a real PyMongo client against the lab's test server.
+if [[ ! -x scripts/lab/.venv/bin/python ]]; then
+  echo "== installing the lab's PyMongo for the live-capture test"
+  python3 -m venv scripts/lab/.venv && scripts/lab/.venv/bin/pip install -q "pymongo==4.20.1" \
+    || echo "NOTE: could not install PyMongo: the live-capture test will report itself skipped"
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

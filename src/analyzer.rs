@@ -42,6 +42,9 @@ pub struct InputSummary {
     /// Packets libpcap dropped (live capture only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
+    /// Packets libpcap received (live capture only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received: Option<u64>,
     /// Whether the whole input was read (false after a truncated or damaged file).
     pub complete: bool,
 }
@@ -144,6 +147,24 @@ impl Analyzer {
             .for_each_open(|info, state| all.push(self.observer.peek(state, info)));
         all.sort_by_key(|o| o.id);
         all
+    }
+
+    /// Everything so far as an analysis (live refresh), leaving the analyzer running.
+    pub fn snapshot_analysis(&self) -> Analysis {
+        let mut warnings = self.warnings.clone();
+        warnings.merge(self.observer.warnings.clone());
+        let mut input = self.input.clone();
+        input.foreign_flows = self.observer.foreign_flows;
+        input.tcp_connections = self.table.stats.connections;
+        input.peak_open_connections = self.table.stats.peak_open;
+        Analysis {
+            input,
+            warnings: warnings.into_list(),
+            connections: self.snapshot(),
+            nodes: self.observer.nodes.clone(),
+            in_flight: self.observer.in_flight.clone(),
+            table: self.table.stats,
+        }
     }
 
     pub fn finish(mut self) -> Analysis {

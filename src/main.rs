@@ -1,12 +1,17 @@
 //! The `conn-attrib` binary: parse flags, run the library's pipeline, print, exit.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use conn_attrib::attribute::Options;
-use conn_attrib::report::{Format, Meta};
+use conn_attrib::live::{self, LiveOptions};
+use conn_attrib::report::{Format, Meta, Report};
 use conn_attrib::{analyze_path, conclude, AnalyzerConfig};
 
 const EXIT_HELP: &str = "\
@@ -22,24 +27,89 @@ enum FormatArg {
     Markdown,
 }
 
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Text => Format::Text,
+            FormatArg::Json => Format::Json,
+            FormatArg::Markdown => Format::Markdown,
+        }
+    }
+}
+
 /// Why does my MongoDB cluster have so many connections, and who opened them?
 ///
 /// Reads a packet capture, rebuilds every TCP stream, decodes the MongoDB wire protocol,
 /// names each client connection's role (streaming monitor, RTT monitor, polling monitor,
 /// pool, single-threaded, internal), groups connections by client and checks them against
-/// the drivers' connection formulas.
+/// the drivers' connection formulas. `conn-attrib live` does the same on a running host.
 #[derive(Debug, Parser)]
-#[command(name = "conn-attrib", version, after_help = EXIT_HELP)]
+#[command(
+    name = "conn-attrib",
+    version,
+    after_help = EXIT_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Capture file (pcap or pcapng), or "-" to read from standard input
     /// (e.g. `tcpdump -w - port 27017 | conn-attrib -`).
-    capture: String,
+    #[arg(required = true)]
+    capture: Option<String>,
 
     /// Report format: a readable text summary, the JSON contract `conn-attrib/1`, or
     /// Markdown for a support ticket.
     #[arg(short, long, value_enum, default_value = "text")]
     format: FormatArg,
 
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Capture live on this host (libpcap), show a table of clients every --refresh
+    /// seconds, name the process that owns each connection, and write the report on
+    /// Ctrl-C, SIGTERM or at the end of --duration.
+    Live(LiveArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LiveArgs {
+    /// Interface to capture on; "any" captures on all of them.
+    #[arg(short, long, default_value = "any")]
+    interface: String,
+
+    /// BPF capture filter (default: TCP to or from 27017–27019 and every --server-port).
+    #[arg(short = 'f', long = "filter", value_name = "BPF")]
+    filter: Option<String>,
+
+    /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "S")]
+    duration: Option<f64>,
+
+    /// Seconds between refreshes of the live table.
+    #[arg(long, value_name = "S", default_value_t = 2.0)]
+    refresh: f64,
+
+    /// Final report format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: FormatArg,
+
+    /// Also save the captured packets to FILE (pcap), to attach beside the report.
+    #[arg(long, value_name = "FILE")]
+    write_pcap: Option<String>,
+
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Flags shared by offline and live analysis.
+#[derive(Debug, clap::Args)]
+struct Common {
     /// Write the report to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<String>,
@@ -98,41 +168,45 @@ fn min_pool_size_from_uri(uri: &str) -> Result<Option<u32>, String> {
     Ok(None)
 }
 
-fn run(cli: Cli) -> Result<u8, String> {
-    let mut config = AnalyzerConfig::default();
-    config.observer.server_ports.extend(&cli.server_ports);
-    config.table.stream.max_early_bytes = cli.max_stream_buffer;
-    config.table.max_total_buffered = cli.max_total_buffer;
-    let min_pool_size = match (cli.min_pool_size, cli.uri.as_deref()) {
-        (Some(n), _) => Some(n),
-        (None, Some(uri)) => min_pool_size_from_uri(uri)?,
-        (None, None) => None,
-    };
-
-    let analysis = analyze_path(&cli.capture, config).map_err(|e| e.to_string())?;
-    if !cli.quiet {
-        for w in &analysis.warnings {
-            eprintln!("conn-attrib: warning: {}", w.message);
-        }
+impl Common {
+    fn analyzer_config(&self) -> AnalyzerConfig {
+        let mut config = AnalyzerConfig::default();
+        config.observer.server_ports.extend(&self.server_ports);
+        config.table.stream.max_early_bytes = self.max_stream_buffer;
+        config.table.max_total_buffered = self.max_total_buffer;
+        config
     }
-    let warned = !analysis.warnings.is_empty();
-    let meta = Meta {
+
+    fn options(&self) -> Result<Options, String> {
+        let min_pool_size = match (self.min_pool_size, self.uri.as_deref()) {
+            (Some(n), _) => Some(n),
+            (None, Some(uri)) => min_pool_size_from_uri(uri)?,
+            (None, None) => None,
+        };
+        Ok(Options {
+            min_pool_size,
+            instances: self.instances,
+            max_connections: self.max_connections,
+        })
+    }
+}
+
+fn meta() -> Meta {
+    Meta {
         tool: "conn-attrib".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         command_line: redacted_command_line(),
-    };
-    let opts = Options {
-        min_pool_size,
-        instances: cli.instances,
-        max_connections: cli.max_connections,
-    };
-    let report = conclude(analysis, opts, meta);
-    let format = match cli.format {
-        FormatArg::Text => Format::Text,
-        FormatArg::Json => Format::Json,
-        FormatArg::Markdown => Format::Markdown,
-    };
-    let written = match &cli.output {
+    }
+}
+
+/// Print warnings, write the report; the exit status says whether there were warnings.
+fn deliver(report: &Report, format: Format, common: &Common) -> Result<u8, String> {
+    if !common.quiet {
+        for w in &report.warnings {
+            eprintln!("conn-attrib: warning: {}", w.message);
+        }
+    }
+    let written = match &common.output {
         Some(path) => std::fs::File::create(path)
             .and_then(|f| {
                 let mut w = io::BufWriter::new(f);
@@ -152,7 +226,65 @@ fn run(cli: Cli) -> Result<u8, String> {
         }
     };
     written?;
-    Ok(if warned { 1 } else { 0 })
+    Ok(if report.warnings.is_empty() { 0 } else { 1 })
+}
+
+fn run(cli: Cli) -> Result<u8, String> {
+    match cli.command {
+        Some(Command::Live(args)) => run_live(args),
+        None => {
+            let capture = cli
+                .capture
+                .expect("clap requires a capture without a subcommand");
+            let analysis =
+                analyze_path(&capture, cli.common.analyzer_config()).map_err(|e| e.to_string())?;
+            let report = conclude(analysis, cli.common.options()?, meta());
+            deliver(&report, cli.format.into(), &cli.common)
+        }
+    }
+}
+
+fn run_live(args: LiveArgs) -> Result<u8, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+    }
+    let seconds = |s: f64, what: &str| -> Result<Duration, String> {
+        Duration::try_from_secs_f64(s)
+            .map_err(|_| format!("--{what} {s} is not a number of seconds"))
+    };
+    let opts = LiveOptions {
+        interface: args.interface.clone(),
+        filter: args.filter.clone(),
+        duration: args.duration.map(|d| seconds(d, "duration")).transpose()?,
+        refresh: seconds(args.refresh.max(0.2), "refresh")?,
+        write_pcap: args.write_pcap.as_ref().map(PathBuf::from),
+        analyzer: args.common.analyzer_config(),
+        attribute: args.common.options()?,
+        meta: meta(),
+    };
+    let tty = io::stderr().is_terminal();
+    let report = live::run(opts, &stop, |snapshot| {
+        if tty {
+            // Redraw the live table in place.
+            let table = snapshot.render(Format::Text);
+            let head: String = table.split("\nNODES").next().unwrap_or("").to_string();
+            eprint!("\x1b[2J\x1b[H{head}\n(Ctrl-C writes the final report)\n");
+        } else {
+            eprintln!(
+                "conn-attrib: {} packets, {} connections, {} clients so far",
+                snapshot.input.packets,
+                snapshot.attribution.connections.len(),
+                snapshot.attribution.clients.len()
+            );
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let (Some(received), Some(dropped)) = (report.input.received, report.input.dropped) {
+        eprintln!("conn-attrib: libpcap received {received} packets, dropped {dropped}");
+    }
+    deliver(&report, args.format.into(), &args.common)
 }
 
 /// The command line for reports, with any connection string's credentials removed.
@@ -221,17 +353,59 @@ mod tests {
             "-q",
         ])
         .unwrap();
-        assert_eq!(cli.capture, "x.pcap");
+        assert_eq!(cli.capture.as_deref(), Some("x.pcap"));
         assert!(matches!(cli.format, FormatArg::Json));
-        assert_eq!(cli.output.as_deref(), Some("out.json"));
-        assert_eq!(cli.server_ports, vec![30000, 30001]);
-        assert_eq!(cli.min_pool_size, Some(5));
-        assert_eq!(cli.instances, Some(150));
-        assert_eq!(cli.max_connections, Some(3000));
-        assert_eq!(cli.max_stream_buffer, 1024);
-        assert_eq!(cli.max_total_buffer, 4096);
-        assert!(cli.quiet);
+        let c = &cli.common;
+        assert_eq!(c.output.as_deref(), Some("out.json"));
+        assert_eq!(c.server_ports, vec![30000, 30001]);
+        assert_eq!(c.min_pool_size, Some(5));
+        assert_eq!(c.instances, Some(150));
+        assert_eq!(c.max_connections, Some(3000));
+        assert_eq!(c.max_stream_buffer, 1024);
+        assert_eq!(c.max_total_buffer, 4096);
+        assert!(c.quiet);
         assert!(Cli::try_parse_from(["conn-attrib", "x", "-f", "xml"]).is_err());
+    }
+
+    #[test]
+    fn live_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "conn-attrib",
+            "live",
+            "-i",
+            "lo",
+            "-f",
+            "tcp port 27017",
+            "--server-port",
+            "30000",
+            "--duration",
+            "5",
+            "--refresh",
+            "1",
+            "--format",
+            "json",
+            "-o",
+            "r.json",
+            "--write-pcap",
+            "c.pcap",
+            "--min-pool-size",
+            "2",
+        ])
+        .unwrap();
+        let Some(Command::Live(a)) = cli.command else {
+            panic!("live")
+        };
+        assert_eq!(a.interface, "lo");
+        assert_eq!(a.filter.as_deref(), Some("tcp port 27017"));
+        assert_eq!(a.duration, Some(5.0));
+        assert_eq!(a.refresh, 1.0);
+        assert!(matches!(a.format, FormatArg::Json));
+        assert_eq!(a.write_pcap.as_deref(), Some("c.pcap"));
+        assert_eq!(a.common.server_ports, vec![30000]);
+        assert_eq!(a.common.output.as_deref(), Some("r.json"));
+        assert_eq!(a.common.min_pool_size, Some(2));
+        // A capture path is required without a subcommand.
+        assert!(Cli::try_parse_from(["conn-attrib"]).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! through libpcap will be another implementation of [`PacketSource`].
 
 pub mod file;
+pub mod live;
 
 use std::fmt;
 
@@ -114,6 +115,8 @@ pub struct SourceStats {
     pub bytes: u64,
     /// Packets the kernel dropped (live capture only).
     pub dropped: Option<u64>,
+    /// Packets libpcap received (live capture only).
+    pub received: Option<u64>,
 }
 
 /// Why a capture could not be read (further).

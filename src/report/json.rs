@@ -15,6 +15,7 @@ use crate::analyzer::InputSummary;
 use crate::attribute::{Attributed, Client, Counts, Driver, Expected, Projection};
 use crate::classify::Confidence;
 use crate::observe::Observations;
+use crate::process::ProcessInfo;
 use crate::warnings::Warning;
 
 #[derive(Serialize)]
@@ -60,11 +61,13 @@ struct ConnectionView<'a> {
     evidence: &'a str,
     // Additions to the contract.
     confidence: Confidence,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<&'a ProcessInfo>,
     observations: &'a Observations,
 }
 
 impl<'a> ConnectionView<'a> {
-    fn of(c: &'a Attributed) -> ConnectionView<'a> {
+    fn of(c: &'a Attributed, report: &'a Report) -> ConnectionView<'a> {
         let hs = c.obs.handshake.as_ref();
         ConnectionView {
             client: c.obs.client.to_string(),
@@ -82,19 +85,21 @@ impl<'a> ConnectionView<'a> {
             closed: c.obs.closed,
             evidence: &c.verdict.evidence,
             confidence: c.verdict.confidence,
+            process: report.process_of(c.obs.client),
             observations: &c.obs,
         }
     }
 }
 
 /// Serialised one connection at a time.
-struct Connections<'a>(&'a [Attributed]);
+struct Connections<'a>(&'a Report);
 
 impl Serialize for Connections<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for c in self.0 {
-            seq.serialize_element(&ConnectionView::of(c))?;
+        let all = &self.0.attribution.connections;
+        let mut seq = s.serialize_seq(Some(all.len()))?;
+        for c in all {
+            seq.serialize_element(&ConnectionView::of(c, self.0))?;
         }
         seq.end()
     }
@@ -131,11 +136,18 @@ struct ClientView<'a> {
     opened_before_capture: u64,
     peak_pool_per_node: &'a std::collections::BTreeMap<String, u64>,
     projection: Option<&'a Projection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<&'a ProcessInfo>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    processes: Vec<&'a ProcessInfo>,
 }
 
 impl<'a> ClientView<'a> {
-    fn of(c: &'a Client) -> ClientView<'a> {
+    fn of(c: &'a Client, report: &'a Report) -> ClientView<'a> {
+        let processes = report.client_processes(&c.id);
         ClientView {
+            process: processes.first().copied(),
+            processes,
             id: &c.id,
             host: &c.host,
             app_name: c.app_name.as_deref(),
@@ -178,12 +190,12 @@ pub fn write_json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             more: input,
         },
         warnings: &report.warnings,
-        connections: Connections(&report.attribution.connections),
+        connections: Connections(report),
         clients: report
             .attribution
             .clients
             .iter()
-            .map(ClientView::of)
+            .map(|c| ClientView::of(c, report))
             .collect(),
         nodes: &report.nodes,
         tool: &report.meta,

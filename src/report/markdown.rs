@@ -96,7 +96,7 @@ pub fn to_markdown(report: &Report) -> String {
             driver_label(c),
             c.verdict
         );
-        for line in client_notes(c) {
+        for line in client_notes(report, c) {
             let _ = writeln!(out, "  - {line}");
         }
     }

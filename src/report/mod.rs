@@ -8,13 +8,15 @@ mod json;
 mod markdown;
 mod text;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 
 use serde::Serialize;
 
 use crate::analyzer::{Analysis, InputSummary};
 use crate::attribute::{Attribution, Counts};
 use crate::observe::Percentiles;
+use crate::process::ProcessInfo;
 use crate::warnings::Warning;
 
 pub use json::{to_json, write_json};
@@ -62,6 +64,8 @@ pub struct Report {
     pub warnings: Vec<Warning>,
     pub attribution: Attribution,
     pub nodes: Vec<NodeSummary>,
+    /// Owning process per connection's client endpoint (live capture on the app host).
+    pub processes: HashMap<SocketAddr, ProcessInfo>,
 }
 
 impl Report {
@@ -73,7 +77,33 @@ impl Report {
             warnings: analysis.warnings,
             attribution,
             nodes,
+            processes: HashMap::new(),
         }
+    }
+
+    /// The owner of a connection, when known.
+    pub fn process_of(&self, client: SocketAddr) -> Option<&ProcessInfo> {
+        self.processes.get(&client)
+    }
+
+    /// The processes behind a client's connections, most connections first.
+    pub fn client_processes(&self, client_id: &str) -> Vec<&ProcessInfo> {
+        let mut counts: Vec<(&ProcessInfo, usize)> = Vec::new();
+        for c in self
+            .attribution
+            .connections
+            .iter()
+            .filter(|c| c.client_id == client_id)
+        {
+            if let Some(p) = self.process_of(c.obs.client) {
+                match counts.iter_mut().find(|(q, _)| q.pid == p.pid) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((p, 1)),
+                }
+            }
+        }
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.pid.cmp(&b.0.pid)));
+        counts.into_iter().map(|(p, _)| p).collect()
     }
 
     pub fn render(&self, format: Format) -> String {
@@ -188,9 +218,25 @@ pub(crate) fn connection_rows(report: &Report, quote: bool) -> Vec<Vec<String>> 
         .collect()
 }
 
-/// The advice and projection lines under a client's verdict.
-pub(crate) fn client_notes(c: &crate::attribute::Client) -> Vec<String> {
-    let mut lines: Vec<String> = c.advice.iter().map(|a| format!("advice: {a}")).collect();
+/// The process, advice and projection lines under a client's verdict.
+pub(crate) fn client_notes(report: &Report, c: &crate::attribute::Client) -> Vec<String> {
+    let mut lines: Vec<String> = report
+        .client_processes(&c.id)
+        .into_iter()
+        .map(|p| {
+            format!(
+                "process: pid {} {} ({}){}",
+                p.pid,
+                p.name,
+                p.cmdline,
+                p.container
+                    .as_ref()
+                    .map(|c| format!(" in container {c}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    lines.extend(c.advice.iter().map(|a| format!("advice: {a}")));
     if let Some(p) = &c.projection {
         lines.push(format!("projection: {}", p.summary));
     }

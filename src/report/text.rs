@@ -137,7 +137,7 @@ pub fn to_text(report: &Report) -> String {
             c.app_name.as_deref().unwrap_or("-"),
             c.verdict
         );
-        for line in client_notes(c) {
+        for line in client_notes(report, c) {
             let _ = writeln!(out, "  {line}");
         }
     }

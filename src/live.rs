@@ -1,0 +1,117 @@
+//! Live mode: libpcap packets through the very same [`Analyzer`], with a report snapshot
+//! every refresh and the socket owners read from /proc, until a stop flag, a duration, or
+//! an error ends it. Memory stays bounded: closed connections are already summarised by
+//! the analyzer; only their small observation records stay.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::analyzer::Analysis;
+use crate::capture::live::{default_filter, LiveSource, Poll};
+use crate::capture::CaptureError;
+use crate::process::SocketOwners;
+use crate::report::{Meta, Report};
+use crate::{attribute, conclude, Analyzer, AnalyzerConfig};
+
+pub struct LiveOptions {
+    pub interface: String,
+    /// BPF filter; the default covers 27017–27019 and every server port.
+    pub filter: Option<String>,
+    pub duration: Option<Duration>,
+    pub refresh: Duration,
+    pub write_pcap: Option<PathBuf>,
+    pub analyzer: AnalyzerConfig,
+    pub attribute: attribute::Options,
+    pub meta: Meta,
+}
+
+/// Capture until `stop` is set or the duration ends; `on_refresh` receives a report of
+/// everything so far every `refresh`. Returns the final report.
+pub fn run(
+    opts: LiveOptions,
+    stop: &AtomicBool,
+    mut on_refresh: impl FnMut(&Report),
+) -> Result<Report, CaptureError> {
+    let extra_ports: Vec<u16> = opts
+        .analyzer
+        .observer
+        .server_ports
+        .iter()
+        .copied()
+        .filter(|p| !(27017..=27019).contains(p))
+        .collect();
+    let filter = opts
+        .filter
+        .clone()
+        .unwrap_or_else(|| default_filter(&extra_ports));
+    let mut source = LiveSource::open(&opts.interface, &filter, opts.write_pcap.as_deref())?;
+    let proc_root = Path::new("/proc");
+    // Connections already open when capture starts are attributed from this snapshot.
+    let mut owners = SocketOwners::snapshot(proc_root);
+    let mut analyzer = Analyzer::new(opts.analyzer.clone());
+    let started = Instant::now();
+    let mut last_refresh = Instant::now();
+    let mut failure = None;
+    while !stop.load(Ordering::Relaxed) && opts.duration.is_none_or(|d| started.elapsed() < d) {
+        match source.poll() {
+            Ok(Poll::Packet(packet)) => analyzer.packet(&packet),
+            Ok(Poll::Idle) => {}
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+        if last_refresh.elapsed() >= opts.refresh {
+            last_refresh = Instant::now();
+            owners.merge(SocketOwners::snapshot(proc_root));
+            let snapshot = analyzer.snapshot_analysis();
+            let report = finish_report(snapshot, &opts, &owners, &source_name(&source));
+            on_refresh(&report);
+        }
+    }
+    if let Some(e) = &failure {
+        analyzer.source_failed(e);
+    }
+    source.finish();
+    owners.merge(SocketOwners::snapshot(proc_root));
+    let stats = source.stats();
+    let mut analysis = analyzer.finish();
+    analysis.input.bytes = stats.bytes;
+    analysis.input.dropped = stats.dropped;
+    analysis.input.received = stats.received;
+    Ok(finish_report(
+        analysis,
+        &opts,
+        &owners,
+        &source_name(&source),
+    ))
+}
+
+fn source_name(source: &LiveSource) -> String {
+    format!("live:{}", source.name())
+}
+
+fn finish_report(
+    mut analysis: Analysis,
+    opts: &LiveOptions,
+    owners: &SocketOwners,
+    name: &str,
+) -> Report {
+    analysis.input.path = name.to_string();
+    let pairs: Vec<_> = analysis
+        .connections
+        .iter()
+        .map(|o| (o.client, o.server))
+        .collect();
+    let mut report = conclude(analysis, opts.attribute, opts.meta.clone());
+    let mut processes = HashMap::new();
+    for (client, server) in pairs {
+        if let Some(p) = owners.owner(client, server) {
+            processes.insert(client, p.clone());
+        }
+    }
+    report.processes = processes;
+    report
+}

@@ -1,0 +1,157 @@
+//! `conn-attrib live` end to end: the lab's test server on loopback, a real PyMongo client,
+//! a bounded live capture on `lo`. Asserts the classes, the per-client totals and that
+//! every connection is attributed to the client's PID. Without capture permission, or
+//! without the lab's PyMongo (scripts/test.sh installs it), it says it is skipped and why.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Wait for a child at most `secs`, killing it after that: a hang must fail, not stall CI.
+fn wait_at_most(mut child: Child, secs: u64) -> std::process::Output {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    panic!(
+        "timed out after {secs} s: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn skip(why: &str) {
+    eprintln!("skipped: live capture test: {why}");
+}
+
+#[test]
+fn live_capture_names_roles_totals_and_the_owning_process() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python: PathBuf = root.join("scripts/lab/.venv/bin/python");
+    if !python.exists() {
+        return skip("scripts/lab/.venv (PyMongo) is missing; scripts/test.sh creates it");
+    }
+    let bin = env!("CARGO_BIN_EXE_conn-attrib");
+    // Capture permission: a very short capture on lo must open.
+    let probe = Command::new(bin)
+        .args([
+            "live",
+            "-i",
+            "lo",
+            "--duration",
+            "0.3",
+            "-q",
+            "-o",
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    if probe.status.code() == Some(2) {
+        return skip(&format!(
+            "no capture permission: {}",
+            String::from_utf8_lossy(&probe.stderr).trim()
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!("conn-attrib-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hosts = "127.0.0.31:27017,127.0.0.32:27017,127.0.0.33:27017";
+    let mut server = Killed(
+        Command::new(&python)
+            .arg(root.join("scripts/lab/mongo_test_server.py"))
+            .args(["--hosts", hosts, "--max-seconds", "40"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(server.0.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("listening"), "test server: {line}");
+    }
+    let report = dir.join("live.json");
+    let live = Command::new(bin)
+        .args([
+            "live",
+            "-i",
+            "lo",
+            "--duration",
+            "11",
+            "--refresh",
+            "2",
+            "--format",
+            "json",
+            "-q",
+            "-o",
+        ])
+        .arg(&report)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let uri = format!("mongodb://{hosts}/?replicaSet=rs0&appName=live-test&heartbeatFrequencyMS=1000&minPoolSize=1");
+    let client = Killed(
+        Command::new(&python)
+            .arg(root.join("scripts/lab/clients/pymongo_client.py"))
+            .args(["--uri", &uri, "--seconds", "8", "--events"])
+            .arg(dir.join("events.json"))
+            .spawn()
+            .unwrap(),
+    );
+    let client_pid = client.0.id();
+    let out = wait_at_most(live, 40);
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(client);
+    drop(server);
+
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(v["input"]["path"], "live:lo");
+    assert!(v["input"]["received"].as_u64().unwrap() > 0);
+    let conns: Vec<&serde_json::Value> = v["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["app_name"] == "live-test")
+        .collect();
+    let count = |class: &str| conns.iter().filter(|c| c["class"] == class).count();
+    assert_eq!(count("streaming-monitor"), 3, "{conns:#?}");
+    assert_eq!(count("rtt-monitor"), 3);
+    assert!(count("pool") >= 3, "minPoolSize 1 on each of 3 nodes");
+    for c in &conns {
+        assert_eq!(c["process"]["pid"], client_pid, "{c:#?}");
+    }
+    let client = v["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["app_name"] == "live-test")
+        .expect("the client");
+    assert_eq!(client["mode"], "streaming");
+    assert_eq!(client["mongo_clients"], 1);
+    assert_eq!(client["expected"]["total"], 9);
+    assert_eq!(client["process"]["pid"], client_pid);
+    assert!(client["process"]["cmdline"]
+        .as_str()
+        .unwrap()
+        .contains("pymongo_client.py"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
