@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::analyzer::Analysis;
 use crate::capture::live::{default_filter, LiveSource, Poll};
 use crate::capture::CaptureError;
+use crate::observe::{Observations, Orientation};
 use crate::process::SocketOwners;
 use crate::report::{Meta, Report};
 use crate::{attribute, conclude, Analyzer, AnalyzerConfig};
@@ -50,6 +51,10 @@ pub fn run(
     let proc_root = Path::new("/proc");
     // Connections already open when capture starts are attributed from this snapshot.
     let mut owners = SocketOwners::snapshot(proc_root);
+    let at_start = owners.clone();
+    let start_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let mut analyzer = Analyzer::new(opts.analyzer.clone());
     let started = Instant::now();
     let mut last_refresh = Instant::now();
@@ -78,6 +83,12 @@ pub fn run(
     owners.merge(SocketOwners::snapshot(proc_root));
     let stats = source.stats();
     let mut analysis = analyzer.finish();
+    add_silent_preexisting(
+        &mut analysis,
+        &at_start,
+        &opts.analyzer.observer.server_ports,
+        start_secs,
+    );
     analysis.input.bytes = stats.bytes;
     analysis.input.dropped = stats.dropped;
     analysis.input.received = stats.received;
@@ -87,6 +98,40 @@ pub fn run(
         &owners,
         &source_name(&source),
     ))
+}
+
+/// Connections to MongoDB ports that were open when capture began (the /proc snapshot)
+/// but sent nothing while it ran: without them the report would miss idle pool
+/// connections. They are listed without traffic, opened before the capture.
+fn add_silent_preexisting(
+    analysis: &mut Analysis,
+    at_start: &SocketOwners,
+    ports: &[u16],
+    start: f64,
+) {
+    let seen: std::collections::HashSet<_> = analysis
+        .connections
+        .iter()
+        .flat_map(|o| [(o.client, o.server), (o.server, o.client)])
+        .collect();
+    let mut next_id = analysis
+        .connections
+        .iter()
+        .map(|o| o.id + 1)
+        .max()
+        .unwrap_or(0);
+    let first = analysis.input.first_ts.unwrap_or(start);
+    for socket in at_start.to_ports(ports) {
+        if seen.contains(&(socket.local, socket.remote)) {
+            continue;
+        }
+        let mut obs = Observations::new(next_id, socket.local, socket.remote);
+        next_id += 1;
+        obs.orientation = Orientation::Port;
+        obs.first_seen = first;
+        obs.last_seen = first;
+        analysis.connections.push(obs);
+    }
 }
 
 fn source_name(source: &LiveSource) -> String {

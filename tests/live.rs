@@ -84,6 +84,9 @@ fn live_capture_names_roles_totals_and_the_owning_process() {
             .unwrap();
         assert!(line.starts_with("listening"), "test server: {line}");
     }
+    // A connection opened before the capture and idle throughout: only /proc knows it.
+    let idle = std::net::TcpStream::connect("127.0.0.33:27017").unwrap();
+    let idle_local = idle.local_addr().unwrap().to_string();
     let report = dir.join("live.json");
     let live = Command::new(bin)
         .args([
@@ -153,5 +156,17 @@ fn live_capture_names_roles_totals_and_the_owning_process() {
         .as_str()
         .unwrap()
         .contains("pymongo_client.py"));
+
+    let pre = v["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client"] == idle_local.as_str())
+        .expect("the idle pre-existing connection is reported");
+    assert_eq!(pre["server"], "127.0.0.33:27017");
+    assert_eq!(pre["process"]["pid"], std::process::id());
+    assert_eq!(pre["opened"], serde_json::Value::Null);
+    assert_eq!(pre["class"], "pool", "{pre:#?}");
+    drop(idle);
     let _ = std::fs::remove_dir_all(&dir);
 }

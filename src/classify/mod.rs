@@ -377,6 +377,9 @@ pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> 
     }
     let mut hoods: HashMap<ClientKey, Hood> = HashMap::new();
     let mut host_streaming: HashMap<IpAddr, Vec<std::net::SocketAddr>> = HashMap::new();
+    // Heartbeat cadence shown by any monitor of a host: the yardstick for connections of
+    // that host whose own client is unknown (no handshake seen).
+    let mut host_heartbeat: HashMap<IpAddr, Vec<f64>> = HashMap::new();
     for (i, obs) in conns.iter().enumerate() {
         let hood = hoods.entry(group_of(i)).or_default();
         hood.conns.push(i);
@@ -387,6 +390,9 @@ pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> 
                 .entry(host_only(i))
                 .or_default()
                 .push(obs.server);
+            if let Some(m) = obs.hello.reply_intervals.mean() {
+                host_heartbeat.entry(host_only(i)).or_default().push(m);
+            }
         }
         // Checks mixed with operations on one connection: the single-threaded pattern.
         if application_ops(obs) > 0 && periodic_hellos(obs) > 0 {
@@ -404,6 +410,7 @@ pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> 
             hood.monitor_like += 1;
             if let Some(m) = obs.hello.request_intervals.median() {
                 hood.heartbeat.push(m);
+                host_heartbeat.entry(host_only(i)).or_default().push(m);
             }
         }
     }
@@ -549,7 +556,12 @@ pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> 
                     ),
                 )
             }
-        } else if let Some(v) = silent_through_window(obs, window, median(&hood.heartbeat)) {
+        } else if let Some(v) = silent_through_window(
+            obs,
+            window,
+            median(&hood.heartbeat)
+                .or_else(|| host_heartbeat.get(&host_only(i)).and_then(|h| median(h))),
+        ) {
             v
         } else if obs.messages() == 0 {
             verdict(
