@@ -88,6 +88,7 @@ fn live_capture_names_roles_totals_and_the_owning_process() {
     let idle = std::net::TcpStream::connect("127.0.0.33:27017").unwrap();
     let idle_local = idle.local_addr().unwrap().to_string();
     let report = dir.join("live.json");
+    let saved = dir.join("saved.pcap");
     let live = Command::new(bin)
         .args([
             "live",
@@ -99,9 +100,10 @@ fn live_capture_names_roles_totals_and_the_owning_process() {
             "2",
             "--format",
             "json",
-            "-q",
-            "-o",
         ])
+        .args(["-q", "--write-pcap"])
+        .arg(&saved)
+        .arg("-o")
         .arg(&report)
         .stderr(Stdio::piped())
         .spawn()
@@ -168,5 +170,51 @@ fn live_capture_names_roles_totals_and_the_owning_process() {
     assert_eq!(pre["opened"], serde_json::Value::Null);
     assert_eq!(pre["class"], "pool", "{pre:#?}");
     drop(idle);
+
+    // --write-pcap saved what was captured: offline analysis of it finds the same client.
+    let offline = Command::new(bin)
+        .arg(&saved)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(offline.status.code().is_some_and(|c| c <= 1));
+    let o: serde_json::Value = serde_json::from_slice(&offline.stdout).unwrap();
+    let offline_client = o["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["app_name"] == "live-test")
+        .expect("the client, offline");
+    assert_eq!(offline_client["counts"]["streaming-monitor"], 3);
+    assert_eq!(offline_client["counts"]["rtt-monitor"], 3);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn live_errors_are_one_clear_line_and_exit_two() {
+    let bin = env!("CARGO_BIN_EXE_conn-attrib");
+    let run = |args: &[&str]| {
+        let child = Command::new(bin)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_at_most(child, 20)
+    };
+    let out = run(&["live", "-i", "no-such-if0", "--duration", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot capture on no-such-if0"), "{err}");
+    let out = run(&["live", "-i", "lo", "-f", "tcp port", "--duration", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("Operation not permitted") || err.contains("permission") {
+        assert!(
+            err.contains("setcap cap_net_raw,cap_net_admin+eip"),
+            "{err}"
+        );
+        return skip("no capture permission to test the filter error");
+    }
+    assert!(err.contains("invalid capture filter `tcp port`"), "{err}");
 }

@@ -47,6 +47,12 @@ pub fn to_markdown(report: &Report) -> String {
         plural(report.nodes.len()),
     );
 
+    if let (Some(received), Some(dropped)) = (input.received, input.dropped) {
+        let _ = writeln!(
+            out,
+            "Live capture: libpcap received {received} packets and dropped {dropped}.\n"
+        );
+    }
     out.push_str("## Clients\n\n");
     let rows: Vec<Vec<String>> = report
         .attribution

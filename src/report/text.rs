@@ -70,6 +70,12 @@ pub fn to_text(report: &Report) -> String {
             " (incomplete: see warnings)"
         }
     );
+    if let (Some(received), Some(dropped)) = (input.received, input.dropped) {
+        let _ = writeln!(
+            out,
+            "libpcap: {received} packets received, {dropped} dropped"
+        );
+    }
     let _ = writeln!(
         out,
         "{} MongoDB connection{} from {} client{} to {} node{}\n",
