@@ -336,8 +336,11 @@ mod reorder {
             c.open(&mut pcap);
             let mut frames = Vec::new();
             let mut at = 0;
-            for cut in cuts.iter().cycle().take(200) {
-                if at >= stream.len() { break; }
+            // Cut the whole stream, cycling through the drawn segment sizes.
+            for cut in cuts.iter().cycle() {
+                if at >= stream.len() {
+                    break;
+                }
                 let end = (at + cut).min(stream.len());
                 frames.push(c.client_frame(&stream[at..end]));
                 at = end;
