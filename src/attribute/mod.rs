@@ -421,12 +421,25 @@ fn client_of(
             {
                 let busy = in_flight
                     .get(&(key.host, key.app_name.clone(), *node))
-                    .map(|n| format!(", with up to {n} operations in flight at once"))
+                    .map(|n| {
+                        format!(
+                            ", with up to {n} operation{} in flight at once",
+                            if *n == 1 { "" } else { "s" }
+                        )
+                    })
                     .unwrap_or_default();
-                deviations.push(format!(
-                    "pool grew past minPoolSize under concurrency: {peak} pool connections open at once to {node} (minPoolSize {min_pool}{}){busy}",
-                    if mongo_clients > 1 { format!(" x {mongo_clients}") } else { String::new() }
-                ));
+                let open = format!(
+                    "{peak} pool connection{} open at once to {node}",
+                    if *peak == 1 { "" } else { "s" }
+                );
+                deviations.push(if min_pool == 0 {
+                    format!("the pool opened connections on demand (minPoolSize 0): {open}{busy}")
+                } else {
+                    format!(
+                        "pool grew past minPoolSize under concurrency: {open} (minPoolSize {min_pool}{}){busy}",
+                        if mongo_clients > 1 { format!(" x {mongo_clients}") } else { String::new() }
+                    )
+                });
             }
         }
         let pool_total = counts.pool;
