@@ -17,6 +17,12 @@ use pcap_parser::{PcapBlockOwned, PcapError};
 
 use super::{CaptureError, LinkType, Packet, PacketSource, SourceStats, Timestamp};
 
+/// Where packet bytes start in a pcapng Enhanced Packet Block (type, length, interface id,
+/// timestamp high and low, captured and original lengths) and a Simple Packet Block (type,
+/// length, original length).
+const EPB_DATA: usize = 28;
+const SPB_DATA: usize = 12;
+
 /// Initial read buffer: large reads keep syscalls and buffer shifts rare.
 const READ_BUFFER: usize = 1 << 20;
 /// The largest record we accept. Real snap lengths stop at 256 KiB; pcapng blocks of a
@@ -42,6 +48,8 @@ pub struct FileSource {
     pending_consume: usize,
     /// Legacy pcap: one link type and resolution for the whole file.
     legacy: Option<Interface>,
+    /// Legacy pcap: bytes before a record's packet data.
+    record_header: usize,
     interfaces: Vec<Interface>,
     stats: SourceStats,
     notes: Vec<String>,
@@ -101,6 +109,7 @@ impl FileSource {
             reader,
             pending_consume: 0,
             legacy: None,
+            record_header: 16,
             interfaces: Vec::new(),
             stats: SourceStats::default(),
             notes: Vec::new(),
@@ -132,6 +141,8 @@ impl PacketSource for FileSource {
             let step = match self.reader.next() {
                 Ok((len, block)) => match block {
                     PcapBlockOwned::LegacyHeader(header) => {
+                        // The "modified" (Kuznetzov) format adds 8 bytes per record header.
+                        self.record_header = if header.is_modified_format() { 24 } else { 16 };
                         self.legacy = Some(Interface {
                             link: LinkType::from(header.network.0 as u32),
                             units_per_sec: if header.is_nanosecond_precision() {
@@ -156,6 +167,7 @@ impl PacketSource for FileSource {
                             Timestamp::from_parts(record.ts_sec as i64, nanos),
                             iface.link,
                             record.origlen,
+                            self.record_header..self.record_header + record.data.len(),
                         )
                     }
                     PcapBlockOwned::NG(Block::SectionHeader(_)) => {
@@ -185,11 +197,14 @@ impl PacketSource for FileSource {
                                 let secs = (raw / iface.units_per_sec) as i64 + iface.offset_secs;
                                 let nanos =
                                     scale_to_nanos(raw % iface.units_per_sec, iface.units_per_sec);
+                                // Block data includes 32-bit padding; the captured length bounds it.
+                                let caplen = (epb.caplen as usize).min(epb.data.len());
                                 Step::Packet(
                                     len,
                                     Timestamp::from_parts(secs, nanos),
                                     iface.link,
                                     epb.orig_len(),
+                                    EPB_DATA..EPB_DATA + caplen,
                                 )
                             }
                             None => Step::Orphan(len, epb.if_id),
@@ -197,7 +212,16 @@ impl PacketSource for FileSource {
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => match self.interfaces.first() {
                         // Simple packets carry no timestamp and belong to interface 0.
-                        Some(iface) => Step::Packet(len, Timestamp(0), iface.link, spb.origlen),
+                        Some(iface) => {
+                            let caplen = (spb.origlen as usize).min(spb.data.len());
+                            Step::Packet(
+                                len,
+                                Timestamp(0),
+                                iface.link,
+                                spb.origlen,
+                                SPB_DATA..SPB_DATA + caplen,
+                            )
+                        }
                         None => Step::Orphan(len, 0),
                     },
                     PcapBlockOwned::NG(_) => Step::Skip(len),
@@ -218,24 +242,15 @@ impl PacketSource for FileSource {
                     ));
                     self.reader.consume(len);
                 }
-                Step::Packet(len, ts, link, orig_len) => {
+                Step::Packet(len, ts, link, orig_len, range) => {
                     self.pending_consume = len;
                     self.stats.packets += 1;
                     self.stats.bytes += len as u64;
-                    // Re-borrow the block now that the bookkeeping is done.
-                    let data = match self.reader.next() {
-                        Ok((_, PcapBlockOwned::Legacy(record))) => record.data,
-                        // Block data includes 32-bit padding; the captured length bounds it.
-                        Ok((_, PcapBlockOwned::NG(Block::EnhancedPacket(epb)))) => {
-                            let caplen = (epb.caplen as usize).min(epb.data.len());
-                            &epb.data[..caplen]
-                        }
-                        Ok((_, PcapBlockOwned::NG(Block::SimplePacket(spb)))) => {
-                            let caplen = (spb.origlen as usize).min(spb.data.len());
-                            &spb.data[..caplen]
-                        }
-                        _ => &[],
-                    };
+                    // The block was parsed above; its packet bytes sit at a fixed offset
+                    // from the block's start, which is the start of the unconsumed buffer.
+                    // Slicing them here (instead of returning the parsed block's slice)
+                    // keeps the borrow out of the loop without parsing the block twice.
+                    let data = self.reader.data().get(range).unwrap_or(&[]);
                     return Ok(Some(Packet {
                         ts,
                         link,
@@ -342,7 +357,8 @@ impl FileSource {
 enum Step {
     Skip(usize),
     Orphan(usize, u32),
-    Packet(usize, Timestamp, LinkType, u32),
+    /// Block length, timestamp, link type, original length, packet bytes in the block.
+    Packet(usize, Timestamp, LinkType, u32, std::ops::Range<usize>),
     End,
     Refill,
     Grow,
