@@ -1,4 +1,5 @@
-//! Criterion benchmarks, one per pipeline stage and end to end, over real captures.
+//! Criterion benchmarks, one per pipeline stage (capture read, slicing, reassembly,
+//! framing, classification + attribution) and end to end, over real captures.
 //! Run `cargo bench --bench pipeline`; the side-by-side comparison with tshark on a large
 //! generated capture is `scripts/bench-vs-tshark.sh`.
 
@@ -8,8 +9,13 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use conn_attrib::capture::{FileSource, PacketSource};
+use conn_attrib::attribute::{attribute, Options};
+use conn_attrib::capture::{FileSource, PacketSource, Timestamp};
+use conn_attrib::classify::classify;
 use conn_attrib::net::{self, Sliced};
+use conn_attrib::tcp::{
+    ConnHandler, ConnInfo, FlowTable, Side, StreamEvent, StreamStats, TableConfig,
+};
 use conn_attrib::wire::{FrameEvent, Framer, FramerConfig};
 use conn_attrib::{analyze, conclude, AnalyzerConfig};
 
@@ -89,6 +95,49 @@ fn stages(c: &mut Criterion) {
                 }
             });
             black_box(messages)
+        })
+    });
+
+    // Reassembly alone: segments through the flow table into a handler that only counts.
+    struct Count;
+    impl ConnHandler for Count {
+        type State = u64;
+        fn open(&mut self, _: &ConnInfo) -> u64 {
+            0
+        }
+        fn stream(&mut self, n: &mut u64, _: &ConnInfo, _: Side, _: Timestamp, e: StreamEvent<'_>) {
+            if let StreamEvent::Data(d) = e {
+                *n += d.len() as u64;
+            }
+        }
+        fn close(&mut self, n: u64, _: &ConnInfo, _: [StreamStats; 2]) {
+            black_box(n);
+        }
+    }
+    group.bench_function("reassembly", |b| {
+        b.iter(|| {
+            let mut table = FlowTable::new(TableConfig::default());
+            let mut handler = Count;
+            for (i, (link, data, orig)) in packets.iter().enumerate() {
+                if let Ok(Sliced::Tcp(seg)) = net::slice(*link, data, *orig) {
+                    table.segment(Timestamp(i as i64), &seg, &mut handler);
+                }
+            }
+            table.finish(&mut handler);
+        })
+    });
+
+    // Classification and attribution over the capture's observations.
+    let observed = analyze(&mut source(&bytes), AnalyzerConfig::default());
+    group.bench_function("classify_attribute", |b| {
+        b.iter(|| {
+            let verdicts = classify(&observed.connections, None);
+            black_box(attribute(
+                observed.connections.clone(),
+                verdicts,
+                Options::default(),
+                &observed.in_flight.peaks,
+            ))
         })
     });
 
