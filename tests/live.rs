@@ -101,7 +101,9 @@ fn live_capture_names_roles_totals_and_the_owning_process() {
             "--format",
             "json",
         ])
-        .args(["-q", "--write-pcap"])
+        // The app's minPoolSize, as a user would pass it: the check then does not depend
+        // on every node's pool being filled within the short window.
+        .args(["-q", "--min-pool-size", "1", "--write-pcap"])
         .arg(&saved)
         .arg("-o")
         .arg(&report)
