@@ -106,6 +106,10 @@ CASES = {
         what="PyMongo against two mongos routers (msg isdbgrid)",
         seconds=10, server=["--topology", "mongos", "--hosts", "127.0.0.11:27017,127.0.0.12:27017"],
         clients=[dict(driver="pymongo", uri="mongodb://127.0.0.11:27017,127.0.0.12:27017/?appName=via-mongos&heartbeatFrequencyMS=2000&minPoolSize=1", min_pool_size=1)]),
+    "standalone": dict(
+        what="PyMongo against a standalone server (no replica set), minPoolSize=2, heartbeat 2 s: (minPoolSize + 2) x 1 node",
+        seconds=10, server=["--topology", "standalone", "--hosts", "127.0.0.11:27017"],
+        clients=[dict(driver="pymongo", uri="mongodb://127.0.0.11:27017/?appName=standalone-app&heartbeatFrequencyMS=2000&minPoolSize=2", min_pool_size=2)]),
     "pool-growth": dict(
         what="PyMongo with 12 concurrent workers and minPoolSize=1: the primary's pool grows past minPoolSize",
         seconds=10, clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="busy-api", heartbeatFrequencyMS=2000, minPoolSize=1, maxPoolSize=50), min_pool_size=1, threads=12, pause=0.01)]),
