@@ -439,7 +439,8 @@ def write_readme():
         t = json.load(open(path))
         drivers = sorted({"%s %s" % (c["driver"]["name"], c["driver"]["version"]) for c in t["clients"]})
         totals = "; ".join("%s: %s, %d conn (expected %d = %s)" % (c["app_name"], c["mode"], c["counts"]["total"], c["expected"]["total"], c["expected"]["formula"] or "-") for c in t["clients"])
-        rows.append("| `%s` | %s | %s | %s |" % (name, ", ".join(drivers), t["description"], totals))
+        cell = lambda text: text.replace("|", "\\|")  # driver names contain '|' (PyMongo|c)
+        rows.append("| `%s` | %s | %s | %s |" % (name, cell(", ".join(drivers)), cell(t["description"]), cell(totals)))
     with open(os.path.join(OUT, "README.md"), "w") as f:
         f.write("""# The capture lab's recordings
 
