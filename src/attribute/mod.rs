@@ -419,12 +419,14 @@ fn client_of(
             if matches!(mode, Mode::Streaming | Mode::Polling | Mode::LoadBalanced)
                 && *peak > allowed
             {
-                let busy = in_flight
+                let peak_busy = in_flight
                     .get(&(key.host, key.app_name.clone(), *node))
+                    .copied();
+                let busy = peak_busy
                     .map(|n| {
                         format!(
                             ", with up to {n} operation{} in flight at once",
-                            if *n == 1 { "" } else { "s" }
+                            if n == 1 { "" } else { "s" }
                         )
                     })
                     .unwrap_or_default();
@@ -432,8 +434,13 @@ fn client_of(
                     "{peak} pool connection{} open at once to {node}",
                     if *peak == 1 { "" } else { "s" }
                 );
+                let load_explains = peak_busy.is_none_or(|n| n as u64 > allowed);
                 deviations.push(if min_pool == 0 {
                     format!("the pool opened connections on demand (minPoolSize 0): {open}{busy}")
+                } else if !load_explains {
+                    format!(
+                        "the pool holds more than minPoolSize {min_pool} though the load did not need it: {open}{busy} (connections opened while others were still being established, or kept after a burst)"
+                    )
                 } else {
                     format!(
                         "pool grew past minPoolSize under concurrency: {open} (minPoolSize {min_pool}{}){busy}",
