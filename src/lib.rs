@@ -36,7 +36,8 @@ pub fn conclude(
     let verdicts = classify::classify(&analysis.connections, window);
     // Moved, not cloned: the observations are the largest part of an analysis.
     let connections = std::mem::take(&mut analysis.connections);
-    let attribution = attribute::attribute(connections, verdicts, opts, &analysis.in_flight.peaks);
+    let attribution =
+        attribute::attribute(connections, verdicts, opts, &analysis.in_flight.peaks());
     report::Report::new(analysis, attribution, meta)
 }
 

@@ -150,13 +150,12 @@ fn finish_report(
         .iter()
         .map(|o| (o.client, o.server))
         .collect();
-    let mut report = conclude(analysis, opts.attribute, opts.meta.clone());
+    let report = conclude(analysis, opts.attribute, opts.meta.clone());
     let mut processes = HashMap::new();
     for (client, server) in pairs {
         if let Some(p) = owners.owner(client, server) {
             processes.insert(client, p.clone());
         }
     }
-    report.processes = processes;
-    report
+    report.with_processes(processes)
 }

@@ -29,26 +29,44 @@ pub use stats::{NodeStats, Percentiles, Summary};
 
 /// Operations in flight at once, per (client host, appName, server): the pool's real
 /// concurrency, which is what makes it grow past minPoolSize.
+///
+/// A connection looks its key up once (at its first operation) and then counts through a
+/// slot index: hashing a key that holds the appName string on every operation was a
+/// tenth of the whole run on busy captures.
 #[derive(Clone, Debug, Default)]
 pub struct InFlight {
-    current: HashMap<InFlightKey, u32>,
-    pub peaks: HashMap<InFlightKey, u32>,
+    slots: rustc_hash::FxHashMap<InFlightKey, u32>,
+    /// Per slot: operations in flight now, and the most seen at once.
+    counts: Vec<(u32, u32)>,
 }
 
 /// (client host, appName from the handshake, server endpoint).
 pub type InFlightKey = (std::net::IpAddr, Option<String>, SocketAddr);
 
 impl InFlight {
-    fn started(&mut self, key: &InFlightKey) {
-        let n = self.current.entry(key.clone()).or_default();
-        *n += 1;
-        let peak = self.peaks.entry(key.clone()).or_default();
-        *peak = (*peak).max(*n);
-    }
-    fn finished(&mut self, key: &InFlightKey) {
-        if let Some(n) = self.current.get_mut(key) {
-            *n = n.saturating_sub(1);
+    fn slot(&mut self, key: InFlightKey) -> u32 {
+        let next = self.counts.len() as u32;
+        let slot = *self.slots.entry(key).or_insert(next);
+        if slot == next {
+            self.counts.push((0, 0));
         }
+        slot
+    }
+    fn started(&mut self, slot: u32) {
+        let (now, peak) = &mut self.counts[slot as usize];
+        *now += 1;
+        *peak = (*peak).max(*now);
+    }
+    fn finished(&mut self, slot: u32) {
+        let (now, _) = &mut self.counts[slot as usize];
+        *now = now.saturating_sub(1);
+    }
+    /// The most operations in flight at once, per key.
+    pub fn peaks(&self) -> HashMap<InFlightKey, u32> {
+        self.slots
+            .iter()
+            .map(|(key, slot)| (key.clone(), self.counts[*slot as usize].1))
+            .collect()
     }
 }
 
@@ -284,8 +302,10 @@ struct Core {
     traffic: [Traffic; 2],
     mid_stream: [bool; 2],
     hunting_warned: [bool; 2],
-    /// This connection's operation in flight, counted in [`InFlight`] under this key.
-    outstanding: Option<InFlightKey>,
+    /// This connection's [`InFlight`] slot, found at its first operation.
+    in_flight_slot: Option<u32>,
+    /// Whether an operation of this connection is counted in flight now.
+    outstanding: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -404,18 +424,20 @@ impl Observer {
                 state.client_side = Some(side);
             }
             let kind = self.on_request(state, ts, msg);
-            if kind == Pending::Operation && state.outstanding.is_none() {
-                let key = (
-                    info.endpoint(side).ip(),
-                    state
-                        .obs
-                        .handshake
-                        .as_ref()
-                        .and_then(|h| h.app_name.clone()),
-                    info.endpoint(side.other()),
-                );
-                self.in_flight.started(&key);
-                state.outstanding = Some(key);
+            if kind == Pending::Operation && !state.outstanding {
+                let slot = *state.in_flight_slot.get_or_insert_with(|| {
+                    self.in_flight.slot((
+                        info.endpoint(side).ip(),
+                        state
+                            .obs
+                            .handshake
+                            .as_ref()
+                            .and_then(|h| h.app_name.clone()),
+                        info.endpoint(side.other()),
+                    ))
+                });
+                self.in_flight.started(slot);
+                state.outstanding = true;
             }
         } else if msg.is_reply() {
             if state.client_side.is_none() {
@@ -546,8 +568,9 @@ impl Observer {
                 }
             }
             Pending::Operation => {
-                if let Some(key) = state.outstanding.take() {
-                    self.in_flight.finished(&key);
+                if std::mem::take(&mut state.outstanding) {
+                    self.in_flight
+                        .finished(state.in_flight_slot.unwrap_or_default());
                 }
                 obs.op_latency_ms.add(elapsed_ms);
                 self.nodes.op_latency(server, elapsed_ms);
@@ -701,7 +724,8 @@ impl ConnHandler for Observer {
                 traffic: [Traffic::default(); 2],
                 mid_stream: [false; 2],
                 hunting_warned: [false; 2],
-                outstanding: None,
+                in_flight_slot: None,
+                outstanding: false,
             },
         })
     }
@@ -750,8 +774,9 @@ impl ConnHandler for Observer {
 
     fn close(&mut self, state: Box<ConnState>, info: &ConnInfo, stats: [StreamStats; 2]) {
         let mut state = state.core;
-        if let Some(key) = state.outstanding.take() {
-            self.in_flight.finished(&key);
+        if std::mem::take(&mut state.outstanding) {
+            self.in_flight
+                .finished(state.in_flight_slot.unwrap_or_default());
         }
         for side in [Side::A, Side::B] {
             let s = stats[side.index()];

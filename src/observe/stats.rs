@@ -2,7 +2,6 @@
 //! hdrhistograms ([`NodeStats`]) for heartbeat cadence, hello round trips and operation
 //! latency. Both have a fixed size however long the capture is.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use hdrhistogram::Histogram;
@@ -109,7 +108,8 @@ impl NodeHistograms {
 /// Histograms per server endpoint.
 #[derive(Clone, Debug, Default)]
 pub struct NodeStats {
-    pub nodes: HashMap<SocketAddr, NodeHistograms>,
+    /// FxHash: looked up for every hello and operation reply.
+    pub nodes: rustc_hash::FxHashMap<SocketAddr, NodeHistograms>,
 }
 
 impl NodeStats {

@@ -65,7 +65,11 @@ pub struct Report {
     pub attribution: Attribution,
     pub nodes: Vec<NodeSummary>,
     /// Owning process per connection's client endpoint (live capture on the app host).
-    pub processes: HashMap<SocketAddr, ProcessInfo>,
+    processes: HashMap<SocketAddr, ProcessInfo>,
+    /// Per client id, the pids behind its connections, most connections first. Built once
+    /// in [`Report::with_processes`]: printers ask per client, and a per-call scan of every
+    /// connection made reports on big captures quadratic.
+    client_processes: HashMap<String, Vec<ProcessInfo>>,
 }
 
 impl Report {
@@ -78,7 +82,33 @@ impl Report {
             attribution,
             nodes,
             processes: HashMap::new(),
+            client_processes: HashMap::new(),
         }
+    }
+
+    /// Attach the owning processes found on the app host (live mode).
+    pub fn with_processes(mut self, processes: HashMap<SocketAddr, ProcessInfo>) -> Report {
+        let mut counts: HashMap<&str, Vec<(&ProcessInfo, usize)>> = HashMap::new();
+        for c in &self.attribution.connections {
+            if let Some(p) = processes.get(&c.obs.client) {
+                let owners = counts.entry(c.client_id.as_str()).or_default();
+                match owners.iter_mut().find(|(q, _)| q.pid == p.pid) {
+                    Some((_, n)) => *n += 1,
+                    None => owners.push((p, 1)),
+                }
+            }
+        }
+        let client_processes = counts
+            .into_iter()
+            .map(|(client, mut owners)| {
+                owners.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.pid.cmp(&b.0.pid)));
+                let owners = owners.into_iter().map(|(p, _)| p.clone()).collect();
+                (client.to_string(), owners)
+            })
+            .collect();
+        self.client_processes = client_processes;
+        self.processes = processes;
+        self
     }
 
     /// The owner of a connection, when known.
@@ -88,22 +118,10 @@ impl Report {
 
     /// The processes behind a client's connections, most connections first.
     pub fn client_processes(&self, client_id: &str) -> Vec<&ProcessInfo> {
-        let mut counts: Vec<(&ProcessInfo, usize)> = Vec::new();
-        for c in self
-            .attribution
-            .connections
-            .iter()
-            .filter(|c| c.client_id == client_id)
-        {
-            if let Some(p) = self.process_of(c.obs.client) {
-                match counts.iter_mut().find(|(q, _)| q.pid == p.pid) {
-                    Some((_, n)) => *n += 1,
-                    None => counts.push((p, 1)),
-                }
-            }
-        }
-        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.pid.cmp(&b.0.pid)));
-        counts.into_iter().map(|(p, _)| p).collect()
+        self.client_processes
+            .get(client_id)
+            .map(|owners| owners.iter().collect())
+            .unwrap_or_default()
     }
 
     pub fn render(&self, format: Format) -> String {
