@@ -129,6 +129,7 @@ fn stages(c: &mut Criterion) {
 
     // Classification and attribution over the capture's observations.
     let observed = analyze(&mut source(&bytes), AnalyzerConfig::default());
+    let peaks = observed.in_flight.peaks();
     group.bench_function("classify_attribute", |b| {
         b.iter(|| {
             let verdicts = classify(&observed.connections, None);
@@ -136,7 +137,8 @@ fn stages(c: &mut Criterion) {
                 observed.connections.clone(),
                 verdicts,
                 Options::default(),
-                &observed.in_flight.peaks,
+                &peaks,
+                &Default::default(),
             ))
         })
     });

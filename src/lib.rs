@@ -25,7 +25,17 @@ pub use analyzer::{analyze, Analysis, Analyzer, AnalyzerConfig};
 
 /// Stages 6–8 over an analysis: classify, attribute, and assemble the report.
 pub fn conclude(
+    analysis: analyzer::Analysis,
+    opts: attribute::Options,
+    meta: report::Meta,
+) -> report::Report {
+    conclude_with_released(analysis, &attribute::Released::default(), opts, meta)
+}
+
+/// [`conclude`], counting connections a long live capture already released from memory.
+pub fn conclude_with_released(
     mut analysis: analyzer::Analysis,
+    released: &attribute::Released,
     opts: attribute::Options,
     meta: report::Meta,
 ) -> report::Report {
@@ -36,8 +46,9 @@ pub fn conclude(
     let verdicts = classify::classify(&analysis.connections, window);
     // Moved, not cloned: the observations are the largest part of an analysis.
     let connections = std::mem::take(&mut analysis.connections);
-    let attribution =
-        attribute::attribute(connections, verdicts, opts, &analysis.in_flight.peaks());
+    let peaks = analysis.in_flight.peaks();
+    let attribution = attribute::attribute(connections, verdicts, opts, &peaks, released);
+    analysis.input.released_connections = released.connections;
     report::Report::new(analysis, attribution, meta)
 }
 

@@ -1,7 +1,8 @@
 //! Live mode: libpcap packets through the very same [`Analyzer`], with a report snapshot
 //! every refresh and the socket owners read from /proc, until a stop flag, a duration, or
-//! an error ends it. Memory stays bounded: closed connections are already summarised by
-//! the analyzer; only their small observation records stay.
+//! an error ends it. Memory stays bounded over hours: at each refresh, closed connections
+//! beyond the newest `keep_closed` are folded into per-client counts ([`Released`]) and
+//! their records released, so memory follows open connections, not time.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,12 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::analyzer::Analysis;
+use crate::attribute::Released;
 use crate::capture::live::{default_filter, LiveSource, Poll};
 use crate::capture::CaptureError;
 use crate::observe::{Observations, Orientation};
 use crate::process::SocketOwners;
 use crate::report::{Meta, Report};
-use crate::{attribute, conclude, Analyzer, AnalyzerConfig};
+use crate::{attribute, conclude_with_released, Analyzer, AnalyzerConfig};
 
 pub struct LiveOptions {
     pub interface: String,
@@ -23,6 +25,8 @@ pub struct LiveOptions {
     pub duration: Option<Duration>,
     pub refresh: Duration,
     pub write_pcap: Option<PathBuf>,
+    /// Closed connections kept in full detail; older ones are folded into counts.
+    pub keep_closed: usize,
     pub analyzer: AnalyzerConfig,
     pub attribute: attribute::Options,
     pub meta: Meta,
@@ -56,6 +60,7 @@ pub fn run(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     let mut analyzer = Analyzer::new(opts.analyzer.clone());
+    let mut released = Released::default();
     let started = Instant::now();
     let mut last_refresh = Instant::now();
     let mut failure = None;
@@ -72,8 +77,10 @@ pub fn run(
             last_refresh = Instant::now();
             owners.merge(SocketOwners::snapshot(proc_root));
             let snapshot = analyzer.snapshot_analysis();
-            let report = finish_report(snapshot, &opts, &owners, &source_name(&source));
+            let name = source_name(&source);
+            let report = finish_report(snapshot, &released, &opts, &owners, &name);
             on_refresh(&report);
+            release_closed(&mut analyzer, &mut released, &report, opts.keep_closed);
         }
     }
     if let Some(e) = &failure {
@@ -94,6 +101,7 @@ pub fn run(
     analysis.input.received = stats.received;
     Ok(finish_report(
         analysis,
+        &released,
         &opts,
         &owners,
         &source_name(&source),
@@ -138,8 +146,25 @@ fn source_name(source: &LiveSource) -> String {
     format!("live:{}", source.name())
 }
 
+/// Fold the closed connections beyond the newest `keep` into `released`, with the class
+/// and client `report` (a snapshot of everything the analyzer holds) gave them, and drop
+/// their records from the analyzer.
+pub fn release_closed(
+    analyzer: &mut Analyzer,
+    released: &mut Released,
+    report: &Report,
+    keep: usize,
+) {
+    let ids = analyzer.closed_beyond(keep);
+    if !ids.is_empty() {
+        released.fold(&report.attribution, &ids);
+        analyzer.release(&ids);
+    }
+}
+
 fn finish_report(
     mut analysis: Analysis,
+    released: &Released,
     opts: &LiveOptions,
     owners: &SocketOwners,
     name: &str,
@@ -150,7 +175,7 @@ fn finish_report(
         .iter()
         .map(|o| (o.client, o.server))
         .collect();
-    let report = conclude(analysis, opts.attribute, opts.meta.clone());
+    let report = conclude_with_released(analysis, released, opts.attribute, opts.meta.clone());
     let mut processes = HashMap::new();
     for (client, server) in pairs {
         if let Some(p) = owners.owner(client, server) {

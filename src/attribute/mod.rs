@@ -75,6 +75,12 @@ impl Counts {
         *self.slot(class) += 1;
         self.total += 1;
     }
+    pub fn merge(&mut self, other: &Counts) {
+        for class in Class::ALL {
+            *self.slot(class) += other.get(class);
+        }
+        self.total += other.total;
+    }
     fn slot(&mut self, class: Class) -> &mut u64 {
         match class {
             Class::StreamingMonitor => &mut self.streaming_monitor,
@@ -164,18 +170,79 @@ pub struct Attribution {
 /// Peak operations in flight per (client host, appName, server), from observation.
 pub type InFlightPeaks = HashMap<InFlightKey, u32>;
 
+/// Closed connections released from memory during a long live capture, folded per client:
+/// their classes still count in the client's totals and nodes, their per-connection
+/// details (evidence, timings) are gone. This is what keeps live mode's memory bounded by
+/// open connections plus a fixed number of recent closed ones, however long it runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Released {
+    clients: BTreeMap<ClientKey, ReleasedTally>,
+    /// Connections folded in so far.
+    pub connections: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct ReleasedTally {
+    counts: Counts,
+    nodes: BTreeSet<SocketAddr>,
+    opened_before_capture: u64,
+}
+
+impl Released {
+    /// Fold the connections of `attribution` whose ids are in `ids`, with the class and
+    /// client the attribution gave them.
+    pub fn fold(&mut self, attribution: &Attribution, ids: &std::collections::HashSet<u64>) {
+        let clients: HashMap<&str, &Client> = attribution
+            .clients
+            .iter()
+            .map(|c| (c.id.as_str(), c))
+            .collect();
+        for c in attribution
+            .connections
+            .iter()
+            .filter(|c| ids.contains(&c.obs.id))
+        {
+            let key = match clients.get(c.client_id.as_str()) {
+                Some(client) => ClientKey {
+                    host: c.obs.client.ip(),
+                    app_name: client.app_name.clone(),
+                    driver_name: client.driver.as_ref().map(|d| d.name.clone()),
+                    driver_version: client
+                        .driver
+                        .as_ref()
+                        .map(|d| d.version.clone())
+                        .filter(|v| !v.is_empty()),
+                },
+                None => ClientKey::of(&c.obs),
+            };
+            let tally = self.clients.entry(key).or_default();
+            tally.counts.add(c.verdict.class);
+            tally.nodes.insert(c.obs.server);
+            if !c.obs.syn_seen {
+                tally.opened_before_capture += 1;
+            }
+            self.connections += 1;
+        }
+    }
+}
+
 /// Group, count, check. `verdicts` is index-aligned with `conns`.
 pub fn attribute(
     conns: Vec<Observations>,
     verdicts: Vec<Verdict>,
     opts: Options,
     in_flight: &InFlightPeaks,
+    released: &Released,
 ) -> Attribution {
     // Connections without handshake metadata join their host's only client when there is
     // exactly one; otherwise they stay a client of their own ("host||").
     let keys: Vec<ClientKey> = conns.iter().map(ClientKey::of).collect();
     let mut named_per_host: HashMap<IpAddr, BTreeSet<ClientKey>> = HashMap::new();
-    for k in keys.iter().filter(|k| k.has_metadata()) {
+    for k in keys
+        .iter()
+        .chain(released.clients.keys())
+        .filter(|k| k.has_metadata())
+    {
         named_per_host.entry(k.host).or_default().insert(k.clone());
     }
     let keys: Vec<ClientKey> = keys
@@ -195,9 +262,19 @@ pub fn attribute(
     for (i, k) in keys.iter().enumerate() {
         groups.entry(k.clone()).or_default().push(i);
     }
+    for k in released.clients.keys() {
+        groups.entry(k.clone()).or_default();
+    }
     let clients: Vec<Client> = groups
         .iter()
-        .map(|(key, members)| client_of(key, members, &conns, &verdicts, opts, in_flight))
+        .map(|(key, members)| {
+            let group = Group {
+                key,
+                members,
+                released: released.clients.get(key),
+            };
+            client_of(group, &conns, &verdicts, opts, in_flight)
+        })
         .collect();
     let connections = conns
         .into_iter()
@@ -232,9 +309,15 @@ fn peak_overlap(intervals: impl Iterator<Item = (f64, Option<f64>)>) -> u64 {
     peak.max(0) as u64
 }
 
+/// One client's connections: those still held (indices) and those already released.
+struct Group<'a> {
+    key: &'a ClientKey,
+    members: &'a [usize],
+    released: Option<&'a ReleasedTally>,
+}
+
 fn client_of(
-    key: &ClientKey,
-    members: &[usize],
+    group: Group<'_>,
     conns: &[Observations],
     verdicts: &[Verdict],
     opts: Options,
@@ -248,6 +331,16 @@ fn client_of(
     let mut env = None;
     let mut opened_before_capture = 0;
     let mut max_wire: Option<i32> = None;
+    let Group {
+        key,
+        members,
+        released,
+    } = group;
+    if let Some(r) = released {
+        counts.merge(&r.counts);
+        nodes.extend(r.nodes.iter().copied());
+        opened_before_capture += r.opened_before_capture;
+    }
     for &i in members {
         let (o, v) = (&conns[i], &verdicts[i]);
         counts.add(v.class);

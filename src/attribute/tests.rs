@@ -30,7 +30,7 @@ fn streaming_client(host: &str, first_port: u16, pool: usize, id: &mut u64) -> V
 
 fn run(conns: Vec<Observations>, opts: Options) -> Attribution {
     let v = classify(&conns, None);
-    attribute(conns, v, opts, &Default::default())
+    attribute(conns, v, opts, &Default::default(), &Default::default())
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn growth_names_the_peak_of_operations_in_flight() {
         ),
         3,
     );
-    let c = &attribute(conns, v, Options::default(), &peaks).clients[0];
+    let c = &attribute(conns, v, Options::default(), &peaks, &Default::default()).clients[0];
     assert!(
         c.verdict
             .contains("with up to 3 operations in flight at once"),

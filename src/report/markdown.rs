@@ -53,6 +53,13 @@ pub fn to_markdown(report: &Report) -> String {
             "Live capture: libpcap received {received} packets and dropped {dropped}.\n"
         );
     }
+    if input.released_connections > 0 {
+        let _ = writeln!(
+            out,
+            "{} closed connection(s) were released from memory during the capture: they count in their clients' totals but are not listed one by one.\n",
+            input.released_connections
+        );
+    }
     out.push_str("## Clients\n\n");
     let rows: Vec<Vec<String>> = report
         .attribution

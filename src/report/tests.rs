@@ -36,7 +36,13 @@ fn sample() -> Report {
         table: Default::default(),
     };
     let v = classify(&conns, None);
-    let a = attribute(conns, v, Options::default(), &Default::default());
+    let a = attribute(
+        conns,
+        v,
+        Options::default(),
+        &Default::default(),
+        &Default::default(),
+    );
     Report::new(
         analysis,
         a,

@@ -76,6 +76,13 @@ pub fn to_text(report: &Report) -> String {
             "libpcap: {received} packets received, {dropped} dropped"
         );
     }
+    if input.released_connections > 0 {
+        let _ = writeln!(
+            out,
+            "{} closed connection(s) were released from memory during the capture: they count in their clients' totals but are not listed one by one",
+            input.released_connections
+        );
+    }
     let _ = writeln!(
         out,
         "{} MongoDB connection{} from {} client{} to {} node{}\n",

@@ -1,0 +1,116 @@
+//! Live mode's memory bound: closed connections beyond the newest few are folded into
+//! their clients' counts and released. Driven here through the same `Analyzer` and
+//! `live::release_closed` as live mode, with packets from real-driver lab captures
+//! instead of libpcap, and a "refresh" every few hundred packets. Releasing must not
+//! change what the report says about clients, only how many connections it lists.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use conn_attrib::attribute::{Options, Released};
+use conn_attrib::capture::{FileSource, PacketSource};
+use conn_attrib::report::{Meta, Report};
+use conn_attrib::{analyze_path, conclude, conclude_with_released, live, Analyzer};
+use conn_attrib::{Analysis, AnalyzerConfig};
+
+fn capture(case: &str, file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/lab")
+        .join(case)
+        .join(file)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The analysis with a release every `every` packets keeping `keep` closed connections;
+/// also the most connection records the analyzer held at once.
+fn with_releases(path: &str, every: u64, keep: usize) -> (Report, usize) {
+    let mut source = FileSource::open(path).expect("readable");
+    let mut analyzer = Analyzer::new(AnalyzerConfig::default());
+    let mut released = Released::default();
+    let mut packets = 0u64;
+    let mut most_held = 0;
+    while let Some(packet) = source.next_packet().expect("clean capture") {
+        analyzer.packet(&packet);
+        packets += 1;
+        if packets % every == 0 {
+            let snapshot: Analysis = analyzer.snapshot_analysis();
+            most_held = most_held.max(snapshot.connections.len());
+            let report =
+                conclude_with_released(snapshot, &released, Options::default(), Meta::default());
+            live::release_closed(&mut analyzer, &mut released, &report, keep);
+        }
+    }
+    let analysis = analyzer.finish();
+    let report = conclude_with_released(analysis, &released, Options::default(), Meta::default());
+    (report, most_held)
+}
+
+fn client_summary(r: &Report) -> Vec<(String, String, u64, String)> {
+    r.attribution
+        .clients
+        .iter()
+        .map(|c| {
+            (
+                c.id.clone(),
+                c.mode.name().to_string(),
+                c.counts.total,
+                format!("{:?}", c.counts),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn released_connections_still_count_in_their_clients() {
+    // pool-churn: PyMongo with maxIdleTimeMS=1000, pool connections closed and reopened.
+    let path = capture("pool-churn", "capture.pcap");
+    let full = conclude(
+        analyze_path(&path, AnalyzerConfig::default()).unwrap(),
+        Options::default(),
+        Meta::default(),
+    );
+    let closed = full
+        .attribution
+        .connections
+        .iter()
+        .filter(|c| c.obs.closed.is_some())
+        .count();
+    assert!(closed >= 10, "the case must churn: {closed} closed");
+
+    let (bounded, most_held) = with_releases(&path, 200, 2);
+    assert!(
+        bounded.input.released_connections >= (closed - 2) as u64 / 2,
+        "{} released of {closed} closed",
+        bounded.input.released_connections
+    );
+    assert_eq!(
+        bounded.attribution.connections.len() as u64 + bounded.input.released_connections,
+        full.attribution.connections.len() as u64
+    );
+    assert!(most_held < full.attribution.connections.len());
+    assert_eq!(client_summary(&bounded), client_summary(&full));
+    let text = bounded.render(conn_attrib::report::Format::Text);
+    assert!(
+        text.contains("released from memory"),
+        "the report says connections were released:\n{text}"
+    );
+}
+
+#[test]
+fn releasing_nothing_changes_nothing() {
+    // Monitors never close in this case: nothing to release, the reports are identical.
+    let path = capture("streaming-minpool", "capture.pcapng");
+    let full = conclude(
+        analyze_path(&path, AnalyzerConfig::default()).unwrap(),
+        Options::default(),
+        Meta::default(),
+    );
+    let (bounded, _) = with_releases(&path, 100, usize::MAX);
+    assert_eq!(bounded.input.released_connections, 0);
+    assert_eq!(client_summary(&bounded), client_summary(&full));
+    let ids = |r: &Report| -> HashSet<u64> {
+        r.attribution.connections.iter().map(|c| c.obs.id).collect()
+    };
+    assert_eq!(ids(&bounded), ids(&full));
+}
