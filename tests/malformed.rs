@@ -224,8 +224,8 @@ fn reordered_and_duplicated_segments_give_the_same_observations() {
     let (p, s) = (conn_from(&plain, 50_008), conn_from(&shuffled, 50_008));
     let (ph, sh) = (p.handshake.clone().unwrap(), s.handshake.clone().unwrap());
     assert_eq!(
-        (ph.app_name, ph.driver_name, ph.driver_version),
-        (sh.app_name, sh.driver_name, sh.driver_version)
+        (&ph.app_name, &ph.driver_name, &ph.driver_version),
+        (&sh.app_name, &sh.driver_name, &sh.driver_version)
     );
     assert_eq!(p.commands, s.commands);
     assert_eq!(p.hello.requests, s.hello.requests);

@@ -170,12 +170,12 @@ fn polling_client_formula_and_reason() {
         let mut m = conn(i as u64, &format!("10.0.0.6:{}", 40000 + i), node)
             .with_handshake("billing", "PyMongo", "4.0")
             .with_plain_hellos(3, 10.0);
-        m.server_info.as_mut().unwrap().max_wire_version = Some(8);
+        std::sync::Arc::make_mut(m.server_info.as_mut().unwrap()).max_wire_version = Some(8);
         conns.push(m);
         let mut pool = conn(10 + i as u64, &format!("10.0.0.6:{}", 41000 + i), node)
             .with_handshake("billing", "PyMongo", "4.0")
             .with_auth();
-        pool.server_info.as_mut().unwrap().max_wire_version = Some(8);
+        std::sync::Arc::make_mut(pool.server_info.as_mut().unwrap()).max_wire_version = Some(8);
         conns.push(pool);
     }
     let c = &run(conns, Options::default()).clients[0];

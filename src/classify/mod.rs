@@ -523,7 +523,7 @@ pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> 
                 .or(capture_end)
                 .unwrap_or(obs.last_seen)
                 .max(obs.last_seen);
-            let lived = until - obs.handshake.as_ref().map_or(obs.first_seen, |h| h.ts);
+            let lived = until - obs.handshake_ts.unwrap_or(obs.first_seen);
             let heartbeat = median(&hood.heartbeat).unwrap_or(DEFAULT_HEARTBEAT_SECS);
             if hood.authenticated_pool > 0 {
                 let class = if beside_streaming {

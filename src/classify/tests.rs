@@ -72,8 +72,8 @@ fn polling_reason_mentions_legacy_server() {
     let mut o = conn(1, "10.0.0.5:5000", N1)
         .with_handshake("app", "PyMongo", "4.0")
         .with_plain_hellos(2, 10.0);
-    o.server_info.as_mut().unwrap().max_wire_version = Some(8);
-    o.server_info.as_mut().unwrap().topology_version = false;
+    std::sync::Arc::make_mut(o.server_info.as_mut().unwrap()).max_wire_version = Some(8);
+    std::sync::Arc::make_mut(o.server_info.as_mut().unwrap()).topology_version = false;
     let v = one(o);
     assert_eq!(v.class, Class::PollingMonitor);
     assert!(v.evidence.contains("below 4.4"), "{}", v.evidence);
@@ -157,7 +157,7 @@ fn long_idle_handshake_only_is_pool_short_one_is_unknown() {
 #[test]
 fn internal_client_and_internal_commands() {
     let mut o = conn(1, "10.0.0.9:40000", N2).with_handshake("", "NetworkInterfaceTL", "7.0");
-    o.handshake.as_mut().unwrap().internal_client = true;
+    std::sync::Arc::make_mut(o.handshake.as_mut().unwrap()).internal_client = true;
     assert_eq!(one(o).class, Class::Internal);
     let o = conn(1, "10.0.0.9:40000", N2)
         .without_syn()
@@ -170,7 +170,7 @@ fn load_balanced_handshake_is_pool_even_with_hellos() {
     let mut o = conn(1, "10.0.0.5:5000", N1)
         .with_handshake("app", "nodejs", "6.10.0")
         .with_plain_hellos(2, 10.0);
-    o.handshake.as_mut().unwrap().load_balanced = true;
+    std::sync::Arc::make_mut(o.handshake.as_mut().unwrap()).load_balanced = true;
     let v = one(o);
     assert_eq!(v.class, Class::Pool);
     assert!(v.evidence.contains("loadBalanced"));
@@ -294,7 +294,8 @@ fn a_single_threaded_clients_handshake_only_connections_are_single_threaded() {
 #[test]
 fn sasl_mechanism_negotiation_marks_a_pool_connection() {
     let mut o = conn(1, "10.0.0.5:5000", N1).with_handshake("app", "Java", "5.1");
-    o.handshake.as_mut().unwrap().sasl_supported_mechs = Some("admin.app".into());
+    std::sync::Arc::make_mut(o.handshake.as_mut().unwrap()).sasl_supported_mechs =
+        Some("admin.app".into());
     let v = one(o);
     assert_eq!(v.class, Class::Pool);
     assert!(v.evidence.contains("saslSupportedMechs"), "{}", v.evidence);

@@ -22,24 +22,24 @@ pub fn conn(id: u64, client: &str, server: &str) -> Observations {
 impl Observations {
     /// The driver's handshake, as the first hello.
     pub fn with_handshake(mut self, app: &str, driver: &str, version: &str) -> Self {
-        self.handshake = Some(Handshake {
-            ts: self.first_seen,
+        self.handshake_ts = Some(self.first_seen);
+        self.handshake = Some(Arc::new(Handshake {
             command: "hello".into(),
             app_name: Some(app.into()),
             driver_name: Some(driver.into()),
             driver_version: Some(version.into()),
             ..Handshake::default()
-        });
+        }));
         self.first_command = Some("hello".into());
         self.hello.requests += 1;
         self.hello.replies += 1;
         self.client_traffic.messages += 1;
         self.server_traffic.messages += 1;
-        self.server_info = Some(ServerInfo {
+        self.server_info = Some(Arc::new(ServerInfo {
             topology_version: true,
             max_wire_version: Some(21),
             ..ServerInfo::default()
-        });
+        }));
         self
     }
     /// `n` plain hellos after the handshake, every `every` seconds.
@@ -91,8 +91,8 @@ impl Observations {
     pub fn lived(mut self, from: f64, to: Option<f64>) -> Self {
         self.first_seen = from;
         self.opened = self.opened.map(|_| from);
-        if let Some(h) = self.handshake.as_mut() {
-            h.ts = from;
+        if self.handshake.is_some() {
+            self.handshake_ts = Some(from);
         }
         self.closed = to;
         self.last_seen = to.unwrap_or(self.last_seen.max(from));

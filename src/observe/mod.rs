@@ -16,7 +16,9 @@ pub mod fixture;
 mod stats;
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -70,6 +72,40 @@ impl InFlight {
     }
 }
 
+/// One shared copy of each distinct value. Tens of thousands of connection records hold
+/// the same few handshakes and server descriptions (strings, host lists); sharing them
+/// was a third of a big capture's memory. Values no record holds any more are dropped
+/// when the set has doubled, so the set follows the records it serves.
+#[derive(Debug)]
+struct Interner<T> {
+    values: rustc_hash::FxHashSet<Arc<T>>,
+    prune_at: usize,
+}
+
+impl<T> Default for Interner<T> {
+    fn default() -> Self {
+        Interner {
+            values: Default::default(),
+            prune_at: 1024,
+        }
+    }
+}
+
+impl<T: Hash + Eq> Interner<T> {
+    fn intern(&mut self, value: T) -> Arc<T> {
+        if let Some(shared) = self.values.get(&value) {
+            return Arc::clone(shared);
+        }
+        if self.values.len() >= self.prune_at {
+            self.values.retain(|v| Arc::strong_count(v) > 1);
+            self.prune_at = (self.values.len() * 2).max(1024);
+        }
+        let shared = Arc::new(value);
+        self.values.insert(Arc::clone(&shared));
+        shared
+    }
+}
+
 /// How the client side of a connection was determined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -84,10 +120,10 @@ pub enum Orientation {
     Guess,
 }
 
-/// The first `hello`/`isMaster` of a connection: the driver's handshake.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// The first `hello`/`isMaster` of a connection: the driver's handshake. Every connection
+/// of a driver instance sends the same one, so records share it ([`Interner`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct Handshake {
-    pub ts: f64,
     /// `hello`, `isMaster` or `ismaster`, as sent.
     pub command: String,
     /// Sent as OP_QUERY on `admin.$cmd` (drivers do this until they know the server
@@ -137,8 +173,9 @@ pub struct HelloStats {
     pub last_ts: Option<f64>,
 }
 
-/// What the server said about itself in hello replies.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// What the server said about itself in hello replies; shared between the connections
+/// that heard the same ([`Interner`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct ServerInfo {
     pub set_name: Option<String>,
     pub me: Option<String>,
@@ -207,7 +244,9 @@ pub struct Observations {
     pub mid_stream: bool,
     /// The first request seen on the connection (its command name).
     pub first_command: Option<String>,
-    pub handshake: Option<Handshake>,
+    pub handshake: Option<Arc<Handshake>>,
+    /// When the handshake was sent.
+    pub handshake_ts: Option<f64>,
     pub hello: HelloStats,
     /// Requests other than hello and authentication, by command name.
     pub commands: Vec<CommandCount>,
@@ -216,7 +255,7 @@ pub struct Observations {
     pub compression: Option<&'static str>,
     /// Legacy opcodes (OP_INSERT …) counted by name.
     pub legacy_opcodes: Vec<CommandCount>,
-    pub server_info: Option<ServerInfo>,
+    pub server_info: Option<Arc<ServerInfo>>,
     /// Round trips of operations (non-hello requests), milliseconds.
     pub op_latency_ms: Summary,
     pub client_traffic: Traffic,
@@ -243,6 +282,7 @@ impl Observations {
             mid_stream: false,
             first_command: None,
             handshake: None,
+            handshake_ts: None,
             hello: HelloStats::default(),
             commands: Vec::new(),
             auth: Auth::default(),
@@ -332,6 +372,8 @@ pub struct Observer {
     pub finished: Vec<Observations>,
     pub nodes: NodeStats,
     pub in_flight: InFlight,
+    handshakes: Interner<Handshake>,
+    server_infos: Interner<ServerInfo>,
     pub warnings: Warnings,
     /// TCP flows that never carried a MongoDB message and touch no server port.
     pub foreign_flows: u64,
@@ -347,6 +389,8 @@ impl Observer {
             finished: Vec::new(),
             nodes: NodeStats::default(),
             in_flight: InFlight::default(),
+            handshakes: Interner::default(),
+            server_infos: Interner::default(),
             warnings: Warnings::default(),
             foreign_flows: 0,
             tls_connections: 0,
@@ -476,7 +520,8 @@ impl Observer {
                         h.legacy_op_query += 1;
                     }
                     if obs.handshake.is_none() {
-                        obs.handshake = Some(handshake_of(hello, ts));
+                        obs.handshake = Some(self.handshakes.intern(handshake_of(hello)));
+                        obs.handshake_ts = Some(ts.as_secs_f64());
                         if hello.speculative_authenticate {
                             obs.auth.speculative = true;
                         }
@@ -563,7 +608,7 @@ impl Observer {
                 }
                 if obs.server_info.is_none() || obs.hello.replies <= 2 {
                     if let Some(reply) = wire::hello_reply(msg) {
-                        obs.server_info = Some(server_info_of(&reply));
+                        obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
                     }
                 }
             }
@@ -615,7 +660,7 @@ impl Observer {
         }
         state.last_hello_reply = Some(ts);
         if obs.server_info.is_none() {
-            obs.server_info = Some(server_info_of(&reply));
+            obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
         }
         state.pending[state.pending_next] = (
             msg.header.request_id,
@@ -662,10 +707,9 @@ fn owned(s: Option<&str>) -> Option<String> {
     s.map(str::to_string)
 }
 
-fn handshake_of(hello: &wire::HelloRequest<'_>, ts: Timestamp) -> Handshake {
+fn handshake_of(hello: &wire::HelloRequest<'_>) -> Handshake {
     let client = hello.client.as_ref();
     Handshake {
-        ts: ts.as_secs_f64(),
         command: hello.command.to_string(),
         legacy_op_query: hello.legacy_op_query,
         app_name: owned(client.and_then(|c| c.app_name)),
