@@ -224,6 +224,18 @@ impl<S> FlowTable<S> {
         let key = FlowKey::of(seg.src, seg.dst);
         let pure_syn = seg.flags.syn && !seg.flags.ack;
 
+        // Most segments belong to an open connection and are not a SYN: one lookup.
+        if !pure_syn {
+            if let Some(conn) = self.flows.get_mut(&key) {
+                if conn.state.is_some() {
+                    if feed(conn, ts, seg, self.config.stream, &mut self.budget, handler) {
+                        self.closed(key, ts, handler);
+                    }
+                    return;
+                }
+            }
+        }
+
         if let Some(conn) = self.flows.get(&key) {
             let side = side_of(&conn.info, seg.src);
             let reused = pure_syn
@@ -281,73 +293,22 @@ impl<S> FlowTable<S> {
         }
 
         let conn = self.flows.get_mut(&key).expect("inserted");
-        conn.info.last_seen = ts;
-        let side = side_of(&conn.info, seg.src);
-        let i = side.index();
-        let state = conn.state.as_mut().expect("open connection");
+        if feed(conn, ts, seg, self.config.stream, &mut self.budget, handler) {
+            self.closed(key, ts, handler);
+        }
+    }
 
-        if seg.flags.syn {
-            conn.isn[i].get_or_insert(seg.seq);
-            conn.halves[i].syn(seg.seq);
+    /// Both FINs or a RST: hand the state back, keep the flow lingering (so late
+    /// segments are recognised as after-close), released by [`FlowTable::expire`].
+    fn closed<H: ConnHandler<State = S>>(&mut self, key: FlowKey, ts: Timestamp, handler: &mut H) {
+        let mut conn = self.flows.remove(&key).expect("present");
+        if let Some(close) = conn.info.close.as_mut() {
+            close.ts = ts;
         }
-        let budget = &mut self.budget;
-        let info = conn.info;
-        // The peer's ACK may reveal bytes of our direction the capture never showed.
-        if let Some(ack) = seg.ack {
-            let other = side.other();
-            conn.halves[other.index()].acknowledged(ack, budget, |event| {
-                handler.stream(state, &info, other, ts, event)
-            });
-        }
-        let payload_seq = if seg.flags.syn {
-            seg.seq.wrapping_add(1)
-        } else {
-            seg.seq
-        };
-        conn.halves[i].segment(
-            payload_seq,
-            seg.payload,
-            seg.missing_tail,
-            self.config.stream,
-            budget,
-            |event| handler.stream(state, &info, side, ts, event),
-        );
-
-        if seg.flags.fin {
-            let fin_seq = payload_seq.wrapping_add(seg.payload.len() as u32 + seg.missing_tail);
-            conn.halves[i].fin(fin_seq);
-        }
-        if seg.flags.rst || seg.flags.fin {
-            if conn.info.close.is_none() {
-                conn.info.close = Some(Close {
-                    ts,
-                    kind: if seg.flags.rst {
-                        CloseKind::Rst
-                    } else {
-                        CloseKind::Fin
-                    },
-                    by: Some(side),
-                });
-            }
-            conn.fin[i] |= seg.flags.fin;
-            if seg.flags.rst {
-                if let Some(close) = conn.info.close.as_mut() {
-                    close.kind = CloseKind::Rst;
-                    close.ts = ts;
-                }
-            }
-            let done = seg.flags.rst || (conn.fin[0] && conn.fin[1]);
-            if done {
-                let mut conn = self.flows.remove(&key).expect("present");
-                if let Some(close) = conn.info.close.as_mut() {
-                    close.ts = ts;
-                }
-                let id = conn.info.id;
-                self.finish_conn(&mut conn, handler);
-                self.lingering.push_back((ts, key, id));
-                self.flows.insert(key, conn);
-            }
-        }
+        let id = conn.info.id;
+        self.finish_conn(&mut conn, handler);
+        self.lingering.push_back((ts, key, id));
+        self.flows.insert(key, conn);
     }
 
     /// End of input: every connection still open is handed back as open.
@@ -411,6 +372,75 @@ fn side_of(info: &ConnInfo, src: SocketAddr) -> Side {
         Side::A
     } else {
         Side::B
+    }
+}
+
+/// Deliver one segment to an open connection; true once both FINs or a RST were seen.
+fn feed<S, H: ConnHandler<State = S>>(
+    conn: &mut Conn<S>,
+    ts: Timestamp,
+    seg: &TcpSegment<'_>,
+    limits: StreamLimits,
+    budget: &mut usize,
+    handler: &mut H,
+) -> bool {
+    conn.info.last_seen = ts;
+    let side = side_of(&conn.info, seg.src);
+    let i = side.index();
+    let state = conn.state.as_mut().expect("open connection");
+
+    if seg.flags.syn {
+        conn.isn[i].get_or_insert(seg.seq);
+        conn.halves[i].syn(seg.seq);
+    }
+    let info = conn.info;
+    // The peer's ACK may reveal bytes of our direction the capture never showed.
+    if let Some(ack) = seg.ack {
+        let other = side.other();
+        conn.halves[other.index()].acknowledged(ack, budget, |event| {
+            handler.stream(state, &info, other, ts, event)
+        });
+    }
+    let payload_seq = if seg.flags.syn {
+        seg.seq.wrapping_add(1)
+    } else {
+        seg.seq
+    };
+    conn.halves[i].segment(
+        payload_seq,
+        seg.payload,
+        seg.missing_tail,
+        limits,
+        budget,
+        |event| handler.stream(state, &info, side, ts, event),
+    );
+
+    if seg.flags.fin {
+        let fin_seq = payload_seq.wrapping_add(seg.payload.len() as u32 + seg.missing_tail);
+        conn.halves[i].fin(fin_seq);
+    }
+    if seg.flags.rst || seg.flags.fin {
+        if conn.info.close.is_none() {
+            conn.info.close = Some(Close {
+                ts,
+                kind: if seg.flags.rst {
+                    CloseKind::Rst
+                } else {
+                    CloseKind::Fin
+                },
+                by: Some(side),
+            });
+        }
+        conn.fin[i] |= seg.flags.fin;
+        if seg.flags.rst {
+            if let Some(close) = conn.info.close.as_mut() {
+                close.kind = CloseKind::Rst;
+                close.ts = ts;
+            }
+        }
+        seg.flags.rst || (conn.fin[0] && conn.fin[1])
+    } else {
+        false
     }
 }
 
