@@ -145,6 +145,12 @@ struct Common {
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
     max_total_buffer: usize,
 
+    /// Replace host addresses, host names, appNames, replica set and process names with
+    /// pseudonyms (host-1, app-1, …) and drop document values, so the report can be
+    /// handed to someone outside the organisation.
+    #[arg(long)]
+    redact: bool,
+
     /// Do not repeat warnings on standard error (they stay in the report).
     #[arg(short, long)]
     quiet: bool,
@@ -200,7 +206,12 @@ fn meta() -> Meta {
 }
 
 /// Print warnings, write the report; the exit status says whether there were warnings.
-fn deliver(report: &Report, format: Format, common: &Common) -> Result<u8, String> {
+fn deliver(report: Report, format: Format, common: &Common) -> Result<u8, String> {
+    let report = if common.redact {
+        report.redacted()
+    } else {
+        report
+    };
     if !common.quiet {
         for w in &report.warnings {
             eprintln!("conn-attrib: warning: {}", w.message);
@@ -239,7 +250,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             let analysis =
                 analyze_path(&capture, cli.common.analyzer_config()).map_err(|e| e.to_string())?;
             let report = conclude(analysis, cli.common.options()?, meta());
-            deliver(&report, cli.format.into(), &cli.common)
+            deliver(report, cli.format.into(), &cli.common)
         }
     }
 }
@@ -265,10 +276,15 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
         meta: meta(),
     };
     let tty = io::stderr().is_terminal();
+    let redact = args.common.redact;
     let report = live::run(opts, &stop, |snapshot| {
         if tty {
-            // Redraw the live table in place.
-            let table = snapshot.render(Format::Text);
+            // Redraw the live table in place (redacted too: screens get shared).
+            let table = if redact {
+                snapshot.clone().redacted().render(Format::Text)
+            } else {
+                snapshot.render(Format::Text)
+            };
             let head: String = table.split("\nNODES").next().unwrap_or("").to_string();
             eprint!("\x1b[2J\x1b[H{head}\n(Ctrl-C writes the final report)\n");
         } else {
@@ -284,7 +300,7 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
     if let (Some(received), Some(dropped)) = (report.input.received, report.input.dropped) {
         eprintln!("conn-attrib: libpcap received {received} packets, dropped {dropped}");
     }
-    deliver(&report, args.format.into(), &args.common)
+    deliver(report, args.format.into(), &args.common)
 }
 
 /// The command line for reports, with any connection string's credentials removed.
@@ -351,6 +367,7 @@ mod tests {
             "--max-total-buffer",
             "4096",
             "-q",
+            "--redact",
         ])
         .unwrap();
         assert_eq!(cli.capture.as_deref(), Some("x.pcap"));
@@ -364,6 +381,7 @@ mod tests {
         assert_eq!(c.max_stream_buffer, 1024);
         assert_eq!(c.max_total_buffer, 4096);
         assert!(c.quiet);
+        assert!(c.redact);
         assert!(Cli::try_parse_from(["conn-attrib", "x", "-f", "xml"]).is_err());
     }
 

@@ -120,7 +120,9 @@ pub fn to_markdown(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "- `{}` → `{}`: {}",
-                c.obs.client, c.obs.server, c.verdict.evidence
+                report.endpoint(c.obs.client),
+                report.endpoint(c.obs.server),
+                c.verdict.evidence
             );
         }
     }

@@ -6,10 +6,11 @@
 
 mod json;
 mod markdown;
+mod redact;
 mod text;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
@@ -70,6 +71,9 @@ pub struct Report {
     /// in [`Report::with_processes`]: printers ask per client, and a per-call scan of every
     /// connection made reports on big captures quadratic.
     client_processes: HashMap<String, Vec<ProcessInfo>>,
+    /// After [`Report::redacted`]: the pseudonym each stand-in endpoint address shows as.
+    endpoint_names: HashMap<IpAddr, String>,
+    redacted: bool,
 }
 
 impl Report {
@@ -83,6 +87,8 @@ impl Report {
             nodes,
             processes: HashMap::new(),
             client_processes: HashMap::new(),
+            endpoint_names: HashMap::new(),
+            redacted: false,
         }
     }
 
@@ -109,6 +115,19 @@ impl Report {
         self.client_processes = client_processes;
         self.processes = processes;
         self
+    }
+
+    /// A connection endpoint as printers show it: `host-N:port` in a redacted report.
+    pub fn endpoint(&self, addr: SocketAddr) -> String {
+        match self.endpoint_names.get(&addr.ip()) {
+            Some(name) => format!("{name}:{}", addr.port()),
+            None => addr.to_string(),
+        }
+    }
+
+    /// Whether [`Report::redacted`] made this report.
+    pub fn is_redacted(&self) -> bool {
+        self.redacted
     }
 
     /// The owner of a connection, when known.
@@ -227,8 +246,8 @@ pub(crate) fn connection_rows(report: &Report, quote: bool) -> Vec<Vec<String>> 
         .iter()
         .map(|c| {
             vec![
-                q(c.obs.client.to_string()),
-                q(c.obs.server.to_string()),
+                q(report.endpoint(c.obs.client)),
+                q(report.endpoint(c.obs.server)),
                 c.verdict.class.name().to_string(),
                 c.verdict.evidence.clone(),
             ]
