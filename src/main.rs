@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use conn_attrib::attribute::Options;
 use conn_attrib::live::{self, LiveOptions};
-use conn_attrib::report::{Format, Meta, Report};
+use conn_attrib::report::{merge, Format, Meta, Report};
 use conn_attrib::{analyze_path, conclude, AnalyzerConfig};
 
 const EXIT_HELP: &str = "\
@@ -75,6 +75,34 @@ enum Command {
     /// seconds, name the process that owns each connection, and write the report on
     /// Ctrl-C, SIGTERM or at the end of --duration.
     Live(LiveArgs),
+    /// Combine JSON reports (conn-attrib/1) from many app hosts or time windows into one
+    /// fleet report: per application across hosts, per cluster node against
+    /// --max-connections, and a projection at --instances N. A client present in several
+    /// reports is counted once, from the report where it held the most connections.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MergeArgs {
+    /// JSON reports written by `conn-attrib --format json`.
+    #[arg(required = true, value_name = "REPORT.json")]
+    reports: Vec<String>,
+
+    /// Fleet report format; JSON is the contract `conn-attrib-fleet/1`.
+    #[arg(short, long, value_enum, default_value = "text")]
+    format: FormatArg,
+
+    /// Write the fleet report to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<String>,
+
+    /// Project every application to N instances (of its largest observed instance).
+    #[arg(long, value_name = "N")]
+    instances: Option<u32>,
+
+    /// Each cluster node's connection limit, to compare totals and projections against.
+    #[arg(long, value_name = "M")]
+    max_connections: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -243,6 +271,7 @@ fn deliver(report: Report, format: Format, common: &Common) -> Result<u8, String
 fn run(cli: Cli) -> Result<u8, String> {
     match cli.command {
         Some(Command::Live(args)) => run_live(args),
+        Some(Command::Merge(args)) => run_merge(args),
         None => {
             let capture = cli
                 .capture
@@ -301,6 +330,41 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
         eprintln!("conn-attrib: libpcap received {received} packets, dropped {dropped}");
     }
     deliver(report, args.format.into(), &args.common)
+}
+
+fn run_merge(args: MergeArgs) -> Result<u8, String> {
+    let reports = args
+        .reports
+        .iter()
+        .map(|path| merge::load(path).map(|r| (path.clone(), r)))
+        .collect::<Result<Vec<_>, String>>()?;
+    let fleet = merge::merge(
+        &reports,
+        merge::MergeOptions {
+            instances: args.instances,
+            max_connections: args.max_connections,
+        },
+    );
+    let text = match Format::from(args.format) {
+        Format::Text => fleet.to_text(),
+        Format::Json => fleet.to_json(),
+        Format::Markdown => fleet.to_markdown(),
+    };
+    write_out(args.output.as_deref(), text.as_bytes())?;
+    Ok(0)
+}
+
+/// Write `bytes` to FILE or standard output (a closed pipe is not an error).
+fn write_out(path: Option<&str>, bytes: &[u8]) -> Result<(), String> {
+    match path {
+        Some(path) => std::fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}")),
+        None => match io::stdout().lock().write_all(bytes) {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+                Err(format!("cannot write the report: {e}"))
+            }
+            _ => Ok(()),
+        },
+    }
 }
 
 /// The command line for reports, with any connection string's credentials removed.
@@ -424,6 +488,34 @@ mod tests {
         assert_eq!(a.common.min_pool_size, Some(2));
         // A capture path is required without a subcommand.
         assert!(Cli::try_parse_from(["conn-attrib"]).is_err());
+    }
+
+    #[test]
+    fn merge_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "conn-attrib",
+            "merge",
+            "a.json",
+            "b.json",
+            "-f",
+            "markdown",
+            "--instances",
+            "50",
+            "--max-connections",
+            "3000",
+            "-o",
+            "fleet.md",
+        ])
+        .unwrap();
+        let Some(Command::Merge(m)) = cli.command else {
+            panic!("merge")
+        };
+        assert_eq!(m.reports, vec!["a.json", "b.json"]);
+        assert!(matches!(m.format, FormatArg::Markdown));
+        assert_eq!(m.instances, Some(50));
+        assert_eq!(m.max_connections, Some(3000));
+        assert_eq!(m.output.as_deref(), Some("fleet.md"));
+        assert!(Cli::try_parse_from(["conn-attrib", "merge"]).is_err());
     }
 
     #[test]

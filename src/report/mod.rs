@@ -1,4 +1,5 @@
-//! Stage 8, reports: one analysis, several printers (text, JSON `conn-attrib/1`, Markdown).
+//! Stage 8, reports: one analysis, several printers (text, JSON `conn-attrib/1`, Markdown),
+//! and [`merge`] of many JSON reports into one fleet report.
 //!
 //! [`Report`] gathers everything the printers need; each printer is a pure function of it.
 //! The JSON field names are a contract (`shared/report-contract.md`): the `contract_*`
@@ -6,6 +7,7 @@
 
 mod json;
 mod markdown;
+pub mod merge;
 mod redact;
 mod text;
 
