@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use conn_attrib::attribute::Options;
 use conn_attrib::live::{self, LiveOptions};
 use conn_attrib::report::{merge, Format, Meta, Report};
-use conn_attrib::{analyze_path, conclude, AnalyzerConfig};
+use conn_attrib::{analyze_path, analyze_path_with_progress, conclude, AnalyzerConfig, Progress};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 const EXIT_HELP: &str = "\
 Exit status:
@@ -276,11 +277,74 @@ fn run(cli: Cli) -> Result<u8, String> {
             let capture = cli
                 .capture
                 .expect("clap requires a capture without a subcommand");
-            let analysis =
-                analyze_path(&capture, cli.common.analyzer_config()).map_err(|e| e.to_string())?;
+            let config = cli.common.analyzer_config();
+            let analysis = match ProgressDisplay::for_capture(&capture, cli.common.quiet) {
+                Some(mut display) => {
+                    analyze_path_with_progress(&capture, config, &mut |p| display.update(p))
+                }
+                None => analyze_path(&capture, config),
+            }
+            .map_err(|e| e.to_string())?;
             let report = conclude(analysis, cli.common.options()?, meta());
             deliver(report, cli.format.into(), &cli.common)
         }
+    }
+}
+
+/// The offline progress bar on standard error: bytes of the file, packets, connections,
+/// rate and time left. Only for a terminal: a redirected stderr gets nothing.
+struct ProgressDisplay {
+    bar: ProgressBar,
+    last_draw: std::time::Instant,
+}
+
+/// How often the bar is refreshed: often enough to look alive, rarely enough to cost
+/// nothing beside the analysis.
+const PROGRESS_REFRESH: Duration = Duration::from_millis(100);
+
+impl ProgressDisplay {
+    fn for_capture(path: &str, quiet: bool) -> Option<ProgressDisplay> {
+        if quiet || !io::stderr().is_terminal() {
+            return None;
+        }
+        // A file's size is known; standard input's is not (a spinner with counts then).
+        let total = (path != "-")
+            .then(|| std::fs::metadata(path).ok())
+            .flatten()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        let target = ProgressDrawTarget::stderr_with_hz(10);
+        let (bar, template) = match total {
+            Some(len) => (
+                ProgressBar::with_draw_target(Some(len), target),
+                "{bar:30} {bytes}/{total_bytes} {msg} {bytes_per_sec}, {eta} left",
+            ),
+            None => (
+                ProgressBar::with_draw_target(None, target),
+                "{spinner} {bytes} {msg} {bytes_per_sec}",
+            ),
+        };
+        bar.set_style(ProgressStyle::with_template(template).ok()?);
+        Some(ProgressDisplay {
+            bar,
+            last_draw: std::time::Instant::now() - PROGRESS_REFRESH,
+        })
+    }
+
+    fn update(&mut self, p: Progress) {
+        if p.done {
+            self.bar.finish_and_clear();
+            return;
+        }
+        if self.last_draw.elapsed() < PROGRESS_REFRESH {
+            return;
+        }
+        self.last_draw = std::time::Instant::now();
+        self.bar.set_message(format!(
+            "· {} packets · {} connections ·",
+            p.packets, p.connections
+        ));
+        self.bar.set_position(p.bytes);
     }
 }
 
