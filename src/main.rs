@@ -26,6 +26,7 @@ enum FormatArg {
     Text,
     Json,
     Markdown,
+    Html,
 }
 
 impl From<FormatArg> for Format {
@@ -34,6 +35,7 @@ impl From<FormatArg> for Format {
             FormatArg::Text => Format::Text,
             FormatArg::Json => Format::Json,
             FormatArg::Markdown => Format::Markdown,
+            FormatArg::Html => Format::Html,
         }
     }
 }
@@ -61,8 +63,9 @@ struct Cli {
     #[arg(required = true)]
     capture: Option<String>,
 
-    /// Report format: a readable text summary, the JSON contract `conn-attrib/1`, or
-    /// Markdown for a support ticket.
+    /// Report format: a readable text summary, the JSON contract `conn-attrib/1`,
+    /// Markdown for a support ticket, or one self-contained HTML page with a connection
+    /// timeline.
     #[arg(short, long, value_enum, default_value = "text")]
     format: FormatArg,
 
@@ -413,6 +416,11 @@ fn run_merge(args: MergeArgs) -> Result<u8, String> {
         Format::Text => fleet.to_text(),
         Format::Json => fleet.to_json(),
         Format::Markdown => fleet.to_markdown(),
+        Format::Html => {
+            return Err(
+                "merge writes text, json or markdown; --format html is for capture reports".into(),
+            )
+        }
     };
     write_out(args.output.as_deref(), text.as_bytes())?;
     Ok(0)

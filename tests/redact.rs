@@ -129,7 +129,7 @@ fn no_address_or_name_survives_in_any_format() {
                 "{case}: {h} not in the plain report"
             );
         }
-        for format in ["text", "json", "markdown"] {
+        for format in ["text", "json", "markdown", "html"] {
             let out = run(case, &["--format", format, "--redact"]);
             for h in &o.hosts {
                 // Addresses as substrings: "127.0.0.1" must not hide in "127.0.0.11".

@@ -1,10 +1,12 @@
-//! Stage 8, reports: one analysis, several printers (text, JSON `conn-attrib/1`, Markdown),
+//! Stage 8, reports: one analysis, several printers (text, JSON `conn-attrib/1`, Markdown,
+//! HTML),
 //! and [`merge`] of many JSON reports into one fleet report.
 //!
 //! [`Report`] gathers everything the printers need; each printer is a pure function of it.
 //! The JSON field names are a contract (`shared/report-contract.md`): the `contract_*`
 //! tests pin them.
 
+mod html;
 mod json;
 mod markdown;
 pub mod merge;
@@ -18,10 +20,11 @@ use serde::Serialize;
 
 use crate::analyzer::{Analysis, InputSummary};
 use crate::attribute::{Attribution, Counts};
-use crate::observe::Percentiles;
+use crate::observe::{Bins, Percentiles};
 use crate::process::ProcessInfo;
 use crate::warnings::Warning;
 
+pub use html::to_html;
 pub use json::{to_json, write_json};
 pub use markdown::to_markdown;
 pub use text::to_text;
@@ -33,6 +36,8 @@ pub enum Format {
     Text,
     Json,
     Markdown,
+    /// One self-contained page: tables, verdicts and an SVG timeline, no scripts.
+    Html,
 }
 
 /// Per server node: who connects and how it behaves.
@@ -49,6 +54,11 @@ pub struct NodeSummary {
     pub op_latency_ms: Option<Percentiles>,
     /// What the node said about itself (set name, role), when a hello reply was seen.
     pub role: Option<String>,
+    /// Heartbeat intervals (s) and hello round trips (ms) binned for charts (HTML).
+    #[serde(skip)]
+    pub heartbeat_bins: Option<Bins>,
+    #[serde(skip)]
+    pub hello_rtt_bins: Option<Bins>,
 }
 
 /// Who ran the tool and how, for reports handed to someone else.
@@ -150,6 +160,7 @@ impl Report {
             Format::Text => to_text(self),
             Format::Json => to_json(self),
             Format::Markdown => to_markdown(self),
+            Format::Html => to_html(self),
         }
     }
 
@@ -203,6 +214,8 @@ fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSum
                 hello_rtt_ms: h.and_then(|h| h.hello_rtt()),
                 op_latency_ms: h.and_then(|h| h.op_latency()),
                 role,
+                heartbeat_bins: h.and_then(|h| h.heartbeat_bins()),
+                hello_rtt_bins: h.and_then(|h| h.hello_rtt_bins()),
             }
         })
         .collect()
