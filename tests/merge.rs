@@ -22,7 +22,8 @@ fn bin() -> Command {
 }
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("conn-attrib-merge-{}-{name}", std::process::id()));
+    // Under target/: nothing left behind in the system's temporary directory.
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("merge-{name}"));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
