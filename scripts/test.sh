@@ -14,6 +14,12 @@ if [[ ! -x scripts/lab/.venv/bin/python ]]; then
   python3 -m venv scripts/lab/.venv && scripts/lab/.venv/bin/pip install -q "pymongo==4.20.1" \
     || echo "NOTE: could not install PyMongo: the live-capture test will report itself skipped"
 fi
+# The HTML report is checked in a real headless browser: Debian's chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium for the HTML report test"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+    || echo "NOTE: could not install chromium: tests/html.rs will skip its browser checks"
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

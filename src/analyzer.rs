@@ -220,9 +220,44 @@ impl Analyzer {
     }
 }
 
+/// Counters for a progress display, from what the source and the flow table already count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub packets: u64,
+    /// Capture bytes read so far (packet records).
+    pub bytes: u64,
+    pub connections: u64,
+    /// The whole input has been read.
+    pub done: bool,
+}
+
+/// Packets between two progress reports: a power of two, so the hot loop pays one mask
+/// and compare per packet and the callback runs a few hundred times a second at most.
+const PROGRESS_EVERY: u64 = 1 << 12;
+
 /// Run stages 1–5 over a whole source.
 pub fn analyze(source: &mut dyn PacketSource, config: AnalyzerConfig) -> Analysis {
+    analyze_with_progress(source, config, &mut |_| {})
+}
+
+/// [`analyze`], calling `on_progress` at the start, every few thousand packets and at the
+/// end of the input.
+pub fn analyze_with_progress(
+    source: &mut dyn PacketSource,
+    config: AnalyzerConfig,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Analysis {
     let mut analyzer = Analyzer::new(config);
+    let progress = |source: &dyn PacketSource, analyzer: &Analyzer, done: bool| {
+        let stats = source.stats();
+        Progress {
+            packets: stats.packets,
+            bytes: stats.bytes,
+            connections: analyzer.table.stats.connections,
+            done,
+        }
+    };
+    on_progress(progress(source, &analyzer, false));
     loop {
         match source.next_packet() {
             Ok(Some(packet)) => analyzer.packet(&packet),
@@ -232,7 +267,11 @@ pub fn analyze(source: &mut dyn PacketSource, config: AnalyzerConfig) -> Analysi
                 break;
             }
         }
+        if analyzer.input.packets & (PROGRESS_EVERY - 1) == 0 {
+            on_progress(progress(source, &analyzer, false));
+        }
     }
+    on_progress(progress(source, &analyzer, true));
     analyzer.source_notes(source.take_notes());
     let stats = source.stats();
     let mut analysis = analyzer.finish();

@@ -135,7 +135,7 @@ fn inspect(msg: &wire::Message<'_>) {
 
 fn render_all(analysis: crate::Analysis) {
     let report = conclude(analysis, Default::default(), Meta::default());
-    for format in [Format::Text, Format::Json, Format::Markdown] {
+    for format in [Format::Text, Format::Json, Format::Markdown, Format::Html] {
         let _ = report.render(format);
     }
 }

@@ -21,7 +21,7 @@ pub mod tcp;
 pub mod warnings;
 pub mod wire;
 
-pub use analyzer::{analyze, Analysis, Analyzer, AnalyzerConfig};
+pub use analyzer::{analyze, analyze_with_progress, Analysis, Analyzer, AnalyzerConfig, Progress};
 
 /// Stages 6–8 over an analysis: classify, attribute, and assemble the report.
 pub fn conclude(
@@ -59,4 +59,14 @@ pub fn analyze_path(
 ) -> Result<analyzer::Analysis, capture::CaptureError> {
     let mut source = capture::FileSource::open(path)?;
     Ok(analyze(&mut source, config))
+}
+
+/// [`analyze_path`] with progress reports (see [`analyzer::analyze_with_progress`]).
+pub fn analyze_path_with_progress(
+    path: &str,
+    config: AnalyzerConfig,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<analyzer::Analysis, capture::CaptureError> {
+    let mut source = capture::FileSource::open(path)?;
+    Ok(analyze_with_progress(&mut source, config, on_progress))
 }

@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use conn_attrib::attribute::Options;
 use conn_attrib::live::{self, LiveOptions};
-use conn_attrib::report::{Format, Meta, Report};
-use conn_attrib::{analyze_path, conclude, AnalyzerConfig};
+use conn_attrib::report::{merge, Format, Meta, Report};
+use conn_attrib::{analyze_path, analyze_path_with_progress, conclude, AnalyzerConfig, Progress};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 const EXIT_HELP: &str = "\
 Exit status:
@@ -25,6 +26,7 @@ enum FormatArg {
     Text,
     Json,
     Markdown,
+    Html,
 }
 
 impl From<FormatArg> for Format {
@@ -33,6 +35,7 @@ impl From<FormatArg> for Format {
             FormatArg::Text => Format::Text,
             FormatArg::Json => Format::Json,
             FormatArg::Markdown => Format::Markdown,
+            FormatArg::Html => Format::Html,
         }
     }
 }
@@ -60,8 +63,9 @@ struct Cli {
     #[arg(required = true)]
     capture: Option<String>,
 
-    /// Report format: a readable text summary, the JSON contract `conn-attrib/1`, or
-    /// Markdown for a support ticket.
+    /// Report format: a readable text summary, the JSON contract `conn-attrib/1`,
+    /// Markdown for a support ticket, or one self-contained HTML page with a connection
+    /// timeline.
     #[arg(short, long, value_enum, default_value = "text")]
     format: FormatArg,
 
@@ -75,6 +79,34 @@ enum Command {
     /// seconds, name the process that owns each connection, and write the report on
     /// Ctrl-C, SIGTERM or at the end of --duration.
     Live(LiveArgs),
+    /// Combine JSON reports (conn-attrib/1) from many app hosts or time windows into one
+    /// fleet report: per application across hosts, per cluster node against
+    /// --max-connections, and a projection at --instances N. A client present in several
+    /// reports is counted once, from the report where it held the most connections.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MergeArgs {
+    /// JSON reports written by `conn-attrib --format json`.
+    #[arg(required = true, value_name = "REPORT.json")]
+    reports: Vec<String>,
+
+    /// Fleet report format; JSON is the contract `conn-attrib-fleet/1`.
+    #[arg(short, long, value_enum, default_value = "text")]
+    format: FormatArg,
+
+    /// Write the fleet report to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<String>,
+
+    /// Project every application to N instances (of its largest observed instance).
+    #[arg(long, value_name = "N")]
+    instances: Option<u32>,
+
+    /// Each cluster node's connection limit, to compare totals and projections against.
+    #[arg(long, value_name = "M")]
+    max_connections: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -150,6 +182,12 @@ struct Common {
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
     max_total_buffer: usize,
 
+    /// Replace host addresses, host names, appNames, replica set and process names with
+    /// pseudonyms (host-1, app-1, …) and drop document values, so the report can be
+    /// handed to someone outside the organisation.
+    #[arg(long)]
+    redact: bool,
+
     /// Do not repeat warnings on standard error (they stay in the report).
     #[arg(short, long)]
     quiet: bool,
@@ -205,7 +243,12 @@ fn meta() -> Meta {
 }
 
 /// Print warnings, write the report; the exit status says whether there were warnings.
-fn deliver(report: &Report, format: Format, common: &Common) -> Result<u8, String> {
+fn deliver(report: Report, format: Format, common: &Common) -> Result<u8, String> {
+    let report = if common.redact {
+        report.redacted()
+    } else {
+        report
+    };
     if !common.quiet {
         for w in &report.warnings {
             eprintln!("conn-attrib: warning: {}", w.message);
@@ -231,25 +274,89 @@ fn deliver(report: &Report, format: Format, common: &Common) -> Result<u8, Strin
         }
     };
     written?;
-    Ok(if report.warnings.is_empty() { 0 } else { 1 })
+    let status = if report.warnings.is_empty() { 0 } else { 1 };
+    // The process ends right after: freeing tens of thousands of connection records one
+    // by one took 5% of a run and gives nothing back.
+    std::mem::forget(report);
+    Ok(status)
 }
 
 fn run(cli: Cli) -> Result<u8, String> {
     match cli.command {
         Some(Command::Live(args)) => run_live(args),
+        Some(Command::Merge(args)) => run_merge(args),
         None => {
             let capture = cli
                 .capture
                 .expect("clap requires a capture without a subcommand");
-            let analysis =
-                analyze_path(&capture, cli.common.analyzer_config()).map_err(|e| e.to_string())?;
+            let config = cli.common.analyzer_config();
+            let analysis = match ProgressDisplay::for_capture(&capture, cli.common.quiet) {
+                Some(mut display) => {
+                    analyze_path_with_progress(&capture, config, &mut |p| display.update(p))
+                }
+                None => analyze_path(&capture, config),
+            }
+            .map_err(|e| e.to_string())?;
             let report = conclude(analysis, cli.common.options()?, meta());
-            let status = deliver(&report, cli.format.into(), &cli.common);
-            // The process ends right after: freeing tens of thousands of connection records
-            // one by one took 5% of a run and gives nothing back.
-            std::mem::forget(report);
-            status
+            deliver(report, cli.format.into(), &cli.common)
         }
+    }
+}
+
+/// The offline progress bar on standard error: bytes of the file, packets, connections,
+/// rate and time left. Only for a terminal: a redirected stderr gets nothing.
+struct ProgressDisplay {
+    bar: ProgressBar,
+    last_draw: std::time::Instant,
+}
+
+/// How often the bar is refreshed: often enough to look alive, rarely enough to cost
+/// nothing beside the analysis.
+const PROGRESS_REFRESH: Duration = Duration::from_millis(100);
+
+impl ProgressDisplay {
+    fn for_capture(path: &str, quiet: bool) -> Option<ProgressDisplay> {
+        if quiet || !io::stderr().is_terminal() {
+            return None;
+        }
+        // A file's size is known; standard input's is not (a spinner with counts then).
+        let total = (path != "-")
+            .then(|| std::fs::metadata(path).ok())
+            .flatten()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        let target = ProgressDrawTarget::stderr_with_hz(10);
+        let (bar, template) = match total {
+            Some(len) => (
+                ProgressBar::with_draw_target(Some(len), target),
+                "{bar:30} {bytes}/{total_bytes} {msg} {bytes_per_sec}, {eta} left",
+            ),
+            None => (
+                ProgressBar::with_draw_target(None, target),
+                "{spinner} {bytes} {msg} {bytes_per_sec}",
+            ),
+        };
+        bar.set_style(ProgressStyle::with_template(template).ok()?);
+        Some(ProgressDisplay {
+            bar,
+            last_draw: std::time::Instant::now() - PROGRESS_REFRESH,
+        })
+    }
+
+    fn update(&mut self, p: Progress) {
+        if p.done {
+            self.bar.finish_and_clear();
+            return;
+        }
+        if self.last_draw.elapsed() < PROGRESS_REFRESH {
+            return;
+        }
+        self.last_draw = std::time::Instant::now();
+        self.bar.set_message(format!(
+            "· {} packets · {} connections ·",
+            p.packets, p.connections
+        ));
+        self.bar.set_position(p.bytes);
     }
 }
 
@@ -275,10 +382,15 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
         meta: meta(),
     };
     let tty = io::stderr().is_terminal();
+    let redact = args.common.redact;
     let report = live::run(opts, &stop, |snapshot| {
         if tty {
-            // Redraw the live table in place.
-            let table = snapshot.render(Format::Text);
+            // Redraw the live table in place (redacted too: screens get shared).
+            let table = if redact {
+                snapshot.clone().redacted().render(Format::Text)
+            } else {
+                snapshot.render(Format::Text)
+            };
             let head: String = table.split("\nNODES").next().unwrap_or("").to_string();
             eprint!("\x1b[2J\x1b[H{head}\n(Ctrl-C writes the final report)\n");
         } else {
@@ -294,7 +406,47 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
     if let (Some(received), Some(dropped)) = (report.input.received, report.input.dropped) {
         eprintln!("conn-attrib: libpcap received {received} packets, dropped {dropped}");
     }
-    deliver(&report, args.format.into(), &args.common)
+    deliver(report, args.format.into(), &args.common)
+}
+
+fn run_merge(args: MergeArgs) -> Result<u8, String> {
+    let reports = args
+        .reports
+        .iter()
+        .map(|path| merge::load(path).map(|r| (path.clone(), r)))
+        .collect::<Result<Vec<_>, String>>()?;
+    let fleet = merge::merge(
+        &reports,
+        merge::MergeOptions {
+            instances: args.instances,
+            max_connections: args.max_connections,
+        },
+    );
+    let text = match Format::from(args.format) {
+        Format::Text => fleet.to_text(),
+        Format::Json => fleet.to_json(),
+        Format::Markdown => fleet.to_markdown(),
+        Format::Html => {
+            return Err(
+                "merge writes text, json or markdown; --format html is for capture reports".into(),
+            )
+        }
+    };
+    write_out(args.output.as_deref(), text.as_bytes())?;
+    Ok(0)
+}
+
+/// Write `bytes` to FILE or standard output (a closed pipe is not an error).
+fn write_out(path: Option<&str>, bytes: &[u8]) -> Result<(), String> {
+    match path {
+        Some(path) => std::fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}")),
+        None => match io::stdout().lock().write_all(bytes) {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+                Err(format!("cannot write the report: {e}"))
+            }
+            _ => Ok(()),
+        },
+    }
 }
 
 /// The command line for reports, with any connection string's credentials removed.
@@ -361,6 +513,7 @@ mod tests {
             "--max-total-buffer",
             "4096",
             "-q",
+            "--redact",
         ])
         .unwrap();
         assert_eq!(cli.capture.as_deref(), Some("x.pcap"));
@@ -374,6 +527,7 @@ mod tests {
         assert_eq!(c.max_stream_buffer, 1024);
         assert_eq!(c.max_total_buffer, 4096);
         assert!(c.quiet);
+        assert!(c.redact);
         assert!(Cli::try_parse_from(["conn-attrib", "x", "-f", "xml"]).is_err());
     }
 
@@ -416,6 +570,34 @@ mod tests {
         assert_eq!(a.common.min_pool_size, Some(2));
         // A capture path is required without a subcommand.
         assert!(Cli::try_parse_from(["conn-attrib"]).is_err());
+    }
+
+    #[test]
+    fn merge_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "conn-attrib",
+            "merge",
+            "a.json",
+            "b.json",
+            "-f",
+            "markdown",
+            "--instances",
+            "50",
+            "--max-connections",
+            "3000",
+            "-o",
+            "fleet.md",
+        ])
+        .unwrap();
+        let Some(Command::Merge(m)) = cli.command else {
+            panic!("merge")
+        };
+        assert_eq!(m.reports, vec!["a.json", "b.json"]);
+        assert!(matches!(m.format, FormatArg::Markdown));
+        assert_eq!(m.instances, Some(50));
+        assert_eq!(m.max_connections, Some(3000));
+        assert_eq!(m.output.as_deref(), Some("fleet.md"));
+        assert!(Cli::try_parse_from(["conn-attrib", "merge"]).is_err());
     }
 
     #[test]

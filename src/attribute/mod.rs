@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::classify::{Class, ClientKey, Verdict};
 use crate::observe::{InFlightKey, Observations};
@@ -53,8 +53,8 @@ pub struct Driver {
     pub version: String,
 }
 
-/// Connections per class, as in the contract.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// Connections per class, as in the contract (read back by `merge`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     #[serde(rename = "streaming-monitor")]
     pub streaming_monitor: u64,

@@ -27,7 +27,7 @@ use crate::tcp::{CloseKind, ConnHandler, ConnInfo, Side, StreamEvent, StreamStat
 use crate::warnings::Warnings;
 use crate::wire::{self, FrameEvent, Framer, FramerConfig, Message};
 
-pub use stats::{NodeStats, Percentiles, Summary};
+pub use stats::{Bins, NodeStats, Percentiles, Summary};
 
 /// Operations in flight at once, per (client host, appName, server): the pool's real
 /// concurrency, which is what makes it grow past minPoolSize.

@@ -81,6 +81,37 @@ impl Default for NodeHistograms {
     }
 }
 
+/// A histogram cut into equal-width bins between its smallest and largest value, for
+/// small charts in reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bins {
+    pub lo: f64,
+    pub hi: f64,
+    pub counts: Vec<u64>,
+}
+
+fn bins(h: &Histogram<u64>, scale: f64, n: usize) -> Option<Bins> {
+    if h.is_empty() {
+        return None;
+    }
+    let (lo, hi) = (h.min() as f64 / scale, h.max() as f64 / scale);
+    let mut counts = vec![0u64; n];
+    let width = (hi - lo) / n as f64;
+    for v in h.iter_recorded() {
+        let x = v.value_iterated_to() as f64 / scale;
+        let i = if width > 0.0 {
+            (((x - lo) / width) as usize).min(n - 1)
+        } else {
+            0
+        };
+        counts[i] += v.count_at_value();
+    }
+    Some(Bins { lo, hi, counts })
+}
+
+/// Bins per chart: enough to show a shape, few enough to stay a thumbnail.
+const CHART_BINS: usize = 16;
+
 fn percentiles(h: &Histogram<u64>, scale: f64) -> Option<Percentiles> {
     (!h.is_empty()).then(|| Percentiles {
         count: h.len(),
@@ -94,6 +125,14 @@ impl NodeHistograms {
     /// Heartbeat interval in seconds.
     pub fn heartbeat(&self) -> Option<Percentiles> {
         percentiles(&self.heartbeat_ms, 1000.0)
+    }
+    /// Heartbeat intervals in seconds, binned.
+    pub fn heartbeat_bins(&self) -> Option<Bins> {
+        bins(&self.heartbeat_ms, 1000.0, CHART_BINS)
+    }
+    /// Hello round trips in milliseconds, binned.
+    pub fn hello_rtt_bins(&self) -> Option<Bins> {
+        bins(&self.hello_rtt_us, 1000.0, CHART_BINS)
     }
     /// Hello round trip in milliseconds.
     pub fn hello_rtt(&self) -> Option<Percentiles> {

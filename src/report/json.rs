@@ -28,6 +28,8 @@ struct Document<'a> {
     // Additions to the contract.
     nodes: &'a [NodeSummary],
     tool: &'a Meta,
+    /// Hosts, names and document values were replaced (`--redact`).
+    redacted: bool,
 }
 
 #[derive(Serialize)]
@@ -63,15 +65,33 @@ struct ConnectionView<'a> {
     confidence: Confidence,
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<&'a ProcessInfo>,
-    observations: &'a Observations,
+    observations: ObservationsView<'a>,
+}
+
+/// A connection's observations; in a redacted report its endpoints are shown by their
+/// pseudonyms, as in the contract fields beside it.
+struct ObservationsView<'a>(&'a Attributed, &'a Report);
+
+impl Serialize for ObservationsView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (obs, report): (&Observations, &Report) = (&self.0.obs, self.1);
+        if !report.is_redacted() {
+            return obs.serialize(s);
+        }
+        // Only redacted reports pay for the detour through a JSON value.
+        let mut v = serde_json::to_value(obs).map_err(serde::ser::Error::custom)?;
+        v["client"] = report.endpoint(obs.client).into();
+        v["server"] = report.endpoint(obs.server).into();
+        v.serialize(s)
+    }
 }
 
 impl<'a> ConnectionView<'a> {
     fn of(c: &'a Attributed, report: &'a Report) -> ConnectionView<'a> {
         let hs = c.obs.handshake.as_ref();
         ConnectionView {
-            client: c.obs.client.to_string(),
-            server: c.obs.server.to_string(),
+            client: report.endpoint(c.obs.client),
+            server: report.endpoint(c.obs.server),
             class: c.verdict.class.name(),
             client_id: &c.client_id,
             app_name: hs.and_then(|h| h.app_name.as_deref()),
@@ -86,7 +106,7 @@ impl<'a> ConnectionView<'a> {
             evidence: &c.verdict.evidence,
             confidence: c.verdict.confidence,
             process: report.process_of(c.obs.client),
-            observations: &c.obs,
+            observations: ObservationsView(c, report),
         }
     }
 }
@@ -199,6 +219,7 @@ pub fn write_json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             .collect(),
         nodes: &report.nodes,
         tool: &report.meta,
+        redacted: report.is_redacted(),
     };
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
     out.write_all(b"\n")

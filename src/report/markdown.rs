@@ -13,7 +13,7 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let esc = |s: &str| s.replace('|', "\\|");
     let mut out = format!("| {} |\n", header.join(" | "));
     out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
@@ -127,7 +127,9 @@ pub fn to_markdown(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "- `{}` → `{}`: {}",
-                c.obs.client, c.obs.server, c.verdict.evidence
+                report.endpoint(c.obs.client),
+                report.endpoint(c.obs.server),
+                c.verdict.evidence
             );
         }
     }

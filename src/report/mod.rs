@@ -1,24 +1,30 @@
-//! Stage 8, reports: one analysis, several printers (text, JSON `conn-attrib/1`, Markdown).
+//! Stage 8, reports: one analysis, several printers (text, JSON `conn-attrib/1`, Markdown,
+//! HTML),
+//! and [`merge`] of many JSON reports into one fleet report.
 //!
 //! [`Report`] gathers everything the printers need; each printer is a pure function of it.
 //! The JSON field names are a contract (`shared/report-contract.md`): the `contract_*`
 //! tests pin them.
 
+mod html;
 mod json;
 mod markdown;
+pub mod merge;
+mod redact;
 mod text;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
 use crate::analyzer::{Analysis, InputSummary};
 use crate::attribute::{Attribution, Counts};
-use crate::observe::Percentiles;
+use crate::observe::{Bins, Percentiles};
 use crate::process::ProcessInfo;
 use crate::warnings::Warning;
 
+pub use html::to_html;
 pub use json::{to_json, write_json};
 pub use markdown::to_markdown;
 pub use text::to_text;
@@ -30,6 +36,8 @@ pub enum Format {
     Text,
     Json,
     Markdown,
+    /// One self-contained page: tables, verdicts and an SVG timeline, no scripts.
+    Html,
 }
 
 /// Per server node: who connects and how it behaves.
@@ -46,6 +54,11 @@ pub struct NodeSummary {
     pub op_latency_ms: Option<Percentiles>,
     /// What the node said about itself (set name, role), when a hello reply was seen.
     pub role: Option<String>,
+    /// Heartbeat intervals (s) and hello round trips (ms) binned for charts (HTML).
+    #[serde(skip)]
+    pub heartbeat_bins: Option<Bins>,
+    #[serde(skip)]
+    pub hello_rtt_bins: Option<Bins>,
 }
 
 /// Who ran the tool and how, for reports handed to someone else.
@@ -70,6 +83,9 @@ pub struct Report {
     /// in [`Report::with_processes`]: printers ask per client, and a per-call scan of every
     /// connection made reports on big captures quadratic.
     client_processes: HashMap<String, Vec<ProcessInfo>>,
+    /// After [`Report::redacted`]: the pseudonym each stand-in endpoint address shows as.
+    endpoint_names: HashMap<IpAddr, String>,
+    redacted: bool,
 }
 
 impl Report {
@@ -83,6 +99,8 @@ impl Report {
             nodes,
             processes: HashMap::new(),
             client_processes: HashMap::new(),
+            endpoint_names: HashMap::new(),
+            redacted: false,
         }
     }
 
@@ -111,6 +129,19 @@ impl Report {
         self
     }
 
+    /// A connection endpoint as printers show it: `host-N:port` in a redacted report.
+    pub fn endpoint(&self, addr: SocketAddr) -> String {
+        match self.endpoint_names.get(&addr.ip()) {
+            Some(name) => format!("{name}:{}", addr.port()),
+            None => addr.to_string(),
+        }
+    }
+
+    /// Whether [`Report::redacted`] made this report.
+    pub fn is_redacted(&self) -> bool {
+        self.redacted
+    }
+
     /// The owner of a connection, when known.
     pub fn process_of(&self, client: SocketAddr) -> Option<&ProcessInfo> {
         self.processes.get(&client)
@@ -129,6 +160,7 @@ impl Report {
             Format::Text => to_text(self),
             Format::Json => to_json(self),
             Format::Markdown => to_markdown(self),
+            Format::Html => to_html(self),
         }
     }
 
@@ -182,6 +214,8 @@ fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSum
                 hello_rtt_ms: h.and_then(|h| h.hello_rtt()),
                 op_latency_ms: h.and_then(|h| h.op_latency()),
                 role,
+                heartbeat_bins: h.and_then(|h| h.heartbeat_bins()),
+                hello_rtt_bins: h.and_then(|h| h.hello_rtt_bins()),
             }
         })
         .collect()
@@ -227,8 +261,8 @@ pub(crate) fn connection_rows(report: &Report, quote: bool) -> Vec<Vec<String>> 
         .iter()
         .map(|c| {
             vec![
-                q(c.obs.client.to_string()),
-                q(c.obs.server.to_string()),
+                q(report.endpoint(c.obs.client)),
+                q(report.endpoint(c.obs.server)),
                 c.verdict.class.name().to_string(),
                 c.verdict.evidence.clone(),
             ]
