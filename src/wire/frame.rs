@@ -416,6 +416,19 @@ impl Framer {
                 if !(0..16).contains(&flags) || start < 0 || n < 0 || n as usize > len / 5 {
                     return No;
                 }
+                // The documents fill the rest exactly: none means a bare 36-byte reply,
+                // and the first one fits. (A fake header claiming megabytes would
+                // otherwise swallow the real messages after it.)
+                const REPLY_FIXED: usize = HEADER_LEN + 20;
+                if n == 0 {
+                    return if len == REPLY_FIXED { Yes } else { No };
+                }
+                let Some(first) = i32_at(REPLY_FIXED) else {
+                    return NeedMore;
+                };
+                if first < 5 || first as usize > len - REPLY_FIXED {
+                    return No;
+                }
                 Yes
             }
             OpCode::Compressed => {
