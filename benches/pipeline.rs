@@ -136,7 +136,7 @@ fn stages(c: &mut Criterion) {
                 observed.connections.clone(),
                 verdicts,
                 Options::default(),
-                &observed.in_flight.peaks,
+                &observed.in_flight.peaks(),
             ))
         })
     });
