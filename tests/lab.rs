@@ -318,3 +318,87 @@ fn another_sessions_key_log_decrypts_nothing_and_says_so() {
         .iter()
         .any(|w| w["kind"] == "tls-no-key"));
 }
+
+#[test]
+fn wrong_keys_and_damaged_records_are_warnings_not_panics() {
+    use conn_attrib::capture::{FileSource, Packet, PacketSource};
+    let cases = tls_cases();
+    let (dir, t) = cases
+        .iter()
+        .find(|(_, t)| t["case"] == "tls12-gcm")
+        .unwrap();
+
+    // Every secret of the key log with its last hex digit changed: found, but wrong.
+    let text = std::fs::read_to_string(dir.join("keylog.txt")).unwrap();
+    let wrong: String = text
+        .lines()
+        .map(|l| match l.strip_suffix(|c: char| c.is_ascii_hexdigit()) {
+            Some(head) if !l.starts_with('#') => {
+                let last = l.chars().last().unwrap();
+                format!("{head}{}\n", if last == '0' { '1' } else { '0' })
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    let tmp = std::env::temp_dir().join(format!("conn-attrib-wrong-{}.log", std::process::id()));
+    std::fs::write(&tmp, wrong).unwrap();
+    let r = report_with(dir, t, None, Some(tmp.clone()));
+    std::fs::remove_file(&tmp).unwrap();
+    for c in r["connections"].as_array().unwrap() {
+        assert_eq!(c["class"], "unknown");
+        assert_eq!(c["tls"]["keys"], "wrong-keys", "{}", c["tls"]);
+        assert!(c["evidence"].as_str().unwrap().contains("do not decrypt"));
+    }
+    let warnings = r["warnings"].to_string();
+    assert!(warnings.contains("tls-decrypt"), "{warnings}");
+    // No secret from the key log reaches the report.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let secret = line.split_whitespace().nth(2).unwrap();
+        assert!(!warnings.contains(secret) && !r.to_string().contains(secret));
+    }
+
+    // One byte of one large packet flipped: that record fails to authenticate, its
+    // direction stops, every other connection is still decrypted and classified.
+    let capture = dir.join(t["capture"].as_str().unwrap());
+    let mut source = FileSource::open(capture.to_str().unwrap()).unwrap();
+    let mut config = AnalyzerConfig::default();
+    config.observer.keylog = Some(KeyLogConfig {
+        path: dir.join("keylog.txt"),
+        follow: false,
+    });
+    let mut analyzer = conn_attrib::Analyzer::new(config);
+    let mut big = 0;
+    while let Some(p) = source.next_packet().unwrap() {
+        let mut data = p.data.to_vec();
+        // Ethernet (the lab records on lo), IPv4, TCP: where the payload starts.
+        let tcp = 14 + (data[14] as usize & 0xf) * 4;
+        let payload = tcp + (data[tcp + 12] as usize >> 4) * 4;
+        if data.len() > payload + 100 && data[payload..payload + 3] == [23, 3, 3] {
+            big += 1;
+            if big == 20 {
+                let last = data.len() - 1;
+                data[last] ^= 0x40;
+            }
+        }
+        analyzer.packet(&Packet {
+            ts: p.ts,
+            link: p.link,
+            data: &data,
+            orig_len: p.orig_len,
+        });
+    }
+    assert!(big > 20);
+    let analysis = analyzer.finish();
+    let failed: Vec<_> = analysis
+        .connections
+        .iter()
+        .filter(|o| o.tls_session.as_ref().unwrap().records_failed > 0)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(analysis
+        .warnings
+        .iter()
+        .any(|w| w.kind == "tls-decrypt" && w.message.contains("did not decrypt")));
+    // Records before the damaged one were decrypted: the connection still counts.
+    assert!(analysis.connections.iter().all(|o| o.tls_decrypted()));
+}

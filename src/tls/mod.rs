@@ -549,3 +549,6 @@ impl TlsConn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
