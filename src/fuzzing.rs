@@ -147,7 +147,7 @@ fn render_all(analysis: crate::Analysis) {
 pub fn tls(data: &[u8]) {
     use crate::tcp::Side;
     use crate::tls::keylog::{KeyLog, KeyStore};
-    use crate::tls::TlsConn;
+    use crate::tls::{Plaintext, TlsConn};
     let zero = "00".repeat(32);
     let text = format!(
         "CLIENT_RANDOM {zero} {m}\nCLIENT_TRAFFIC_SECRET_0 {zero} {s}\nSERVER_TRAFFIC_SECRET_0 {zero} {s}\nSERVER_HANDSHAKE_TRAFFIC_SECRET {zero} {s}\n",
@@ -156,7 +156,7 @@ pub fn tls(data: &[u8]) {
     );
     let mut keys = KeyStore::from_log(KeyLog::parse(&text).0);
     let mut conn = TlsConn::new(true);
-    let mut out = Vec::new();
+    let mut out = Plaintext::default();
     let mut rest = data;
     while rest.len() >= 2 {
         let side = if rest[0] & 1 == 0 { Side::A } else { Side::B };

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::capture::Timestamp;
 use crate::tcp::{CloseKind, ConnHandler, ConnInfo, Side, StreamEvent, StreamStats};
 use crate::tls::keylog::KeyStore;
-use crate::tls::{TlsConn, TlsSummary};
+use crate::tls::{Plaintext, TlsConn, TlsSummary};
 use crate::warnings::Warnings;
 use crate::wire::{self, FrameEvent, Framer, FramerConfig, Message};
 
@@ -367,7 +367,7 @@ pub struct Observer {
     /// The key log, when one was given.
     keys: Option<KeyStore>,
     /// Decrypted bytes of the current segment, reused.
-    plain: Vec<u8>,
+    plain: Plaintext,
 }
 
 impl Observer {
@@ -399,7 +399,7 @@ impl Observer {
             });
         Observer {
             keys,
-            plain: Vec::new(),
+            plain: Plaintext::default(),
             tls_decrypted: 0,
             config,
             scratch: Vec::new(),
@@ -828,14 +828,14 @@ impl ConnHandler for Observer {
                 let max_len = self.config.framer.max_message_len;
                 let mut scratch = std::mem::take(&mut self.scratch);
                 if let Some(tls) = tls {
-                    // Decrypted application data takes the plaintext path below.
+                    // Decrypted application data takes the plaintext path: the same framers.
                     let mut plain = std::mem::take(&mut self.plain);
                     plain.clear();
                     tls.data(side, data, self.keys.as_mut(), &mut plain);
                     self.tls_issues(tls, info, side);
-                    if !plain.is_empty() {
-                        framers[i].push(&plain, |event| {
-                            self.handle_frame(core, info, side, ts, event, &mut scratch, max_len)
+                    for (s, chunk) in plain.chunks() {
+                        framers[s.index()].push(chunk, |event| {
+                            self.handle_frame(core, info, s, ts, event, &mut scratch, max_len)
                         });
                     }
                     self.plain = plain;
@@ -849,7 +849,24 @@ impl ConnHandler for Observer {
         }
     }
 
-    fn close(&mut self, state: Box<ConnState>, info: &ConnInfo, stats: [StreamStats; 2]) {
+    fn close(&mut self, mut state: Box<ConnState>, info: &ConnInfo, stats: [StreamStats; 2]) {
+        if let Some(tls) = state.tls.as_mut() {
+            // A connection that went quiet while a followed key log lagged behind: its
+            // held records are opened now if the secrets have appeared.
+            let mut plain = std::mem::take(&mut self.plain);
+            plain.clear();
+            tls.retry(self.keys.as_mut(), &mut plain);
+            let ConnState { framers, core, .. } = &mut *state;
+            let max_len = self.config.framer.max_message_len;
+            let mut scratch = std::mem::take(&mut self.scratch);
+            for (s, chunk) in plain.chunks() {
+                framers[s.index()].push(chunk, |event| {
+                    self.handle_frame(core, info, s, info.last_seen, event, &mut scratch, max_len)
+                });
+            }
+            self.scratch = scratch;
+            self.plain = plain;
+        }
         let tls_session = state.tls.as_ref().map(|t| t.summary());
         let mut state = state.core;
         state.obs.tls_session = tls_session;

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// A secret from the key log. Its bytes are only handed to key derivation.
 #[derive(Clone, PartialEq, Eq)]
@@ -128,18 +127,14 @@ impl KeyLog {
     }
 }
 
-/// How often a live key log is re-read at most while a session's secrets are missing.
-const RELOAD_INTERVAL: Duration = Duration::from_millis(250);
-
 /// The key log an analysis decrypts with: read once (offline), or followed while the
 /// application runs (live: the file grows as connections are made, so a missing session
-/// triggers a re-read, at most every [`RELOAD_INTERVAL`]).
+/// triggers a re-read when the file's length changed).
 #[derive(Debug)]
 pub struct KeyStore {
     log: KeyLog,
     path: Option<PathBuf>,
     follow: bool,
-    last_read: Option<Instant>,
     last_len: u64,
     /// Unusable lines seen, for one warning.
     pub bad_lines: Vec<KeyLogError>,
@@ -152,7 +147,6 @@ impl KeyStore {
             log,
             path: None,
             follow: false,
-            last_read: None,
             last_len: 0,
             bad_lines: Vec::new(),
         }
@@ -174,7 +168,6 @@ impl KeyStore {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        self.last_read = Some(Instant::now());
         let len = std::fs::metadata(path)?.len();
         if len == self.last_len && !self.log.is_empty() {
             return Ok(());
@@ -189,12 +182,7 @@ impl KeyStore {
 
     /// The secrets of a session, re-reading a followed key log when they are missing.
     pub fn lookup(&mut self, client_random: &[u8; 32]) -> Option<&Secrets> {
-        if self.log.get(client_random).is_none()
-            && self.follow
-            && self
-                .last_read
-                .is_none_or(|t| t.elapsed() >= RELOAD_INTERVAL)
-        {
+        if self.log.get(client_random).is_none() && self.follow {
             let _ = self.reload();
         }
         self.log.get(client_random)
@@ -284,7 +272,6 @@ mod tests {
         let mut store = KeyStore::open(&path, true).unwrap();
         assert!(store.lookup(&[1; 32]).is_none());
         std::fs::write(&path, format!("CLIENT_RANDOM {R1} {}\n", "ab".repeat(48))).unwrap();
-        std::thread::sleep(RELOAD_INTERVAL);
         assert!(store.lookup(&[1; 32]).is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -36,6 +36,45 @@ const MAX_QUEUED: usize = 256 << 10;
 /// flight is a handful of records).
 const MAX_HANDSHAKE_RECORDS: u8 = 16;
 
+/// Decrypted application data of one or more records, each chunk tagged with its
+/// direction, in the order the records were sent.
+#[derive(Debug, Default)]
+pub struct Plaintext {
+    bytes: Vec<u8>,
+    /// (direction, end offset in `bytes`) per run of one direction's data.
+    chunks: Vec<(Side, usize)>,
+}
+
+impl Plaintext {
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.chunks.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn push(&mut self, side: Side, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
+        let end = self.bytes.len();
+        match self.chunks.last_mut() {
+            Some((s, e)) if *s == side => *e = end,
+            _ => self.chunks.push((side, end)),
+        }
+    }
+
+    /// Each run of one direction's plaintext, in order.
+    pub fn chunks(&self) -> impl Iterator<Item = (Side, &[u8])> + '_ {
+        let mut start = 0;
+        self.chunks.iter().map(move |&(side, end)| {
+            let chunk = &self.bytes[start..end];
+            start = end;
+            (side, chunk)
+        })
+    }
+}
+
 /// Whether and why a connection's records could (not) be decrypted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -128,8 +167,9 @@ pub struct TlsConn {
     dirs: [Dir; 2],
     /// Keys derived for a direction that is not encrypted yet (TLS 1.2 before its CCS).
     ready: [Option<Dir>; 2],
-    /// Encrypted records waiting for a followed key log, per direction (raw records).
-    queued: [Vec<u8>; 2],
+    /// Encrypted records waiting for a followed key log, both directions in arrival
+    /// order: side byte (0 = A), header, body.
+    queued: Vec<u8>,
     client: Option<Side>,
     client_random: Option<[u8; 32]>,
     server_random: Option<[u8; 32]>,
@@ -204,13 +244,13 @@ impl TlsConn {
     }
 
     /// Reassembled bytes of `side`'s direction; decrypted application data is appended to
-    /// `out`.
+    /// `out` (with records of the other direction held until the keys were found).
     pub fn data(
         &mut self,
         side: Side,
         data: &[u8],
         keys: Option<&mut KeyStore>,
-        out: &mut Vec<u8>,
+        out: &mut Plaintext,
     ) {
         let i = side.index();
         if matches!(self.dirs[i], Dir::Off) && self.client_random.is_some() {
@@ -234,7 +274,7 @@ impl TlsConn {
         side: Side,
         rec: Record<'_>,
         keys: Option<&mut KeyStore>,
-        out: &mut Vec<u8>,
+        out: &mut Plaintext,
     ) {
         let i = side.index();
         let tls13 = self.version == Some(0x0304);
@@ -408,47 +448,66 @@ impl TlsConn {
         side: Side,
         rec: Record<'_>,
         store: Option<&mut KeyStore>,
-        out: &mut Vec<u8>,
+        out: &mut Plaintext,
     ) {
         let i = side.index();
-        if matches!(self.dirs[i], Dir::Encrypted) {
-            if self.ready[i].is_none() && !self.install_keys(store) {
-                let waiting = self.status == KeyStatus::Waiting;
-                if waiting && self.queued.iter().map(Vec::len).sum::<usize>() < MAX_QUEUED {
-                    self.queued[i].extend_from_slice(&rec.header);
-                    self.queued[i].extend_from_slice(rec.body);
-                } else {
-                    if waiting {
-                        self.status = KeyStatus::NotInKeyLog;
-                        self.issue(TlsIssue::NotInKeyLog);
-                    }
-                    self.dirs = [Dir::Off, Dir::Off];
-                    self.queued = Default::default();
+        let need_keys = matches!(self.dirs[i], Dir::Encrypted)
+            && self.ready[i].is_none()
+            && self.status != KeyStatus::Found;
+        if need_keys && !self.install_keys(store) {
+            let waiting = self.status == KeyStatus::Waiting;
+            if waiting && self.queued.len() < MAX_QUEUED {
+                self.queued.push(i as u8);
+                self.queued.extend_from_slice(&rec.header);
+                self.queued.extend_from_slice(rec.body);
+            } else {
+                if waiting {
+                    self.status = KeyStatus::NotInKeyLog;
+                    self.issue(TlsIssue::NotInKeyLog);
                 }
-                return;
+                self.dirs = [Dir::Off, Dir::Off];
+                self.queued = Vec::new();
             }
-            match self.ready[i].take() {
-                Some(dir) => self.dirs[i] = dir,
-                None => {
-                    self.dirs[i] = Dir::Off;
-                    return;
-                }
-            }
-            // Records held while the key log caught up come first.
-            let queued = std::mem::take(&mut self.queued[i]);
-            let mut at = 0;
-            while at + HEADER_LEN <= queued.len() {
-                let header: [u8; HEADER_LEN] = queued[at..at + HEADER_LEN].try_into().expect("5");
-                let len = u16::from_be_bytes([header[3], header[4]]) as usize;
-                let body = &queued[at + HEADER_LEN..(at + HEADER_LEN + len).min(queued.len())];
-                self.open(side, &header, body, out);
-                at += HEADER_LEN + len;
-            }
+            return;
         }
+        // Records held while the key log caught up come first, in arrival order.
+        self.drain(out);
+        self.activate(i);
         self.open(side, &rec.header, rec.body, out);
     }
 
-    fn open(&mut self, side: Side, header: &[u8; HEADER_LEN], body: &[u8], out: &mut Vec<u8>) {
+    /// Keys derived for direction `i` take effect once it is encrypted.
+    fn activate(&mut self, i: usize) {
+        if matches!(self.dirs[i], Dir::Encrypted) {
+            self.dirs[i] = self.ready[i].take().unwrap_or(Dir::Off);
+        }
+    }
+
+    fn drain(&mut self, out: &mut Plaintext) {
+        let queued = std::mem::take(&mut self.queued);
+        let mut at = 0;
+        while at + 1 + HEADER_LEN <= queued.len() {
+            let side = if queued[at] == 0 { Side::A } else { Side::B };
+            let header: [u8; HEADER_LEN] =
+                queued[at + 1..at + 1 + HEADER_LEN].try_into().expect("5");
+            let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+            let start = at + 1 + HEADER_LEN;
+            let body = &queued[start..(start + len).min(queued.len())];
+            self.activate(side.index());
+            self.open(side, &header, body, out);
+            at = start + len;
+        }
+    }
+
+    /// Look the session up once more (a followed key log may have caught up) and open
+    /// the records held meanwhile: for connections that went quiet while waiting.
+    pub fn retry(&mut self, store: Option<&mut KeyStore>, out: &mut Plaintext) {
+        if self.status == KeyStatus::Waiting && self.install_keys(store) {
+            self.drain(out);
+        }
+    }
+
+    fn open(&mut self, side: Side, header: &[u8; HEADER_LEN], body: &[u8], out: &mut Plaintext) {
         let i = side.index();
         let mut plain = std::mem::take(&mut self.scratch);
         let opened = match &mut self.dirs[i] {
@@ -509,11 +568,11 @@ impl TlsConn {
         self.scratch = plain;
     }
 
-    fn deliver(&mut self, side: Side, kind: u8, plain: &[u8], out: &mut Vec<u8>) {
+    fn deliver(&mut self, side: Side, kind: u8, plain: &[u8], out: &mut Plaintext) {
         match kind {
             APPLICATION_DATA => {
                 self.records_decrypted += 1;
-                out.extend_from_slice(plain);
+                out.push(side, plain);
             }
             HANDSHAKE if self.version == Some(0x0304) => {
                 // Post-handshake messages: NewSessionTicket (ignored) and KeyUpdate.

@@ -106,9 +106,12 @@ fn store(with_handshake: bool) -> KeyStore {
 fn run(conn: &mut TlsConn, keys: &mut KeyStore, chunks: &[(Side, Vec<u8>)]) -> [Vec<u8>; 2] {
     let mut out = [Vec::new(), Vec::new()];
     for (side, bytes) in chunks {
-        let mut plain = Vec::new();
+        let mut plain = Plaintext::default();
         conn.data(*side, bytes, Some(keys), &mut plain);
-        out[side.index()].extend(plain);
+        for (s, chunk) in plain.chunks() {
+            assert_eq!(s, *side, "no records were held for the other direction");
+            out[s.index()].extend_from_slice(chunk);
+        }
     }
     out
 }
@@ -255,7 +258,7 @@ fn garbage_gaps_and_missing_handshakes_are_issues() {
 
     // No key log at all: the handshake is still read, nothing is decrypted, no issue.
     let mut conn = TlsConn::new(false);
-    let mut plain = Vec::new();
+    let mut plain = Plaintext::default();
     conn.data(Side::A, &client_hello(), None, &mut plain);
     conn.data(Side::B, &server_hello(), None, &mut plain);
     conn.data(Side::B, &sealed(&S_APP, 0, 23, b"x"), None, &mut plain);
@@ -289,4 +292,46 @@ fn arbitrary_bytes_never_panic() {
         run(&mut conn, &mut keys, &chunks);
         assert!(!conn.summary().decrypted);
     }
+}
+
+#[test]
+fn a_growing_key_log_releases_held_records_in_order() {
+    // Live: the application writes its secrets after the capture saw the first records.
+    let dir = std::env::temp_dir().join(format!("conn-attrib-follow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys.log");
+    let mut keys = KeyStore::open(&path, true).unwrap();
+    let mut conn = TlsConn::new(true);
+    let mut server = server_hello();
+    server.extend(sealed(&[0x5f; 32], 0, 22, &handshake(8, &[0, 0]))); // handshake flight
+    let mut plain = Plaintext::default();
+    for (side, bytes) in [
+        (Side::A, client_hello()),
+        (Side::B, server),
+        (Side::A, sealed(&C_APP, 0, 23, b"request")),
+        (Side::B, sealed(&S_APP, 0, 23, b"reply")),
+    ] {
+        conn.data(side, &bytes, Some(&mut keys), &mut plain);
+    }
+    assert!(plain.is_empty());
+    assert_eq!(conn.summary().keys, KeyStatus::Waiting);
+    // The secrets appear; the connection sends nothing more: retry opens what was held.
+    let r = hex(&CLIENT_RANDOM);
+    std::fs::write(
+        &path,
+        format!(
+            "CLIENT_TRAFFIC_SECRET_0 {r} {}\nSERVER_TRAFFIC_SECRET_0 {r} {}\n",
+            hex(&C_APP),
+            hex(&S_APP)
+        ),
+    )
+    .unwrap();
+    conn.retry(Some(&mut keys), &mut plain);
+    let got: Vec<(Side, Vec<u8>)> = plain.chunks().map(|(s, c)| (s, c.to_vec())).collect();
+    assert_eq!(
+        got,
+        vec![(Side::A, b"request".to_vec()), (Side::B, b"reply".to_vec())]
+    );
+    assert_eq!(conn.summary().keys, KeyStatus::Found);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
