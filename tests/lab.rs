@@ -294,6 +294,36 @@ fn without_the_key_log_tls_connections_stay_unknown() {
 }
 
 #[test]
+fn text_and_markdown_say_how_many_tls_connections_were_decrypted() {
+    use conn_attrib::report::Format;
+    let cases = tls_cases();
+    let (dir, t) = cases.iter().find(|(_, t)| t["case"] == "tls-node").unwrap();
+    let capture = dir.join(t["capture"].as_str().unwrap());
+    for (keylog, want) in [
+        (
+            Some(dir.join("keylog.txt")),
+            "TLS: 10 encrypted connections, all decrypted",
+        ),
+        (
+            None,
+            "TLS: 10 encrypted connections: 0 decrypted, 10 not decrypted",
+        ),
+    ] {
+        let mut config = AnalyzerConfig::default();
+        config.observer.keylog = keylog.map(|path| KeyLogConfig {
+            path,
+            follow: false,
+        });
+        let analysis = analyze_path(capture.to_str().unwrap(), config).unwrap();
+        let r = conclude(analysis, Options::default(), Meta::default());
+        for format in [Format::Text, Format::Markdown] {
+            let out = r.render(format);
+            assert!(out.contains(want), "{format:?}:\n{out}");
+        }
+    }
+}
+
+#[test]
 fn another_sessions_key_log_decrypts_nothing_and_says_so() {
     // The TLS 1.3 PyMongo capture read with the Node.js case's key log: no session's client
     // random is in it.

@@ -285,13 +285,10 @@ pub(crate) fn tls_line(report: &Report) -> Option<String> {
     }
     let decrypted = conns.iter().filter(|c| c.obs.tls_decrypted()).count();
     let not = tls - decrypted;
-    let rest = if not == 0 {
-        "all analysed like plaintext".to_string()
+    let s = if tls == 1 { "" } else { "s" };
+    Some(if not == 0 {
+        format!("TLS: {tls} encrypted connection{s}, all decrypted with the key log and analysed like plaintext")
     } else {
-        format!("{not} not decrypted (unknown: their messages are not visible)")
-    };
-    Some(format!(
-        "TLS: {tls} encrypted connection{}, {decrypted} decrypted with the key log; {rest}",
-        if tls == 1 { "" } else { "s" }
-    ))
+        format!("TLS: {tls} encrypted connection{s}: {decrypted} decrypted, {not} not decrypted (reported unknown: their messages are not visible)")
+    })
 }
