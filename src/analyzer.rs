@@ -191,11 +191,17 @@ impl Analyzer {
         self.table.finish(&mut self.observer);
         let mut warnings = self.warnings;
         warnings.merge(std::mem::take(&mut self.observer.warnings));
-        if self.observer.tls_connections > 0 {
+        let undecrypted = self.observer.tls_connections - self.observer.tls_decrypted;
+        if undecrypted > 0 {
+            let why = if self.observer.has_keylog() {
+                "the key log did not decrypt them"
+            } else {
+                "no key log was given (--keylog)"
+            };
             warnings.push(
                 "tls",
                 format!(
-                    "{} connection(s) on MongoDB ports are TLS-encrypted: their messages are not visible, so they are reported as unknown (decryption with a key log is planned)",
+                    "{undecrypted} of {} TLS-encrypted connection(s) on MongoDB ports were not decrypted ({why}): their messages are not visible, so they are reported as unknown",
                     self.observer.tls_connections
                 ),
             );

@@ -139,3 +139,35 @@ fn render_all(analysis: crate::Analysis) {
         let _ = report.render(format);
     }
 }
+
+/// Arbitrary bytes as the two directions of a TLS connection, with a key log that holds
+/// secrets (TLS 1.2 and 1.3) for an all-zero client random: record splitting, hello
+/// parsing, key lookup and decryption must neither panic nor grow without bound. Each
+/// chunk is 2 control bytes (direction, length) followed by its bytes.
+pub fn tls(data: &[u8]) {
+    use crate::tcp::Side;
+    use crate::tls::keylog::{KeyLog, KeyStore};
+    use crate::tls::{Plaintext, TlsConn};
+    let zero = "00".repeat(32);
+    let text = format!(
+        "CLIENT_RANDOM {zero} {m}\nCLIENT_TRAFFIC_SECRET_0 {zero} {s}\nSERVER_TRAFFIC_SECRET_0 {zero} {s}\nSERVER_HANDSHAKE_TRAFFIC_SECRET {zero} {s}\n",
+        m = "ab".repeat(48),
+        s = "cd".repeat(32)
+    );
+    let mut keys = KeyStore::from_log(KeyLog::parse(&text).0);
+    let mut conn = TlsConn::new(true);
+    let mut out = Plaintext::default();
+    let mut rest = data;
+    while rest.len() >= 2 {
+        let side = if rest[0] & 1 == 0 { Side::A } else { Side::B };
+        let len = (rest[1] as usize * 8).min(rest.len() - 2);
+        let (chunk, tail) = rest[2..].split_at(len);
+        rest = tail;
+        out.clear();
+        conn.data(side, chunk, Some(&mut keys), &mut out);
+        if rest.first() == Some(&0xff) {
+            conn.gap(side);
+        }
+    }
+    let _ = conn.summary();
+}

@@ -3,7 +3,7 @@
 //! internal), group connections into clients, and check the drivers' connection formulas.
 //!
 //! The library is the pipeline, one module per stage, data flowing one way:
-//! [`capture`] → [`net`] → [`tcp`] → [`wire`] → [`observe`] → [`classify`] →
+//! [`capture`] → [`net`] → [`tcp`] → ([`tls`]) → [`wire`] → [`observe`] → [`classify`] →
 //! [`attribute`] → [`report`]. The [`analyzer::Analyzer`] drives stages 2–5 for any packet
 //! source; [`classify`], [`attribute`] and [`report`] are pure functions over plain data.
 
@@ -18,6 +18,7 @@ pub mod observe;
 pub mod process;
 pub mod report;
 pub mod tcp;
+pub mod tls;
 pub mod warnings;
 pub mod wire;
 

@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use conn_attrib::attribute::Options;
 use conn_attrib::live::{self, LiveOptions};
+use conn_attrib::observe::KeyLogConfig;
 use conn_attrib::report::{merge, Format, Meta, Report};
+use conn_attrib::tls::keylog::KeyStore;
 use conn_attrib::{analyze_path, analyze_path_with_progress, conclude, AnalyzerConfig, Progress};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -191,6 +193,15 @@ struct Common {
     /// Do not repeat warnings on standard error (they stay in the report).
     #[arg(short, long)]
     quiet: bool,
+
+    /// Decrypt TLS connections with this key log (the SSLKEYLOGFILE format written by
+    /// Node's --tls-keylog, OpenSSL/BoringSSL keylog callbacks, Go's KeyLogWriter, Java
+    /// agents): TLS 1.3 and TLS 1.2 with AES-GCM or ChaCha20-Poly1305. Decrypted
+    /// connections are analysed like plaintext ones; the others stay unknown. In live
+    /// mode the file is re-read while sessions are missing from it, since the application
+    /// appends as it connects. Keys are never printed.
+    #[arg(long, value_name = "FILE")]
+    keylog: Option<PathBuf>,
 }
 
 /// minPoolSize from a connection string's options (case-insensitive, as drivers parse it).
@@ -212,12 +223,27 @@ fn min_pool_size_from_uri(uri: &str) -> Result<Option<u32>, String> {
 }
 
 impl Common {
-    fn analyzer_config(&self) -> AnalyzerConfig {
+    fn analyzer_config(&self, follow: bool) -> AnalyzerConfig {
         let mut config = AnalyzerConfig::default();
         config.observer.server_ports.extend(&self.server_ports);
         config.table.stream.max_early_bytes = self.max_stream_buffer;
         config.table.max_total_buffered = self.max_total_buffer;
+        config.observer.keylog = self
+            .keylog
+            .clone()
+            .map(|path| KeyLogConfig { path, follow });
         config
+    }
+
+    /// An offline key log must be readable before the analysis starts (a live one may
+    /// appear later).
+    fn check_keylog(&self) -> Result<(), String> {
+        match &self.keylog {
+            Some(path) => KeyStore::open(path, false)
+                .map(|_| ())
+                .map_err(|e| format!("cannot read the key log {}: {e}", path.display())),
+            None => Ok(()),
+        }
     }
 
     fn options(&self) -> Result<Options, String> {
@@ -289,7 +315,8 @@ fn run(cli: Cli) -> Result<u8, String> {
             let capture = cli
                 .capture
                 .expect("clap requires a capture without a subcommand");
-            let config = cli.common.analyzer_config();
+            cli.common.check_keylog()?;
+            let config = cli.common.analyzer_config(false);
             let analysis = match ProgressDisplay::for_capture(&capture, cli.common.quiet) {
                 Some(mut display) => {
                     analyze_path_with_progress(&capture, config, &mut |p| display.update(p))
@@ -377,7 +404,7 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
         refresh: seconds(args.refresh.max(0.2), "refresh")?,
         write_pcap: args.write_pcap.as_ref().map(PathBuf::from),
         keep_closed: args.keep_closed,
-        analyzer: args.common.analyzer_config(),
+        analyzer: args.common.analyzer_config(true),
         attribute: args.common.options()?,
         meta: meta(),
     };
@@ -514,6 +541,8 @@ mod tests {
             "4096",
             "-q",
             "--redact",
+            "--keylog",
+            "keys.log",
         ])
         .unwrap();
         assert_eq!(cli.capture.as_deref(), Some("x.pcap"));
@@ -528,6 +557,10 @@ mod tests {
         assert_eq!(c.max_total_buffer, 4096);
         assert!(c.quiet);
         assert!(c.redact);
+        assert_eq!(c.keylog.as_deref(), Some(std::path::Path::new("keys.log")));
+        let offline = c.analyzer_config(false).observer.keylog.unwrap();
+        assert!(!offline.follow);
+        assert!(c.check_keylog().is_err(), "keys.log does not exist");
         assert!(Cli::try_parse_from(["conn-attrib", "x", "-f", "xml"]).is_err());
     }
 
@@ -554,6 +587,8 @@ mod tests {
             "c.pcap",
             "--min-pool-size",
             "2",
+            "--keylog",
+            "app-keys.log",
         ])
         .unwrap();
         let Some(Command::Live(a)) = cli.command else {
@@ -568,6 +603,15 @@ mod tests {
         assert_eq!(a.common.server_ports, vec![30000]);
         assert_eq!(a.common.output.as_deref(), Some("r.json"));
         assert_eq!(a.common.min_pool_size, Some(2));
+        // Live mode follows the key log as the application appends to it.
+        assert!(
+            a.common
+                .analyzer_config(true)
+                .observer
+                .keylog
+                .unwrap()
+                .follow
+        );
         // A capture path is required without a subcommand.
         assert!(Cli::try_parse_from(["conn-attrib"]).is_err());
     }

@@ -38,6 +38,11 @@ fn wire_inputs_do_not_panic() {
 }
 
 #[test]
+fn tls_inputs_do_not_panic() {
+    assert!(replay("tls", conn_attrib::fuzzing::tls) > 0);
+}
+
+#[test]
 fn empty_and_tiny_inputs_do_not_panic() {
     for data in [
         &b""[..],
@@ -47,5 +52,6 @@ fn empty_and_tiny_inputs_do_not_panic() {
         conn_attrib::fuzzing::capture(data);
         conn_attrib::fuzzing::pipeline(data);
         conn_attrib::fuzzing::wire(data);
+        conn_attrib::fuzzing::tls(data);
     }
 }

@@ -2,12 +2,15 @@
 //! files the lab derived from the drivers themselves and the test server's log
 //! (scripts/lab/lab.py): every truth connection found with its 4-tuple, its handshake
 //! metadata decoded, its class right; per client the mode, MongoClient instances, counts
-//! per class, and the formula's expected total.
+//! per class, and the formula's expected total. TLS cases are read with the key log their
+//! drivers wrote, and must then give exactly what a plaintext capture gives; without it,
+//! their connections must be reported as TLS and unknown.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use conn_attrib::attribute::Options;
+use conn_attrib::observe::KeyLogConfig;
 use conn_attrib::report::Meta;
 use conn_attrib::{analyze_path, conclude, AnalyzerConfig};
 use serde_json::Value;
@@ -28,11 +31,26 @@ fn truth(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap()
 }
 
-/// Run the whole pipeline on a case; minPoolSize as the case gave it to the driver.
+/// Run the whole pipeline on a case; minPoolSize as the case gave it to the driver, and
+/// the key log the drivers wrote when the case is TLS.
 fn report(dir: &Path, t: &Value, min_pool_size: Option<u32>) -> Value {
+    let keylog = t["keylog"].as_str().map(|k| dir.join(k));
+    report_with(dir, t, min_pool_size, keylog)
+}
+
+fn report_with(
+    dir: &Path,
+    t: &Value,
+    min_pool_size: Option<u32>,
+    keylog: Option<PathBuf>,
+) -> Value {
     let capture = dir.join(t["capture"].as_str().unwrap());
-    let analysis =
-        analyze_path(capture.to_str().unwrap(), AnalyzerConfig::default()).expect("readable");
+    let mut config = AnalyzerConfig::default();
+    config.observer.keylog = keylog.map(|path| KeyLogConfig {
+        path,
+        follow: false,
+    });
+    let analysis = analyze_path(capture.to_str().unwrap(), config).expect("readable");
     let opts = Options {
         min_pool_size,
         ..Options::default()
@@ -165,4 +183,252 @@ fn every_client_matches_its_truth() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn tls_cases() -> Vec<(PathBuf, Value)> {
+    let cases: Vec<(PathBuf, Value)> = cases()
+        .into_iter()
+        .map(|d| {
+            let t = truth(&d);
+            (d, t)
+        })
+        .filter(|(_, t)| t["keylog"].is_string())
+        .collect();
+    assert!(cases.len() >= 4, "the lab's TLS cases are missing");
+    cases
+}
+
+/// The lab's TLS 1.2 suites are named by OpenSSL in the PyMongo truth (the client's
+/// `ssl` module reports OpenSSL names) and by IANA in the Node.js truth and the report.
+fn iana(cipher: &str) -> String {
+    match cipher {
+        "ECDHE-RSA-AES128-GCM-SHA256" => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(),
+        "ECDHE-RSA-CHACHA20-POLY1305" => "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256".into(),
+        other => other.into(),
+    }
+}
+
+#[test]
+fn tls_connections_are_decrypted_with_the_drivers_key_logs() {
+    let mut failures = Vec::new();
+    let mut versions = std::collections::BTreeSet::new();
+    for (dir, t) in tls_cases() {
+        let case = t["case"].as_str().unwrap();
+        let r = report(&dir, &t, None);
+        let by_client: HashMap<&str, &Value> = r["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["client"].as_str().unwrap(), c))
+            .collect();
+        for tc in t["connections"].as_array().unwrap() {
+            let client = tc["client"].as_str().unwrap();
+            let Some(c) = by_client.get(client) else {
+                failures.push(format!("{case}: {client} not found"));
+                continue;
+            };
+            let tls = &c["tls"];
+            let want_version = tc["tls"]["version"]
+                .as_str()
+                .unwrap()
+                .replace("TLSv", "TLS ");
+            let want_cipher = iana(tc["tls"]["cipher"].as_str().unwrap());
+            if tls["decrypted"] != true
+                || tls["version"] != want_version.as_str()
+                || tls["cipher"] != want_cipher.as_str()
+                || tls["records_failed"] != 0
+            {
+                failures.push(format!(
+                    "{case}: {client}: tls {tls} but the driver negotiated {want_version} {want_cipher}"
+                ));
+            }
+            versions.insert(want_version);
+        }
+        // Every connection decrypted: the analysis has nothing to warn about.
+        if !r["warnings"].as_array().unwrap().is_empty() {
+            failures.push(format!("{case}: warnings {}", r["warnings"]));
+        }
+    }
+    assert_eq!(
+        versions.len(),
+        2,
+        "TLS 1.2 and 1.3 are both covered: {versions:?}"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn without_the_key_log_tls_connections_stay_unknown() {
+    for (dir, t) in tls_cases() {
+        let case = t["case"].as_str().unwrap();
+        let r = report_with(&dir, &t, None, None);
+        let conns = r["connections"].as_array().unwrap();
+        assert_eq!(
+            conns.len(),
+            t["connections"].as_array().unwrap().len(),
+            "{case}"
+        );
+        for c in conns {
+            assert_eq!(c["class"], "unknown", "{case}: {c}");
+            assert_eq!(c["tls"]["decrypted"], false, "{case}");
+            assert_eq!(c["tls"]["keys"], "no-key-log", "{case}");
+            // The handshake is plaintext: version and cipher are known without keys.
+            assert!(c["tls"]["version"].is_string(), "{case}: {}", c["tls"]);
+            let evidence = c["evidence"].as_str().unwrap();
+            assert!(
+                evidence.starts_with("TLS-encrypted") && evidence.contains("without a key log"),
+                "{case}: {evidence}"
+            );
+        }
+        let tls_warning = r["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["kind"] == "tls")
+            .unwrap_or_else(|| panic!("{case}: no tls warning"));
+        assert!(tls_warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("no key log was given"));
+    }
+}
+
+#[test]
+fn text_and_markdown_say_how_many_tls_connections_were_decrypted() {
+    use conn_attrib::report::Format;
+    let cases = tls_cases();
+    let (dir, t) = cases.iter().find(|(_, t)| t["case"] == "tls-node").unwrap();
+    let capture = dir.join(t["capture"].as_str().unwrap());
+    for (keylog, want) in [
+        (
+            Some(dir.join("keylog.txt")),
+            "TLS: 10 encrypted connections, all decrypted",
+        ),
+        (
+            None,
+            "TLS: 10 encrypted connections: 0 decrypted, 10 not decrypted",
+        ),
+    ] {
+        let mut config = AnalyzerConfig::default();
+        config.observer.keylog = keylog.map(|path| KeyLogConfig {
+            path,
+            follow: false,
+        });
+        let analysis = analyze_path(capture.to_str().unwrap(), config).unwrap();
+        let r = conclude(analysis, Options::default(), Meta::default());
+        for format in [Format::Text, Format::Markdown] {
+            let out = r.render(format);
+            assert!(out.contains(want), "{format:?}:\n{out}");
+        }
+    }
+}
+
+#[test]
+fn another_sessions_key_log_decrypts_nothing_and_says_so() {
+    // The TLS 1.3 PyMongo capture read with the Node.js case's key log: no session's client
+    // random is in it.
+    let cases = tls_cases();
+    let (py_dir, py) = cases
+        .iter()
+        .find(|(_, t)| t["case"] == "tls-pymongo")
+        .unwrap();
+    let (node_dir, _) = cases.iter().find(|(_, t)| t["case"] == "tls-node").unwrap();
+    let r = report_with(py_dir, py, None, Some(node_dir.join("keylog.txt")));
+    for c in r["connections"].as_array().unwrap() {
+        assert_eq!(c["class"], "unknown");
+        assert_eq!(c["tls"]["keys"], "not-in-key-log");
+        assert!(c["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("no secrets for its session"));
+    }
+    assert!(r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w["kind"] == "tls-no-key"));
+}
+
+#[test]
+fn wrong_keys_and_damaged_records_are_warnings_not_panics() {
+    use conn_attrib::capture::{FileSource, Packet, PacketSource};
+    let cases = tls_cases();
+    let (dir, t) = cases
+        .iter()
+        .find(|(_, t)| t["case"] == "tls12-gcm")
+        .unwrap();
+
+    // Every secret of the key log with its last hex digit changed: found, but wrong.
+    let text = std::fs::read_to_string(dir.join("keylog.txt")).unwrap();
+    let wrong: String = text
+        .lines()
+        .map(|l| match l.strip_suffix(|c: char| c.is_ascii_hexdigit()) {
+            Some(head) if !l.starts_with('#') => {
+                let last = l.chars().last().unwrap();
+                format!("{head}{}\n", if last == '0' { '1' } else { '0' })
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    let tmp = std::env::temp_dir().join(format!("conn-attrib-wrong-{}.log", std::process::id()));
+    std::fs::write(&tmp, wrong).unwrap();
+    let r = report_with(dir, t, None, Some(tmp.clone()));
+    std::fs::remove_file(&tmp).unwrap();
+    for c in r["connections"].as_array().unwrap() {
+        assert_eq!(c["class"], "unknown");
+        assert_eq!(c["tls"]["keys"], "wrong-keys", "{}", c["tls"]);
+        assert!(c["evidence"].as_str().unwrap().contains("do not decrypt"));
+    }
+    let warnings = r["warnings"].to_string();
+    assert!(warnings.contains("tls-decrypt"), "{warnings}");
+    // No secret from the key log reaches the report.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let secret = line.split_whitespace().nth(2).unwrap();
+        assert!(!warnings.contains(secret) && !r.to_string().contains(secret));
+    }
+
+    // One byte of one large packet flipped: that record fails to authenticate, its
+    // direction stops, every other connection is still decrypted and classified.
+    let capture = dir.join(t["capture"].as_str().unwrap());
+    let mut source = FileSource::open(capture.to_str().unwrap()).unwrap();
+    let mut config = AnalyzerConfig::default();
+    config.observer.keylog = Some(KeyLogConfig {
+        path: dir.join("keylog.txt"),
+        follow: false,
+    });
+    let mut analyzer = conn_attrib::Analyzer::new(config);
+    let mut big = 0;
+    while let Some(p) = source.next_packet().unwrap() {
+        let mut data = p.data.to_vec();
+        // Ethernet (the lab records on lo), IPv4, TCP: where the payload starts.
+        let tcp = 14 + (data[14] as usize & 0xf) * 4;
+        let payload = tcp + (data[tcp + 12] as usize >> 4) * 4;
+        if data.len() > payload + 100 && data[payload..payload + 3] == [23, 3, 3] {
+            big += 1;
+            if big == 20 {
+                let last = data.len() - 1;
+                data[last] ^= 0x40;
+            }
+        }
+        analyzer.packet(&Packet {
+            ts: p.ts,
+            link: p.link,
+            data: &data,
+            orig_len: p.orig_len,
+        });
+    }
+    assert!(big > 20);
+    let analysis = analyzer.finish();
+    let failed: Vec<_> = analysis
+        .connections
+        .iter()
+        .filter(|o| o.tls_session.as_ref().unwrap().records_failed > 0)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(analysis
+        .warnings
+        .iter()
+        .any(|w| w.kind == "tls-decrypt" && w.message.contains("did not decrypt")));
+    // Records before the damaged one were decrypted: the connection still counts.
+    assert!(analysis.connections.iter().all(|o| o.tls_decrypted()));
 }

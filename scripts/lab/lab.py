@@ -15,6 +15,12 @@ Truth never comes from conn-attrib. Each connection's role is derived, per drive
 The per-client expectation uses the settings the case gave the driver (minPoolSize, the
 number of MongoClient instances it created), not anything estimated.
 
+TLS cases (`tls` in the spec) serve TLS with a CA and server certificate generated at record
+time (openssl CLI); the drivers connect with tls=true and that CA file and write a key log
+(PyMongo: the client script sets its SSLContext's keylog_filename; Node.js: node's own
+--tls-keylog). The key log is stored beside the capture as keylog.txt; the client-side TLS
+version and cipher of each connection go into the truth.
+
 Every process started is stopped by its PID; every case is bounded in time.
 """
 import json
@@ -123,7 +129,40 @@ CASES = {
         what="A 24 s PyMongo session (minPoolSize=2, heartbeat 2 s) of which only the last 10 s were kept: every connection predates the capture, no handshake is seen",
         seconds=24, cut_after=14,
         clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="long-running", heartbeatFrequencyMS=2000, minPoolSize=2), min_pool_size=2)]),
+    "tls-pymongo": dict(
+        what="PyMongo over TLS 1.3 (tls=true, the lab's CA), minPoolSize=1, heartbeat 2 s, with the key log the client wrote",
+        seconds=12, tls=dict(),
+        clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="tls-py", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "tls-node": dict(
+        what="The Node.js driver over TLS 1.3 (node --tls-keylog), minPoolSize=1, heartbeat 2 s",
+        seconds=12, tls=dict(),
+        clients=[dict(driver="node", uri=uri(RS_URI, appName="tls-node", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "tls12-gcm": dict(
+        what="PyMongo over TLS 1.2 (the server caps the version) with ECDHE-RSA-AES128-GCM-SHA256, minPoolSize=1, heartbeat 2 s",
+        seconds=12, tls=dict(max_version="1.2", ciphers="ECDHE-RSA-AES128-GCM-SHA256"),
+        clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="tls12-gcm", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "tls12-chacha": dict(
+        what="The Node.js driver over TLS 1.2 with ECDHE-RSA-CHACHA20-POLY1305 (RFC 7905), minPoolSize=1, heartbeat 2 s",
+        seconds=12, tls=dict(max_version="1.2", ciphers="ECDHE-RSA-CHACHA20-POLY1305"),
+        clients=[dict(driver="node", uri=uri(RS_URI, appName="tls12-chacha", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
 }
+
+TLS_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+
+
+def make_certs(work):
+    """A throwaway CA and a server certificate for the lab's addresses (openssl CLI)."""
+    ca_key, ca, key, csr, cert = (os.path.join(work, n) for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    run = lambda *argv: subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
+        "-subj", "/CN=conn-attrib lab CA")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=conn-attrib lab server")
+    ext = os.path.join(work, "san.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=" + ",".join("IP:" + h for h in TLS_HOSTS) + ",DNS:localhost\n")
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+        "-days", "2", "-extfile", ext)
+    return ca, cert, key
 
 
 class Procs:
@@ -151,15 +190,17 @@ class Procs:
             self.stop(p, signal.SIGKILL)
 
 
-def client_argv(c, seconds, events):
+def client_argv(c, seconds, events, ca=None, keylog=None):
     d = c["driver"]
+    if ca:
+        c = dict(c, uri=uri(c["uri"], tls="true", tlsCAFile=ca))
     if d in ("pymongo", "pymongo-old"):
         py = PY if d == "pymongo" else PY_OLD
         argv = [py, os.path.join(HERE, "clients", "pymongo_client.py"), "--uri", c["uri"], "--seconds", str(seconds),
                 "--clients", str(c.get("instances", 1)), "--threads", str(c.get("threads", 1)),
                 "--pause", str(c.get("pause", 0.5)), "--events", events]
     elif d == "node":
-        argv = ["node", os.path.join(HERE, "clients", "node_client.js"), "--uri=" + c["uri"], "--seconds=%s" % seconds,
+        argv = ["node"] + (["--tls-keylog=" + keylog] if keylog else []) + [os.path.join(HERE, "clients", "node_client.js"), "--uri=" + c["uri"], "--seconds=%s" % seconds,
                 "--clients=%d" % c.get("instances", 1), "--threads=%d" % c.get("threads", 1), "--events=" + events]
     elif d in ("mongoc-single", "mongoc-pooled"):
         argv = [os.path.join(BUILD, "mongoc_client"), d.split("-")[1], c["uri"], str(seconds), str(c.get("threads", 2))]
@@ -178,8 +219,14 @@ def run_case(name, spec):
     procs = Procs()
     try:
         server_log = os.path.join(work, "server.log")
+        tls_args, ca = [], None
+        if "tls" in spec:
+            ca, cert, key = make_certs(work)
+            tls_args = ["--tls-cert", cert, "--tls-key", key, "--tls-max-version", spec["tls"].get("max_version", "1.3")]
+            if spec["tls"].get("ciphers"):
+                tls_args += ["--tls-ciphers", spec["tls"]["ciphers"]]
         server = procs.start([PY, os.path.join(HERE, "mongo_test_server.py"), "--log", server_log,
-                              "--max-seconds", str(seconds + 15)] + spec.get("server", []),
+                              "--max-seconds", str(seconds + 15)] + spec.get("server", []) + tls_args,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = server.stdout.readline()
         if not line.startswith("listening"):
@@ -199,8 +246,12 @@ def run_case(name, spec):
                 env["LAB_SRC_ADDR"] = c["src"]
             if c["driver"] == "node":
                 env["NODE_PATH"] = os.path.join(NODE_DIR, "node_modules")
+            keylog = None
+            if ca:
+                keylog = os.path.join(work, "keylog-%d.txt" % i)
+                env["LAB_KEYLOG"] = keylog
             out = open(os.path.join(work, "client-%d.out" % i), "w")
-            clients.append((procs.start(client_argv(c, seconds, events), env=env, stdout=out, stderr=subprocess.STDOUT), events))
+            clients.append((procs.start(client_argv(c, seconds, events, ca, keylog), env=env, stdout=out, stderr=subprocess.STDOUT), events))
         for p, _ in clients:
             try:
                 p.wait(seconds + 30)
@@ -223,6 +274,12 @@ def run_case(name, spec):
         subprocess.run(["editcap", "-F", "pcapng", raw, final], check=True)
     else:
         shutil.copy(raw, final)
+    if "tls" in spec:
+        with open(os.path.join(OUT, name, "keylog.txt"), "w") as out:
+            for i in range(len(spec["clients"])):
+                path = os.path.join(work, "keylog-%d.txt" % i)
+                if os.path.exists(path):
+                    out.write(open(path).read())
     with open(os.path.join(work, "meta.json"), "w") as f:
         json.dump(dict(capture=capture, cut_ts=cut_ts, clients=len(clients)), f)
     return write_truth(name, spec, work, capture, cut_ts, final)
@@ -293,10 +350,13 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
     conns = read_server_log(server_log)
     # Which driver opened which socket, from the client-side records.
     opened_by = {}
+    tls_of = {}
     for i, evs in enumerate(events):
         for e in evs:
             if e.get("kind") == "socket":
                 opened_by[e["local"]] = (i, e.get("thread") or "", e.get("stack") or "")
+            if e.get("kind") == "tls" or (e.get("kind") == "socket" and e.get("tls")):
+                tls_of[e["local"]] = dict(version=e.get("version") or e.get("tls"), cipher=e["cipher"])
     cmap = Counter()
     for evs in events:
         for e in evs:
@@ -367,9 +427,12 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
         if present is not None and peer not in present:
             continue  # silent during the kept window: not in the capture at all
         metas.setdefault(client_key(host, meta), meta)
-        truth_conns.append(dict(
+        tc = dict(
             client=peer, server=c["server"], role=role, client_key=client_key(host, meta),
-            opened_before_capture=bool(cut_ts and c["opened"] < cut_ts), derived_from=why))
+            opened_before_capture=bool(cut_ts and c["opened"] < cut_ts), derived_from=why)
+        if "tls" in spec:
+            tc["tls"] = tls_of.get(peer)
+        truth_conns.append(tc)
 
     # Per client: what the driver was told, and what it did.
     clients = []
@@ -422,6 +485,7 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
                     nodes=sorted({c["server"] for c in conns.values()})),
         drivers=[dict(driver=c["driver"], uri=c["uri"].replace("lab-pass", "***")) for c in spec["clients"]],
         connections=truth_conns, clients=clients,
+        **(dict(keylog="keylog.txt", tls=dict(max_version=spec["tls"].get("max_version", "1.3"), server_ciphers=spec["tls"].get("ciphers"))) if "tls" in spec else {}),
         derivation="Roles per connection from the driver side where it names them (PyMongo thread names, Node.js call stacks at socket creation) and the test server's log of each connection's commands; libmongoc/PHP single-threaded by design confirmed by the log; per-client expectations from the settings the case gave the driver (minPoolSize, MongoClient instances).",
     )
     summary = [dict(peer=c["peer"], server=c["server"], opened=c["opened"], closed=c["closed"], commands=dict(c["commands"]),

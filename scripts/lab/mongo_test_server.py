@@ -8,6 +8,10 @@ or legacy 4.2 mode (wire 8: drivers must poll). It answers enough commands for d
 work, authenticates SCRAM-SHA-256 for real, negotiates compression, and logs every
 connection and command as JSON lines: the server-side half of each case's truth.
 
+With --tls-cert/--tls-key it serves TLS only (as a mongod with tlsMode requireTLS), optionally
+capped at TLS 1.2 and restricted to given TLS 1.2 cipher suites, so the lab can record
+encrypted traffic together with the clients' key logs.
+
 Bounded: it exits by itself after --max-seconds.
 """
 import argparse
@@ -18,6 +22,7 @@ import hashlib
 import hmac
 import json
 import os
+import ssl
 import struct
 import sys
 import time
@@ -321,7 +326,7 @@ class Connection:
             while True:
                 request_id, _, opcode, body, compressor = await self.read_message()
                 await self.handle(request_id, opcode, body, compressor)
-        except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError):
+        except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError, ssl.SSLError):
             pass
         except Exception as e:  # keep serving other connections
             self.log.write(event="error", peer=self.peer, local=self.m.name, error=repr(e))
@@ -414,7 +419,19 @@ async def main():
     p.add_argument("--compressors", default=",".join(available_compressors()))
     p.add_argument("--log", help="JSON-lines log of connections and commands")
     p.add_argument("--max-seconds", type=float, default=120.0)
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS only")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--tls-max-version", choices=["1.2", "1.3"], default="1.3")
+    p.add_argument("--tls-ciphers", help="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are not affected)")
     args = p.parse_args()
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_max_version == "1.2":
+            tls.maximum_version = ssl.TLSVersion.TLSv1_2
+        if args.tls_ciphers:
+            tls.set_ciphers(args.tls_ciphers)
     args.compressors = [c for c in args.compressors.split(",") if c]
     hosts = args.hosts.split(",")
     if args.topology != "replset":
@@ -428,8 +445,9 @@ async def main():
         def handler(reader, writer, member=member):
             return Connection(member, reader, writer, log).serve()
 
-        servers.append(await asyncio.start_server(handler, host, int(port), reuse_address=True))
-    log.write(event="listening", hosts=hosts, topology=args.topology, legacy_42=args.legacy_42)
+        servers.append(await asyncio.start_server(handler, host, int(port), reuse_address=True, ssl=tls))
+    log.write(event="listening", hosts=hosts, topology=args.topology, legacy_42=args.legacy_42,
+              tls=bool(tls), tls_max_version=args.tls_max_version if tls else None)
     print("listening on " + ",".join(hosts), flush=True)
     await asyncio.sleep(args.max_seconds)
 

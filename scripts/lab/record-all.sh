@@ -13,6 +13,7 @@ dpkg-query -W -f='${Status}' php-mongodb 2>/dev/null | grep -q "ok installed" ||
 dpkg-query -W -f='${Status}' libmongoc-dev 2>/dev/null | grep -q "ok installed" || need+=(libmongoc-dev)
 command -v node >/dev/null || need+=(nodejs npm)
 command -v gcc >/dev/null || need+=(gcc)
+command -v openssl >/dev/null || need+=(openssl)  # the TLS cases generate a CA per run
 if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -168,12 +168,28 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
     use Confidence::*;
     let hs = obs.handshake.as_ref();
     let hello = &obs.hello;
-    if obs.tls {
+    if obs.tls && !obs.tls_decrypted() {
+        use crate::tls::KeyStatus;
+        let why = match obs.tls_session.as_ref().map(|t| t.keys) {
+            Some(KeyStatus::NotInKeyLog) => "the key log has no secrets for its session",
+            Some(KeyStatus::NoHandshake) => {
+                "its TLS handshake is not in the capture, so its keys cannot be looked up"
+            }
+            Some(KeyStatus::UnsupportedCipher) => "its cipher suite is not one that is decrypted",
+            Some(KeyStatus::WrongKeys) => "the key log's secrets for it do not decrypt it",
+            Some(KeyStatus::Waiting) => "its secrets have not appeared in the key log yet",
+            Some(KeyStatus::Found | KeyStatus::NotNeeded) => {
+                "no application data of it was decrypted"
+            }
+            Some(KeyStatus::NoKeyLog) | None => {
+                "its MongoDB messages are not visible without a key log"
+            }
+        };
         return Some(verdict(
             Class::Unknown,
             Low,
             format!(
-                "TLS-encrypted ({} bytes to the server, {} back): its MongoDB messages are not visible without a key log",
+                "TLS-encrypted ({} bytes to the server, {} back): {why}",
                 obs.client_traffic.bytes, obs.server_traffic.bytes
             ),
         ));

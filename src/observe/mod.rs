@@ -24,6 +24,8 @@ use serde::Serialize;
 
 use crate::capture::Timestamp;
 use crate::tcp::{CloseKind, ConnHandler, ConnInfo, Side, StreamEvent, StreamStats};
+use crate::tls::keylog::KeyStore;
+use crate::tls::{Plaintext, TlsConn, TlsSummary};
 use crate::warnings::Warnings;
 use crate::wire::{self, FrameEvent, Framer, FramerConfig, Message};
 
@@ -260,8 +262,11 @@ pub struct Observations {
     pub op_latency_ms: Summary,
     pub client_traffic: Traffic,
     pub server_traffic: Traffic,
-    /// The connection carries TLS records: its MongoDB messages are not visible.
+    /// The connection carries TLS records: its MongoDB messages are only visible when a
+    /// key log decrypts them (`tls_session.decrypted`).
     pub tls: bool,
+    /// The TLS session: version, cipher, SNI, whether it was decrypted.
+    pub tls_session: Option<TlsSummary>,
 }
 
 impl Observations {
@@ -293,7 +298,13 @@ impl Observations {
             client_traffic: Traffic::default(),
             server_traffic: Traffic::default(),
             tls: false,
+            tls_session: None,
         }
+    }
+
+    /// TLS whose application data was decrypted: its messages are as good as plaintext.
+    pub fn tls_decrypted(&self) -> bool {
+        self.tls_session.as_ref().is_some_and(|t| t.decrypted)
     }
 
     /// Requests that are neither hello nor authentication.
@@ -328,6 +339,8 @@ const PENDING_SLOTS: usize = 8;
 /// the rest so a framer can hand out messages (borrowing itself) while they are recorded.
 pub struct ConnState {
     framers: [Framer; 2],
+    /// Set once the connection is seen to carry TLS.
+    tls: Option<Box<TlsConn>>,
     core: Core,
 }
 
@@ -353,6 +366,17 @@ pub struct ObserverConfig {
     pub framer: FramerConfig,
     /// Ports that identify the server side when nothing else does.
     pub server_ports: Vec<u16>,
+    /// SSLKEYLOGFILE to decrypt TLS connections with.
+    pub keylog: Option<KeyLogConfig>,
+}
+
+/// Where the key log is, and whether it is still being written (live mode).
+#[derive(Clone, Debug)]
+pub struct KeyLogConfig {
+    pub path: std::path::PathBuf,
+    /// Re-read the file when a session's secrets are missing: the application appends to
+    /// it while it runs.
+    pub follow: bool,
 }
 
 impl Default for ObserverConfig {
@@ -360,6 +384,7 @@ impl Default for ObserverConfig {
         ObserverConfig {
             framer: FramerConfig::default(),
             server_ports: vec![27017, 27018, 27019],
+            keylog: None,
         }
     }
 }
@@ -379,11 +404,45 @@ pub struct Observer {
     pub foreign_flows: u64,
     /// Connections on a MongoDB port that carry TLS.
     pub tls_connections: u64,
+    /// Of those, connections whose application data was decrypted.
+    pub tls_decrypted: u64,
+    /// The key log, when one was given.
+    keys: Option<KeyStore>,
+    /// Decrypted bytes of the current segment, reused.
+    plain: Plaintext,
 }
 
 impl Observer {
     pub fn new(config: ObserverConfig) -> Observer {
+        let mut warnings = Warnings::default();
+        let keys = config
+            .keylog
+            .as_ref()
+            .and_then(|k| match KeyStore::open(&k.path, k.follow) {
+                Ok(store) => {
+                    if let Some(first) = store.bad_lines.first() {
+                        warnings.push(
+                            "tls-keylog",
+                            format!(
+                                "{} unusable line(s) in the key log, first: {first}",
+                                store.bad_lines.len()
+                            ),
+                        );
+                    }
+                    Some(store)
+                }
+                Err(e) => {
+                    warnings.push(
+                        "tls-keylog",
+                        format!("cannot read the key log {}: {e}", k.path.display()),
+                    );
+                    None
+                }
+            });
         Observer {
+            keys,
+            plain: Plaintext::default(),
+            tls_decrypted: 0,
             config,
             scratch: Vec::new(),
             finished: Vec::new(),
@@ -391,7 +450,7 @@ impl Observer {
             in_flight: InFlight::default(),
             handshakes: Interner::default(),
             server_infos: Interner::default(),
-            warnings: Warnings::default(),
+            warnings,
             foreign_flows: 0,
             tls_connections: 0,
         }
@@ -406,6 +465,7 @@ impl Observer {
     pub fn peek(&self, state: &ConnState, info: &ConnInfo) -> Observations {
         let mut obs = state.core.obs.clone();
         self.settle(&mut obs, &state.core, info);
+        obs.tls_session = state.tls.as_ref().map(|t| t.summary());
         obs
     }
 
@@ -758,6 +818,7 @@ impl ConnHandler for Observer {
         let a = info.endpoint(Side::A);
         Box::new(ConnState {
             framers: [Framer::new(cfg.clone()), Framer::new(cfg)],
+            tls: None,
             core: Core {
                 client_side: None,
                 pending: [(0, Timestamp(0), Pending::Other); PENDING_SLOTS],
@@ -783,7 +844,7 @@ impl ConnHandler for Observer {
         event: StreamEvent<'_>,
     ) {
         let i = side.index();
-        let ConnState { framers, core } = &mut **state;
+        let ConnState { framers, tls, core } = &mut **state;
         match event {
             StreamEvent::MidStreamStart => {
                 core.mid_stream[i] = true;
@@ -793,6 +854,10 @@ impl ConnHandler for Observer {
                 core.traffic[i].gaps += 1;
                 core.traffic[i].gap_bytes += n;
                 framers[i].gap(n);
+                if let Some(tls) = tls {
+                    tls.gap(side);
+                    self.tls_issues(tls, info, side);
+                }
             }
             StreamEvent::Data(data) => {
                 // The first bytes of a direction tell TLS apart: then nothing is framed.
@@ -801,23 +866,54 @@ impl ConnHandler for Observer {
                 let undecided = core.traffic[0].messages + core.traffic[1].messages == 0;
                 if undecided && !core.obs.tls && looks_like_tls(data) {
                     core.obs.tls = true;
+                    *tls = Some(Box::new(TlsConn::new(self.keys.is_some())));
                 }
                 core.traffic[i].bytes += data.len() as u64;
-                if core.obs.tls {
-                    return;
-                }
                 let max_len = self.config.framer.max_message_len;
                 let mut scratch = std::mem::take(&mut self.scratch);
-                framers[i].push(data, |event| {
-                    self.handle_frame(core, info, side, ts, event, &mut scratch, max_len)
-                });
+                if let Some(tls) = tls {
+                    // Decrypted application data takes the plaintext path: the same framers.
+                    let mut plain = std::mem::take(&mut self.plain);
+                    plain.clear();
+                    tls.data(side, data, self.keys.as_mut(), &mut plain);
+                    self.tls_issues(tls, info, side);
+                    for (s, chunk) in plain.chunks() {
+                        framers[s.index()].push(chunk, |event| {
+                            self.handle_frame(core, info, s, ts, event, &mut scratch, max_len)
+                        });
+                    }
+                    self.plain = plain;
+                } else if !core.obs.tls {
+                    framers[i].push(data, |event| {
+                        self.handle_frame(core, info, side, ts, event, &mut scratch, max_len)
+                    });
+                }
                 self.scratch = scratch;
             }
         }
     }
 
-    fn close(&mut self, state: Box<ConnState>, info: &ConnInfo, stats: [StreamStats; 2]) {
+    fn close(&mut self, mut state: Box<ConnState>, info: &ConnInfo, stats: [StreamStats; 2]) {
+        if let Some(tls) = state.tls.as_mut() {
+            // A connection that went quiet while a followed key log lagged behind: its
+            // held records are opened now if the secrets have appeared.
+            let mut plain = std::mem::take(&mut self.plain);
+            plain.clear();
+            tls.retry(self.keys.as_mut(), &mut plain);
+            let ConnState { framers, core, .. } = &mut *state;
+            let max_len = self.config.framer.max_message_len;
+            let mut scratch = std::mem::take(&mut self.scratch);
+            for (s, chunk) in plain.chunks() {
+                framers[s.index()].push(chunk, |event| {
+                    self.handle_frame(core, info, s, info.last_seen, event, &mut scratch, max_len)
+                });
+            }
+            self.scratch = scratch;
+            self.plain = plain;
+        }
+        let tls_session = state.tls.as_ref().map(|t| t.summary());
         let mut state = state.core;
+        state.obs.tls_session = tls_session;
         if std::mem::take(&mut state.outstanding) {
             self.in_flight
                 .finished(state.in_flight_slot.unwrap_or_default());
@@ -851,6 +947,9 @@ impl ConnHandler for Observer {
         }
         if obs.tls {
             self.tls_connections += 1;
+            if obs.tls_decrypted() {
+                self.tls_decrypted += 1;
+            }
         } else if obs.messages() == 0 && obs.client_traffic.bytes + obs.server_traffic.bytes > 0 {
             self.warnings.push(
                 "not-mongodb",
@@ -867,6 +966,31 @@ impl ConnHandler for Observer {
 }
 
 impl Observer {
+    /// Problems the TLS layer met on this connection, as warnings naming it.
+    fn tls_issues(&mut self, tls: &mut TlsConn, info: &ConnInfo, side: Side) {
+        for issue in tls.issues.drain(..) {
+            let kind = match issue {
+                crate::tls::TlsIssue::NotInKeyLog | crate::tls::TlsIssue::NoHandshake => {
+                    "tls-no-key"
+                }
+                _ => "tls-decrypt",
+            };
+            self.warnings.push(
+                kind,
+                format!(
+                    "{} -> {}: {issue}",
+                    info.endpoint(side),
+                    info.endpoint(side.other())
+                ),
+            );
+        }
+    }
+
+    /// Whether a key log is in use.
+    pub fn has_keylog(&self) -> bool {
+        self.keys.is_some()
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn handle_frame(
         &mut self,

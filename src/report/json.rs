@@ -16,6 +16,7 @@ use crate::attribute::{Attributed, Client, Counts, Driver, Expected, Projection}
 use crate::classify::Confidence;
 use crate::observe::Observations;
 use crate::process::ProcessInfo;
+use crate::tls::TlsSummary;
 use crate::warnings::Warning;
 
 #[derive(Serialize)]
@@ -63,6 +64,8 @@ struct ConnectionView<'a> {
     evidence: &'a str,
     // Additions to the contract.
     confidence: Confidence,
+    /// null for plaintext; {version, cipher, sni, decrypted, keys, records_*} for TLS.
+    tls: Option<&'a TlsSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<&'a ProcessInfo>,
     observations: ObservationsView<'a>,
@@ -105,6 +108,7 @@ impl<'a> ConnectionView<'a> {
             closed: c.obs.closed,
             evidence: &c.verdict.evidence,
             confidence: c.verdict.confidence,
+            tls: c.obs.tls_session.as_ref(),
             process: report.process_of(c.obs.client),
             observations: ObservationsView(c, report),
         }

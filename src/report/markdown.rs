@@ -3,7 +3,9 @@
 use std::fmt::Write;
 
 use super::text::{driver_label, duration, expected_label};
-use super::{client_notes, connection_rows, node_rows, Report, CONNECTION_HEADER, NODE_HEADER};
+use super::{
+    client_notes, connection_rows, node_rows, tls_line, Report, CONNECTION_HEADER, NODE_HEADER,
+};
 
 fn plural(n: usize) -> &'static str {
     if n == 1 {
@@ -46,6 +48,9 @@ pub fn to_markdown(report: &Report) -> String {
         report.nodes.len(),
         plural(report.nodes.len()),
     );
+    if let Some(line) = tls_line(report) {
+        let _ = writeln!(out, "{line}.\n");
+    }
 
     if let (Some(received), Some(dropped)) = (input.received, input.dropped) {
         let _ = writeln!(

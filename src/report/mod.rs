@@ -308,3 +308,21 @@ pub(crate) fn fmt_percentiles(p: &Option<Percentiles>, unit: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// One sentence on the capture's TLS connections: how many were decrypted with the key
+/// log and how many stay opaque. None when no connection used TLS.
+pub(crate) fn tls_line(report: &Report) -> Option<String> {
+    let conns = &report.attribution.connections;
+    let tls = conns.iter().filter(|c| c.obs.tls).count();
+    if tls == 0 {
+        return None;
+    }
+    let decrypted = conns.iter().filter(|c| c.obs.tls_decrypted()).count();
+    let not = tls - decrypted;
+    let s = if tls == 1 { "" } else { "s" };
+    Some(if not == 0 {
+        format!("TLS: {tls} encrypted connection{s}, all decrypted with the key log and analysed like plaintext")
+    } else {
+        format!("TLS: {tls} encrypted connection{s}: {decrypted} decrypted, {not} not decrypted (reported unknown: their messages are not visible)")
+    })
+}

@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use super::{client_notes, connection_rows, node_rows, Report, CONNECTION_HEADER, NODE_HEADER};
+use super::{
+    client_notes, connection_rows, node_rows, tls_line, Report, CONNECTION_HEADER, NODE_HEADER,
+};
 use crate::attribute::Client;
 use crate::classify::Class;
 
@@ -97,6 +99,9 @@ pub fn to_text(report: &Report) -> String {
         report.nodes.len(),
         if report.nodes.len() == 1 { "" } else { "s" },
     );
+    if let Some(line) = tls_line(report) {
+        let _ = writeln!(out, "{line}\n");
+    }
 
     out.push_str("CLIENTS\n");
     let rows: Vec<Vec<String>> = report

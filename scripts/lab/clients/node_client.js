@@ -1,9 +1,11 @@
 // A Node.js driver application for the capture lab, with driver-side truth.
 // The driver is not modified: CMAP and SDAM monitoring events are recorded, and so is the
 // local port of every socket the driver opens (by wrapping net.createConnection), with
-// the call stack that opened it.
+// the call stack that opened it (net.createConnection, or tls.connect for TLS).
+// TLS secrets go to a key log through node's own --tls-keylog=FILE flag.
 'use strict';
 const net = require('net');
+const tls = require('tls');
 const fs = require('fs');
 const { MongoClient } = require('mongodb');
 
@@ -16,6 +18,14 @@ net.createConnection = function (...a) {
   const sock = createConnection.apply(this, a);
   const stack = new Error().stack.split('\n').slice(2, 12).map((l) => l.trim()).join(' | ');
   sock.once('connect', () => note('socket', { local: `${sock.localAddress}:${sock.localPort}`, peer: `${sock.remoteAddress}:${sock.remotePort}`, stack }));
+  return sock;
+};
+
+const tlsConnect = tls.connect;
+tls.connect = function (...a) {
+  const sock = tlsConnect.apply(this, a);
+  const stack = new Error().stack.split('\n').slice(2, 12).map((l) => l.trim()).join(' | ');
+  sock.once('secureConnect', () => note('socket', { local: `${sock.localAddress}:${sock.localPort}`, peer: `${sock.remoteAddress}:${sock.remotePort}`, stack, tls: sock.getProtocol(), cipher: sock.getCipher().standardName }));
   return sock;
 };
 

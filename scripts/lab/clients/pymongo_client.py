@@ -7,10 +7,16 @@ The driver is not modified. Truth is recorded beside it:
   monitor and RTT threads);
 - CMAP events (connection created/closed, with server address and connection id) and
   SDAM heartbeat events (with the `awaited` flag) come from PyMongo's monitoring API.
+
+With LAB_KEYLOG set, TLS secrets are written there in the SSLKEYLOGFILE format. PyMongo builds
+its own `ssl.SSLContext` (not `create_default_context`, which would honour SSLKEYLOGFILE),
+so the context's `keylog_filename` is set just before the driver wraps a socket with it.
 """
 import argparse
 import json
+import os
 import socket
+import ssl
 import threading
 import time
 
@@ -41,6 +47,23 @@ def connect(self, address):
 
 
 socket.socket.connect = connect
+
+_wrap_socket = ssl.SSLContext.wrap_socket
+
+
+def wrap_socket(self, *args, **kwargs):
+    if os.environ.get("LAB_KEYLOG") and not self.keylog_filename:
+        self.keylog_filename = os.environ["LAB_KEYLOG"]
+    sock = _wrap_socket(self, *args, **kwargs)
+    try:
+        local = sock.getsockname()
+        note("tls", local="%s:%d" % local[:2], version=sock.version(), cipher=sock.cipher()[0])
+    except (OSError, TypeError):
+        pass
+    return sock
+
+
+ssl.SSLContext.wrap_socket = wrap_socket
 
 
 class Pool(monitoring.ConnectionPoolListener):

@@ -1,0 +1,613 @@
+//! Between reassembly and frames: TLS records of a connection → the MongoDB bytes inside.
+//!
+//! A [`TlsConn`] follows one connection's two directions. It splits each direction into
+//! records ([`record`]), reads the plaintext handshake with `tls-parser` (ClientHello:
+//! client random and SNI; ServerHello: server random, cipher suite, version including the
+//! supported_versions extension), finds the session's secrets in the key log by client
+//! random ([`keylog`]), and decrypts application data ([`decrypt`]): TLS 1.3 (AES-GCM,
+//! ChaCha20-Poly1305, with KeyUpdate) and TLS 1.2 AEAD suites. The plaintext is appended to
+//! a caller's buffer, which the observer pushes into the very same `wire::Framer` as a
+//! plaintext connection's bytes.
+//!
+//! Nothing here panics on capture input: damaged records, gaps and wrong keys stop the
+//! affected direction and become a [`TlsIssue`] for the report. Keys never appear in an
+//! issue, a summary or `Debug` output.
+
+pub mod decrypt;
+pub mod keylog;
+pub mod record;
+
+use serde::Serialize;
+
+use crate::tcp::Side;
+use decrypt::{
+    DecryptError, RecordKeys, Suite, ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE,
+};
+use keylog::{KeyStore, Secret};
+use record::{BadRecord, Record, RecordReader, HEADER_LEN};
+
+pub use keylog::{KeyLog, KeyLogError};
+
+/// Encrypted records held per connection while a followed (live) key log does not have
+/// the session's secrets yet.
+const MAX_QUEUED: usize = 256 << 10;
+/// Records a TLS 1.3 direction may fail to open with its application key before the keys
+/// are called wrong, when no handshake secret is logged to check them (the handshake
+/// flight is a handful of records).
+const MAX_HANDSHAKE_RECORDS: u8 = 16;
+
+/// Decrypted application data of one or more records, each chunk tagged with its
+/// direction, in the order the records were sent.
+#[derive(Debug, Default)]
+pub struct Plaintext {
+    bytes: Vec<u8>,
+    /// (direction, end offset in `bytes`) per run of one direction's data.
+    chunks: Vec<(Side, usize)>,
+}
+
+impl Plaintext {
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.chunks.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn push(&mut self, side: Side, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
+        let end = self.bytes.len();
+        match self.chunks.last_mut() {
+            Some((s, e)) if *s == side => *e = end,
+            _ => self.chunks.push((side, end)),
+        }
+    }
+
+    /// Each run of one direction's plaintext, in order.
+    pub fn chunks(&self) -> impl Iterator<Item = (Side, &[u8])> + '_ {
+        let mut start = 0;
+        self.chunks.iter().map(move |&(side, end)| {
+            let chunk = &self.bytes[start..end];
+            start = end;
+            (side, chunk)
+        })
+    }
+}
+
+/// Whether and why a connection's records could (not) be decrypted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyStatus {
+    /// No key log was given.
+    #[default]
+    NoKeyLog,
+    /// Keys not needed yet (no encrypted record so far).
+    NotNeeded,
+    /// A followed key log does not have the session yet.
+    Waiting,
+    /// The key log has no secrets for this session's client random.
+    NotInKeyLog,
+    /// The ClientHello was not captured: the client random that finds the keys is unknown.
+    NoHandshake,
+    /// The negotiated cipher suite is not an AEAD this tool decrypts.
+    UnsupportedCipher,
+    /// Secrets found and records decrypt.
+    Found,
+    /// Secrets found but the records do not authenticate with them.
+    WrongKeys,
+}
+
+/// What the report says about a TLS connection.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TlsSummary {
+    /// "TLS 1.3", "TLS 1.2", … as negotiated (None when the handshake was not captured).
+    pub version: Option<&'static str>,
+    /// IANA name of the negotiated cipher suite (or its number).
+    pub cipher: Option<String>,
+    /// Server name the client asked for (drivers send none for IP addresses).
+    pub sni: Option<String>,
+    /// Application data of this connection was decrypted and went through the wire stage.
+    pub decrypted: bool,
+    pub keys: KeyStatus,
+    pub records_decrypted: u64,
+    pub records_failed: u64,
+}
+
+/// A problem following one connection's TLS; the observer names the connection.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TlsIssue {
+    #[error("{0}; this direction is not followed further")]
+    BadRecord(BadRecord),
+    #[error(
+        "bytes missing from the capture inside the TLS stream: later records cannot be decrypted"
+    )]
+    Gap,
+    #[error("the key log has no secrets for this TLS session (client random not found)")]
+    NotInKeyLog,
+    #[error("the TLS handshake was not captured, so the session's keys cannot be looked up")]
+    NoHandshake,
+    #[error("cipher suite {0} is not decrypted (AES-GCM and ChaCha20-Poly1305 only)")]
+    UnsupportedCipher(String),
+    #[error("the key log's secrets for this session do not decrypt its records")]
+    WrongKeys,
+    #[error("record {seq} did not decrypt: {error}; this direction is not followed further")]
+    DecryptFailed { seq: u64, error: DecryptError },
+}
+
+/// One direction's record protection state.
+#[derive(Debug, Default)]
+enum Dir {
+    /// Records are plaintext (handshake so far).
+    #[default]
+    Plain,
+    /// Records are encrypted; keys not installed yet.
+    Encrypted,
+    /// TLS 1.3 handshake flight: records open with the handshake key (when logged) until
+    /// the first one opens with the application key.
+    Handshake13 {
+        hs: Option<RecordKeys>,
+        app: RecordKeys,
+        secret: Secret,
+        failures: u8,
+    },
+    /// Application traffic; `secret` (TLS 1.3) derives the next keys on KeyUpdate.
+    App {
+        keys: RecordKeys,
+        secret: Option<Secret>,
+    },
+    /// Not followed (no keys, damaged stream): records are only counted.
+    Off,
+}
+
+/// TLS state of one connection, sides as the flow table names them.
+#[derive(Debug, Default)]
+pub struct TlsConn {
+    readers: [RecordReader; 2],
+    dirs: [Dir; 2],
+    /// Keys derived for a direction that is not encrypted yet (TLS 1.2 before its CCS).
+    ready: [Option<Dir>; 2],
+    /// Encrypted records waiting for a followed key log, both directions in arrival
+    /// order: side byte (0 = A), header, body.
+    queued: Vec<u8>,
+    client: Option<Side>,
+    client_random: Option<[u8; 32]>,
+    server_random: Option<[u8; 32]>,
+    version: Option<u16>,
+    cipher_id: Option<u16>,
+    suite: Option<Suite>,
+    sni: Option<String>,
+    status: KeyStatus,
+    records_decrypted: u64,
+    records_failed: u64,
+    scratch: Vec<u8>,
+    /// Problems since the observer last drained them.
+    pub issues: Vec<TlsIssue>,
+}
+
+fn version_name(v: u16) -> &'static str {
+    match v {
+        0x0304 => "TLS 1.3",
+        0x0303 => "TLS 1.2",
+        0x0302 => "TLS 1.1",
+        0x0301 => "TLS 1.0",
+        _ => "SSL 3.0 or older",
+    }
+}
+
+impl TlsConn {
+    pub fn new(with_keylog: bool) -> TlsConn {
+        TlsConn {
+            status: if with_keylog {
+                KeyStatus::NotNeeded
+            } else {
+                KeyStatus::NoKeyLog
+            },
+            ..TlsConn::default()
+        }
+    }
+
+    pub fn summary(&self) -> TlsSummary {
+        let cipher = match (self.suite, self.cipher_id) {
+            (Some(s), _) => Some(s.name.to_string()),
+            (None, Some(id)) => Some(match tls_parser::TlsCipherSuite::from_id(id) {
+                Some(s) => s.name.to_string(),
+                None => format!("{id:#06x}"),
+            }),
+            _ => None,
+        };
+        TlsSummary {
+            version: self.version.map(version_name),
+            cipher,
+            sni: self.sni.clone(),
+            decrypted: self.records_decrypted > 0,
+            keys: self.status,
+            records_decrypted: self.records_decrypted,
+            records_failed: self.records_failed,
+        }
+    }
+
+    fn issue(&mut self, issue: TlsIssue) {
+        if !self.issues.contains(&issue) {
+            self.issues.push(issue);
+        }
+    }
+
+    /// Bytes were lost in `side`'s direction: its records cannot be followed any more.
+    pub fn gap(&mut self, side: Side) {
+        let i = side.index();
+        if matches!(self.dirs[i], Dir::App { .. } | Dir::Handshake13 { .. }) {
+            self.issue(TlsIssue::Gap);
+        }
+        self.dirs[i] = Dir::Off;
+        self.readers[i] = RecordReader::default();
+    }
+
+    /// Reassembled bytes of `side`'s direction; decrypted application data is appended to
+    /// `out` (with records of the other direction held until the keys were found).
+    pub fn data(
+        &mut self,
+        side: Side,
+        data: &[u8],
+        keys: Option<&mut KeyStore>,
+        out: &mut Plaintext,
+    ) {
+        let i = side.index();
+        if matches!(self.dirs[i], Dir::Off) && self.client_random.is_some() {
+            return; // nothing more to learn from this direction
+        }
+        let mut reader = std::mem::take(&mut self.readers[i]);
+        let mut keys = keys;
+        let result = reader.push(data, |rec| self.record(side, rec, keys.as_deref_mut(), out));
+        self.readers[i] = reader;
+        if let Err(bad) = result {
+            if !matches!(self.dirs[i], Dir::Off) {
+                self.issue(TlsIssue::BadRecord(bad));
+            }
+            self.dirs[i] = Dir::Off;
+            self.readers[i] = RecordReader::default();
+        }
+    }
+
+    fn record(
+        &mut self,
+        side: Side,
+        rec: Record<'_>,
+        keys: Option<&mut KeyStore>,
+        out: &mut Plaintext,
+    ) {
+        let i = side.index();
+        let tls13 = self.version == Some(0x0304);
+        match (&self.dirs[i], rec.kind()) {
+            (Dir::Off, _) => {}
+            (_, CHANGE_CIPHER_SPEC) => {
+                // TLS 1.2: this side's later records are protected. TLS 1.3 sends a
+                // dummy CCS for middleboxes only.
+                if !tls13 && matches!(self.dirs[i], Dir::Plain) {
+                    self.dirs[i] = Dir::Encrypted;
+                }
+            }
+            (Dir::Plain, HANDSHAKE) => self.plain_handshake(side, rec.body),
+            // TLS 1.3 protects every record as application_data; a handshake record is
+            // still plaintext (a second ClientHello after HelloRetryRequest).
+            (_, HANDSHAKE) if tls13 => self.plain_handshake(side, rec.body),
+            (Dir::Plain, APPLICATION_DATA) => {
+                // Protected data without a handshake we saw: the capture began mid-session.
+                if self.client_random.is_none() {
+                    self.status = KeyStatus::NoHandshake;
+                    self.issue(TlsIssue::NoHandshake);
+                }
+                self.dirs[i] = Dir::Off;
+            }
+            (Dir::Plain, _) => {}
+            _ => self.protected(side, rec, keys, out),
+        }
+    }
+
+    fn plain_handshake(&mut self, side: Side, mut body: &[u8]) {
+        use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
+        while !body.is_empty() {
+            let Ok((rest, TlsMessage::Handshake(msg))) =
+                tls_parser::parse_tls_message_handshake(body)
+            else {
+                break; // a message continued in the next record (a certificate): not needed
+            };
+            body = rest;
+            match msg {
+                TlsMessageHandshake::ClientHello(ch) => {
+                    self.client = Some(side);
+                    self.client_random = ch.random.try_into().ok();
+                    let exts = ch
+                        .ext
+                        .and_then(|e| tls_parser::parse_tls_extensions(e).ok());
+                    for ext in exts.map(|(_, v)| v).unwrap_or_default() {
+                        if let TlsExtension::SNI(names) = ext {
+                            self.sni = names
+                                .first()
+                                .map(|(_, name)| String::from_utf8_lossy(name).into_owned());
+                        }
+                    }
+                }
+                TlsMessageHandshake::ServerHello(sh) => {
+                    self.server_random = sh.random.try_into().ok();
+                    self.cipher_id = Some(sh.cipher.0);
+                    let mut version = sh.version.0;
+                    let exts = sh
+                        .ext
+                        .and_then(|e| tls_parser::parse_tls_extensions(e).ok());
+                    for ext in exts.map(|(_, v)| v).unwrap_or_default() {
+                        if let TlsExtension::SupportedVersions(v) = ext {
+                            if let Some(v) = v.first() {
+                                version = v.0;
+                            }
+                        }
+                    }
+                    self.version = Some(version);
+                    match Suite::from_id(sh.cipher.0) {
+                        Ok(suite) => self.suite = Some(suite),
+                        Err(name) => {
+                            if self.status != KeyStatus::NoKeyLog {
+                                self.status = KeyStatus::UnsupportedCipher;
+                                let name =
+                                    name.map_or(format!("{:#06x}", sh.cipher.0), str::to_string);
+                                self.issue(TlsIssue::UnsupportedCipher(name));
+                            }
+                        }
+                    }
+                    if version == 0x0304 {
+                        // Everything after the ServerHello is protected, both ways.
+                        for d in &mut self.dirs {
+                            if matches!(d, Dir::Plain) {
+                                *d = Dir::Encrypted;
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Derive both directions' keys from the key log. `false` when they are not there.
+    fn install_keys(&mut self, store: Option<&mut KeyStore>) -> bool {
+        let Some(store) = store else {
+            self.status = KeyStatus::NoKeyLog;
+            return false;
+        };
+        let (Some(client), Some(random)) = (self.client, self.client_random) else {
+            self.status = KeyStatus::NoHandshake;
+            self.issue(TlsIssue::NoHandshake);
+            return false;
+        };
+        let Some(suite) = self.suite else {
+            if self.status != KeyStatus::UnsupportedCipher {
+                self.status = KeyStatus::NoHandshake;
+                self.issue(TlsIssue::NoHandshake);
+            }
+            return false;
+        };
+        let follows = store.follows();
+        let Some(secrets) = store.lookup(&random) else {
+            self.status = if follows {
+                KeyStatus::Waiting
+            } else {
+                self.issue(TlsIssue::NotInKeyLog);
+                KeyStatus::NotInKeyLog
+            };
+            return false;
+        };
+        let server = client.other();
+        if self.version == Some(0x0304) {
+            let (Some(c0), Some(s0)) = (&secrets.client_traffic_0, &secrets.server_traffic_0)
+            else {
+                self.status = if follows {
+                    KeyStatus::Waiting
+                } else {
+                    self.issue(TlsIssue::NotInKeyLog);
+                    KeyStatus::NotInKeyLog
+                };
+                return false;
+            };
+            let dir = |hs: &Option<Secret>, app: &Secret| -> Option<Dir> {
+                Some(Dir::Handshake13 {
+                    hs: hs.as_ref().and_then(|s| RecordKeys::tls13(&suite, s)),
+                    app: RecordKeys::tls13(&suite, app)?,
+                    secret: app.clone(),
+                    failures: 0,
+                })
+            };
+            self.ready[client.index()] = dir(&secrets.client_handshake, c0);
+            self.ready[server.index()] = dir(&secrets.server_handshake, s0);
+        } else {
+            let (Some(master), Some(server_random)) = (&secrets.master, self.server_random) else {
+                self.status = if follows {
+                    KeyStatus::Waiting
+                } else {
+                    self.issue(TlsIssue::NotInKeyLog);
+                    KeyStatus::NotInKeyLog
+                };
+                return false;
+            };
+            if let Some((c, s)) = RecordKeys::tls12(&suite, master, &random, &server_random) {
+                self.ready[client.index()] = Some(Dir::App {
+                    keys: c,
+                    secret: None,
+                });
+                self.ready[server.index()] = Some(Dir::App {
+                    keys: s,
+                    secret: None,
+                });
+            }
+        }
+        self.status = KeyStatus::Found;
+        true
+    }
+
+    fn protected(
+        &mut self,
+        side: Side,
+        rec: Record<'_>,
+        store: Option<&mut KeyStore>,
+        out: &mut Plaintext,
+    ) {
+        let i = side.index();
+        let need_keys = matches!(self.dirs[i], Dir::Encrypted)
+            && self.ready[i].is_none()
+            && self.status != KeyStatus::Found;
+        if need_keys && !self.install_keys(store) {
+            let waiting = self.status == KeyStatus::Waiting;
+            if waiting && self.queued.len() < MAX_QUEUED {
+                self.queued.push(i as u8);
+                self.queued.extend_from_slice(&rec.header);
+                self.queued.extend_from_slice(rec.body);
+            } else {
+                if waiting {
+                    self.status = KeyStatus::NotInKeyLog;
+                    self.issue(TlsIssue::NotInKeyLog);
+                }
+                self.dirs = [Dir::Off, Dir::Off];
+                self.queued = Vec::new();
+            }
+            return;
+        }
+        // Records held while the key log caught up come first, in arrival order.
+        self.drain(out);
+        self.activate(i);
+        self.open(side, &rec.header, rec.body, out);
+    }
+
+    /// Keys derived for direction `i` take effect once it is encrypted.
+    fn activate(&mut self, i: usize) {
+        if matches!(self.dirs[i], Dir::Encrypted) {
+            self.dirs[i] = self.ready[i].take().unwrap_or(Dir::Off);
+        }
+    }
+
+    fn drain(&mut self, out: &mut Plaintext) {
+        let queued = std::mem::take(&mut self.queued);
+        let mut at = 0;
+        while at + 1 + HEADER_LEN <= queued.len() {
+            let side = if queued[at] == 0 { Side::A } else { Side::B };
+            let header: [u8; HEADER_LEN] =
+                queued[at + 1..at + 1 + HEADER_LEN].try_into().expect("5");
+            let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+            let start = at + 1 + HEADER_LEN;
+            let body = &queued[start..(start + len).min(queued.len())];
+            self.activate(side.index());
+            self.open(side, &header, body, out);
+            at = start + len;
+        }
+    }
+
+    /// Look the session up once more (a followed key log may have caught up) and open
+    /// the records held meanwhile: for connections that went quiet while waiting.
+    pub fn retry(&mut self, store: Option<&mut KeyStore>, out: &mut Plaintext) {
+        if self.status == KeyStatus::Waiting && self.install_keys(store) {
+            self.drain(out);
+        }
+    }
+
+    fn open(&mut self, side: Side, header: &[u8; HEADER_LEN], body: &[u8], out: &mut Plaintext) {
+        let i = side.index();
+        let mut plain = std::mem::take(&mut self.scratch);
+        let opened = match &mut self.dirs[i] {
+            Dir::Handshake13 {
+                hs, app, failures, ..
+            } => {
+                if hs
+                    .as_mut()
+                    .is_some_and(|k| k.open(header, body, &mut plain).is_ok())
+                {
+                    None // a handshake-flight record, opened with the handshake key
+                } else {
+                    match app.open(header, body, &mut plain) {
+                        Ok(kind) => {
+                            let Dir::Handshake13 { app, secret, .. } =
+                                std::mem::take(&mut self.dirs[i])
+                            else {
+                                unreachable!("matched above")
+                            };
+                            self.dirs[i] = Dir::App {
+                                keys: app,
+                                secret: Some(secret),
+                            };
+                            Some(Ok(kind))
+                        }
+                        Err(_) if hs.is_none() && *failures < MAX_HANDSHAKE_RECORDS => {
+                            *failures += 1;
+                            None
+                        }
+                        Err(_) => Some(Err(TlsIssue::WrongKeys)),
+                    }
+                }
+            }
+            Dir::App { keys, .. } => {
+                let seq = keys.seq();
+                Some(keys.open(header, body, &mut plain).map_err(|error| {
+                    if seq == 0 {
+                        TlsIssue::WrongKeys
+                    } else {
+                        TlsIssue::DecryptFailed { seq, error }
+                    }
+                }))
+            }
+            _ => None,
+        };
+        match opened {
+            Some(Ok(kind)) => self.deliver(side, kind, &plain, out),
+            Some(Err(issue)) => {
+                self.records_failed += 1;
+                if issue == TlsIssue::WrongKeys && self.records_decrypted == 0 {
+                    self.status = KeyStatus::WrongKeys;
+                }
+                self.issue(issue);
+                self.dirs[i] = Dir::Off;
+            }
+            None => {}
+        }
+        self.scratch = plain;
+    }
+
+    fn deliver(&mut self, side: Side, kind: u8, plain: &[u8], out: &mut Plaintext) {
+        match kind {
+            APPLICATION_DATA => {
+                self.records_decrypted += 1;
+                out.push(side, plain);
+            }
+            HANDSHAKE if self.version == Some(0x0304) => {
+                // Post-handshake messages: NewSessionTicket (ignored) and KeyUpdate.
+                let mut rest = plain;
+                while rest.len() >= 4 {
+                    let len = u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
+                    if rest[0] == 24 {
+                        self.key_update(side);
+                    }
+                    rest = rest.get(4 + len..).unwrap_or_default();
+                }
+            }
+            ALERT | HANDSHAKE => {}
+            _ => {}
+        }
+    }
+
+    /// KeyUpdate (RFC 8446 §4.6.3): the sender's next records use the next secret.
+    fn key_update(&mut self, side: Side) {
+        let i = side.index();
+        let Some(suite) = self.suite else { return };
+        if let Dir::App {
+            keys,
+            secret: Some(secret),
+        } = &mut self.dirs[i]
+        {
+            let next = decrypt::tls13_next_secret(&suite, secret)
+                .and_then(|s| Some((RecordKeys::tls13(&suite, &s)?, s)));
+            if let Some((k, s)) = next {
+                *keys = k;
+                *secret = s;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
