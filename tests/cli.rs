@@ -120,3 +120,31 @@ fn markdown_names_tool_and_command_line_without_credentials() {
     assert!(md.contains("conn-attrib"));
     assert!(!md.contains("secret") && !md.contains("alice"), "{md}");
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    // `conn-attrib … -f json | head`: the closed pipe must not print an error.
+    let lab = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/lab/pool-churn/capture.pcap"
+    );
+    let mut child = bin()
+        .args([lab, "-f", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(first.starts_with(b"{"), "{first:?}");
+    assert!(!stderr.contains("cannot write"), "{stderr}");
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{:?}",
+        out.status
+    );
+}

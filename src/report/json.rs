@@ -225,7 +225,11 @@ pub fn write_json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         tool: &report.meta,
         redacted: report.is_redacted(),
     };
-    serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
+    // Keep the I/O error's kind (a closed pipe must stay recognisable to the caller).
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| match e.io_error_kind() {
+        Some(kind) => io::Error::new(kind, e),
+        None => io::Error::other(e),
+    })?;
     out.write_all(b"\n")
 }
 
