@@ -207,6 +207,43 @@ pub struct Auth {
     pub failed: bool,
 }
 
+/// Server-to-server evidence on a connection: small and bounded (two flags, one sender
+/// name, and the rare `dropConnections` commands).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ClusterTraffic {
+    /// Tails `local.oplog.rs` (tailable + awaitData find, or getMore on it).
+    pub tails_oplog: bool,
+    /// The tailing requests carried `term`/`lastKnownCommittedOpTime`: a member's oplog
+    /// fetcher, not an application tailing the oplog.
+    pub oplog_term: bool,
+    /// `from` of the first replSetHeartbeat: the sending member as the set's config names it.
+    pub heartbeat_from: Option<String>,
+    /// `dropConnections` commands sent on this connection (at most [`MAX_DROPS`] kept).
+    pub drop_connections: Vec<DropConnectionsSeen>,
+}
+
+impl ClusterTraffic {
+    pub fn is_empty(&self) -> bool {
+        *self == ClusterTraffic::default()
+    }
+}
+
+/// dropConnections commands kept per connection.
+pub const MAX_DROPS: usize = 16;
+
+/// One `dropConnections` command and its reply.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DropConnectionsSeen {
+    pub ts: f64,
+    /// Each `hostAndPort` element as sent (`null`: not a string).
+    pub targets: Vec<Option<String>>,
+    pub replied: Option<f64>,
+    pub ok: Option<bool>,
+    pub errmsg: Option<String>,
+    #[serde(skip)]
+    pub request_id: i32,
+}
+
 /// Per-direction traffic counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Traffic {
@@ -262,6 +299,9 @@ pub struct Observations {
     pub server_traffic: Traffic,
     /// The connection carries TLS records: its MongoDB messages are not visible.
     pub tls: bool,
+    /// Replication and cluster-administration evidence.
+    #[serde(skip_serializing_if = "ClusterTraffic::is_empty")]
+    pub cluster: ClusterTraffic,
 }
 
 impl Observations {
@@ -293,6 +333,7 @@ impl Observations {
             client_traffic: Traffic::default(),
             server_traffic: Traffic::default(),
             tls: false,
+            cluster: ClusterTraffic::default(),
         }
     }
 
@@ -549,11 +590,13 @@ impl Observer {
             }
             Some(name) => {
                 count(&mut obs.commands, name);
+                cluster_evidence(obs, ts, msg, Some(name));
                 Pending::Operation
             }
             // Legacy writes, and OP_QUERY on a collection (a find, not a command).
             None if matches!(msg.body, wire::Body::Legacy | wire::Body::Query { .. }) => {
                 count(&mut obs.legacy_opcodes, msg.header.op_code.name());
+                cluster_evidence(obs, ts, msg, None);
                 Pending::Operation
             }
             None => Pending::Other,
@@ -606,13 +649,29 @@ impl Observer {
                     obs.hello.rtt_ms.add(elapsed_ms);
                     self.nodes.hello_rtt(server, elapsed_ms);
                 }
-                if obs.server_info.is_none() || obs.hello.replies <= 2 {
-                    if let Some(reply) = wire::hello_reply(msg) {
+                if let Some(reply) = wire::hello_reply(msg) {
+                    // The first replies describe the server; a later one replaces them
+                    // only when it carries a newer replica-set config (setVersion), so
+                    // a reconfig during the capture is seen.
+                    if obs.server_info.is_none()
+                        || obs.hello.replies <= 2
+                        || newer_config(obs.server_info.as_deref(), &reply)
+                    {
                         obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
                     }
                 }
             }
             Pending::Operation => {
+                if let Some(drop) = obs
+                    .cluster
+                    .drop_connections
+                    .iter_mut()
+                    .find(|d| d.request_id == wanted && d.replied.is_none())
+                {
+                    drop.replied = Some(ts.as_secs_f64());
+                    drop.ok = wire::reply_ok(msg);
+                    drop.errmsg = wire::reply_errmsg(msg).map(str::to_string);
+                }
                 if std::mem::take(&mut state.outstanding) {
                     self.in_flight
                         .finished(state.in_flight_slot.unwrap_or_default());
@@ -659,7 +718,7 @@ impl Observer {
             self.nodes.heartbeat(server, gap);
         }
         state.last_hello_reply = Some(ts);
-        if obs.server_info.is_none() {
+        if obs.server_info.is_none() || newer_config(obs.server_info.as_deref(), &reply) {
             obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
         }
         state.pending[state.pending_next] = (
@@ -683,6 +742,39 @@ fn looks_like_tls(data: &[u8]) -> bool {
                 && u16::from_be_bytes([*hi, *lo]) <= 16_384 + 2_048
         }
         _ => false,
+    }
+}
+
+/// Record what a request says about replication roles and cluster administration.
+fn cluster_evidence(obs: &mut Observations, ts: Timestamp, msg: &Message<'_>, name: Option<&str>) {
+    let Some(req) = wire::cluster_request(msg, name) else {
+        return;
+    };
+    let cluster = &mut obs.cluster;
+    match req {
+        wire::ClusterRequest::OplogTail { term } => {
+            cluster.tails_oplog = true;
+            cluster.oplog_term |= term;
+        }
+        wire::ClusterRequest::Heartbeat { from } => {
+            if cluster.heartbeat_from.is_none() {
+                cluster.heartbeat_from = from.map(str::to_string);
+            }
+        }
+        wire::ClusterRequest::DropConnections { targets } => {
+            if cluster.drop_connections.len() < MAX_DROPS {
+                cluster.drop_connections.push(DropConnectionsSeen {
+                    ts: ts.as_secs_f64(),
+                    targets: targets
+                        .into_iter()
+                        .take(256)
+                        .map(|t| t.map(str::to_string))
+                        .collect(),
+                    request_id: msg.header.request_id,
+                    ..DropConnectionsSeen::default()
+                });
+            }
+        }
     }
 }
 
@@ -731,6 +823,15 @@ fn handshake_of(hello: &wire::HelloRequest<'_>) -> Handshake {
 fn strings(a: Option<&bson::RawArray>) -> Vec<String> {
     a.map(|a| wire::str_array(a).map(str::to_string).collect())
         .unwrap_or_default()
+}
+
+/// The reply announces a newer replica-set config than `known` (a higher setVersion).
+fn newer_config(known: Option<&ServerInfo>, reply: &wire::HelloReply<'_>) -> bool {
+    match (known.and_then(|k| k.set_version), reply.set_version) {
+        (Some(old), Some(new)) => new > old,
+        (None, Some(_)) => true,
+        _ => false,
+    }
 }
 
 fn server_info_of(reply: &wire::HelloReply<'_>) -> ServerInfo {

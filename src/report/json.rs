@@ -61,6 +61,9 @@ struct ConnectionView<'a> {
     evidence: &'a str,
     // Additions to the contract.
     confidence: Confidence,
+    /// The sub-role of an internal connection (absent for other classes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<&'a ProcessInfo>,
     observations: &'a Observations,
@@ -85,6 +88,7 @@ impl<'a> ConnectionView<'a> {
             closed: c.obs.closed,
             evidence: &c.verdict.evidence,
             confidence: c.verdict.confidence,
+            role: c.verdict.role.map(|r| r.name()),
             process: report.process_of(c.obs.client),
             observations: &c.obs,
         }
