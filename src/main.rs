@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use conn_attrib::attribute::cluster::MembershipInput;
 use conn_attrib::attribute::Options;
 use conn_attrib::live::{self, LiveOptions};
 use conn_attrib::report::{Format, Meta, Report};
@@ -150,6 +151,16 @@ struct Common {
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
     max_total_buffer: usize,
 
+    /// The replica set's current members (host:port, as its config names them): stale
+    /// hosts are judged against this instead of the membership hello replies announce.
+    #[arg(long, value_name = "HOST:PORT,...", conflicts_with = "members_file")]
+    members: Option<String>,
+
+    /// The replica set's config or status as JSON, for the same purpose: e.g.
+    /// `mongosh --quiet --eval 'JSON.stringify(rs.conf())' > conf.json`.
+    #[arg(long, value_name = "FILE")]
+    members_file: Option<String>,
+
     /// Do not repeat warnings on standard error (they stay in the report).
     #[arg(short, long)]
     quiet: bool,
@@ -180,6 +191,26 @@ impl Common {
         config.table.stream.max_early_bytes = self.max_stream_buffer;
         config.table.max_total_buffered = self.max_total_buffer;
         config
+    }
+
+    fn membership(&self) -> Result<Option<MembershipInput>, String> {
+        if let Some(list) = &self.members {
+            return MembershipInput::from_list(list).map(Some);
+        }
+        if let Some(path) = &self.members_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --members-file {path}: {e}"))?;
+            return MembershipInput::from_json(&text).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// The report, judged against the membership the user gave, if any.
+    fn apply_membership(&self, report: Report) -> Result<Report, String> {
+        Ok(match self.membership()? {
+            Some(given) => report.with_membership(&given),
+            None => report,
+        })
     }
 
     fn options(&self) -> Result<Options, String> {
@@ -243,7 +274,9 @@ fn run(cli: Cli) -> Result<u8, String> {
                 .expect("clap requires a capture without a subcommand");
             let analysis =
                 analyze_path(&capture, cli.common.analyzer_config()).map_err(|e| e.to_string())?;
-            let report = conclude(analysis, cli.common.options()?, meta());
+            let report =
+                cli.common
+                    .apply_membership(conclude(analysis, cli.common.options()?, meta()))?;
             let status = deliver(&report, cli.format.into(), &cli.common);
             // The process ends right after: freeing tens of thousands of connection records
             // one by one took 5% of a run and gives nothing back.
@@ -274,6 +307,8 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
         attribute: args.common.options()?,
         meta: meta(),
     };
+    // Checked before capturing, applied to the final report.
+    args.common.membership()?;
     let tty = io::stderr().is_terminal();
     let report = live::run(opts, &stop, |snapshot| {
         if tty {
@@ -291,6 +326,7 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
         }
     })
     .map_err(|e| e.to_string())?;
+    let report = args.common.apply_membership(report)?;
     if let (Some(received), Some(dropped)) = (report.input.received, report.input.dropped) {
         eprintln!("conn-attrib: libpcap received {received} packets, dropped {dropped}");
     }
@@ -360,6 +396,8 @@ mod tests {
             "1024",
             "--max-total-buffer",
             "4096",
+            "--members",
+            "db1:27017,db2:27017",
             "-q",
         ])
         .unwrap();
@@ -373,6 +411,8 @@ mod tests {
         assert_eq!(c.max_connections, Some(3000));
         assert_eq!(c.max_stream_buffer, 1024);
         assert_eq!(c.max_total_buffer, 4096);
+        assert_eq!(c.members.as_deref(), Some("db1:27017,db2:27017"));
+        assert_eq!(c.membership().unwrap().unwrap().hosts.len(), 2);
         assert!(c.quiet);
         assert!(Cli::try_parse_from(["conn-attrib", "x", "-f", "xml"]).is_err());
     }

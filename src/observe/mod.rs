@@ -171,6 +171,9 @@ pub struct HelloStats {
     pub rtt_ms: Summary,
     pub first_ts: Option<f64>,
     pub last_ts: Option<f64>,
+    /// When a reply first announced a newer replica-set config (higher setVersion) than
+    /// this connection had seen: the reconfig, as this connection learnt it.
+    pub newer_config_ts: Option<f64>,
 }
 
 /// What the server said about itself in hello replies; shared between the connections
@@ -653,10 +656,12 @@ impl Observer {
                     // The first replies describe the server; a later one replaces them
                     // only when it carries a newer replica-set config (setVersion), so
                     // a reconfig during the capture is seen.
-                    if obs.server_info.is_none()
-                        || obs.hello.replies <= 2
-                        || newer_config(obs.server_info.as_deref(), &reply)
-                    {
+                    let newer = obs.server_info.is_some()
+                        && newer_config(obs.server_info.as_deref(), &reply);
+                    if newer && obs.hello.newer_config_ts.is_none() {
+                        obs.hello.newer_config_ts = Some(ts.as_secs_f64());
+                    }
+                    if obs.server_info.is_none() || obs.hello.replies <= 2 || newer {
                         obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
                     }
                 }
@@ -718,7 +723,11 @@ impl Observer {
             self.nodes.heartbeat(server, gap);
         }
         state.last_hello_reply = Some(ts);
-        if obs.server_info.is_none() || newer_config(obs.server_info.as_deref(), &reply) {
+        let newer = obs.server_info.is_some() && newer_config(obs.server_info.as_deref(), &reply);
+        if newer && obs.hello.newer_config_ts.is_none() {
+            obs.hello.newer_config_ts = Some(ts.as_secs_f64());
+        }
+        if obs.server_info.is_none() || newer {
             obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
         }
         state.pending[state.pending_next] = (

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::{Meta, NodeSummary, Report, SCHEMA};
 use crate::analyzer::InputSummary;
+use crate::attribute::cluster::Cluster;
 use crate::attribute::{Attributed, Client, Counts, Driver, Expected, Projection};
 use crate::classify::Confidence;
 use crate::observe::Observations;
@@ -28,6 +29,8 @@ struct Document<'a> {
     // Additions to the contract.
     nodes: &'a [NodeSummary],
     tool: &'a Meta,
+    /// Membership, stale hosts, the dropConnections plan and the ones seen.
+    cluster: &'a Cluster,
 }
 
 #[derive(Serialize)]
@@ -64,13 +67,16 @@ struct ConnectionView<'a> {
     /// The sub-role of an internal connection (absent for other classes).
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
+    /// The member that opened an internal connection, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<&'a ProcessInfo>,
     observations: &'a Observations,
 }
 
 impl<'a> ConnectionView<'a> {
-    fn of(c: &'a Attributed, report: &'a Report) -> ConnectionView<'a> {
+    fn of(i: usize, c: &'a Attributed, report: &'a Report) -> ConnectionView<'a> {
         let hs = c.obs.handshake.as_ref();
         ConnectionView {
             client: c.obs.client.to_string(),
@@ -89,6 +95,7 @@ impl<'a> ConnectionView<'a> {
             evidence: &c.verdict.evidence,
             confidence: c.verdict.confidence,
             role: c.verdict.role.map(|r| r.name()),
+            member: report.cluster.origins.get(i).and_then(|o| o.as_deref()),
             process: report.process_of(c.obs.client),
             observations: &c.obs,
         }
@@ -102,8 +109,8 @@ impl Serialize for Connections<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let all = &self.0.attribution.connections;
         let mut seq = s.serialize_seq(Some(all.len()))?;
-        for c in all {
-            seq.serialize_element(&ConnectionView::of(c, self.0))?;
+        for (i, c) in all.iter().enumerate() {
+            seq.serialize_element(&ConnectionView::of(i, c, self.0))?;
         }
         seq.end()
     }
@@ -203,6 +210,7 @@ pub fn write_json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             .collect(),
         nodes: &report.nodes,
         tool: &report.meta,
+        cluster: &report.cluster,
     };
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
     out.write_all(b"\n")
