@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use conn_attrib::attribute::cluster::MembershipInput;
 use conn_attrib::attribute::Options;
 use conn_attrib::live::{self, LiveOptions};
 use conn_attrib::observe::KeyLogConfig;
@@ -80,7 +81,7 @@ enum Command {
     /// Capture live on this host (libpcap), show a table of clients every --refresh
     /// seconds, name the process that owns each connection, and write the report on
     /// Ctrl-C, SIGTERM or at the end of --duration.
-    Live(LiveArgs),
+    Live(Box<LiveArgs>),
     /// Combine JSON reports (conn-attrib/1) from many app hosts or time windows into one
     /// fleet report: per application across hosts, per cluster node against
     /// --max-connections, and a projection at --instances N. A client present in several
@@ -190,6 +191,16 @@ struct Common {
     #[arg(long)]
     redact: bool,
 
+    /// The replica set's current members (host:port, as its config names them): stale
+    /// hosts are judged against this instead of the membership hello replies announce.
+    #[arg(long, value_name = "HOST:PORT,...", conflicts_with = "members_file")]
+    members: Option<String>,
+
+    /// The replica set's config or status as JSON, for the same purpose: e.g.
+    /// `mongosh --quiet --eval 'JSON.stringify(rs.conf())' > conf.json`.
+    #[arg(long, value_name = "FILE")]
+    members_file: Option<String>,
+
     /// Do not repeat warnings on standard error (they stay in the report).
     #[arg(short, long)]
     quiet: bool,
@@ -244,6 +255,26 @@ impl Common {
                 .map_err(|e| format!("cannot read the key log {}: {e}", path.display())),
             None => Ok(()),
         }
+    }
+
+    fn membership(&self) -> Result<Option<MembershipInput>, String> {
+        if let Some(list) = &self.members {
+            return MembershipInput::from_list(list).map(Some);
+        }
+        if let Some(path) = &self.members_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --members-file {path}: {e}"))?;
+            return MembershipInput::from_json(&text).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// The report, judged against the membership the user gave, if any.
+    fn apply_membership(&self, report: Report) -> Result<Report, String> {
+        Ok(match self.membership()? {
+            Some(given) => report.with_membership(&given),
+            None => report,
+        })
     }
 
     fn options(&self) -> Result<Options, String> {
@@ -309,7 +340,7 @@ fn deliver(report: Report, format: Format, common: &Common) -> Result<u8, String
 
 fn run(cli: Cli) -> Result<u8, String> {
     match cli.command {
-        Some(Command::Live(args)) => run_live(args),
+        Some(Command::Live(args)) => run_live(*args),
         Some(Command::Merge(args)) => run_merge(args),
         None => {
             let capture = cli
@@ -324,7 +355,9 @@ fn run(cli: Cli) -> Result<u8, String> {
                 None => analyze_path(&capture, config),
             }
             .map_err(|e| e.to_string())?;
-            let report = conclude(analysis, cli.common.options()?, meta());
+            let report =
+                cli.common
+                    .apply_membership(conclude(analysis, cli.common.options()?, meta()))?;
             deliver(report, cli.format.into(), &cli.common)
         }
     }
@@ -408,6 +441,8 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
         attribute: args.common.options()?,
         meta: meta(),
     };
+    // Checked before capturing, applied to the final report.
+    args.common.membership()?;
     let tty = io::stderr().is_terminal();
     let redact = args.common.redact;
     let report = live::run(opts, &stop, |snapshot| {
@@ -430,6 +465,7 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
         }
     })
     .map_err(|e| e.to_string())?;
+    let report = args.common.apply_membership(report)?;
     if let (Some(received), Some(dropped)) = (report.input.received, report.input.dropped) {
         eprintln!("conn-attrib: libpcap received {received} packets, dropped {dropped}");
     }
@@ -539,6 +575,8 @@ mod tests {
             "1024",
             "--max-total-buffer",
             "4096",
+            "--members",
+            "db1:27017,db2:27017",
             "-q",
             "--redact",
             "--keylog",
@@ -555,6 +593,8 @@ mod tests {
         assert_eq!(c.max_connections, Some(3000));
         assert_eq!(c.max_stream_buffer, 1024);
         assert_eq!(c.max_total_buffer, 4096);
+        assert_eq!(c.members.as_deref(), Some("db1:27017,db2:27017"));
+        assert_eq!(c.membership().unwrap().unwrap().hosts.len(), 2);
         assert!(c.quiet);
         assert!(c.redact);
         assert_eq!(c.keylog.as_deref(), Some(std::path::Path::new("keys.log")));

@@ -9,8 +9,23 @@ use conn_attrib::{analyze_path, conclude, AnalyzerConfig};
 #[test]
 fn markdown_report_of_the_minpool_case() {
     // Relative paths: cargo runs integration tests from the package root.
-    let capture = "testdata/lab/streaming-minpool/capture.pcapng";
-    let golden = "testdata/golden/streaming-minpool.md";
+    golden_markdown(
+        "testdata/lab/streaming-minpool/capture.pcapng",
+        "testdata/golden/streaming-minpool.md",
+    );
+}
+
+/// A replica set's own connections with a removed member still held by one of them, and
+/// the dropConnections sent (testdata/lab/cluster-stale).
+#[test]
+fn markdown_report_of_the_stale_host_case() {
+    golden_markdown(
+        "testdata/lab/cluster-stale/capture.pcap",
+        "testdata/golden/cluster-stale.md",
+    );
+}
+
+fn golden_markdown(capture: &str, golden: &str) {
     let analysis = analyze_path(capture, AnalyzerConfig::default()).expect("readable");
     let meta = Meta {
         tool: "conn-attrib".into(),

@@ -8,14 +8,15 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Cases with replica sets, a mongos, a load balancer, authentication (a user name in
-/// `saslSupportedMechs`), several apps and several drivers.
-const CASES: [&str; 6] = [
+/// `saslSupportedMechs`), several apps and several drivers, and a cluster-side capture.
+const CASES: [&str; 7] = [
     "two-apps",
     "auth",
     "mongos",
     "three-drivers",
     "load-balanced",
     "standalone",
+    "cluster-stale",
 ];
 
 fn lab(case: &str) -> PathBuf {

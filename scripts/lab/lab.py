@@ -145,6 +145,15 @@ CASES = {
         what="The Node.js driver over TLS 1.2 with ECDHE-RSA-CHACHA20-POLY1305 (RFC 7905), minPoolSize=1, heartbeat 2 s",
         seconds=12, tls=dict(max_version="1.2", ciphers="ECDHE-RSA-CHACHA20-POLY1305"),
         clients=[dict(driver="node", uri=uri(RS_URI, appName="tls12-chacha", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "cluster-stale": dict(
+        what="A replica set's own connections, emulated as mongod opens them (internal handshake, heartbeats, oplog fetcher, replSetUpdatePosition), with 127.0.0.13 removed at 8 s (setVersion 2); PyMongo then sends dropConnections for it to the primary (host:port: its connections close) and to the secondary (no port: silently ignored, they stay open); a monitoring agent keeps monitoring the removed member directly",
+        seconds=16, server=["--emulate-members", "--remove-member", "127.0.0.13:27017", "--remove-at", "8"],
+        bpf="tcp portrange 27017-27019 and net 127.0.0.0/28",
+        clients=[
+            dict(driver="pymongo", uri=uri(RS_URI, appName="ops-console", heartbeatFrequencyMS=2000), min_pool_size=0,
+                 drops=["10:primary:127.0.0.13:27017", "11.5:secondary:127.0.0.13"]),
+            dict(driver="pymongo", uri="mongodb://127.0.0.13:27017/?directConnection=true&appName=agent-c&heartbeatFrequencyMS=2000",
+                 min_pool_size=0, idle=True)]),
 }
 
 TLS_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
@@ -199,6 +208,10 @@ def client_argv(c, seconds, events, ca=None, keylog=None):
         argv = [py, os.path.join(HERE, "clients", "pymongo_client.py"), "--uri", c["uri"], "--seconds", str(seconds),
                 "--clients", str(c.get("instances", 1)), "--threads", str(c.get("threads", 1)),
                 "--pause", str(c.get("pause", 0.5)), "--events", events]
+        for d in c.get("drops", []):
+            argv += ["--drop", d]
+        if c.get("idle"):
+            argv.append("--idle-clients")
     elif d == "node":
         argv = ["node"] + (["--tls-keylog=" + keylog] if keylog else []) + [os.path.join(HERE, "clients", "node_client.js"), "--uri=" + c["uri"], "--seconds=%s" % seconds,
                 "--clients=%d" % c.get("instances", 1), "--threads=%d" % c.get("threads", 1), "--events=" + events]
@@ -233,7 +246,8 @@ def run_case(name, spec):
             raise RuntimeError("server did not start: %s" % line)
         raw = os.path.join(work, "raw.pcap")
         iface = spec.get("iface", "lo")
-        dump = procs.start(["tcpdump", "-i", iface, "-U", "-w", raw, "tcp portrange 27017-27019"],
+        # A case may narrow the filter to its own addresses (other tests may use loopback).
+        dump = procs.start(["tcpdump", "-i", iface, "-U", "-w", raw, spec.get("bpf", "tcp portrange 27017-27019")],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         started = time.time()
@@ -310,6 +324,23 @@ def endpoints_in(pcap):
     return {"%s:%s" % tuple(line.split("\t")) for line in out.splitlines() if "\t" in line}
 
 
+def read_internal(path):
+    """The test server's own outgoing connections (--emulate-members): local address →
+    what it opened it as; plus the reconfigs and dropConnections it logged."""
+    opened, reconfigs, drops = {}, [], []
+    for line in open(path):
+        e = json.loads(line)
+        if e["event"] == "internal-open":
+            opened[e["local"]] = dict(member=e["member"], target=e["peer"], role=e["role"], closed=None, reason=None)
+        elif e["event"] == "internal-close" and e.get("local") in opened:
+            opened[e["local"]].update(closed=e["ts"], reason=e["reason"])
+        elif e["event"] == "reconfig":
+            reconfigs.append(e)
+        elif e["event"] == "dropConnections":
+            drops.append(e)
+    return opened, reconfigs, drops
+
+
 def read_server_log(path):
     conns = {}
     for line in open(path):
@@ -348,6 +379,8 @@ def client_key(host, meta):
 
 def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
     conns = read_server_log(server_log)
+    internal, reconfigs, drops = read_internal(server_log)
+    removed = {r["removed"] for r in reconfigs}
     # Which driver opened which socket, from the client-side records.
     opened_by = {}
     tls_of = {}
@@ -386,7 +419,16 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
         role, why = None, ""
         ob = opened_by.get(peer)
         lb = c["load_balanced"]
-        if lb:
+        sub_role = member = None
+        stale = False
+        if peer in internal:
+            # Opened by the server's emulation of a member: it knows what for.
+            i = internal[peer]
+            role, sub_role, member = "internal", i["role"], i["member"]
+            stale = i["target"] in removed and i["closed"] is None and i["member"] not in removed
+            why = "opened by the test server as member %s's %s connection to %s (internal handshake with internalClient)%s" % (
+                i["member"], i["role"], i["target"], "; closed: %s" % i["reason"] if i["reason"] else "; open at the end")
+        elif lb:
             role, why = "pool", "loadBalanced handshake (server log): load-balanced clients have no monitors"
         elif driver in ("mongoc-single", "php"):
             role, why = "single-threaded", "libmongoc single-threaded design: the only connection to %s, carrying hello checks (%d) and operations (%d) per the server log" % (c["server"], c["hellos"], c["ops"])
@@ -426,13 +468,21 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
             continue  # gone before the kept window
         if present is not None and peer not in present:
             continue  # silent during the kept window: not in the capture at all
+        if role in ("streaming-monitor", "rtt-monitor", "polling-monitor") and c["server"] in removed:
+            # A client still monitoring the removed member: its monitor stayed open more
+            # than two heartbeats (2 s in this lab) after the reconfig, when a driver that
+            # follows the primary's host list closes it at its next check.
+            reconfig_ts = min(r["ts"] for r in reconfigs)
+            stale = c["closed"] is None or c["closed"] - reconfig_ts > 2 * 2.0
         metas.setdefault(client_key(host, meta), meta)
-        tc = dict(
+        entry = dict(
             client=peer, server=c["server"], role=role, client_key=client_key(host, meta),
             opened_before_capture=bool(cut_ts and c["opened"] < cut_ts), derived_from=why)
+        if reconfigs or internal:
+            entry.update(sub_role=sub_role, member=member, stale=stale)
         if "tls" in spec:
-            tc["tls"] = tls_of.get(peer)
-        truth_conns.append(tc)
+            entry["tls"] = tls_of.get(peer)
+        truth_conns.append(entry)
 
     # Per client: what the driver was told, and what it did.
     clients = []
@@ -486,6 +536,10 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
         drivers=[dict(driver=c["driver"], uri=c["uri"].replace("lab-pass", "***")) for c in spec["clients"]],
         connections=truth_conns, clients=clients,
         **(dict(keylog="keylog.txt", tls=dict(max_version=spec["tls"].get("max_version", "1.3"), server_ciphers=spec["tls"].get("ciphers"))) if "tls" in spec else {}),
+        **(dict(cluster=dict(
+            reconfigs=[dict(set_version=r["version"], hosts=r["hosts"], removed=r["removed"]) for r in reconfigs],
+            drop_connections=[dict(member=d["local"], targets=d["targets"], dropped=d["dropped"]) for d in drops],
+            derivation="membership from the server's reconfig log; stale = internal connections to the removed member still open at the end (the server only closes them on a dropConnections naming host:port), and client monitors of the removed member that stayed open more than two heartbeats after the reconfig")) if (reconfigs or internal) else {}),
         derivation="Roles per connection from the driver side where it names them (PyMongo thread names, Node.js call stacks at socket creation) and the test server's log of each connection's commands; libmongoc/PHP single-threaded by design confirmed by the log; per-client expectations from the settings the case gave the driver (minPoolSize, MongoClient instances).",
     )
     summary = [dict(peer=c["peer"], server=c["server"], opened=c["opened"], closed=c["closed"], commands=dict(c["commands"]),

@@ -11,6 +11,14 @@ connection and command as JSON lines: the server-side half of each case's truth.
 With --tls-cert/--tls-key it serves TLS only (as a mongod with tlsMode requireTLS), optionally
 capped at TLS 1.2 and restricted to given TLS 1.2 cipher suites, so the lab can record
 encrypted traffic together with the clients' key logs.
+With --emulate-members it also plays the members' own outgoing connections, as real
+mongod processes open them (see Outgoing): heartbeats between all members, each
+secondary's oplog fetcher and replSetUpdatePosition reporter to the primary. With
+--remove-member HOST --remove-at S, that member is removed at S seconds: setVersion is
+bumped, hello replies list the remaining hosts, the removed member answers like a mongod
+without a config, and the other members' connections to it stay open (idle) until a
+dropConnections naming it (host:port; an element without a port is ignored, as real
+servers do) closes them.
 
 Bounded: it exits by itself after --max-seconds.
 """
@@ -156,6 +164,9 @@ class Member:
         self.next_request_id = 1000 * (index + 1)
         self.next_conn_id = 1
         self.store = {}
+        self.index = index
+        self.outgoing = []  # Outgoing connections this member opened
+        self.cursor_id = 7000 + index
 
     def request_id(self):
         self.next_request_id += 1
@@ -169,13 +180,21 @@ class Member:
             reply["helloOk"] = True
         writable_key = "isWritablePrimary" if name == "hello" else "ismaster"
         topology = self.args.topology
-        if topology == "replset":
+        config = self.args.config
+        if topology == "replset" and self.name in config["removed"]:
+            # A removed member has no valid config: mongod answers hello without the
+            # set's fields (isreplicaset, "Does not have a valid replica set config").
+            reply[writable_key] = False
+            reply["secondary"] = False
+            reply["isreplicaset"] = True
+            reply["info"] = "Does not have a valid replica set config"
+        elif topology == "replset":
             reply[writable_key] = self.primary
             reply["secondary"] = not self.primary
             reply["setName"] = self.args.set_name
-            reply["setVersion"] = 1
-            reply["hosts"] = list(self.all_hosts)
-            reply["primary"] = self.all_hosts[0]
+            reply["setVersion"] = config["version"]
+            reply["hosts"] = list(config["hosts"])
+            reply["primary"] = config["hosts"][0]
             reply["me"] = self.name
         else:
             reply[writable_key] = True
@@ -235,6 +254,28 @@ class Member:
             state["scram_done"] = True
             state["user"] = scram.user
             return {"conversationId": 1, "done": True, "payload": bson.Binary(final), "ok": 1.0}
+        if name == "replSetHeartbeat":
+            if self.name in self.args.config["removed"]:
+                return {"ok": 0.0, "errmsg": "Our replica set config is invalid or we are not a member of it",
+                        "code": 93, "codeName": "InvalidReplicaSetConfig"}
+            return {"ok": 1.0, "set": self.args.set_name, "v": self.args.config["version"], "configVersion": self.args.config["version"],
+                    "configTerm": bson.Int64(1), "term": bson.Int64(1), "state": 1 if self.primary else 2,
+                    "syncingTo": "" if self.primary else self.args.config["hosts"][0]}
+        if name == "replSetUpdatePosition":
+            return {"ok": 1.0}
+        if name == "dropConnections":
+            # drop_connections_command.cpp: drops this process's outgoing pooled connections
+            # to each hostAndPort; an element without host and port names nothing.
+            dropped = []
+            for target in cmd.get("hostAndPort") or []:
+                if isinstance(target, str) and ":" in target and target.rsplit(":", 1)[1].isdigit():
+                    dropped += self.drop_outgoing(target)
+            self.args.log.write(event="dropConnections", local=self.name, targets=cmd.get("hostAndPort"), dropped=dropped)
+            return {"ok": 1.0}
+        if db == "local" and cmd.get(name) == "oplog.rs" and name == "find":
+            return {"cursor": {"firstBatch": [], "id": bson.Int64(self.cursor_id), "ns": "local.oplog.rs"}, "ok": 1.0}
+        if db == "local" and name == "getMore" and cmd.get("collection") == "oplog.rs":
+            return "await-oplog"
         coll = cmd.get(name) if isinstance(cmd.get(name), str) else "c"
         ns = "%s.%s" % (db, coll)
         if name == "insert":
@@ -252,6 +293,14 @@ class Member:
         if name in ("count", "countDocuments"):
             return {"n": len(self.store.get(ns, [])), "ok": 1.0}
         return {"ok": 1.0}
+
+    def drop_outgoing(self, target):
+        dropped = []
+        for out in list(self.outgoing):
+            if out.target == target and not out.closed:
+                out.close("dropConnections")
+                dropped.append(out.local)
+        return dropped
 
 
 class Connection:
@@ -383,6 +432,10 @@ class Connection:
         else:
             self.state["sequence"] = sequences
             reply = self.m.run_command(cmd, self.state)
+            if reply == "await-oplog":
+                # awaitData: hold the getMore for maxTimeMS when no new entry arrives.
+                await asyncio.sleep(min(float(cmd.get("maxTimeMS", 1000)), 5000.0) / 1000.0)
+                reply = {"cursor": {"nextBatch": [], "id": cmd.get("getMore"), "ns": "local.oplog.rs"}, "ok": 1.0}
         if flags & MORE_TO_COME:
             return  # fire-and-forget request: no reply
         _, data = self.msg_reply(request_id, reply, reply_compressor)
@@ -410,6 +463,161 @@ class Connection:
             await asyncio.sleep(wait)
 
 
+# What a member's outgoing connections send, after the server's own code (mongodb/mongo):
+# - handshake: AsyncDBClient::_buildHelloRequest (src/mongo/client/async_client.cpp):
+#   `hello: 1`, client metadata whose driver name is the pool's name
+#   ("NetworkInterfaceTL-<instance>", network_interface_tl.cpp), compression, and
+#   `internalClient: {minWireVersion, maxWireVersion}` (WireSpec::appendInternalClientWireVersion);
+# - heartbeats: replSetHeartbeat every heartbeatIntervalMillis (2 s) to every other member,
+#   on the replication executor ("ReplNetwork"), with setName, configVersion, from, fromId, term;
+# - oplog fetcher: find on local.oplog.rs with tailable, oplogReplay, awaitData, term
+#   (oplog_fetcher.cpp makeFindCommandObject), then getMore with maxTimeMS (the awaitData
+#   timeout, electionTimeoutMillis / 2) and lastKnownCommittedOpTime;
+# - reporter: replSetUpdatePosition with each member's optimes, from the sync-source
+#   feedback executor (reporter.cpp, sync_source_feedback.cpp).
+ROLES = {
+    "replication-heartbeat": "NetworkInterfaceTL-ReplNetwork",
+    "oplog-fetcher": "NetworkInterfaceTL-RS",
+    "replication-reporter": "NetworkInterfaceTL-ReplCoordExternNetwork",
+}
+SERVER_VERSION = "7.0.14"
+
+
+class Outgoing:
+    """One connection a member opens to another member, and what it sends."""
+
+    def __init__(self, member, target, role, log):
+        self.m, self.target, self.role, self.log = member, target, role, log
+        self.local = None
+        self.writer = None
+        self.closed = False
+        self.request_id = 100000 * (member.index + 1)
+
+    def close(self, reason):
+        if self.closed:
+            return
+        self.closed = True
+        self.log.write(event="internal-close", local=self.local, member=self.m.name, peer=self.target, role=self.role, reason=reason)
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception:
+                pass
+
+    async def command(self, doc):
+        self.request_id += 1
+        body = struct.pack("<I", 0) + b"\0" + bson.encode(doc)
+        self.writer.write(struct.pack("<iiii", 16 + len(body), self.request_id, 0, OP_MSG) + body)
+        await self.writer.drain()
+        header = await self.reader.readexactly(16)
+        length = struct.unpack("<i", header[:4])[0]
+        reply = await self.reader.readexactly(length - 16)
+        return bson.decode(reply, 5)[0]
+
+    async def run(self):
+        host, port = self.target.rsplit(":", 1)
+        try:
+            self.reader, self.writer = await asyncio.open_connection(host, int(port), local_addr=(self.m.host, 0))
+        except OSError as e:
+            self.log.write(event="internal-error", member=self.m.name, peer=self.target, error=repr(e))
+            return
+        sock = self.writer.get_extra_info("sockname")
+        self.local = "%s:%d" % (sock[0], sock[1])
+        self.m.outgoing.append(self)
+        self.log.write(event="internal-open", local=self.local, member=self.m.name, peer=self.target, role=self.role)
+        try:
+            await self.command({
+                "hello": 1,
+                "client": {"driver": {"name": ROLES[self.role], "version": SERVER_VERSION},
+                           "os": {"type": "Linux", "name": "Ubuntu", "architecture": "x86_64", "version": "22.04"}},
+                "compression": [],
+                "internalClient": {"minWireVersion": 21, "maxWireVersion": 21},
+                "$db": "admin",
+            })
+            await getattr(self, self.role.replace("-", "_"))()
+        except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError, OSError):
+            pass
+        finally:
+            self.close("ended")
+
+    def term(self):
+        return bson.Int64(1)
+
+    def optime(self):
+        return {"ts": bson.Timestamp(int(time.time()), 1), "t": bson.Int64(1)}
+
+    async def replication_heartbeat(self):
+        config = self.m.args.config
+        while not self.closed:
+            if self.target in config["removed"] or self.m.name in config["removed"]:
+                # No longer in the config: the executor stops heartbeating it, but its
+                # pooled connection stays open, idle, until dropConnections.
+                await asyncio.sleep(0.5)
+                continue
+            await self.command({
+                "replSetHeartbeat": self.m.args.set_name, "configVersion": config["version"], "configTerm": bson.Int64(1),
+                "hbv": 1, "from": self.m.name, "fromId": self.m.index, "term": self.term(), "$db": "admin",
+            })
+            await asyncio.sleep(2.0)
+
+    async def oplog_fetcher(self):
+        reply = await self.command({
+            "find": "oplog.rs", "filter": {"ts": {"$gte": bson.Timestamp(int(time.time()), 1)}},
+            "tailable": True, "oplogReplay": True, "awaitData": True, "maxTimeMS": bson.Int64(60000),
+            "batchSize": 13981010, "term": self.term(), "readConcern": {"afterClusterTime": bson.Timestamp(int(time.time()), 1)},
+            "$db": "local",
+        })
+        cursor = reply.get("cursor", {}).get("id", bson.Int64(0))
+        while not self.closed:
+            await self.command({
+                "getMore": bson.Int64(cursor), "collection": "oplog.rs", "batchSize": 13981010,
+                "maxTimeMS": bson.Int64(5000), "term": self.term(), "lastKnownCommittedOpTime": self.optime(), "$db": "local",
+            })
+
+    async def replication_reporter(self):
+        while not self.closed:
+            await self.command({
+                "replSetUpdatePosition": 1,
+                "optimes": [{"durableOpTime": self.optime(), "appliedOpTime": self.optime(),
+                             "memberId": self.m.index, "cfgver": self.m.args.config["version"]}],
+                "$db": "admin",
+            })
+            await asyncio.sleep(2.5)
+
+
+async def emulate_members(members, log):
+    """Start every member's outgoing connections: heartbeats to all others; from each
+    secondary, an oplog fetcher and a reporter to the primary (its sync source)."""
+    tasks = []
+    primary = members[0]
+    for m in members:
+        for other in members:
+            if other is not m:
+                tasks.append(Outgoing(m, other.name, "replication-heartbeat", log))
+        if m is not primary:
+            tasks.append(Outgoing(m, primary.name, "oplog-fetcher", log))
+            tasks.append(Outgoing(m, primary.name, "replication-reporter", log))
+    for t in tasks:
+        asyncio.get_running_loop().create_task(t.run())
+        await asyncio.sleep(0.05)
+
+
+async def remove_member(members, args, log, name, after):
+    """Reconfig without `name`: bump setVersion, shrink hosts; the removed member stops its
+    own replication (its outgoing connections close); the others' connections to it stay."""
+    await asyncio.sleep(after)
+    config = args.config
+    config["version"] += 1
+    config["hosts"] = [h for h in config["hosts"] if h != name]
+    config["removed"].add(name)
+    for m in members:
+        m.counter += 1  # topologyVersion changes with the config
+        if m.name == name:
+            for out in list(m.outgoing):
+                out.close("member removed")
+    log.write(event="reconfig", version=config["version"], hosts=config["hosts"], removed=name)
+
+
 async def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--topology", choices=["replset", "standalone", "mongos", "load-balanced"], default="replset")
@@ -423,6 +631,9 @@ async def main():
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--tls-max-version", choices=["1.2", "1.3"], default="1.3")
     p.add_argument("--tls-ciphers", help="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are not affected)")
+    p.add_argument("--emulate-members", action="store_true", help="open the members' own connections to each other")
+    p.add_argument("--remove-member", help="host:port removed from the set at --remove-at seconds")
+    p.add_argument("--remove-at", type=float, default=6.0)
     args = p.parse_args()
     tls = None
     if args.tls_cert:
@@ -437,10 +648,14 @@ async def main():
     if args.topology != "replset":
         hosts = hosts[:1] if args.topology != "mongos" else hosts
     log = Log(args.log)
+    args.log = log
+    args.config = {"version": 1, "hosts": list(hosts), "removed": set()}
     servers = []
+    members = []
     for i, h in enumerate(hosts):
         host, port = h.rsplit(":", 1)
         member = Member(args, host, int(port), hosts, i)
+        members.append(member)
 
         def handler(reader, writer, member=member):
             return Connection(member, reader, writer, log).serve()
@@ -449,6 +664,11 @@ async def main():
     log.write(event="listening", hosts=hosts, topology=args.topology, legacy_42=args.legacy_42,
               tls=bool(tls), tls_max_version=args.tls_max_version if tls else None)
     print("listening on " + ",".join(hosts), flush=True)
+    if args.emulate_members and args.topology == "replset":
+        await asyncio.sleep(float(os.environ.get("LAB_EMULATE_DELAY", "2.0")))
+        await emulate_members(members, log)
+    if args.remove_member:
+        asyncio.get_running_loop().create_task(remove_member(members, args, log, args.remove_member, args.remove_at))
     await asyncio.sleep(args.max_seconds)
 
 

@@ -7,6 +7,8 @@
 //! minPoolSize (no monitors). MongoClient instances are counted as the monitor sets a
 //! client keeps open at once to one node: every instance monitors every node once.
 
+pub mod cluster;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
@@ -615,6 +617,11 @@ fn client_of(
                 )
             }
         }
+        _ if counts.total > 0 && counts.internal == counts.total => format!(
+            "server-to-server: {} internal connection{} opened by a mongod/mongos (see the cluster section); no driver formula applies",
+            counts.total,
+            if counts.total == 1 { "" } else { "s" }
+        ),
         _ => format!(
             "unknown mode: no monitoring connection and no single-threaded or load-balanced evidence among {} connection{}",
             counts.total,

@@ -91,6 +91,9 @@ pub struct Verdict {
     pub class: Class,
     pub confidence: Confidence,
     pub evidence: String,
+    /// What an `internal` connection is for; `None` for every other class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 fn verdict(class: Class, confidence: Confidence, evidence: String) -> Verdict {
@@ -98,6 +101,174 @@ fn verdict(class: Class, confidence: Confidence, evidence: String) -> Verdict {
         class,
         confidence,
         evidence,
+        role: None,
+    }
+}
+
+/// The sub-role of an `internal` connection: which part of a mongod/mongos opened it.
+///
+/// Read from what real servers send (mongodb/mongo):
+/// - `replication-heartbeat`: `replSetHeartbeat` every heartbeatIntervalMillis (2 s) from
+///   every member to every other, on the replication executor's pool ("ReplNetwork";
+///   src/mongo/db/repl/replication_coordinator_impl_heartbeat.cpp);
+/// - `oplog-fetcher`: a secondary tailing its sync source's oplog, `find` on
+///   `local.oplog.rs` with `tailable` + `awaitData` (+ `term`), then `getMore`
+///   (src/mongo/db/repl/oplog_fetcher.cpp, `makeFindCommandObject`);
+/// - `replication-reporter`: `replSetUpdatePosition` sent upstream by a secondary's
+///   Reporter (src/mongo/db/repl/reporter.cpp, sync_source_feedback.cpp);
+/// - `sharding-pool`: a mongos or shard's executor pools (ShardRegistry, TaskExecutorPool-N,
+///   AddShard…; their handshake names the pool, "NetworkInterfaceTL-<pool>", from
+///   src/mongo/executor/network_interface_tl.cpp and AsyncDBClient::_buildHelloRequest in
+///   src/mongo/client/async_client.cpp), or sharding-only commands (`_shardsvr*`,
+///   `_configsvr*`, chunk migration);
+/// - `other`: internal, but none of the above was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    ReplicationHeartbeat,
+    OplogFetcher,
+    ReplicationReporter,
+    ShardingPool,
+    Other,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::ReplicationHeartbeat,
+        Role::OplogFetcher,
+        Role::ReplicationReporter,
+        Role::ShardingPool,
+        Role::Other,
+    ];
+
+    /// The name in reports and in JSON `connections[].role`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::ReplicationHeartbeat => "replication-heartbeat",
+            Role::OplogFetcher => "oplog-fetcher",
+            Role::ReplicationReporter => "replication-reporter",
+            Role::ShardingPool => "sharding-pool",
+            Role::Other => "other",
+        }
+    }
+}
+
+/// Pool names (the internal handshake's driver or application name) of sharding executors.
+const SHARDING_POOLS: &[&str] = &[
+    "ShardRegistry",
+    "TaskExecutorPool",
+    "AddShard",
+    "Sharding",
+    "ConfigServer",
+    "CatalogCache",
+];
+
+fn is_sharding_command(name: &str) -> bool {
+    name.starts_with("_shardsvr")
+        || name.starts_with("_configsvr")
+        || matches!(
+            name,
+            "_flushRoutingTableCacheUpdates"
+                | "_flushDatabaseCacheUpdates"
+                | "_recvChunkStart"
+                | "_recvChunkStatus"
+                | "_recvChunkCommit"
+                | "_migrateClone"
+                | "_transferMods"
+                | "moveChunk"
+                | "splitChunk"
+                | "splitVector"
+        )
+}
+
+/// Which part of a server an internal connection serves, and why, in a few words.
+pub fn internal_role(obs: &Observations) -> (Role, String) {
+    let c = &obs.cluster;
+    let heartbeats = obs.command_count("replSetHeartbeat");
+    let updates = obs.command_count("replSetUpdatePosition");
+    if c.tails_oplog {
+        let getmores = obs.command_count("getMore");
+        return (
+            Role::OplogFetcher,
+            format!(
+                "tails local.oplog.rs (tailable + awaitData{}{})",
+                if c.oplog_term {
+                    ", with the replication term"
+                } else {
+                    ""
+                },
+                if getmores > 0 {
+                    format!(", {getmores} getMore{}", plural(getmores))
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    if heartbeats > 0 {
+        let from = c
+            .heartbeat_from
+            .as_deref()
+            .map(|f| format!(" from {f}"))
+            .unwrap_or_default();
+        let also = if updates > 0 {
+            format!(", and {updates} replSetUpdatePosition")
+        } else {
+            String::new()
+        };
+        return (
+            Role::ReplicationHeartbeat,
+            format!(
+                "{heartbeats} replSetHeartbeat{}{from}{also}",
+                plural(heartbeats)
+            ),
+        );
+    }
+    if updates > 0 {
+        return (
+            Role::ReplicationReporter,
+            format!(
+                "{updates} replSetUpdatePosition{}: a secondary reporting its progress upstream",
+                plural(updates)
+            ),
+        );
+    }
+    let pool_name = obs.handshake.as_ref().and_then(|h| {
+        [h.app_name.as_deref(), h.driver_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .find(|n| SHARDING_POOLS.iter().any(|p| n.contains(p)))
+            .map(str::to_string)
+    });
+    if let Some(pool) = pool_name {
+        return (Role::ShardingPool, format!("sharding executor pool {pool}"));
+    }
+    if let Some(cmd) = obs.commands.iter().find(|c| is_sharding_command(&c.name)) {
+        return (
+            Role::ShardingPool,
+            format!("sends {} ({}x): sharding internals", cmd.name, cmd.count),
+        );
+    }
+    let pool = obs
+        .handshake
+        .as_ref()
+        .and_then(|h| h.driver_name.clone().or_else(|| h.app_name.clone()));
+    (
+        Role::Other,
+        match pool {
+            Some(p) => format!("pool {p}, no replication or sharding command seen"),
+            None => "no replication or sharding command seen".into(),
+        },
+    )
+}
+
+fn internal_verdict(obs: &Observations, confidence: Confidence, why: &str) -> Verdict {
+    let (role, what) = internal_role(obs);
+    Verdict {
+        class: Class::Internal,
+        confidence,
+        evidence: format!("{why}; {}: {what}", role.name()),
+        role: Some(role),
     }
 }
 
@@ -195,10 +366,10 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
         ));
     }
     if hs.is_some_and(|h| h.internal_client) {
-        return Some(verdict(
-            Class::Internal,
+        return Some(internal_verdict(
+            obs,
             High,
-            "handshake carries internalClient: a mongod or mongos is the client".into(),
+            "handshake carries internalClient: a mongod or mongos is the client",
         ));
     }
     if let Some(cmd) = obs
@@ -206,14 +377,32 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
         .iter()
         .find(|c| INTERNAL_COMMANDS.contains(&c.name.as_str()))
     {
-        return Some(verdict(
-            Class::Internal,
+        return Some(internal_verdict(
+            obs,
             High,
-            format!(
+            &format!(
                 "sends {} ({}x): only servers send it to each other",
                 cmd.name, cmd.count
             ),
         ));
+    }
+    // Tailing the oplog without a captured handshake: a member's oplog fetcher when the
+    // requests carry the replication term; otherwise possibly an application tailing the
+    // oplog (Meteor, connectors), which a captured handshake would tell apart.
+    if hs.is_none() && obs.cluster.tails_oplog {
+        return Some(if obs.cluster.oplog_term {
+            internal_verdict(
+                obs,
+                High,
+                "opened before the capture; tails local.oplog.rs with the replication term, which only a member's oplog fetcher sends",
+            )
+        } else {
+            internal_verdict(
+                obs,
+                Medium,
+                "opened before the capture; tails local.oplog.rs like a secondary's oplog fetcher (an application tailing the oplog looks alike without its handshake)",
+            )
+        });
     }
     if hs.is_some_and(|h| h.load_balanced) {
         return Some(verdict(

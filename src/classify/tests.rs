@@ -165,6 +165,86 @@ fn internal_client_and_internal_commands() {
     assert_eq!(one(o).class, Class::Internal);
 }
 
+fn internal(driver: &str) -> Observations {
+    let mut o = conn(1, "10.0.0.9:40000", N2).with_handshake("", driver, "7.0.14");
+    let hs = std::sync::Arc::make_mut(o.handshake.as_mut().unwrap());
+    hs.internal_client = true;
+    hs.app_name = None;
+    o
+}
+
+#[test]
+fn internal_sub_roles_follow_what_servers_send() {
+    let v = one(internal("NetworkInterfaceTL-ReplNetwork").with_ops("replSetHeartbeat", 6));
+    assert_eq!(
+        (v.class, v.role),
+        (Class::Internal, Some(Role::ReplicationHeartbeat))
+    );
+    assert!(
+        v.evidence.contains("replication-heartbeat"),
+        "{}",
+        v.evidence
+    );
+
+    let mut o = internal("MongoDB Internal Client")
+        .with_ops("find", 1)
+        .with_ops("getMore", 9);
+    o.cluster.tails_oplog = true;
+    o.cluster.oplog_term = true;
+    let v = one(o);
+    assert_eq!(v.role, Some(Role::OplogFetcher));
+    assert!(v.evidence.contains("local.oplog.rs"), "{}", v.evidence);
+
+    let v =
+        one(internal("NetworkInterfaceTL-ReplCoordExternNetwork")
+            .with_ops("replSetUpdatePosition", 4));
+    assert_eq!(v.role, Some(Role::ReplicationReporter));
+
+    let v = one(internal("NetworkInterfaceTL-TaskExecutorPool-0").with_ops("find", 3));
+    assert_eq!(v.role, Some(Role::ShardingPool));
+    let v = one(internal("NetworkInterfaceTL-Other").with_ops("_shardsvrMoveRange", 1));
+    assert_eq!(v.role, Some(Role::ShardingPool));
+    let v = one(internal("NetworkInterfaceTL-Other").with_ops("ping", 1));
+    assert_eq!(v.role, Some(Role::Other));
+
+    // Other classes carry no role.
+    let v = one(conn(2, "10.0.0.5:5000", N1)
+        .with_handshake("app", "PyMongo", "4.20.1")
+        .with_ops("find", 2));
+    assert_eq!((v.class, v.role), (Class::Pool, None));
+}
+
+#[test]
+fn oplog_tailing_without_a_handshake() {
+    // A member's fetcher: the replication term gives it away.
+    let mut o = conn(1, "10.0.0.9:40000", N2)
+        .without_syn()
+        .with_ops("getMore", 5);
+    o.cluster.tails_oplog = true;
+    o.cluster.oplog_term = true;
+    let v = one(o);
+    assert_eq!(
+        (v.class, v.role, v.confidence),
+        (Class::Internal, Some(Role::OplogFetcher), Confidence::High)
+    );
+    // Without the term an application tailing the oplog looks alike: lower confidence.
+    let mut o = conn(1, "10.0.0.9:40000", N2)
+        .without_syn()
+        .with_ops("getMore", 5);
+    o.cluster.tails_oplog = true;
+    let v = one(o);
+    assert_eq!(
+        (v.class, v.confidence),
+        (Class::Internal, Confidence::Medium)
+    );
+    // With an application's handshake (no internalClient), oplog tailing is its work.
+    let mut o = conn(1, "10.0.0.5:5000", N2)
+        .with_handshake("meteor", "nodejs", "6.10.0")
+        .with_ops("getMore", 5);
+    o.cluster.tails_oplog = true;
+    assert_eq!(one(o).class, Class::Pool);
+}
+
 #[test]
 fn load_balanced_handshake_is_pool_even_with_hellos() {
     let mut o = conn(1, "10.0.0.5:5000", N1)

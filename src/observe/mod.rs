@@ -173,6 +173,9 @@ pub struct HelloStats {
     pub rtt_ms: Summary,
     pub first_ts: Option<f64>,
     pub last_ts: Option<f64>,
+    /// When a reply first announced a newer replica-set config (higher setVersion) than
+    /// this connection had seen: the reconfig, as this connection learnt it.
+    pub newer_config_ts: Option<f64>,
 }
 
 /// What the server said about itself in hello replies; shared between the connections
@@ -207,6 +210,43 @@ pub struct Auth {
     /// Authentication piggy-backed on the handshake (`speculativeAuthenticate`).
     pub speculative: bool,
     pub failed: bool,
+}
+
+/// Server-to-server evidence on a connection: small and bounded (two flags, one sender
+/// name, and the rare `dropConnections` commands).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ClusterTraffic {
+    /// Tails `local.oplog.rs` (tailable + awaitData find, or getMore on it).
+    pub tails_oplog: bool,
+    /// The tailing requests carried `term`/`lastKnownCommittedOpTime`: a member's oplog
+    /// fetcher, not an application tailing the oplog.
+    pub oplog_term: bool,
+    /// `from` of the first replSetHeartbeat: the sending member as the set's config names it.
+    pub heartbeat_from: Option<String>,
+    /// `dropConnections` commands sent on this connection (at most [`MAX_DROPS`] kept).
+    pub drop_connections: Vec<DropConnectionsSeen>,
+}
+
+impl ClusterTraffic {
+    pub fn is_empty(&self) -> bool {
+        *self == ClusterTraffic::default()
+    }
+}
+
+/// dropConnections commands kept per connection.
+pub const MAX_DROPS: usize = 16;
+
+/// One `dropConnections` command and its reply.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DropConnectionsSeen {
+    pub ts: f64,
+    /// Each `hostAndPort` element as sent (`null`: not a string).
+    pub targets: Vec<Option<String>>,
+    pub replied: Option<f64>,
+    pub ok: Option<bool>,
+    pub errmsg: Option<String>,
+    #[serde(skip)]
+    pub request_id: i32,
 }
 
 /// Per-direction traffic counters.
@@ -267,6 +307,9 @@ pub struct Observations {
     pub tls: bool,
     /// The TLS session: version, cipher, SNI, whether it was decrypted.
     pub tls_session: Option<TlsSummary>,
+    /// Replication and cluster-administration evidence.
+    #[serde(skip_serializing_if = "ClusterTraffic::is_empty")]
+    pub cluster: ClusterTraffic,
 }
 
 impl Observations {
@@ -299,6 +342,7 @@ impl Observations {
             server_traffic: Traffic::default(),
             tls: false,
             tls_session: None,
+            cluster: ClusterTraffic::default(),
         }
     }
 
@@ -609,11 +653,13 @@ impl Observer {
             }
             Some(name) => {
                 count(&mut obs.commands, name);
+                cluster_evidence(obs, ts, msg, Some(name));
                 Pending::Operation
             }
             // Legacy writes, and OP_QUERY on a collection (a find, not a command).
             None if matches!(msg.body, wire::Body::Legacy | wire::Body::Query { .. }) => {
                 count(&mut obs.legacy_opcodes, msg.header.op_code.name());
+                cluster_evidence(obs, ts, msg, None);
                 Pending::Operation
             }
             None => Pending::Other,
@@ -666,13 +712,31 @@ impl Observer {
                     obs.hello.rtt_ms.add(elapsed_ms);
                     self.nodes.hello_rtt(server, elapsed_ms);
                 }
-                if obs.server_info.is_none() || obs.hello.replies <= 2 {
-                    if let Some(reply) = wire::hello_reply(msg) {
+                if let Some(reply) = wire::hello_reply(msg) {
+                    // The first replies describe the server; a later one replaces them
+                    // only when it carries a newer replica-set config (setVersion), so
+                    // a reconfig during the capture is seen.
+                    let newer = obs.server_info.is_some()
+                        && newer_config(obs.server_info.as_deref(), &reply);
+                    if newer && obs.hello.newer_config_ts.is_none() {
+                        obs.hello.newer_config_ts = Some(ts.as_secs_f64());
+                    }
+                    if obs.server_info.is_none() || obs.hello.replies <= 2 || newer {
                         obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
                     }
                 }
             }
             Pending::Operation => {
+                if let Some(drop) = obs
+                    .cluster
+                    .drop_connections
+                    .iter_mut()
+                    .find(|d| d.request_id == wanted && d.replied.is_none())
+                {
+                    drop.replied = Some(ts.as_secs_f64());
+                    drop.ok = wire::reply_ok(msg);
+                    drop.errmsg = wire::reply_errmsg(msg).map(str::to_string);
+                }
                 if std::mem::take(&mut state.outstanding) {
                     self.in_flight
                         .finished(state.in_flight_slot.unwrap_or_default());
@@ -719,7 +783,11 @@ impl Observer {
             self.nodes.heartbeat(server, gap);
         }
         state.last_hello_reply = Some(ts);
-        if obs.server_info.is_none() {
+        let newer = obs.server_info.is_some() && newer_config(obs.server_info.as_deref(), &reply);
+        if newer && obs.hello.newer_config_ts.is_none() {
+            obs.hello.newer_config_ts = Some(ts.as_secs_f64());
+        }
+        if obs.server_info.is_none() || newer {
             obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
         }
         state.pending[state.pending_next] = (
@@ -743,6 +811,39 @@ fn looks_like_tls(data: &[u8]) -> bool {
                 && u16::from_be_bytes([*hi, *lo]) <= 16_384 + 2_048
         }
         _ => false,
+    }
+}
+
+/// Record what a request says about replication roles and cluster administration.
+fn cluster_evidence(obs: &mut Observations, ts: Timestamp, msg: &Message<'_>, name: Option<&str>) {
+    let Some(req) = wire::cluster_request(msg, name) else {
+        return;
+    };
+    let cluster = &mut obs.cluster;
+    match req {
+        wire::ClusterRequest::OplogTail { term } => {
+            cluster.tails_oplog = true;
+            cluster.oplog_term |= term;
+        }
+        wire::ClusterRequest::Heartbeat { from } => {
+            if cluster.heartbeat_from.is_none() {
+                cluster.heartbeat_from = from.map(str::to_string);
+            }
+        }
+        wire::ClusterRequest::DropConnections { targets } => {
+            if cluster.drop_connections.len() < MAX_DROPS {
+                cluster.drop_connections.push(DropConnectionsSeen {
+                    ts: ts.as_secs_f64(),
+                    targets: targets
+                        .into_iter()
+                        .take(256)
+                        .map(|t| t.map(str::to_string))
+                        .collect(),
+                    request_id: msg.header.request_id,
+                    ..DropConnectionsSeen::default()
+                });
+            }
+        }
     }
 }
 
@@ -791,6 +892,15 @@ fn handshake_of(hello: &wire::HelloRequest<'_>) -> Handshake {
 fn strings(a: Option<&bson::RawArray>) -> Vec<String> {
     a.map(|a| wire::str_array(a).map(str::to_string).collect())
         .unwrap_or_default()
+}
+
+/// The reply announces a newer replica-set config than `known` (a higher setVersion).
+fn newer_config(known: Option<&ServerInfo>, reply: &wire::HelloReply<'_>) -> bool {
+    match (known.and_then(|k| k.set_version), reply.set_version) {
+        (Some(old), Some(new)) => new > old,
+        (None, Some(_)) => true,
+        _ => false,
+    }
 }
 
 fn server_info_of(reply: &wire::HelloReply<'_>) -> ServerInfo {

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::{Meta, NodeSummary, Report, SCHEMA};
 use crate::analyzer::InputSummary;
+use crate::attribute::cluster::Cluster;
 use crate::attribute::{Attributed, Client, Counts, Driver, Expected, Projection};
 use crate::classify::Confidence;
 use crate::observe::Observations;
@@ -31,6 +32,8 @@ struct Document<'a> {
     tool: &'a Meta,
     /// Hosts, names and document values were replaced (`--redact`).
     redacted: bool,
+    /// Membership, stale hosts, the dropConnections plan and the ones seen.
+    cluster: &'a Cluster,
 }
 
 #[derive(Serialize)]
@@ -66,6 +69,12 @@ struct ConnectionView<'a> {
     confidence: Confidence,
     /// null for plaintext; {version, cipher, sni, decrypted, keys, records_*} for TLS.
     tls: Option<&'a TlsSummary>,
+    /// The sub-role of an internal connection (absent for other classes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    /// The member that opened an internal connection, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<&'a ProcessInfo>,
     observations: ObservationsView<'a>,
@@ -90,7 +99,7 @@ impl Serialize for ObservationsView<'_> {
 }
 
 impl<'a> ConnectionView<'a> {
-    fn of(c: &'a Attributed, report: &'a Report) -> ConnectionView<'a> {
+    fn of(i: usize, c: &'a Attributed, report: &'a Report) -> ConnectionView<'a> {
         let hs = c.obs.handshake.as_ref();
         ConnectionView {
             client: report.endpoint(c.obs.client),
@@ -109,6 +118,8 @@ impl<'a> ConnectionView<'a> {
             evidence: &c.verdict.evidence,
             confidence: c.verdict.confidence,
             tls: c.obs.tls_session.as_ref(),
+            role: c.verdict.role.map(|r| r.name()),
+            member: report.cluster.origins.get(i).and_then(|o| o.as_deref()),
             process: report.process_of(c.obs.client),
             observations: ObservationsView(c, report),
         }
@@ -122,8 +133,8 @@ impl Serialize for Connections<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let all = &self.0.attribution.connections;
         let mut seq = s.serialize_seq(Some(all.len()))?;
-        for c in all {
-            seq.serialize_element(&ConnectionView::of(c, self.0))?;
+        for (i, c) in all.iter().enumerate() {
+            seq.serialize_element(&ConnectionView::of(i, c, self.0))?;
         }
         seq.end()
     }
@@ -224,6 +235,7 @@ pub fn write_json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         nodes: &report.nodes,
         tool: &report.meta,
         redacted: report.is_redacted(),
+        cluster: &report.cluster,
     };
     // Keep the I/O error's kind (a closed pipe must stay recognisable to the caller).
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| match e.io_error_kind() {

@@ -4,7 +4,8 @@ use std::fmt::Write;
 
 use super::text::{driver_label, duration, expected_label};
 use super::{
-    client_notes, connection_rows, node_rows, tls_line, Report, CONNECTION_HEADER, NODE_HEADER,
+    client_notes, cluster_lines, connection_rows, node_rows, tls_line, Report, CONNECTION_HEADER,
+    NODE_HEADER,
 };
 
 fn plural(n: usize) -> &'static str {
@@ -121,6 +122,20 @@ pub fn to_markdown(report: &Report) -> String {
 
     out.push_str("\n## Nodes\n\n");
     out.push_str(&md_table(&NODE_HEADER, &node_rows(report)));
+
+    if !report.cluster.is_empty() {
+        out.push_str("\n## Cluster side\n\n");
+        for line in cluster_lines(report, true) {
+            match line.strip_prefix("  ") {
+                Some(sub) => {
+                    let _ = writeln!(out, "  - {sub}");
+                }
+                None => {
+                    let _ = writeln!(out, "- {line}");
+                }
+            }
+        }
+    }
 
     let anomalies: Vec<_> = conns
         .iter()

@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::Serialize;
 
 use crate::analyzer::{Analysis, InputSummary};
+use crate::attribute::cluster::{self, Cluster, MembershipInput};
 use crate::attribute::{Attribution, Counts};
 use crate::observe::{Bins, Percentiles};
 use crate::process::ProcessInfo;
@@ -77,6 +78,8 @@ pub struct Report {
     pub warnings: Vec<Warning>,
     pub attribution: Attribution,
     pub nodes: Vec<NodeSummary>,
+    /// Internal connections' origins, membership, stale hosts, dropConnections.
+    pub cluster: Cluster,
     /// Owning process per connection's client endpoint (live capture on the app host).
     processes: HashMap<SocketAddr, ProcessInfo>,
     /// Per client id, the pids behind its connections, most connections first. Built once
@@ -91,17 +94,26 @@ pub struct Report {
 impl Report {
     pub fn new(analysis: Analysis, attribution: Attribution, meta: Meta) -> Report {
         let nodes = node_summaries(&analysis, &attribution);
+        let cluster = cluster::analyse(&attribution.connections, None);
         Report {
             meta,
             input: analysis.input,
             warnings: analysis.warnings,
             attribution,
             nodes,
+            cluster,
             processes: HashMap::new(),
             client_processes: HashMap::new(),
             endpoint_names: HashMap::new(),
             redacted: false,
         }
+    }
+
+    /// Judge stale hosts against the membership the user gave (`--members`,
+    /// `--members-file`) instead of the one hello replies announced.
+    pub fn with_membership(mut self, given: &MembershipInput) -> Report {
+        self.cluster = cluster::analyse(&self.attribution.connections, Some(given));
+        self
     }
 
     /// Attach the owning processes found on the app host (live mode).
@@ -259,12 +271,17 @@ pub(crate) fn connection_rows(report: &Report, quote: bool) -> Vec<Vec<String>> 
         .attribution
         .connections
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
+            let evidence = match report.cluster.origins.get(i).and_then(|o| o.as_deref()) {
+                Some(member) => format!("{}; opened by member {member}", c.verdict.evidence),
+                None => c.verdict.evidence.clone(),
+            };
             vec![
                 q(report.endpoint(c.obs.client)),
                 q(report.endpoint(c.obs.server)),
                 c.verdict.class.name().to_string(),
-                c.verdict.evidence.clone(),
+                evidence,
             ]
         })
         .collect()
@@ -291,6 +308,160 @@ pub(crate) fn client_notes(report: &Report, c: &crate::attribute::Client) -> Vec
     lines.extend(c.advice.iter().map(|a| format!("advice: {a}")));
     if let Some(p) = &c.projection {
         lines.push(format!("projection: {}", p.summary));
+    }
+    lines
+}
+
+/// The cluster-side section as lines, shared by the text and Markdown printers. `code`
+/// wraps commands and addresses (Markdown).
+pub(crate) fn cluster_lines(report: &Report, code: bool) -> Vec<String> {
+    let q = |s: &str| {
+        if code {
+            format!("`{s}`")
+        } else {
+            s.to_string()
+        }
+    };
+    let cluster = &report.cluster;
+    let start = report.input.first_ts.unwrap_or(0.0);
+    let mut lines = Vec::new();
+    for m in &cluster.membership {
+        let source = match m.source {
+            "hello" => "hello replies in the capture, highest setVersion",
+            "members" => "--members",
+            _ => "--members-file",
+        };
+        lines.push(format!(
+            "membership of {}{} (from {source}): {}{}",
+            m.set_name.as_deref().unwrap_or("the set"),
+            m.set_version
+                .map(|v| format!(" setVersion {v}"))
+                .unwrap_or_default(),
+            m.members
+                .iter()
+                .map(|h| q(h))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if m.removed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; no longer members: {}",
+                    m.removed
+                        .iter()
+                        .map(|h| q(h))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ));
+    }
+    if cluster.membership.is_empty() && cluster.internal_connections > 0 {
+        lines.push("membership unknown: no hello reply announced a replica set (pass --members or --members-file)".into());
+    }
+    if cluster.internal_connections > 0 {
+        let mut roles: std::collections::BTreeMap<&str, usize> = Default::default();
+        for c in &report.attribution.connections {
+            if let Some(r) = c.verdict.role {
+                *roles.entry(r.name()).or_default() += 1;
+            }
+        }
+        lines.push(format!(
+            "internal connections: {} ({})",
+            cluster.internal_connections,
+            roles
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if cluster.stale.is_empty() {
+        if !cluster.membership.is_empty() {
+            lines.push("stale: no open connection to a host outside the membership".into());
+        }
+    } else {
+        lines.push(format!(
+            "stale: {} connection{} to hosts outside the membership (open at the end of the capture, or monitoring a removed host long after the new config was announced):",
+            cluster.stale.len(),
+            if cluster.stale.len() == 1 { "" } else { "s" }
+        ));
+        for s in &cluster.stale {
+            let who = match (s.kind, &s.member) {
+                ("internal", Some(m)) => format!(
+                    "internal {} opened by member {}",
+                    s.role.unwrap_or("other"),
+                    q(m)
+                ),
+                ("internal", None) => format!("internal {}", s.role.unwrap_or("other")),
+                _ if s.open_at_end => format!("{} of client {}", s.class, s.client_id),
+                _ => format!(
+                    "{} of client {}, kept monitoring the removed host until it closed at +{:.1} s",
+                    s.class,
+                    s.client_id,
+                    s.last_seen - start
+                ),
+            };
+            lines.push(format!(
+                "  {} -> {} ({}): {who}",
+                q(&s.client),
+                q(&s.server),
+                s.host
+            ));
+        }
+    }
+    for p in &cluster.drop_connections {
+        lines.push(format!(
+            "run on {} (against admin; it holds {} stale connection{}): {}",
+            q(&p.member),
+            p.connections,
+            if p.connections == 1 { "" } else { "s" },
+            q(&p.command)
+        ));
+        lines.push(format!("  privilege: {}", p.privilege));
+        lines.push(format!("  check: {}", p.check));
+    }
+    for d in &cluster.drop_connections_seen {
+        let targets: Vec<String> = d
+            .targets
+            .iter()
+            .map(|t| match t {
+                Some(t) => format!("\"{t}\""),
+                None => "(not a string)".into(),
+            })
+            .collect();
+        lines.push(format!(
+            "dropConnections seen at +{:.3} s from {} ({}) to {}: hostAndPort [{}]{}: {}",
+            d.ts - start,
+            q(&d.sender),
+            d.client_id,
+            q(&d.member),
+            targets.join(", "),
+            d.reply_ms
+                .map(|ms| format!(", replied in {ms:.1} ms"))
+                .unwrap_or_default(),
+            d.summary
+        ));
+        for t in d.targeted.iter().chain(&d.missed) {
+            let what = match (t.closed_after_s, t.still_open) {
+                (Some(s), _) => format!("closed {s:.3} s later"),
+                (None, true) => "still open at the end of the capture".into(),
+                _ => "-".into(),
+            };
+            lines.push(format!(
+                "  {} -> {} ({}): {what}",
+                q(&t.client),
+                q(&t.server),
+                t.role.unwrap_or("internal")
+            ));
+        }
+        if let Some(fix) = &d.corrected_command {
+            lines.push(format!(
+                "  lint: the server silently ignores {}; send instead: {}",
+                d.ignored.join(", "),
+                q(fix)
+            ));
+        }
     }
     lines
 }

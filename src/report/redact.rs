@@ -313,6 +313,15 @@ impl Report {
                 announced.insert(h.clone());
             }
         }
+        let cluster = &self.cluster;
+        for m in &cluster.membership {
+            announced.extend(m.members.iter().chain(&m.removed).cloned());
+            sets.extend(m.set_name.clone());
+        }
+        for d in &cluster.drop_connections_seen {
+            announced.extend(d.targets.iter().flatten().cloned());
+            announced.extend(d.ignored.iter().cloned());
+        }
         for h in &announced {
             names.address(h);
         }
@@ -363,6 +372,14 @@ impl Report {
                     }
                 }
             }
+            let cluster = &mut obs.cluster;
+            cluster.heartbeat_from = cluster.heartbeat_from.as_deref().map(|h| names.address(h));
+            for d in &mut cluster.drop_connections {
+                for t in d.targets.iter_mut().flatten() {
+                    *t = names.address(t);
+                }
+                d.errmsg = d.errmsg.as_deref().map(|e| names.text(e));
+            }
             c.client_id = names.client_id(&c.client_id);
             c.verdict.evidence = names.text(&c.verdict.evidence);
         }
@@ -396,6 +413,7 @@ impl Report {
         for w in &mut self.warnings {
             w.message = names.text(&w.message);
         }
+        redact_cluster(&mut self.cluster, &mut names);
         self.input.path = WITHHELD.to_string();
         self.meta.command_line = redact_command_line(&self.meta.command_line);
 
@@ -412,6 +430,56 @@ impl Report {
         self.endpoint_names = endpoint_names;
         self.redacted = true;
         self.with_processes(processes)
+    }
+}
+
+/// The cluster-side section: members, stale connections, the dropConnections plan and
+/// the ones seen, whose commands name hosts.
+fn redact_cluster(cluster: &mut crate::attribute::cluster::Cluster, names: &mut Pseudonyms) {
+    let all = |list: &mut Vec<String>, names: &mut Pseudonyms| {
+        for h in list.iter_mut() {
+            *h = names.address(h);
+        }
+    };
+    for m in &mut cluster.membership {
+        m.set_name = m.set_name.as_deref().map(|n| names.set(n));
+        all(&mut m.members, names);
+        all(&mut m.removed, names);
+    }
+    for s in &mut cluster.stale {
+        s.client = names.address(&s.client);
+        s.server = names.address(&s.server);
+        s.host = names.address(&s.host);
+        s.member = s.member.as_deref().map(|m| names.address(m));
+        s.client_id = names.client_id(&s.client_id);
+    }
+    for p in &mut cluster.drop_connections {
+        p.member = names.address(&p.member);
+        all(&mut p.hosts, names);
+        p.command = names.text(&p.command);
+        p.check = names.text(&p.check);
+    }
+    for d in &mut cluster.drop_connections_seen {
+        d.sender = names.address(&d.sender);
+        d.client_id = names.client_id(&d.client_id);
+        d.member = names.address(&d.member);
+        for t in d.targets.iter_mut().flatten() {
+            *t = names.address(t);
+        }
+        all(&mut d.ignored, names);
+        if let Some(c) = d.corrected.as_mut() {
+            all(c, names);
+        }
+        d.corrected_command = d.corrected_command.as_deref().map(|c| names.text(c));
+        for t in d.targeted.iter_mut().chain(d.missed.iter_mut()) {
+            t.client = names.address(&t.client);
+            t.server = names.address(&t.server);
+            t.host = names.address(&t.host);
+        }
+        d.summary = names.text(&d.summary);
+    }
+    for o in cluster.origins.iter_mut().flatten() {
+        *o = names.address(o);
     }
 }
 

@@ -3,7 +3,8 @@
 use std::fmt::Write;
 
 use super::{
-    client_notes, connection_rows, node_rows, tls_line, Report, CONNECTION_HEADER, NODE_HEADER,
+    client_notes, cluster_lines, connection_rows, node_rows, tls_line, Report, CONNECTION_HEADER,
+    NODE_HEADER,
 };
 use crate::attribute::Client;
 use crate::classify::Class;
@@ -162,6 +163,13 @@ pub fn to_text(report: &Report) -> String {
 
     out.push_str("\nNODES\n");
     out.push_str(&table(&NODE_HEADER, &node_rows(report)));
+
+    if !report.cluster.is_empty() {
+        out.push_str("\nCLUSTER\n");
+        for line in cluster_lines(report, false) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
 
     out.push_str("\nCONNECTIONS\n");
     out.push_str(&table(&CONNECTION_HEADER, &connection_rows(report, false)));

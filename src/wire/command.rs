@@ -221,6 +221,95 @@ pub fn reply_ok(msg: &Message<'_>) -> Option<bool> {
     doc.get("ok").ok()?.and_then(number).map(|n| n == 1.0)
 }
 
+/// What a server-to-server request says, for the few commands whose arguments tell a
+/// replication role apart (read from the server's own request builders, mongodb/mongo):
+/// - the oplog fetcher tails the sync source's oplog: `find: "oplog.rs"` on `local` with
+///   `tailable: true, awaitData: true` (and, before 4.4, `oplogReplay`), plus `term` from a
+///   replica-set member (src/mongo/db/repl/oplog_fetcher.cpp, `makeFindCommandObject`),
+///   then `getMore` on `oplog.rs` carrying `term`/`lastKnownCommittedOpTime`;
+/// - `replSetHeartbeat` names its sender in `from` (host:port as in the replica-set config;
+///   src/mongo/db/repl/repl_set_heartbeat_args_v1.cpp);
+/// - `dropConnections` lists `hostAndPort` strings (src/mongo/db/commands/
+///   drop_connections_command.cpp; admin only, `dropConnections` action on the cluster).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterRequest<'a> {
+    /// A tailable, awaitData cursor on `local.oplog.rs` (find or getMore); `term` says the
+    /// request carried replication fields only a member's oplog fetcher sends.
+    OplogTail {
+        term: bool,
+    },
+    Heartbeat {
+        from: Option<&'a str>,
+    },
+    /// Each `hostAndPort` element as sent: a string, or `None` for any other BSON type.
+    DropConnections {
+        targets: Vec<Option<&'a str>>,
+    },
+}
+
+/// Read a request as one of the [`ClusterRequest`]s; `None` for anything else.
+pub fn cluster_request<'a>(msg: &Message<'a>, name: Option<&str>) -> Option<ClusterRequest<'a>> {
+    let name = name.unwrap_or("");
+    if !matches!(
+        name,
+        "find" | "getMore" | "replSetHeartbeat" | "dropConnections"
+    ) {
+        // Legacy OP_QUERY tailing of local.oplog.rs (servers before 3.2): flags
+        // TailableCursor (bit 1) and AwaitData (bit 5).
+        if let Body::Query {
+            full_collection_name: "local.oplog.rs",
+            flags,
+            ..
+        } = msg.body
+        {
+            if flags & 0b10 != 0 && flags & 0b10_0000 != 0 {
+                return Some(ClusterRequest::OplogTail { term: false });
+            }
+        }
+        return None;
+    }
+    let doc = msg.command_doc()?;
+    let db = msg.database();
+    match name {
+        "find" | "getMore" => {
+            let coll = if name == "find" {
+                doc.get_str("find").ok()?
+            } else {
+                doc.get_str("collection").ok()?
+            };
+            if coll != "oplog.rs" || db != Some("local") {
+                return None;
+            }
+            let flag = |k: &str| doc.get(k).ok().flatten().and_then(truthy) == Some(true);
+            if name == "find" && !(flag("tailable") && flag("awaitData")) {
+                return None;
+            }
+            let term = doc.get("term").ok().flatten().is_some()
+                || doc.get("lastKnownCommittedOpTime").ok().flatten().is_some();
+            Some(ClusterRequest::OplogTail { term })
+        }
+        "replSetHeartbeat" => Some(ClusterRequest::Heartbeat {
+            from: doc.get_str("from").ok().filter(|s| !s.is_empty()),
+        }),
+        _ => {
+            let targets = match doc.get("hostAndPort").ok().flatten() {
+                Some(RawBsonRef::Array(a)) => a
+                    .into_iter()
+                    .map(|v| v.ok().and_then(|v| v.as_str()))
+                    .collect(),
+                Some(RawBsonRef::String(s)) => vec![Some(s)],
+                _ => Vec::new(),
+            };
+            Some(ClusterRequest::DropConnections { targets })
+        }
+    }
+}
+
+/// The `errmsg` of a reply.
+pub fn reply_errmsg<'a>(msg: &Message<'a>) -> Option<&'a str> {
+    msg.command_doc()?.get_str("errmsg").ok()
+}
+
 /// The string elements of an array, skipping anything else.
 pub fn str_array(a: &RawArray) -> impl Iterator<Item = &str> {
     a.into_iter()
@@ -287,6 +376,56 @@ mod tests {
         assert_eq!(c.env_name, Some("aws.lambda"));
         assert_eq!(h.compressors().collect::<Vec<_>>(), vec!["zstd", "snappy"]);
         assert_eq!(h.sasl_supported_mechs, Some("admin.lab"));
+    }
+
+    #[test]
+    fn cluster_requests_as_servers_send_them() {
+        let mut scratch = Vec::new();
+        let mut read = |doc: bson::RawDocumentBuf| {
+            let bytes = op_msg(7, 0, 0, &doc);
+            let m = parse_message(&bytes, &mut scratch, 48_000_000).unwrap();
+            format!("{:?}", cluster_request(&m, m.command_name()))
+        };
+        let is = |expected: Option<ClusterRequest<'_>>| format!("{expected:?}");
+        // OplogFetcher's initial find (oplog_fetcher.cpp makeFindCommandObject).
+        let find = rawdoc! {
+            "find": "oplog.rs", "filter": { "ts": { "$gte": bson::Timestamp { time: 1, increment: 1 } } },
+            "tailable": true, "oplogReplay": true, "awaitData": true, "maxTimeMS": 60000i64,
+            "term": 3i64, "$db": "local",
+        };
+        assert_eq!(
+            read(find),
+            is(Some(ClusterRequest::OplogTail { term: true }))
+        );
+        let get_more = rawdoc! { "getMore": 42i64, "collection": "oplog.rs", "maxTimeMS": 5000i64, "$db": "local" };
+        assert_eq!(
+            read(get_more),
+            is(Some(ClusterRequest::OplogTail { term: false }))
+        );
+        // Not tailable, or another collection: an ordinary read.
+        assert_eq!(
+            read(rawdoc! { "find": "oplog.rs", "$db": "local" }),
+            is(None)
+        );
+        assert_eq!(
+            read(rawdoc! { "find": "orders", "tailable": true, "awaitData": true, "$db": "local" }),
+            is(None)
+        );
+        let hb = rawdoc! { "replSetHeartbeat": "rs0", "configVersion": 2i32, "from": "db1:27017", "fromId": 0i32, "term": 3i64, "$db": "admin" };
+        assert_eq!(
+            read(hb),
+            is(Some(ClusterRequest::Heartbeat {
+                from: Some("db1:27017")
+            }))
+        );
+        let drop = rawdoc! { "dropConnections": 1i32, "hostAndPort": ["db3:27017", "db4", 5i32], "$db": "admin" };
+        assert_eq!(
+            read(drop),
+            is(Some(ClusterRequest::DropConnections {
+                targets: vec![Some("db3:27017"), Some("db4"), None]
+            }))
+        );
+        assert_eq!(read(rawdoc! { "ping": 1i32, "$db": "admin" }), is(None));
     }
 
     #[test]

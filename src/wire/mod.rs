@@ -16,8 +16,8 @@ pub mod message;
 pub(crate) mod test_util;
 
 pub use command::{
-    hello_reply, hello_request, is_hello_name, reply_ok, str_array, ClientMetadata, HelloReply,
-    HelloRequest, TopologyVersion,
+    cluster_request, hello_reply, hello_request, is_hello_name, reply_errmsg, reply_ok, str_array,
+    ClientMetadata, ClusterRequest, HelloReply, HelloRequest, TopologyVersion,
 };
 pub use error::WireError;
 pub use frame::{FrameEvent, Framer, FramerConfig};

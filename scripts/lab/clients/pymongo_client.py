@@ -134,6 +134,9 @@ def main():
     p.add_argument("--pause", type=float, default=0.5, help="seconds between a worker's operations")
     p.add_argument("--idle-clients", action="store_true", help="clients only connect, no operations")
     p.add_argument("--events", required=True)
+    p.add_argument("--drop", action="append", default=[],
+                   help="AT:READPREF:HOST,...: at AT seconds, send dropConnections for HOSTs (as given, "
+                        "even without a port) to the member READPREF selects (primary or secondary)")
     a = p.parse_args()
 
     listeners = [Pool(), Heartbeat()]
@@ -151,7 +154,18 @@ def main():
             t = threading.Thread(target=work, args=(client, until, a.pause, "w%d_%d" % (ci, ti)), name="app-worker-%d-%d" % (ci, ti))
             t.start()
             threads.append(t)
+    start = time.time()
+    drops = sorted((float(d.split(":", 2)[0]), d.split(":", 2)[1], d.split(":", 2)[2]) for d in a.drop)
     while time.time() < until:
+        while drops and time.time() - start >= drops[0][0]:
+            _, pref, hosts = drops.pop(0)
+            read_pref = pymongo.ReadPreference.SECONDARY if pref == "secondary" else pymongo.ReadPreference.PRIMARY
+            try:
+                reply = clients[0].admin.command({"dropConnections": 1, "hostAndPort": hosts.split(",")},
+                                                 read_preference=read_pref)
+                note("dropConnections", hosts=hosts.split(","), read_preference=pref, reply=repr(reply))
+            except Exception as e:
+                note("op-error", error=repr(e))
         time.sleep(0.2)
     for t in threads:
         t.join()
