@@ -158,9 +158,28 @@ fn slice_any(link: LinkType, data: &[u8], orig_len: u32) -> Result<Sliced<'_>, S
         }
     };
     let missing_tail = orig_len.saturating_sub(data.len() as u32);
-    Ok(Sliced::Tcp(TcpSegment {
-        src: SocketAddr::new(src_ip, tcp.source_port()),
-        dst: SocketAddr::new(dst_ip, tcp.destination_port()),
+    let header = etherparse::TcpHeaderSlice::from_slice(tcp.header_slice())
+        .map_err(|_| SliceError::Malformed { layer: "TCP" })?;
+    Ok(Sliced::Tcp(segment(
+        src_ip,
+        dst_ip,
+        &header,
+        tcp.payload(),
+        missing_tail,
+    )))
+}
+
+/// The segment view both slicing paths give: endpoints, sequence numbers, flags, payload.
+fn segment<'a>(
+    src: IpAddr,
+    dst: IpAddr,
+    tcp: &etherparse::TcpHeaderSlice<'_>,
+    payload: &'a [u8],
+    missing_tail: u32,
+) -> TcpSegment<'a> {
+    TcpSegment {
+        src: SocketAddr::new(src, tcp.source_port()),
+        dst: SocketAddr::new(dst, tcp.destination_port()),
         seq: tcp.sequence_number(),
         ack: tcp.ack().then(|| tcp.acknowledgment_number()),
         flags: TcpFlags {
@@ -169,9 +188,9 @@ fn slice_any(link: LinkType, data: &[u8], orig_len: u32) -> Result<Sliced<'_>, S
             fin: tcp.fin(),
             rst: tcp.rst(),
         },
-        payload: tcp.payload(),
+        payload,
         missing_tail,
-    }))
+    }
 }
 
 /// A complete, unfragmented IPv4 packet carrying TCP, or `None` for the general path.
@@ -184,23 +203,8 @@ fn whole_ipv4_tcp(ip: &[u8]) -> Option<TcpSegment<'_>> {
     let ip_payload = ip.get(header.slice().len()..total)?;
     let tcp = etherparse::TcpHeaderSlice::from_slice(ip_payload).ok()?;
     let payload = &ip_payload[tcp.slice().len()..];
-    Some(TcpSegment {
-        src: SocketAddr::new(IpAddr::V4(header.source_addr()), tcp.source_port()),
-        dst: SocketAddr::new(
-            IpAddr::V4(header.destination_addr()),
-            tcp.destination_port(),
-        ),
-        seq: tcp.sequence_number(),
-        ack: tcp.ack().then(|| tcp.acknowledgment_number()),
-        flags: TcpFlags {
-            syn: tcp.syn(),
-            ack: tcp.ack(),
-            fin: tcp.fin(),
-            rst: tcp.rst(),
-        },
-        payload,
-        missing_tail: 0,
-    })
+    let (src, dst) = (header.source_addr(), header.destination_addr());
+    Some(segment(src.into(), dst.into(), &tcp, payload, 0))
 }
 
 fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, SliceError> {

@@ -22,16 +22,6 @@ const MAX_LANES: usize = 2000;
 /// Rows of the connection table at most, for the same reason.
 const MAX_CONNECTION_ROWS: usize = 5000;
 
-const CLASSES: [Class; 7] = [
-    Class::StreamingMonitor,
-    Class::RttMonitor,
-    Class::PollingMonitor,
-    Class::Pool,
-    Class::SingleThreaded,
-    Class::Internal,
-    Class::Unknown,
-];
-
 fn colour(class: Class) -> &'static str {
     match class {
         Class::StreamingMonitor => "#1f77b4",
@@ -134,7 +124,7 @@ pub fn to_html(report: &Report) -> String {
 
     out.push_str("<h2>Clients</h2>\n");
     let mut header = vec!["host", "app", "driver", "mode", "MongoClients"];
-    header.extend(CLASSES.iter().map(|c| c.name()));
+    header.extend(Class::ALL.iter().map(|c| c.name()));
     header.extend(["total", "expected"]);
     let rows: Vec<Vec<String>> = clients
         .iter()
@@ -146,7 +136,7 @@ pub fn to_html(report: &Report) -> String {
                 c.mode.name().into(),
                 c.mongo_clients.to_string(),
             ];
-            row.extend(CLASSES.iter().map(|&k| c.counts.get(k).to_string()));
+            row.extend(Class::ALL.iter().map(|&k| c.counts.get(k).to_string()));
             row.push(c.counts.total.to_string());
             row.push(expected_label(c));
             row
@@ -291,7 +281,7 @@ fn timeline(report: &Report) -> String {
         order.truncate(MAX_LANES);
     }
     out.push_str("<p class=\"legend\">");
-    for class in CLASSES {
+    for class in Class::ALL {
         let _ = write!(
             out,
             "<span><i style=\"background:{}\"></i>{}</span>",
