@@ -151,34 +151,6 @@ CASES = {
         what="The Node.js driver over TLS 1.2 with ECDHE-RSA-CHACHA20-POLY1305 (RFC 7905), minPoolSize=1, heartbeat 2 s",
         seconds=12, tls=dict(max_version="1.2", ciphers="ECDHE-RSA-CHACHA20-POLY1305"),
         clients=[dict(driver="node", uri=uri(RS_URI, appName="tls12-chacha", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
-    "tls-poll-mode": dict(
-        what="PyMongo with serverMonitoringMode=poll over TLS 1.3: one polling monitor per node, no RTT connection, minPoolSize=1, heartbeat 2 s",
-        plaintext_twin="poll-mode", seconds=12, tls=dict(),
-        clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="tls-poll", serverMonitoringMode="poll", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
-    "tls-mongoc-single": dict(
-        what="libmongoc mongoc_client_t (single-threaded) over TLS 1.3: one connection per node for checks and operations; key log by the sslkeylog.so shim",
-        plaintext_twin="mongoc-single", seconds=12, tls=dict(),
-        clients=[dict(driver="mongoc-single", uri=uri(RS_URI, appName="tls-c-single"), min_pool_size=0)]),
-    "tls-mongoc-pooled": dict(
-        what="libmongoc mongoc_client_pool_t with 2 worker threads over TLS 1.3, heartbeat 2 s; key log by the sslkeylog.so shim",
-        plaintext_twin="mongoc-pooled", seconds=12, tls=dict(),
-        clients=[dict(driver="mongoc-pooled", uri=uri(RS_URI, appName="tls-c-pooled", heartbeatFrequencyMS=2000), min_pool_size=0, threads=2)]),
-    "tls-php": dict(
-        what="PHP ext-mongodb (libmongoc single-threaded underneath) over TLS 1.3; key log by the sslkeylog.so shim",
-        plaintext_twin="php", seconds=12, tls=dict(),
-        clients=[dict(driver="php", uri=uri(RS_URI, appName="tls-php"), min_pool_size=0)]),
-    "tls-pool-churn": dict(
-        what="PyMongo over TLS 1.3 with maxIdleTimeMS=1000 and bursty workers: idle pool connections are closed and reopened, each with a new TLS session",
-        plaintext_twin="pool-churn", seconds=14, tls=dict(),
-        clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="tls-bursty", heartbeatFrequencyMS=2000, maxIdleTimeMS=1000), min_pool_size=0, threads=4, pause=2.5)]),
-    "tls-auth": dict(
-        what="PyMongo over TLS 1.3 authenticating with SCRAM-SHA-256 (user lab), minPoolSize=2, heartbeat 2 s: pool connections authenticate, monitors do not",
-        plaintext_twin="auth", seconds=10, tls=dict(),
-        clients=[dict(driver="pymongo", uri="mongodb://lab:lab-pass@" + RS + "/?replicaSet=rs0&authSource=admin&authMechanism=SCRAM-SHA-256&appName=tls-secure&heartbeatFrequencyMS=2000&minPoolSize=2", min_pool_size=2)]),
-    "tls-multi-client": dict(
-        what="One PyMongo process creating 3 MongoClient instances over TLS 1.3 (a client per request): 3 monitor sets per node, minPoolSize=1, heartbeat 2 s",
-        plaintext_twin="multi-client", seconds=12, tls=dict(),
-        clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="tls-lambda", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, instances=3)]),
     "cluster-stale": dict(
         what="A replica set's own connections, emulated as mongod opens them (internal handshake, heartbeats, oplog fetcher, replSetUpdatePosition), with 127.0.0.13 removed at 8 s (setVersion 2); PyMongo then sends dropConnections for it to the primary (host:port: its connections close) and to the secondary (no port: silently ignored, they stay open); a monitoring agent keeps monitoring the removed member directly",
         seconds=16, server=["--emulate-members", "--remove-member", "127.0.0.13:27017", "--remove-at", "8"],
@@ -189,6 +161,28 @@ CASES = {
             dict(driver="pymongo", uri="mongodb://127.0.0.13:27017/?directConnection=true&appName=agent-c&heartbeatFrequencyMS=2000",
                  min_pool_size=0, idle=True)]),
 }
+
+
+def tls_twin(plain, app, what):
+    """A plaintext case repeated over TLS 1.3: the same driver, settings and length, under
+    its own appName, so that the decrypted capture can be compared with the plaintext one."""
+    spec = CASES[plain]
+    old_app = lambda c: "appName=" + c["uri"].split("appName=")[1].split("&")[0]
+    clients = [dict(c, uri=c["uri"].replace(old_app(c), "appName=" + app)) for c in spec["clients"]]
+    return dict(spec, what=what, tls=dict(), plaintext_twin=plain, clients=clients)
+
+
+# A TLS twin of every plaintext driver and mode (issue 9: the keyless classifier is measured
+# on them, and with keys they must read exactly like their twins).
+CASES.update({
+    "tls-poll-mode": tls_twin("poll-mode", "tls-poll", "PyMongo with serverMonitoringMode=poll over TLS 1.3: one polling monitor per node, no RTT connection, minPoolSize=1, heartbeat 2 s"),
+    "tls-mongoc-single": tls_twin("mongoc-single", "tls-c-single", "libmongoc mongoc_client_t (single-threaded) over TLS 1.3: one connection per node for checks and operations; key log by the sslkeylog.so shim"),
+    "tls-mongoc-pooled": tls_twin("mongoc-pooled", "tls-c-pooled", "libmongoc mongoc_client_pool_t with 2 worker threads over TLS 1.3, heartbeat 2 s; key log by the sslkeylog.so shim"),
+    "tls-php": tls_twin("php", "tls-php", "PHP ext-mongodb (libmongoc single-threaded underneath) over TLS 1.3; key log by the sslkeylog.so shim"),
+    "tls-pool-churn": tls_twin("pool-churn", "tls-bursty", "PyMongo over TLS 1.3 with maxIdleTimeMS=1000 and bursty workers: idle pool connections are closed and reopened, each with a new TLS session"),
+    "tls-auth": tls_twin("auth", "tls-secure", "PyMongo over TLS 1.3 authenticating with SCRAM-SHA-256 (user lab), minPoolSize=2, heartbeat 2 s: pool connections authenticate, monitors do not"),
+    "tls-multi-client": tls_twin("multi-client", "tls-lambda", "One PyMongo process creating 3 MongoClient instances over TLS 1.3 (a client per request): 3 monitor sets per node, minPoolSize=1, heartbeat 2 s"),
+})
 
 TLS_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
 # Drivers on OpenSSL without a key log option of their own: the lab preloads sslkeylog.so.
