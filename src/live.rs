@@ -153,14 +153,11 @@ fn node_label(addr: std::net::SocketAddr, redactor: Option<&mut Redactor>) -> St
 
 fn capture_counters(source: &mut LiveSource) -> CaptureCounters {
     let stats = source.stats();
-    let pcap = source.pcap_counters();
     CaptureCounters {
         interface: source.name().to_string(),
         packets: stats.packets,
         bytes: stats.bytes,
-        received: pcap.map(|p| p.received),
-        dropped: pcap.map(|p| p.dropped),
-        if_dropped: pcap.map(|p| p.if_dropped),
+        pcap: source.pcap_counters(),
     }
 }
 

@@ -28,13 +28,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeMetric,
+};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::attribute::Client;
+use crate::capture::live::PcapCounters;
 use crate::observe::NodeStats;
 #[cfg(test)]
 use crate::report::Redactor;
@@ -82,9 +85,8 @@ pub struct CaptureCounters {
     pub interface: String,
     pub packets: u64,
     pub bytes: u64,
-    pub received: Option<u64>,
-    pub dropped: Option<u64>,
-    pub if_dropped: Option<u64>,
+    /// `None` when libpcap cannot tell: the series are left out rather than made up.
+    pub pcap: Option<PcapCounters>,
 }
 
 /// Everything one scrape shows, as plain numbers.
@@ -285,50 +287,63 @@ fn class_labels(k: &ClassKey) -> [(&'static str, &str); 5] {
     ]
 }
 
+/// One family of counters or gauges: its descriptor, then a sample per label set.
+fn family<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    series: impl IntoIterator<Item = (L, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, n) in series {
+        let sample = family.encode_family(&labels)?;
+        match kind {
+            MetricType::Counter => ConstCounter::new(n).encode(sample)?,
+            _ => ConstGauge::new(n as i64).encode(sample)?,
+        }
+    }
+    Ok(())
+}
+
 impl SnapshotCollector {
     fn families(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &*self.0;
-        let mut family = encoder.encode_descriptor(
+        family(
+            encoder,
             "conn_attrib_connections",
             "MongoDB client connections open now (not seen to close), by client host, appName, driver, class and server node.",
-            None,
             MetricType::Gauge,
+            s.open.iter().map(|(k, n)| (class_labels(k), *n)),
         )?;
-        for (k, n) in &s.open {
-            ConstGauge::new(*n as i64).encode(family.encode_family(&class_labels(k))?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        family(
+            encoder,
             "conn_attrib_connections_opened",
             "Connections whose SYN was captured, by client host, appName, driver and server node (labels as first seen).",
-            None,
             MetricType::Counter,
+            s.opened.iter().map(|(k, n)| (conn_labels(k), *n)),
         )?;
-        for (k, n) in &s.opened {
-            ConstCounter::new(*n).encode(family.encode_family(&conn_labels(k))?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        family(
+            encoder,
             "conn_attrib_connections_closed",
             "Connections whose FIN or RST was captured, by client host, appName, driver, class at close and server node.",
-            None,
             MetricType::Counter,
+            s.closed.iter().map(|(k, n)| (class_labels(k), *n)),
         )?;
-        for (k, n) in &s.closed {
-            ConstCounter::new(*n).encode(family.encode_family(&class_labels(k))?)?;
-        }
-        let mut family = encoder.encode_descriptor(
+        family(
+            encoder,
             "conn_attrib_mongo_clients",
             "MongoClient instances inferred per client (monitor sets per node).",
-            None,
             MetricType::Gauge,
+            s.mongo_clients.iter().map(|(k, n)| {
+                let labels = [
+                    ("client", k.client.as_str()),
+                    ("app", &k.app),
+                    ("driver", &k.driver),
+                ];
+                (labels, *n)
+            }),
         )?;
-        for (k, n) in &s.mongo_clients {
-            let labels = [
-                ("client", k.client.as_str()),
-                ("app", &k.app),
-                ("driver", &k.driver),
-            ];
-            ConstGauge::new(*n as i64).encode(family.encode_family(&labels)?)?;
-        }
         type Pick = fn(&NodeTimings) -> &Histogram;
         let timings: [(&str, &str, Pick); 3] = [
             (
@@ -368,17 +383,17 @@ impl SnapshotCollector {
             (
                 "conn_attrib_pcap_received_packets",
                 "Packets libpcap received (pcap_stats ps_recv).",
-                c.received,
+                c.pcap.map(|p| p.received),
             ),
             (
                 "conn_attrib_pcap_dropped_packets",
                 "Packets dropped because libpcap's buffer was full (pcap_stats ps_drop).",
-                c.dropped,
+                c.pcap.map(|p| p.dropped),
             ),
             (
                 "conn_attrib_pcap_interface_dropped_packets",
                 "Packets the interface or its driver dropped (pcap_stats ps_ifdrop).",
-                c.if_dropped,
+                c.pcap.map(|p| p.if_dropped),
             ),
             (
                 "conn_attrib_captured_packets",
@@ -392,9 +407,15 @@ impl SnapshotCollector {
             ),
         ];
         for (name, help, value) in counters {
-            let Some(value) = value else { continue };
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            if value.is_some() {
+                family(
+                    encoder,
+                    name,
+                    help,
+                    MetricType::Counter,
+                    value.map(|v| (labels, v)),
+                )?;
+            }
         }
         let family = encoder.encode_descriptor(
             "conn_attrib_snapshot_timestamp_seconds",

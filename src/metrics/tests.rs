@@ -39,9 +39,11 @@ fn a_synthetic_snapshot_encodes_as_prometheus_text() {
         interface: "eth0".into(),
         packets: 10,
         bytes: 2000,
-        received: Some(12),
-        dropped: Some(1),
-        if_dropped: None,
+        pcap: Some(PcapCounters {
+            received: 12,
+            dropped: 1,
+            if_dropped: 0,
+        }),
     };
     let text = encode(Arc::new(snap));
     let labels = r#"client="10.0.0.5",app="say \"hi\"\\now",driver="PyMongo 4.20.1""#;
@@ -68,8 +70,14 @@ fn a_synthetic_snapshot_encodes_as_prometheus_text() {
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
     }
-    // libpcap could not say: the series is absent rather than a made-up zero.
-    assert!(!text.contains("conn_attrib_pcap_interface_dropped_packets_total{"));
+    assert!(text.contains("conn_attrib_pcap_interface_dropped_packets_total{interface=\"eth0\"} 0"));
+    // libpcap could not say: the series are absent rather than made-up zeros.
+    let text = encode(Arc::new(Snapshot::default()));
+    assert!(
+        !text.contains("conn_attrib_pcap_dropped_packets_total{"),
+        "{text}"
+    );
+    assert!(text.contains("conn_attrib_captured_packets_total{interface=\"\"} 0"));
 }
 
 #[test]
