@@ -13,6 +13,7 @@ pub mod capture;
 pub mod classify;
 pub mod fuzzing;
 pub mod live;
+pub mod metrics;
 pub mod net;
 pub mod observe;
 pub mod process;

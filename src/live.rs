@@ -3,19 +3,26 @@
 //! an error ends it. Memory stays bounded over hours: at each refresh, closed connections
 //! beyond the newest `keep_closed` are folded into per-client counts ([`Released`]) and
 //! their records released, so memory follows open connections, not time.
+//!
+//! With `--redact` every refresh, every metrics snapshot and the final report are
+//! redacted with one [`Redactor`], so a pseudonym means the same host throughout a run.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::analyzer::Analysis;
+use crate::attribute::cluster::MembershipInput;
 use crate::attribute::Released;
 use crate::capture::live::{default_filter, LiveSource, Poll};
 use crate::capture::CaptureError;
+use crate::metrics::server::Publisher;
+use crate::metrics::{self, CaptureCounters, Tally};
 use crate::observe::{Observations, Orientation};
 use crate::process::SocketOwners;
-use crate::report::{Meta, Report};
+use crate::report::{Meta, Redactor, Report};
 use crate::{attribute, conclude_with_released, Analyzer, AnalyzerConfig};
 
 pub struct LiveOptions {
@@ -30,10 +37,17 @@ pub struct LiveOptions {
     pub analyzer: AnalyzerConfig,
     pub attribute: attribute::Options,
     pub meta: Meta,
+    /// The replica set's membership as the user gave it (`--members`, `--members-file`).
+    pub membership: Option<MembershipInput>,
+    /// Redact every report (refreshes and final) and the metrics' labels.
+    pub redact: bool,
+    /// Where to publish a metrics snapshot at each refresh (`--prometheus`).
+    pub metrics: Option<Publisher>,
 }
 
 /// Capture until `stop` is set or the duration ends; `on_refresh` receives a report of
-/// everything so far every `refresh`. Returns the final report.
+/// everything so far every `refresh` (redacted when asked). Returns the final report,
+/// redacted when asked.
 pub fn run(
     opts: LiveOptions,
     stop: &AtomicBool,
@@ -61,6 +75,11 @@ pub fn run(
         .map_or(0.0, |d| d.as_secs_f64());
     let mut analyzer = Analyzer::new(opts.analyzer.clone());
     let mut released = Released::default();
+    let mut redactor = opts.redact.then(Redactor::default);
+    let mut tally = Tally::default();
+    if let Some(publisher) = &opts.metrics {
+        publisher.publish(metrics::Snapshot::started(capture_counters(&mut source)));
+    }
     let started = Instant::now();
     let mut last_refresh = Instant::now();
     let mut failure = None;
@@ -77,10 +96,28 @@ pub fn run(
             last_refresh = Instant::now();
             owners.merge(SocketOwners::snapshot(proc_root));
             let snapshot = analyzer.snapshot_analysis();
+            let timings = opts
+                .metrics
+                .is_some()
+                .then(|| metrics::node_timings(&snapshot.nodes));
             let name = source_name(&source);
             let report = finish_report(snapshot, &released, &opts, &owners, &name);
-            on_refresh(&report);
-            release_closed(&mut analyzer, &mut released, &report, opts.keep_closed);
+            let shown = match redactor.as_mut() {
+                Some(r) => Cow::Owned(report.clone().redacted_with(r)),
+                None => Cow::Borrowed(&report),
+            };
+            on_refresh(&shown);
+            if let (Some(publisher), Some(timings)) = (&opts.metrics, timings) {
+                let nodes = timings
+                    .into_iter()
+                    .map(|(addr, t)| (node_label(addr, redactor.as_mut()), t))
+                    .collect();
+                let counters = capture_counters(&mut source);
+                publisher.publish(tally.snapshot(&shown, nodes, counters));
+            }
+            drop(shown);
+            let ids = release_closed(&mut analyzer, &mut released, &report, opts.keep_closed);
+            tally.forget(&ids);
         }
     }
     if let Some(e) = &failure {
@@ -99,13 +136,29 @@ pub fn run(
     analysis.input.bytes = stats.bytes;
     analysis.input.dropped = stats.dropped;
     analysis.input.received = stats.received;
-    Ok(finish_report(
-        analysis,
-        &released,
-        &opts,
-        &owners,
-        &source_name(&source),
-    ))
+    let report = finish_report(analysis, &released, &opts, &owners, &source_name(&source));
+    Ok(match redactor.as_mut() {
+        Some(r) => report.redacted_with(r),
+        None => report,
+    })
+}
+
+/// A node as the reports name it: `host:port`, or `host-N:port` when redacting.
+fn node_label(addr: std::net::SocketAddr, redactor: Option<&mut Redactor>) -> String {
+    match redactor {
+        Some(r) => r.address(&addr.to_string()),
+        None => addr.to_string(),
+    }
+}
+
+fn capture_counters(source: &mut LiveSource) -> CaptureCounters {
+    let stats = source.stats();
+    CaptureCounters {
+        interface: source.name().to_string(),
+        packets: stats.packets,
+        bytes: stats.bytes,
+        pcap: source.pcap_counters(),
+    }
 }
 
 /// Connections to MongoDB ports that were open when capture began (the /proc snapshot)
@@ -148,18 +201,19 @@ fn source_name(source: &LiveSource) -> String {
 
 /// Fold the closed connections beyond the newest `keep` into `released`, with the class
 /// and client `report` (a snapshot of everything the analyzer holds) gave them, and drop
-/// their records from the analyzer.
+/// their records from the analyzer. Returns the ids released.
 pub fn release_closed(
     analyzer: &mut Analyzer,
     released: &mut Released,
     report: &Report,
     keep: usize,
-) {
+) -> HashSet<u64> {
     let ids = analyzer.closed_beyond(keep);
     if !ids.is_empty() {
         released.fold(&report.attribution, &ids);
         analyzer.release(&ids);
     }
+    ids
 }
 
 fn finish_report(
@@ -175,7 +229,10 @@ fn finish_report(
         .iter()
         .map(|o| (o.client, o.server))
         .collect();
-    let report = conclude_with_released(analysis, released, opts.attribute, opts.meta.clone());
+    let mut report = conclude_with_released(analysis, released, opts.attribute, opts.meta.clone());
+    if let Some(given) = &opts.membership {
+        report = report.with_membership(given);
+    }
     let mut processes = HashMap::new();
     for (client, server) in pairs {
         if let Some(p) = owners.owner(client, server) {

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use conn_attrib::attribute::cluster::MembershipInput;
 use conn_attrib::attribute::Options;
 use conn_attrib::live::{self, LiveOptions};
+use conn_attrib::metrics::server::MetricsServer;
 use conn_attrib::observe::KeyLogConfig;
 use conn_attrib::report::{merge, Format, Meta, Report};
 use conn_attrib::tls::keylog::KeyStore;
@@ -142,6 +143,14 @@ struct LiveArgs {
     /// folded into their clients' counts so memory stays bounded over hours.
     #[arg(long, value_name = "N", default_value_t = 20_000)]
     keep_closed: usize,
+
+    /// Serve live metrics for Prometheus at http://ADDR/metrics while capturing:
+    /// connections by client, app, driver, class and node, opens and closes, heartbeat
+    /// and round-trip histograms, libpcap drops; refreshed every --refresh seconds.
+    /// ADDR is HOST:PORT (127.0.0.1:9464; port 0 picks a free one), or :PORT for every
+    /// interface. With --redact the labels are redacted too.
+    #[arg(long, value_name = "ADDR")]
+    prometheus: Option<String>,
 
     #[command(flatten)]
     common: Common,
@@ -301,7 +310,8 @@ fn meta() -> Meta {
 
 /// Print warnings, write the report; the exit status says whether there were warnings.
 fn deliver(report: Report, format: Format, common: &Common) -> Result<u8, String> {
-    let report = if common.redact {
+    // Live mode redacts its own final report, with the pseudonyms its metrics used.
+    let report = if common.redact && !report.is_redacted() {
         report.redacted()
     } else {
         report
@@ -430,6 +440,20 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
         Duration::try_from_secs_f64(s)
             .map_err(|_| format!("--{what} {s} is not a number of seconds"))
     };
+    // Checked before capturing; live mode applies it to every report it makes.
+    let membership = args.common.membership()?;
+    // Before any capture: a bad or busy address is a usage error, not a failed run.
+    let metrics = args
+        .prometheus
+        .as_deref()
+        .map(MetricsServer::bind)
+        .transpose()?;
+    if let Some(server) = &metrics {
+        eprintln!(
+            "conn-attrib: serving Prometheus metrics on http://{}/metrics",
+            server.local_addr()
+        );
+    }
     let opts = LiveOptions {
         interface: args.interface.clone(),
         filter: args.filter.clone(),
@@ -440,19 +464,15 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
         analyzer: args.common.analyzer_config(true),
         attribute: args.common.options()?,
         meta: meta(),
+        membership,
+        redact: args.common.redact,
+        metrics: metrics.as_ref().map(MetricsServer::publisher),
     };
-    // Checked before capturing, applied to the final report.
-    args.common.membership()?;
     let tty = io::stderr().is_terminal();
-    let redact = args.common.redact;
     let report = live::run(opts, &stop, |snapshot| {
         if tty {
-            // Redraw the live table in place (redacted too: screens get shared).
-            let table = if redact {
-                snapshot.clone().redacted().render(Format::Text)
-            } else {
-                snapshot.render(Format::Text)
-            };
+            // Redraw the live table in place (redacted with --redact: screens get shared).
+            let table = snapshot.render(Format::Text);
             let head: String = table.split("\nNODES").next().unwrap_or("").to_string();
             eprint!("\x1b[2J\x1b[H{head}\n(Ctrl-C writes the final report)\n");
         } else {
@@ -465,7 +485,9 @@ fn run_live(args: LiveArgs) -> Result<u8, String> {
         }
     })
     .map_err(|e| e.to_string())?;
-    let report = args.common.apply_membership(report)?;
+    if let Some(server) = metrics {
+        server.shutdown();
+    }
     if let (Some(received), Some(dropped)) = (report.input.received, report.input.dropped) {
         eprintln!("conn-attrib: libpcap received {received} packets, dropped {dropped}");
     }

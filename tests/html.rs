@@ -9,7 +9,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const CASES: [&str; 4] = ["multi-client", "two-apps", "three-drivers", "pool-churn"];
+const CASES: [&str; 5] = [
+    "multi-client",
+    "two-apps",
+    "three-drivers",
+    "pool-churn",
+    "poll-mode",
+];
 
 fn run(case: &str, format: &str, out: &Path) {
     let capture =
@@ -73,6 +79,82 @@ fn table_rows(dom: &str, id: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `data-*` attributes of every `<path class="ticks" …>` in a page, by client endpoint.
+fn tick_lanes(page: &str) -> std::collections::HashMap<String, (u64, u64, u64)> {
+    let attr = |tag: &str, name: &str| -> String {
+        let start = tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+        tag[start..start + tag[start..].find('"').unwrap()].to_string()
+    };
+    page.split("<path class=\"ticks\"")
+        .skip(1)
+        .map(|rest| {
+            let tag = &rest[..rest.find('>').unwrap()];
+            let n = |name: &str| attr(tag, name).parse::<u64>().unwrap();
+            let ticks = tag.matches('M').count() as u64;
+            assert_eq!(ticks, n("data-ticks"), "{tag}");
+            (
+                unescape(&attr(tag, "data-client")),
+                (n("data-ticks"), n("data-hellos"), n("data-every")),
+            )
+        })
+        .collect()
+}
+
+/// Each lane's hello ticks against the lab's test server log (hellos and isMasters it
+/// received per connection, counted by the server, not by conn-attrib): every hello sent
+/// is a tick, and a streaming monitor's lane also ticks for each heartbeat the server
+/// streamed. Polling monitors tick once per heartbeatFrequencyMS over the capture.
+fn check_ticks(case: &str, page: &str, report: &Value) {
+    let log_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("testdata/lab/{case}/server-connections.json"));
+    let log: Value = serde_json::from_slice(&std::fs::read(log_path).unwrap()).unwrap();
+    let lanes = tick_lanes(page);
+    let classes: std::collections::HashMap<&str, &str> = report["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["client"].as_str().unwrap(), c["class"].as_str().unwrap()))
+        .collect();
+    let mut monitors = 0;
+    for conn in log.as_array().unwrap() {
+        let peer = conn["peer"].as_str().unwrap();
+        let commands = &conn["commands"];
+        let hellos = ["hello", "ismaster", "isMaster"]
+            .iter()
+            .map(|k| commands[k].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        let class = classes[peer];
+        let Some(&(ticks, seen, every)) = lanes.get(peer) else {
+            assert_eq!(hellos, 0, "{case} {peer}: no ticks drawn");
+            continue;
+        };
+        // Lab captures are short: nothing is thinned, every hello is drawn.
+        assert_eq!((every, ticks), (1, seen), "{case} {peer}");
+        if class == "streaming-monitor" {
+            assert!(
+                seen > hellos,
+                "{case} {peer}: {seen} ticks, {hellos} hellos sent"
+            );
+        } else {
+            assert_eq!(seen, hellos, "{case} {peer} ({class})");
+        }
+        if class == "polling-monitor" {
+            monitors += 1;
+            let span = conn["closed"].as_f64().unwrap() - conn["opened"].as_f64().unwrap();
+            // heartbeatFrequencyMS=2000 in this case's URI (truth.json).
+            let cadence = span / 2.0;
+            assert!(
+                (seen as f64 - cadence).abs() <= 1.5,
+                "{case} {peer}: {seen} ticks over {span:.1} s"
+            );
+        }
+    }
+    if case == "poll-mode" {
+        assert_eq!(monitors, 3, "one polling monitor per node");
+        assert!(!page.contains("id=\"ticks-thinned\""));
+    }
+}
+
 #[test]
 fn html_is_self_contained_and_renders_the_report_numbers() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("html");
@@ -96,6 +178,7 @@ fn html_is_self_contained_and_renders_the_report_numbers() {
         for banned in ["<script", "http://", "https://", " src=", "url(", "<link"] {
             assert!(!page.contains(banned), "{case}: {banned}");
         }
+        check_ticks(case, &page, &report);
         let Some(browser) = &browser else { continue };
 
         let out = headless(browser)
@@ -158,6 +241,12 @@ fn html_is_self_contained_and_renders_the_report_numbers() {
             let want = connections.iter().filter(|c| c["class"] == class).count();
             assert_eq!(lanes, want, "{case} {class} lanes");
         }
+        // The browser keeps every lane's ticks.
+        assert_eq!(
+            dom.matches("<path class=\"ticks\"").count(),
+            page.matches("<path class=\"ticks\"").count(),
+            "{case}"
+        );
         assert!(dom.contains(&format!(
             "<span id=\"connection-count\">{}</span>",
             connections.len()

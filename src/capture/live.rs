@@ -28,6 +28,15 @@ pub struct LiveSource {
     stats: SourceStats,
 }
 
+/// `pcap_stats`: packets received, dropped for lack of buffer space (`ps_drop`), and
+/// dropped by the interface or its driver (`ps_ifdrop`), since the capture opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PcapCounters {
+    pub received: u64,
+    pub dropped: u64,
+    pub if_dropped: u64,
+}
+
 /// What one poll found.
 pub enum Poll<'a> {
     Packet(Packet<'a>),
@@ -124,11 +133,21 @@ impl LiveSource {
 
     /// libpcap's received/dropped counters, with what was read.
     pub fn stats(&mut self) -> SourceStats {
-        if let Ok(s) = self.cap.stats() {
-            self.stats.dropped = Some(s.dropped as u64 + s.if_dropped as u64);
-            self.stats.received = Some(s.received as u64);
+        if let Some(p) = self.pcap_counters() {
+            self.stats.dropped = Some(p.dropped + p.if_dropped);
+            self.stats.received = Some(p.received);
         }
         self.stats
+    }
+
+    /// libpcap's own counters (`pcap_stats`), apart; `None` when it cannot tell.
+    pub fn pcap_counters(&mut self) -> Option<PcapCounters> {
+        let s = self.cap.stats().ok()?;
+        Some(PcapCounters {
+            received: u64::from(s.received),
+            dropped: u64::from(s.dropped),
+            if_dropped: u64::from(s.if_dropped),
+        })
     }
 
     /// Flush the saved capture, if any.

@@ -29,7 +29,7 @@ use crate::tls::{Plaintext, TlsConn, TlsSummary};
 use crate::warnings::Warnings;
 use crate::wire::{self, FrameEvent, Framer, FramerConfig, Message};
 
-pub use stats::{Bins, NodeStats, Percentiles, Summary};
+pub use stats::{Bins, HelloTicks, NodeStats, Percentiles, Summary, MAX_HELLO_TICKS};
 
 /// Operations in flight at once, per (client host, appName, server): the pool's real
 /// concurrency, which is what makes it grow past minPoolSize.
@@ -290,6 +290,10 @@ pub struct Observations {
     /// When the handshake was sent.
     pub handshake_ts: Option<f64>,
     pub hello: HelloStats,
+    /// When hellos were sent and heartbeats streamed (bounded), for the HTML timeline;
+    /// not part of the JSON contract.
+    #[serde(skip)]
+    pub hello_ticks: HelloTicks,
     /// Requests other than hello and authentication, by command name.
     pub commands: Vec<CommandCount>,
     pub auth: Auth,
@@ -332,6 +336,7 @@ impl Observations {
             handshake: None,
             handshake_ts: None,
             hello: HelloStats::default(),
+            hello_ticks: HelloTicks::default(),
             commands: Vec::new(),
             auth: Auth::default(),
             compression: None,
@@ -639,6 +644,7 @@ impl Observer {
                     h.request_intervals.add_sample(gap);
                 }
                 state.last_hello_request = Some(ts);
+                obs.hello_ticks.record(secs - obs.first_seen);
                 Pending::Hello { awaitable }
             }
             Some(name) if is_auth_command(name) => {
@@ -699,6 +705,7 @@ impl Observer {
                 obs.hello.replies += 1;
                 if streamed {
                     obs.hello.streamed_replies += 1;
+                    obs.hello_ticks.record(ts.as_secs_f64() - obs.first_seen);
                     // The next streamed reply will answer this one.
                     state.pending[slot] = (msg.header.request_id, ts, kind);
                 }
@@ -777,6 +784,7 @@ impl Observer {
         let obs = &mut state.obs;
         obs.hello.replies += 1;
         obs.hello.streamed_replies += 1;
+        obs.hello_ticks.record(ts.as_secs_f64() - obs.first_seen);
         if let Some(prev) = state.last_hello_reply {
             let gap = ts.nanos_since(prev) as f64 / 1e9;
             obs.hello.reply_intervals.add(gap);
@@ -926,6 +934,9 @@ impl ConnHandler for Observer {
     fn open(&mut self, info: &ConnInfo) -> Box<ConnState> {
         let cfg = self.config.framer.clone();
         let a = info.endpoint(Side::A);
+        let mut obs = Observations::new(info.id, a, info.endpoint(Side::B));
+        // Known from the first packet on (settled again at the end): hello ticks count from it.
+        obs.first_seen = info.first_seen.as_secs_f64();
         Box::new(ConnState {
             framers: [Framer::new(cfg.clone()), Framer::new(cfg)],
             tls: None,
@@ -935,7 +946,7 @@ impl ConnHandler for Observer {
                 pending_next: 0,
                 last_hello_request: None,
                 last_hello_reply: None,
-                obs: Observations::new(info.id, a, info.endpoint(Side::B)),
+                obs,
                 traffic: [Traffic::default(); 2],
                 mid_stream: [false; 2],
                 hunting_warned: [false; 2],

@@ -51,6 +51,59 @@ impl Summary {
     }
 }
 
+/// Hello times kept per connection at most: enough to draw a monitor's cadence, and a
+/// bound on what a long-lived monitor costs (256 bytes).
+pub const MAX_HELLO_TICKS: usize = 64;
+
+/// When a connection sent hellos and received streamed heartbeats, for the HTML
+/// timeline: milliseconds after the connection's first packet, bounded. When the record
+/// is full, every other tick is dropped and only every second hello from then on is kept,
+/// so the ticks stay spread over the whole connection, `every` hellos apart.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HelloTicks {
+    offsets_ms: Vec<u32>,
+    /// Hellos seen, kept or not.
+    seen: u32,
+    /// One hello in `every` is kept (a power of two; 0 before the first thinning means 1).
+    every: u32,
+}
+
+impl HelloTicks {
+    /// A hello `secs` after the connection's first packet.
+    pub fn record(&mut self, secs: f64) {
+        let n = self.seen;
+        self.seen = self.seen.saturating_add(1);
+        if n % self.every() != 0 {
+            return;
+        }
+        if self.offsets_ms.len() == MAX_HELLO_TICKS {
+            let mut index = 0;
+            self.offsets_ms.retain(|_| {
+                index += 1;
+                index % 2 == 1
+            });
+            self.every = self.every() * 2;
+            if n % self.every != 0 {
+                return;
+            }
+        }
+        // Float to integer casts saturate: a negative or huge offset cannot wrap.
+        self.offsets_ms.push((secs * 1000.0) as u32);
+    }
+    /// The kept ticks, in milliseconds after the connection's first packet.
+    pub fn offsets_ms(&self) -> &[u32] {
+        &self.offsets_ms
+    }
+    /// How many hellos apart the kept ticks are (1: every hello is drawn).
+    pub fn every(&self) -> u32 {
+        self.every.max(1)
+    }
+    /// Hellos seen, drawn or not.
+    pub fn seen(&self) -> u32 {
+        self.seen
+    }
+}
+
 /// p50/p99/max of a histogram, in the histogram's unit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Percentiles {
@@ -174,6 +227,32 @@ impl NodeStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hello_ticks_are_bounded_and_thinned_evenly() {
+        let mut t = HelloTicks::default();
+        for i in 0..10 {
+            t.record(i as f64 * 2.0);
+        }
+        assert_eq!(
+            t.offsets_ms(),
+            (0..10).map(|i| i * 2000).collect::<Vec<_>>()
+        );
+        assert_eq!((t.every(), t.seen()), (1, 10));
+        let mut t = HelloTicks::default();
+        // Three hours of a 10 s monitor: 1,080 hellos.
+        for i in 0..1080 {
+            t.record(i as f64 * 10.0);
+        }
+        assert!(t.offsets_ms().len() <= MAX_HELLO_TICKS);
+        assert_eq!(t.every(), 32);
+        // Kept: hellos 0, 32, 64, … — evenly spread from the first to near the last.
+        let want: Vec<u32> = (0..1080).step_by(32).map(|i| i * 10_000).collect();
+        assert_eq!(t.offsets_ms(), want);
+        assert_eq!(t.seen(), 1080);
+        t.record(-1.0);
+        assert!(t.offsets_ms().len() <= MAX_HELLO_TICKS);
+    }
 
     #[test]
     fn summary_and_percentiles() {

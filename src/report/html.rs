@@ -4,9 +4,9 @@
 //!
 //! Besides the tables of the other printers it draws a connection timeline: one lane per
 //! connection, grouped by client and node, coloured by class, with its open (SYN) and
-//! close (FIN/RST) marked and the span in which it sent hellos. Observations keep hello
-//! counts and cadences, not every hello's time, so the lane shows that span rather than
-//! one tick per hello.
+//! close (FIN/RST) marked and a tick for each hello sent and heartbeat streamed.
+//! Observations keep at most [`MAX_HELLO_TICKS`] hello times per connection, evenly
+//! thinned beyond that; the page says which lanes were thinned.
 
 use std::fmt::Write;
 
@@ -14,7 +14,7 @@ use super::text::{driver_label, duration, expected_label};
 use super::{client_notes, connection_rows, node_rows, Report, CONNECTION_HEADER, NODE_HEADER};
 use crate::attribute::{Attributed, Client};
 use crate::classify::Class;
-use crate::observe::Bins;
+use crate::observe::{Bins, MAX_HELLO_TICKS};
 
 /// Lanes drawn at most: past this the page would be too big to open; the JSON report has
 /// every connection.
@@ -290,7 +290,7 @@ fn timeline(report: &Report) -> String {
         );
     }
     out.push_str(
-        "<span>| open (SYN) &nbsp;× close (FIN/RST) &nbsp;— thin line: hellos sent</span></p>\n",
+        "<span>| open (SYN) &nbsp;× close (FIN/RST) &nbsp;white ticks: hellos sent and heartbeats streamed</span></p>\n",
     );
 
     let (label_w, plot_w, lane_h, group_h, axis_h) = (260.0, 900.0, 9.0, 18.0, 24.0);
@@ -299,6 +299,7 @@ fn timeline(report: &Report) -> String {
     let mut y = axis_h;
     let mut last_client: Option<&str> = None;
     let mut last_node = None;
+    let mut thinned = 0;
     for (_, c) in &order {
         let obs = &c.obs;
         if last_client != Some(c.client_id.as_str()) {
@@ -352,14 +353,32 @@ fn timeline(report: &Report) -> String {
             c.verdict.class.name(),
             esc(&c.verdict.evidence)
         );
-        if let (Some(h0), Some(h1)) = (obs.hello.first_ts, obs.hello.last_ts) {
+        let ticks = &obs.hello_ticks;
+        if !ticks.offsets_ms().is_empty() {
+            let mut d = String::new();
+            let mut drawn = 0;
+            for ms in ticks.offsets_ms() {
+                let t = obs.first_seen + f64::from(*ms) / 1000.0;
+                if (t0..=t1).contains(&t) {
+                    drawn += 1;
+                    let _ = write!(d, "M{:.1} {:.1}v{:.1}", x(t), y + 1.0, lane_h - 4.0);
+                }
+            }
+            if ticks.every() > 1 {
+                thinned += 1;
+            }
             let _ = write!(
                 body,
-                "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#fff\" stroke-width=\"1.5\"/>",
-                x(h0.max(t0)),
-                x(h1.min(t1)).max(x(h0.max(t0)) + 1.0),
-                y + (lane_h - 2.0) / 2.0,
-                y + (lane_h - 2.0) / 2.0
+                "<path class=\"ticks\" data-client=\"{}\" data-server=\"{}\" data-ticks=\"{drawn}\" data-hellos=\"{}\" data-every=\"{}\" d=\"{d}\" stroke=\"#fff\" stroke-width=\"1\"><title>{}</title></path>",
+                esc(&report.endpoint(obs.client)),
+                esc(&report.endpoint(obs.server)),
+                ticks.seen(),
+                ticks.every(),
+                if ticks.every() > 1 {
+                    format!("{} hellos; every {}th drawn", ticks.seen(), ticks.every())
+                } else {
+                    format!("{} hellos", ticks.seen())
+                }
             );
         }
         if obs.opened.is_some() {
@@ -402,6 +421,14 @@ fn timeline(report: &Report) -> String {
     }
     out.push_str(&body);
     out.push_str("</svg>\n");
+    if thinned > 0 {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\" id=\"ticks-thinned\">{thinned} connection{} sent more than {MAX_HELLO_TICKS} hellos: at most {MAX_HELLO_TICKS} are kept per connection, evenly spread, so {} every 2nd, 4th… hello (hover a lane's ticks to see how many).</p>",
+            plural(thinned),
+            if thinned == 1 { "its lane shows" } else { "their lanes show" }
+        );
+    }
     out
 }
 

@@ -28,7 +28,8 @@ use crate::warnings::Warning;
 pub use html::to_html;
 pub use json::{to_json, write_json};
 pub use markdown::to_markdown;
-pub use text::to_text;
+pub use redact::Redactor;
+pub use text::{driver_label, to_text};
 
 pub const SCHEMA: &str = "conn-attrib/1";
 

@@ -267,10 +267,40 @@ fn redact_command_line(line: &str) -> String {
     out.join(" ")
 }
 
+/// A pseudonym map that outlives one report. Live mode redacts each refresh, the
+/// Prometheus labels and the final report with the same one, so `host-2` names the same
+/// machine on the screen, in every scrape and in the report; a fresh map per refresh
+/// would renumber hosts whenever one appeared or was released. Never printed.
+#[derive(Default)]
+pub struct Redactor {
+    names: Pseudonyms,
+}
+
+impl Redactor {
+    /// "host:port", "host" or "ip" with the host renamed, as reports show nodes.
+    pub fn address(&mut self, text: &str) -> String {
+        self.names.address(text)
+    }
+    /// A host address or name → `host-N`.
+    pub fn host(&mut self, host: &str) -> String {
+        self.names.host(host)
+    }
+    /// An appName → `app-N`.
+    pub fn app(&mut self, app: &str) -> String {
+        self.names.app(app)
+    }
+}
+
 impl Report {
     /// This report with every host, name and document value replaced or dropped.
-    pub fn redacted(mut self) -> Report {
-        let mut names = Pseudonyms::default();
+    pub fn redacted(self) -> Report {
+        self.redacted_with(&mut Redactor::default())
+    }
+
+    /// [`Report::redacted`] with pseudonyms kept in `redactor`: names it already knows
+    /// keep their numbers, new ones are numbered after them.
+    pub fn redacted_with(mut self, redactor: &mut Redactor) -> Report {
+        let names = &mut redactor.names;
         // Deterministic numbering: servers, then clients, each in address order, then
         // the names servers announce.
         let servers: BTreeSet<IpAddr> = self
@@ -347,12 +377,10 @@ impl Report {
         let mut moved: HashMap<SocketAddr, SocketAddr> = HashMap::new();
         for c in &mut self.attribution.connections {
             let obs = &mut c.obs;
-            let client =
-                SocketAddr::new(stand_in_of(obs.client.ip(), &mut names), obs.client.port());
+            let client = SocketAddr::new(stand_in_of(obs.client.ip(), names), obs.client.port());
             moved.insert(obs.client, client);
             obs.client = client;
-            obs.server =
-                SocketAddr::new(stand_in_of(obs.server.ip(), &mut names), obs.server.port());
+            obs.server = SocketAddr::new(stand_in_of(obs.server.ip(), names), obs.server.port());
             if let Some(h) = &mut obs.handshake {
                 // Records share handshakes and server descriptions; a redacted report
                 // gets its own copies.
@@ -413,7 +441,7 @@ impl Report {
         for w in &mut self.warnings {
             w.message = names.text(&w.message);
         }
-        redact_cluster(&mut self.cluster, &mut names);
+        redact_cluster(&mut self.cluster, names);
         self.input.path = WITHHELD.to_string();
         self.meta.command_line = redact_command_line(&self.meta.command_line);
 

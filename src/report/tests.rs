@@ -134,3 +134,30 @@ fn text_and_markdown_carry_the_same_verdict() {
     assert!(md.starts_with("# MongoDB connection attribution"));
     assert!(md.contains("| host | app |"));
 }
+
+#[test]
+fn html_ticks_are_thinned_past_the_cap_and_say_so_and_json_has_none() {
+    let mut r = sample();
+    let rtt = r
+        .attribution
+        .connections
+        .iter_mut()
+        .find(|c| c.obs.id == 2)
+        .unwrap();
+    // 200 hellos 0.1 s apart: past 64 and again past 128 kept, one in four is drawn.
+    for i in 0..200 {
+        rtt.obs.hello_ticks.record(i as f64 * 0.1);
+    }
+    let html = to_html(&r);
+    assert!(
+        html.contains("data-ticks=\"50\" data-hellos=\"200\" data-every=\"4\""),
+        "{html}"
+    );
+    assert!(html.contains("<title>200 hellos; every 4th drawn</title>"));
+    assert!(html.contains("id=\"ticks-thinned\">1 connection sent more than 64 hellos"));
+    let json = to_json(&r);
+    assert!(
+        !json.contains("tick"),
+        "ticks stay out of the JSON contract"
+    );
+}

@@ -35,7 +35,7 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub(crate) fn driver_label(c: &Client) -> String {
+pub fn driver_label(c: &Client) -> String {
     c.driver
         .as_ref()
         .map(|d| format!("{} {}", d.name, d.version).trim().to_string())
