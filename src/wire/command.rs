@@ -4,7 +4,9 @@
 //! or int32, legacy `isMaster: 1` vs `hello: true`), so every number accepts any numeric
 //! type and every flag accepts a boolean or a number.
 
-use bson::{RawArray, RawBsonRef, RawDocument};
+use bson::RawBsonRef;
+
+use super::elements::{Doc, Element};
 
 use super::header::OpCode;
 use super::message::{Body, Message};
@@ -41,7 +43,7 @@ pub struct HelloRequest<'a> {
     pub topology_version: Option<TopologyVersion>,
     pub max_await_time_ms: Option<i64>,
     pub load_balanced: bool,
-    pub compression: Option<&'a RawArray>,
+    pub compression: Option<Doc<'a>>,
     pub sasl_supported_mechs: Option<&'a str>,
     pub speculative_authenticate: bool,
     pub internal_client: bool,
@@ -55,7 +57,7 @@ impl<'a> HelloRequest<'a> {
         self.topology_version.is_some() && self.max_await_time_ms.is_some()
     }
     pub fn compressors(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.compression.into_iter().flat_map(str_array)
+        self.compression.into_iter().flat_map(Doc::strings)
     }
 }
 
@@ -71,16 +73,16 @@ pub struct HelloReply<'a> {
     pub set_version: Option<i64>,
     pub me: Option<&'a str>,
     pub primary: Option<&'a str>,
-    pub hosts: Option<&'a RawArray>,
-    pub passives: Option<&'a RawArray>,
-    pub arbiters: Option<&'a RawArray>,
+    pub hosts: Option<Doc<'a>>,
+    pub passives: Option<Doc<'a>>,
+    pub arbiters: Option<Doc<'a>>,
     pub topology_version: Option<TopologyVersion>,
     pub max_wire_version: Option<i32>,
     pub min_wire_version: Option<i32>,
     pub service_id: bool,
     pub is_mongos: bool,
     pub hello_ok: bool,
-    pub compression: Option<&'a RawArray>,
+    pub compression: Option<Doc<'a>>,
 }
 
 fn number(v: RawBsonRef<'_>) -> Option<f64> {
@@ -88,7 +90,6 @@ fn number(v: RawBsonRef<'_>) -> Option<f64> {
         RawBsonRef::Int32(i) => Some(i as f64),
         RawBsonRef::Int64(i) => Some(i as f64),
         RawBsonRef::Double(d) => Some(d),
-        RawBsonRef::Decimal128(_) => None,
         _ => None,
     }
 }
@@ -100,25 +101,22 @@ fn truthy(v: RawBsonRef<'_>) -> Option<bool> {
     }
 }
 
-fn topology_version(v: RawBsonRef<'_>) -> Option<TopologyVersion> {
-    let doc = v.as_document()?;
-    let process_id = match doc.get("processId").ok()?? {
-        RawBsonRef::ObjectId(oid) => oid.bytes(),
-        _ => [0; 12],
-    };
-    let counter = doc.get("counter").ok()?.and_then(number)? as i64;
+fn topology_version(v: &Element<'_>) -> Option<TopologyVersion> {
+    let doc = v.doc()?;
+    let process_id = doc.get("processId")?.object_id().unwrap_or([0; 12]);
+    let counter = doc.get("counter")?.number()? as i64;
     Some(TopologyVersion {
         process_id,
         counter,
     })
 }
 
-fn text<'a>(d: Option<&'a RawDocument>, key: &str) -> Option<&'a str> {
-    d.and_then(|d| d.get_str(key).ok())
+fn text<'a>(d: Option<Doc<'a>>, key: &str) -> Option<&'a str> {
+    d.and_then(|d| d.get_str(key))
 }
 
-fn client_metadata(doc: &RawDocument) -> ClientMetadata<'_> {
-    let sub = |key: &str| doc.get_document(key).ok();
+fn client_metadata(doc: Doc<'_>) -> ClientMetadata<'_> {
+    let sub = |key: &str| doc.get_doc(key);
     let driver = sub("driver");
     let os = sub("os");
     ClientMetadata {
@@ -127,7 +125,7 @@ fn client_metadata(doc: &RawDocument) -> ClientMetadata<'_> {
         driver_version: text(driver, "version"),
         os_type: text(os, "type"),
         os_name: text(os, "name"),
-        platform: doc.get_str("platform").ok(),
+        platform: doc.get_str("platform"),
         env_name: text(sub("env"), "name"),
     }
 }
@@ -156,18 +154,17 @@ pub fn hello_request<'a>(msg: &Message<'a>) -> Option<HelloRequest<'a>> {
         // An oversized hello (never seen in practice): the name is all there is.
         return Some(req);
     };
-    for element in doc.iter() {
-        let Ok((key, value)) = element else { break };
-        match key.as_str() {
-            "helloOk" => req.hello_ok = truthy(value).unwrap_or(false),
-            "topologyVersion" => req.topology_version = topology_version(value),
-            "maxAwaitTimeMS" => req.max_await_time_ms = number(value).map(|n| n as i64),
-            "loadBalanced" => req.load_balanced = truthy(value).unwrap_or(false),
-            "compression" => req.compression = value.as_array(),
-            "saslSupportedMechs" => req.sasl_supported_mechs = value.as_str(),
-            "speculativeAuthenticate" => req.speculative_authenticate = true,
-            "internalClient" => req.internal_client = true,
-            "client" => req.client = value.as_document().map(client_metadata),
+    for value in Doc::of(doc).elements() {
+        match value.key {
+            b"helloOk" => req.hello_ok = value.truthy().unwrap_or(false),
+            b"topologyVersion" => req.topology_version = topology_version(&value),
+            b"maxAwaitTimeMS" => req.max_await_time_ms = value.number().map(|n| n as i64),
+            b"loadBalanced" => req.load_balanced = value.truthy().unwrap_or(false),
+            b"compression" => req.compression = value.array(),
+            b"saslSupportedMechs" => req.sasl_supported_mechs = value.str(),
+            b"speculativeAuthenticate" => req.speculative_authenticate = true,
+            b"internalClient" => req.internal_client = true,
+            b"client" => req.client = value.doc().map(client_metadata),
             _ => {}
         }
     }
@@ -181,29 +178,30 @@ pub fn hello_reply<'a>(msg: &Message<'a>) -> Option<HelloReply<'a>> {
     }
     let doc = msg.command_doc()?;
     let mut r = HelloReply::default();
-    for element in doc.iter() {
-        let Ok((key, value)) = element else { break };
-        match key.as_str() {
-            "ok" => r.ok = number(value),
-            "errmsg" => r.errmsg = value.as_str(),
-            "isWritablePrimary" | "ismaster" | "isMaster" => r.is_writable_primary = truthy(value),
-            "secondary" => r.secondary = truthy(value),
-            "arbiterOnly" => r.arbiter_only = truthy(value),
-            "hidden" => r.hidden = truthy(value),
-            "setName" => r.set_name = value.as_str(),
-            "setVersion" => r.set_version = number(value).map(|n| n as i64),
-            "me" => r.me = value.as_str(),
-            "primary" => r.primary = value.as_str(),
-            "hosts" => r.hosts = value.as_array(),
-            "passives" => r.passives = value.as_array(),
-            "arbiters" => r.arbiters = value.as_array(),
-            "topologyVersion" => r.topology_version = topology_version(value),
-            "maxWireVersion" => r.max_wire_version = number(value).map(|n| n as i32),
-            "minWireVersion" => r.min_wire_version = number(value).map(|n| n as i32),
-            "serviceId" => r.service_id = true,
-            "msg" => r.is_mongos = value.as_str() == Some("isdbgrid"),
-            "helloOk" => r.hello_ok = truthy(value).unwrap_or(false),
-            "compression" => r.compression = value.as_array(),
+    for value in Doc::of(doc).elements() {
+        match value.key {
+            b"ok" => r.ok = value.number(),
+            b"errmsg" => r.errmsg = value.str(),
+            b"isWritablePrimary" | b"ismaster" | b"isMaster" => {
+                r.is_writable_primary = value.truthy()
+            }
+            b"secondary" => r.secondary = value.truthy(),
+            b"arbiterOnly" => r.arbiter_only = value.truthy(),
+            b"hidden" => r.hidden = value.truthy(),
+            b"setName" => r.set_name = value.str(),
+            b"setVersion" => r.set_version = value.number().map(|n| n as i64),
+            b"me" => r.me = value.str(),
+            b"primary" => r.primary = value.str(),
+            b"hosts" => r.hosts = value.array(),
+            b"passives" => r.passives = value.array(),
+            b"arbiters" => r.arbiters = value.array(),
+            b"topologyVersion" => r.topology_version = topology_version(&value),
+            b"maxWireVersion" => r.max_wire_version = value.number().map(|n| n as i32),
+            b"minWireVersion" => r.min_wire_version = value.number().map(|n| n as i32),
+            b"serviceId" => r.service_id = true,
+            b"msg" => r.is_mongos = value.str() == Some("isdbgrid"),
+            b"helloOk" => r.hello_ok = value.truthy().unwrap_or(false),
+            b"compression" => r.compression = value.array(),
             _ => {}
         }
     }
@@ -217,8 +215,10 @@ pub fn reply_ok(msg: &Message<'_>) -> Option<bool> {
             return Some(false);
         }
     }
-    let doc = msg.command_doc()?;
-    doc.get("ok").ok()?.and_then(number).map(|n| n == 1.0)
+    Doc::of(msg.command_doc()?)
+        .get("ok")?
+        .number()
+        .map(|n| n == 1.0)
 }
 
 /// What a server-to-server request says, for the few commands whose arguments tell a
@@ -311,9 +311,8 @@ pub fn reply_errmsg<'a>(msg: &Message<'a>) -> Option<&'a str> {
 }
 
 /// The string elements of an array, skipping anything else.
-pub fn str_array(a: &RawArray) -> impl Iterator<Item = &str> {
-    a.into_iter()
-        .filter_map(|v| v.ok().and_then(|v| v.as_str()))
+pub fn str_array(a: Doc<'_>) -> impl Iterator<Item = &str> {
+    a.strings()
 }
 
 #[cfg(test)]

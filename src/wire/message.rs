@@ -451,7 +451,7 @@ fn first_key_raw(doc: &[u8]) -> Option<&str> {
 }
 
 fn first_key(doc: &RawDocument) -> Option<&str> {
-    doc.iter().next()?.ok().map(|(k, _)| k.as_str())
+    super::elements::Doc::of(doc).first_key()
 }
 
 /// Legacy OP_QUERY commands may wrap the command in `$query` (or `query`) when they carry
@@ -521,7 +521,9 @@ impl<'a> Message<'a> {
 
     pub fn database(&self) -> Option<&'a str> {
         match self.body {
-            Body::Msg { command, .. } => command.and_then(|d| d.get_str("$db").ok()),
+            Body::Msg { command, .. } => {
+                command.and_then(|d| super::elements::Doc::of(d).get_str("$db"))
+            }
             Body::Query {
                 full_collection_name,
                 ..

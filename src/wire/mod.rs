@@ -5,9 +5,11 @@
 //!   the ones that lie inside one push, and resynchronises after gaps;
 //! - [`message`]: one message → a typed view (OP_MSG, OP_QUERY, OP_REPLY, OP_COMMAND,
 //!   OP_COMPRESSED decompressed with the snappy/zlib/zstd crates, legacy opcodes);
-//! - [`command`]: hello/isMaster requests and replies, read lazily from raw BSON.
+//! - [`command`]: hello/isMaster requests and replies, read lazily from raw BSON;
+//! - [`elements`]: the byte-level BSON element walk those readers use on the hot path.
 
 pub mod command;
+pub mod elements;
 mod error;
 pub mod frame;
 pub mod header;
@@ -19,6 +21,7 @@ pub use command::{
     cluster_request, hello_reply, hello_request, is_hello_name, reply_errmsg, reply_ok, str_array,
     ClientMetadata, ClusterRequest, HelloReply, HelloRequest, TopologyVersion,
 };
+pub use elements::Doc;
 pub use error::WireError;
 pub use frame::{FrameEvent, Framer, FramerConfig};
 pub use header::{Header, HeaderView, OpCode, HEADER_LEN};
