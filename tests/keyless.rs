@@ -89,6 +89,16 @@ fn keyless_roles_are_never_confidently_wrong_and_mostly_right() {
             if !evidence.starts_with("inferred from TLS record shapes") {
                 not_said.push(format!("{case}: {client}: {evidence}"));
             }
+            // TLS 1.3 NewSessionTickets and the client's Finished are not replies: a
+            // connection that only answers requests never shows a pushed server flight.
+            if role != "streaming-monitor" {
+                let pushed = &c["observations"]["shape"]["server"]["pushed"];
+                assert_eq!(
+                    pushed, 0,
+                    "{case}: {client} ({role}): {}",
+                    c["observations"]["shape"]
+                );
+            }
             let right = class == role;
             if !right && confidence == "high" {
                 confidently_wrong.push(format!(
@@ -97,7 +107,9 @@ fn keyless_roles_are_never_confidently_wrong_and_mostly_right() {
                 ));
             }
             if !right {
-                eprintln!("{case}: {client}: {role} inferred as {class} ({confidence}): {evidence}");
+                eprintln!(
+                    "{case}: {client}: {role} inferred as {class} ({confidence}): {evidence}"
+                );
             }
             let tally = per_class.entry(role).or_default();
             tally.total += 1;
@@ -110,7 +122,11 @@ fn keyless_roles_are_never_confidently_wrong_and_mostly_right() {
         cases.push(case);
     }
 
-    eprintln!("keyless accuracy on {} TLS lab cases: {}", cases.len(), cases.join(", "));
+    eprintln!(
+        "keyless accuracy on {} TLS lab cases: {}",
+        cases.len(),
+        cases.join(", ")
+    );
     eprintln!("| class (truth) | connections | inferred right | unknown | high | medium | low |");
     eprintln!("|---|---|---|---|---|---|---|");
     let (mut total, mut right) = (0, 0);
@@ -179,7 +195,12 @@ fn keyless_clients_are_grouped_by_host_and_tls_fingerprint() {
                 .filter(|c| members.contains(&c["client"].as_str().unwrap()))
                 .map(|c| c["client_id"].as_str().unwrap())
                 .collect();
-            assert_eq!(ids.len(), 1, "{case}: {} split into {ids:?}", tclient["key"]);
+            assert_eq!(
+                ids.len(),
+                1,
+                "{case}: {} split into {ids:?}",
+                tclient["key"]
+            );
             let id = ids.into_iter().next().unwrap();
             let client = r["clients"]
                 .as_array()
@@ -190,7 +211,10 @@ fn keyless_clients_are_grouped_by_host_and_tls_fingerprint() {
             // ...named by the host and the ClientHello's JA4, which is also in `tls`.
             let ja4 = client["tls_fingerprint"].as_str().unwrap();
             assert!(ja4.starts_with('t') && ja4.len() == 36, "{case}: {ja4}");
-            assert_eq!(id, format!("{}||tls:{ja4}", client["host"].as_str().unwrap()));
+            assert_eq!(
+                id,
+                format!("{}||tls:{ja4}", client["host"].as_str().unwrap())
+            );
             assert!(client["app_name"].is_null() && client["driver"].is_null());
             // The formula check runs on it as on a plaintext client.
             assert_eq!(client["mode"], tclient["mode"], "{case}: {id}");

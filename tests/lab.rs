@@ -302,7 +302,10 @@ fn without_the_key_log_roles_are_inferred_from_shapes_and_never_confidently_wron
             .unwrap_or_else(|| panic!("{case}: no tls warning"));
         let message = tls_warning["message"].as_str().unwrap();
         assert!(message.contains("no key log was given"), "{message}");
-        assert!(message.contains("inferred from TLS record shapes"), "{message}");
+        assert!(
+            message.contains("inferred from TLS record shapes"),
+            "{message}"
+        );
     }
 }
 

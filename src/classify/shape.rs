@@ -228,9 +228,9 @@ fn facts(shape: &Shape, kind: Kind) -> String {
                     plural(c.distinct_sizes as u64)
                 )
             };
-            let cadence = match c.interval.cv() {
-                Some(cv) if c.interval.count >= 2 => {
-                    format!(", intervals {:.2} s ± {:.2}", c.interval.mean().unwrap_or_default(), cv * c.interval.mean().unwrap_or_default())
+            let cadence = match (c.interval.mean(), c.interval.sd()) {
+                (Some(mean), Some(sd)) if c.interval.count >= 2 => {
+                    format!(", every {mean:.2} s ± {sd:.2}")
                 }
                 _ => String::new(),
             };
