@@ -5,13 +5,15 @@
 //! was inferred from record shapes. The per-class table printed here is the one in the
 //! README (`cargo test --test keyless -- --nocapture`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use conn_attrib::attribute::Options;
 use conn_attrib::report::Meta;
 use conn_attrib::{analyze_path, conclude, AnalyzerConfig};
 use serde_json::Value;
+
+mod common;
 
 /// Overall share of connections whose role is inferred right, measured on the lab's TLS
 /// cases (every one right when this was written; the floor leaves room for new cases
@@ -20,20 +22,8 @@ const MIN_ACCURACY: f64 = 0.90;
 
 /// Every lab case whose connections are TLS (the truth records each one's TLS version).
 fn tls_cases() -> Vec<(PathBuf, Value)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/lab");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("truth.json").exists())
-        .collect();
-    dirs.sort();
-    let cases: Vec<(PathBuf, Value)> = dirs
+    let cases: Vec<(PathBuf, Value)> = common::lab_cases()
         .into_iter()
-        .map(|d| {
-            let t: Value =
-                serde_json::from_slice(&std::fs::read(d.join("truth.json")).unwrap()).unwrap();
-            (d, t)
-        })
         .filter(|(_, t)| {
             t["connections"]
                 .as_array()
@@ -70,12 +60,7 @@ fn keyless_roles_are_never_confidently_wrong_and_mostly_right() {
     for (dir, t) in tls_cases() {
         let case = t["case"].as_str().unwrap().to_string();
         let r = keyless_report(&dir, &t);
-        let by_client: HashMap<&str, &Value> = r["connections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| (c["client"].as_str().unwrap(), c))
-            .collect();
+        let by_client = common::connections_by_client(&r);
         for tc in t["connections"].as_array().unwrap() {
             let client = tc["client"].as_str().unwrap();
             let role = tc["role"].as_str().unwrap().to_string();
@@ -180,13 +165,7 @@ fn keyless_clients_are_grouped_by_host_and_tls_fingerprint() {
         let case = t["case"].as_str().unwrap();
         let r = keyless_report(&dir, &t);
         for tclient in t["clients"].as_array().unwrap() {
-            let members: Vec<&str> = t["connections"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|c| c["client_key"] == tclient["key"])
-                .map(|c| c["client"].as_str().unwrap())
-                .collect();
+            let members = common::truth_members(&t, &tclient["key"]);
             // All of one driver instance's connections land in one keyless client...
             let ids: std::collections::BTreeSet<&str> = r["connections"]
                 .as_array()

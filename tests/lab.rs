@@ -7,7 +7,7 @@
 //! their roles are inferred from record shapes and must never be wrong at high confidence
 //! (tests/keyless.rs measures that inference's accuracy).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use conn_attrib::attribute::Options;
@@ -16,14 +16,10 @@ use conn_attrib::report::Meta;
 use conn_attrib::{analyze_path, conclude, AnalyzerConfig};
 use serde_json::Value;
 
+mod common;
+
 fn cases() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/lab");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("truth.json").exists())
-        .collect();
-    dirs.sort();
+    let dirs: Vec<PathBuf> = common::lab_cases().into_iter().map(|(d, _)| d).collect();
     assert!(dirs.len() >= 15, "the lab's cases are missing: {dirs:?}");
     dirs
 }
@@ -68,12 +64,7 @@ fn every_connection_is_found_and_classified_as_the_driver_used_it() {
         let t = truth(&dir);
         let case = t["case"].as_str().unwrap().to_string();
         let r = report(&dir, &t, None);
-        let found: HashMap<&str, &Value> = r["connections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| (c["client"].as_str().unwrap(), c))
-            .collect();
+        let found = common::connections_by_client(&r);
         for tc in t["connections"].as_array().unwrap() {
             checked += 1;
             let client = tc["client"].as_str().unwrap();
@@ -127,13 +118,7 @@ fn every_client_matches_its_truth() {
             let min_pool = tclient["min_pool_size"].as_u64().map(|m| m as u32);
             let r = report(&dir, &t, min_pool);
             // The report's client holding most of this truth client's connections.
-            let members: Vec<&str> = t["connections"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|c| c["client_key"] == tclient["key"])
-                .map(|c| c["client"].as_str().unwrap())
-                .collect();
+            let members = common::truth_members(&t, &tclient["key"]);
             let mut votes: BTreeMap<String, usize> = BTreeMap::new();
             for c in r["connections"].as_array().unwrap() {
                 if members.contains(&c["client"].as_str().unwrap()) {
@@ -216,12 +201,7 @@ fn tls_connections_are_decrypted_with_the_drivers_key_logs() {
     for (dir, t) in tls_cases() {
         let case = t["case"].as_str().unwrap();
         let r = report(&dir, &t, None);
-        let by_client: HashMap<&str, &Value> = r["connections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| (c["client"].as_str().unwrap(), c))
-            .collect();
+        let by_client = common::connections_by_client(&r);
         for tc in t["connections"].as_array().unwrap() {
             let client = tc["client"].as_str().unwrap();
             let Some(c) = by_client.get(client) else {
@@ -269,10 +249,7 @@ fn without_the_key_log_roles_are_inferred_from_shapes_and_never_confidently_wron
             t["connections"].as_array().unwrap().len(),
             "{case}"
         );
-        let by_client: HashMap<&str, &Value> = conns
-            .iter()
-            .map(|c| (c["client"].as_str().unwrap(), c))
-            .collect();
+        let by_client = common::connections_by_client(&r);
         for tc in t["connections"].as_array().unwrap() {
             let c = by_client[tc["client"].as_str().unwrap()];
             assert_eq!(c["tls"]["decrypted"], false, "{case}");
