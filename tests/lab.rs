@@ -238,6 +238,86 @@ fn tls_connections_are_decrypted_with_the_drivers_key_logs() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Classes whose number per client is fixed by the driver's design and settings (one set of
+/// monitors per node and MongoClient, one connection per node single-threaded), unlike pool
+/// connections, whose number follows the workload's timing in each run.
+const DESIGN_FIXED: [&str; 4] = [
+    "streaming-monitor",
+    "rtt-monitor",
+    "polling-monitor",
+    "single-threaded",
+];
+
+#[test]
+fn decrypted_tls_cases_read_like_their_plaintext_twins() {
+    // Each TLS case that repeats a plaintext case (same driver, mode and settings) must be
+    // reported as that case is: decryption feeds the same pipeline, so the mode, MongoClient
+    // instances, formula and monitor counts are the same, whatever TLS did to segmenting.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/lab");
+    let mut failures = Vec::new();
+    let mut twins = 0;
+    for (dir, t) in tls_cases() {
+        let Some(twin) = t["plaintext_twin"].as_str() else {
+            continue;
+        };
+        twins += 1;
+        let case = t["case"].as_str().unwrap();
+        let twin_dir = root.join(twin);
+        let twin_truth = truth(&twin_dir);
+        assert!(
+            twin_truth["keylog"].is_null(),
+            "{case}: twin {twin} is not plaintext"
+        );
+        let tls = report(&dir, &t, None);
+        let plain = report(&twin_dir, &twin_truth, None);
+        let clients = |r: &Value| r["clients"].as_array().unwrap().clone();
+        let (tls_clients, plain_clients) = (clients(&tls), clients(&plain));
+        if tls_clients.len() != plain_clients.len() {
+            failures.push(format!(
+                "{case}: {} clients, {twin}: {}",
+                tls_clients.len(),
+                plain_clients.len()
+            ));
+            continue;
+        }
+        for (a, b) in tls_clients.iter().zip(&plain_clients) {
+            for field in ["mode", "mongo_clients"] {
+                if a[field] != b[field] {
+                    failures.push(format!(
+                        "{case} vs {twin}: {field} {} != {}",
+                        a[field], b[field]
+                    ));
+                }
+            }
+            if a["expected"]["formula"] != b["expected"]["formula"] {
+                failures.push(format!(
+                    "{case} vs {twin}: formula {} != {}",
+                    a["expected"]["formula"], b["expected"]["formula"]
+                ));
+            }
+            for class in DESIGN_FIXED {
+                if a["counts"][class] != b["counts"][class] {
+                    failures.push(format!(
+                        "{case} vs {twin}: {class} {} != {}",
+                        a["counts"][class], b["counts"][class]
+                    ));
+                }
+            }
+            if (a["counts"]["pool"] == 0) != (b["counts"]["pool"] == 0) {
+                failures.push(format!(
+                    "{case} vs {twin}: pool {} vs {}",
+                    a["counts"]["pool"], b["counts"]["pool"]
+                ));
+            }
+            if a["counts"]["unknown"] != 0 {
+                failures.push(format!("{case}: {} unknown", a["counts"]["unknown"]));
+            }
+        }
+    }
+    assert!(twins >= 7, "only {twins} TLS cases name a plaintext twin");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn without_the_key_log_roles_are_inferred_from_shapes_and_never_confidently_wrong() {
     for (dir, t) in tls_cases() {

@@ -18,8 +18,14 @@ number of MongoClient instances it created), not anything estimated.
 TLS cases (`tls` in the spec) serve TLS with a CA and server certificate generated at record
 time (openssl CLI); the drivers connect with tls=true and that CA file and write a key log
 (PyMongo: the client script sets its SSLContext's keylog_filename; Node.js: node's own
---tls-keylog). The key log is stored beside the capture as keylog.txt; the client-side TLS
-version and cipher of each connection go into the truth.
+--tls-keylog; libmongoc and PHP, which use OpenSSL but have no key log option: the
+LD_PRELOAD shim sslkeylog.c, which installs OpenSSL's keylog callback and records each
+session's version and cipher with the socket whose ClientHello carried its client random).
+The key log is stored beside the capture as keylog.txt; the client-side TLS version and
+cipher of each connection go into the truth. The TLS cases repeat the plaintext lab's
+drivers and modes (streaming, polling, single-threaded, pooled, PHP, several MongoClients,
+pool churn, SCRAM), so a decrypted capture can be held to the same truth rules; a case's
+`plaintext_twin` names the plaintext case it repeats with the same driver and settings.
 
 Every process started is stopped by its PID; every case is bounded in time.
 """
@@ -156,7 +162,31 @@ CASES = {
                  min_pool_size=0, idle=True)]),
 }
 
+
+def tls_twin(plain, app, what):
+    """A plaintext case repeated over TLS 1.3: the same driver, settings and length, under
+    its own appName, so that the decrypted capture can be compared with the plaintext one."""
+    spec = CASES[plain]
+    old_app = lambda c: "appName=" + c["uri"].split("appName=")[1].split("&")[0]
+    clients = [dict(c, uri=c["uri"].replace(old_app(c), "appName=" + app)) for c in spec["clients"]]
+    return dict(spec, what=what, tls=dict(), plaintext_twin=plain, clients=clients)
+
+
+# A TLS twin of every plaintext driver and mode (issue 9: the keyless classifier is measured
+# on them, and with keys they must read exactly like their twins).
+CASES.update({
+    "tls-poll-mode": tls_twin("poll-mode", "tls-poll", "PyMongo with serverMonitoringMode=poll over TLS 1.3: one polling monitor per node, no RTT connection, minPoolSize=1, heartbeat 2 s"),
+    "tls-mongoc-single": tls_twin("mongoc-single", "tls-c-single", "libmongoc mongoc_client_t (single-threaded) over TLS 1.3: one connection per node for checks and operations; key log by the sslkeylog.so shim"),
+    "tls-mongoc-pooled": tls_twin("mongoc-pooled", "tls-c-pooled", "libmongoc mongoc_client_pool_t with 2 worker threads over TLS 1.3, heartbeat 2 s; key log by the sslkeylog.so shim"),
+    "tls-php": tls_twin("php", "tls-php", "PHP ext-mongodb (libmongoc single-threaded underneath) over TLS 1.3; key log by the sslkeylog.so shim"),
+    "tls-pool-churn": tls_twin("pool-churn", "tls-bursty", "PyMongo over TLS 1.3 with maxIdleTimeMS=1000 and bursty workers: idle pool connections are closed and reopened, each with a new TLS session"),
+    "tls-auth": tls_twin("auth", "tls-secure", "PyMongo over TLS 1.3 authenticating with SCRAM-SHA-256 (user lab), minPoolSize=2, heartbeat 2 s: pool connections authenticate, monitors do not"),
+    "tls-multi-client": tls_twin("multi-client", "tls-lambda", "One PyMongo process creating 3 MongoClient instances over TLS 1.3 (a client per request): 3 monitor sets per node, minPoolSize=1, heartbeat 2 s"),
+})
+
 TLS_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+# Drivers on OpenSSL without a key log option of their own: the lab preloads sslkeylog.so.
+OPENSSL_SHIM_DRIVERS = ("mongoc-single", "mongoc-pooled", "php")
 
 
 def make_certs(work):
@@ -264,6 +294,11 @@ def run_case(name, spec):
             if ca:
                 keylog = os.path.join(work, "keylog-%d.txt" % i)
                 env["LAB_KEYLOG"] = keylog
+                if c["driver"] in OPENSSL_SHIM_DRIVERS:
+                    # No key log option in libmongoc or ext-mongodb: the shim writes one.
+                    env["LD_PRELOAD"] = " ".join(filter(None, [env.get("LD_PRELOAD"), os.path.join(BUILD, "sslkeylog.so")]))
+                    env["SSLKEYLOGFILE"] = keylog
+                    env["LAB_TLS_EVENTS"] = os.path.join(work, "tls-events-%d.jsonl" % i)
             out = open(os.path.join(work, "client-%d.out" % i), "w")
             clients.append((procs.start(client_argv(c, seconds, events, ca, keylog), env=env, stdout=out, stderr=subprocess.STDOUT), events))
         for p, _ in clients:
@@ -305,9 +340,10 @@ def write_truth(name, spec, work, capture, cut_ts, final):
     events = []
     for i in range(len(spec["clients"])):
         try:
-            events.append(json.load(open(os.path.join(work, "events-%d.json" % i))))
+            evs = json.load(open(os.path.join(work, "events-%d.json" % i)))
         except (OSError, ValueError):
-            events.append([])
+            evs = []
+        events.append(evs + shim_tls_events(os.path.join(work, "tls-events-%d.jsonl" % i), os.path.join(work, "raw.pcap")))
     present = endpoints_in(final) if cut_ts else None
     truth, summary = derive_truth(name, spec, server_log, events, capture, cut_ts, present)
     with open(os.path.join(OUT, name, "truth.json"), "w") as f:
@@ -315,6 +351,43 @@ def write_truth(name, spec, work, capture, cut_ts, final):
     with open(os.path.join(OUT, name, "server-connections.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return truth
+
+
+def shim_tls_events(path, capture):
+    """The sslkeylog.so shim's records of one client process, as `tls` events: what OpenSSL
+    negotiated for each session (from the keylog callback) joined by client random to the
+    socket whose ClientHello carried that random. The shim sees the ClientHello leave the
+    socket where the driver's socket calls reach it (libmongoc); PHP loads its extensions
+    with RTLD_DEEPBIND, so ext-mongodb's bundled libmongoc calls libc directly and the
+    ClientHello is found in the capture instead (tshark's dissector, not conn-attrib).
+    Where both exist they must agree."""
+    if not os.path.exists(path):
+        return []
+    keys, local = {}, {}
+    for line in open(path):
+        e = json.loads(line)
+        if e["kind"] == "tls-keys":
+            keys[e["client_random"]] = e
+        elif e["kind"] == "tls-hello":
+            local[e["client_random"]] = e["local"]
+    on_wire = client_hellos_in(capture)
+    events = []
+    for r, k in keys.items():
+        if r in local and r in on_wire and local[r] != on_wire[r]:
+            raise RuntimeError("%s: the session %s... left %s but its ClientHello is on %s in the capture" % (path, r[:16], local[r], on_wire[r]))
+        where = local.get(r) or on_wire.get(r)
+        if where is None:
+            raise RuntimeError("%s: the session %s... has keys but no ClientHello was seen" % (path, r[:16]))
+        events.append(dict(kind="tls", local=where, version=k["version"], cipher=k["cipher"],
+                           source="sslkeylog.so shim; socket from the %s" % ("driver's write" if r in local else "capture's ClientHello")))
+    return events
+
+
+def client_hellos_in(pcap):
+    """Client random -> ip:port of every ClientHello in a capture (read with tshark)."""
+    out = subprocess.run(["tshark", "-r", pcap, "-Y", "tls.handshake.type == 1", "-T", "fields", "-e", "tls.handshake.random",
+                          "-e", "ip.src", "-e", "tcp.srcport"], check=True, capture_output=True, text=True).stdout
+    return {f[0]: "%s:%s" % (f[1], f[2]) for f in (line.split("\t") for line in out.splitlines()) if len(f) == 3}
 
 
 def endpoints_in(pcap):
@@ -536,6 +609,7 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
         drivers=[dict(driver=c["driver"], uri=c["uri"].replace("lab-pass", "***")) for c in spec["clients"]],
         connections=truth_conns, clients=clients,
         **(dict(keylog="keylog.txt", tls=dict(max_version=spec["tls"].get("max_version", "1.3"), server_ciphers=spec["tls"].get("ciphers"))) if "tls" in spec else {}),
+        **(dict(plaintext_twin=spec["plaintext_twin"]) if "plaintext_twin" in spec else {}),
         **(dict(cluster=dict(
             reconfigs=[dict(set_version=r["version"], hosts=r["hosts"], removed=r["removed"]) for r in reconfigs],
             drop_connections=[dict(member=d["local"], targets=d["targets"], dropped=d["dropped"]) for d in drops],

@@ -14,6 +14,8 @@ dpkg-query -W -f='${Status}' libmongoc-dev 2>/dev/null | grep -q "ok installed" 
 command -v node >/dev/null || need+=(nodejs npm)
 command -v gcc >/dev/null || need+=(gcc)
 command -v openssl >/dev/null || need+=(openssl)  # the TLS cases generate a CA per run
+# sslkeylog.so (the key log of the OpenSSL-based drivers in the TLS cases) builds against it.
+dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q "ok installed" || need+=(libssl-dev)
 if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -26,4 +28,5 @@ fi
 mkdir -p build
 gcc -O1 -o build/mongoc_client clients/mongoc_client.c $(pkg-config --cflags --libs libmongoc-1.0) -lpthread
 gcc -shared -fPIC -o build/bindsrc.so bindsrc.c -ldl
+gcc -shared -fPIC -Wall -o build/sslkeylog.so sslkeylog.c -lssl -lcrypto -ldl -lpthread
 exec python3 lab.py "$@"

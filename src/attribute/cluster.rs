@@ -492,10 +492,33 @@ fn drops_seen(
             }
         }
     }
+    // Internal connections by the member that opened them (its address, or its name as
+    // the heartbeat gave it): each dropConnections looks up its receiver's connections
+    // here instead of scanning every connection of the capture.
+    let mut by_ip: HashMap<IpAddr, Vec<usize>> = HashMap::new();
+    let mut by_origin: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (c, origin)) in connections.iter().zip(origins).enumerate() {
+        if c.verdict.class == Class::Internal {
+            by_ip.entry(c.obs.client.ip()).or_default().push(i);
+            if let Some(origin) = origin {
+                by_origin.entry(origin.as_str()).or_default().push(i);
+            }
+        }
+    }
     let mut out = Vec::new();
     for c in connections {
         for d in &c.obs.cluster.drop_connections {
             let member_addr = c.obs.server;
+            let member_name = display(&member_addr);
+            let mut opened_by_member: Vec<usize> = by_ip
+                .get(&member_addr.ip())
+                .into_iter()
+                .chain(by_origin.get(member_name.as_str()))
+                .flatten()
+                .copied()
+                .collect();
+            opened_by_member.sort_unstable();
+            opened_by_member.dedup();
             let mut valid: Vec<String> = Vec::new();
             let mut ignored: Vec<String> = Vec::new();
             let mut fixed: Vec<String> = Vec::new();
@@ -528,16 +551,13 @@ fn drops_seen(
                 all
             });
             // The receiving member's own outgoing connections: opened from its address.
-            let member_conns = connections.iter().zip(origins).filter(|(o, origin)| {
-                o.verdict.class == Class::Internal
-                    && (o.obs.client.ip() == member_addr.ip()
-                        || origin.as_deref() == Some(display(&member_addr).as_str()))
-                    && o.obs.first_seen <= d.ts
-                    && o.obs.closed.is_none_or(|t| t > d.ts)
-            });
+            let member_conns = opened_by_member
+                .iter()
+                .map(|&i| &connections[i])
+                .filter(|o| o.obs.first_seen <= d.ts && o.obs.closed.is_none_or(|t| t > d.ts));
             let mut targeted = Vec::new();
             let mut missed = Vec::new();
-            for (o, _) in member_conns {
+            for o in member_conns {
                 let name = display(&o.obs.server);
                 let plain = o.obs.server.to_string();
                 let matches =

@@ -94,7 +94,9 @@ fn kind(shape: &Shape, until: f64) -> Kind {
         return Kind::AwaitEach;
     }
     let fast = |interval: f64| s.latency.max < 0.25 * interval;
-    if c.flights >= 2 && s.pushed == 0 && c.pushed == 0 && shape.early_round_trips == 0 {
+    // A check right after the handshake is allowed (libmongoc's RTT monitor starts with
+    // one): the cadence and the one request size keep authentication and bursts out.
+    if c.flights >= 2 && s.pushed == 0 && c.pushed == 0 {
         if let Some(every) = cadence(c) {
             if fast(every)
                 && s.flights + 1 >= c.flights
@@ -565,6 +567,20 @@ mod tests {
             f.push((false, 2.0 * k as f64 + 0.001, 524));
         }
         assert_eq!(kind(&shape_of(&f, true), 13.0), Kind::Periodic);
+        // libmongoc's RTT monitor checks once right after its handshake, then on the cadence.
+        let mut m = opening();
+        for k in 0..6 {
+            m.push((true, 0.012 + 2.0 * k as f64, 82));
+            m.push((false, 0.013 + 2.0 * k as f64, 524));
+        }
+        assert_eq!(kind(&shape_of(&m, true), 13.0), Kind::Periodic);
+        // A SASL conversation right after the handshake, then idle: not periodic.
+        let mut a = opening();
+        for (k, size) in [(0, 250), (1, 120)] {
+            a.push((true, 0.02 + 0.01 * k as f64, size));
+            a.push((false, 0.025 + 0.01 * k as f64, 200));
+        }
+        assert_eq!(kind(&shape_of(&a, true), 13.0), Kind::Busy);
         // The same pairs with two alternating request sizes every 0.25 s: application.
         let mut g = opening();
         for k in 1..=12 {
