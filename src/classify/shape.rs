@@ -52,6 +52,9 @@ enum Kind {
     OneCheck,
     /// The opening (or nothing) and no further flight.
     Idle,
+    /// Opened before the capture and fewer than two requests with a reply: nothing to
+    /// read a role from.
+    TooFew,
     /// Anything else: application traffic.
     Busy,
 }
@@ -124,6 +127,9 @@ fn kind(shape: &Shape, until: f64) -> Kind {
     }
     if c.flights == 0 && s.flights == 0 {
         return Kind::Idle;
+    }
+    if shape.opening.is_none() && (c.flights < 2 || s.flights == 0) {
+        return Kind::TooFew;
     }
     Kind::Busy
 }
@@ -211,6 +217,13 @@ fn facts(shape: &Shape, kind: Kind) -> String {
             s.latency.max * 1e3
         ),
         Kind::Idle => format!("{open}, then no application data"),
+        Kind::TooFew => format!(
+            "{open}, {} request flight{} and {} response flight{}",
+            c.flights,
+            plural(c.flights as u64),
+            s.flights,
+            plural(s.flights as u64)
+        ),
         Kind::Busy => {
             let early = if shape.early_round_trips > 0 {
                 format!(
@@ -460,6 +473,11 @@ fn decide(
                 )
             }
         }
+        Kind::TooFew => verdict(
+            Class::Unknown,
+            Low,
+            format!("{facts}: too few flights to tell its role"),
+        ),
         Kind::Idle | Kind::Busy if hood.monitors == 0 && hood.one_per_node && shape.opening.is_some() => {
             // No monitoring connection at all and one connection per node: only a
             // single-threaded client works this way. A pooled client whose monitors have
@@ -608,5 +626,10 @@ mod tests {
         ));
         assert_eq!(kind(&shape_of(&f, true), 0.5), Kind::Busy);
         assert_eq!(kind(&shape_of(&opening(), true), 30.0), Kind::Idle);
+        // Opened before the capture: one unanswered request tells nothing.
+        assert_eq!(
+            kind(&shape_of(&[(true, 1.0, 300)], false), 1.5),
+            Kind::TooFew
+        );
     }
 }
