@@ -395,6 +395,9 @@ fn text_and_markdown_say_how_many_tls_connections_were_decrypted() {
             let out = r.render(format);
             assert!(out.contains(want), "{format:?}:\n{out}");
         }
+        // Without keys the client is named by its TLS stack (JA4) in the driver's place.
+        let named_by_tls = r.render(Format::Text).contains("TLS t13i590900_");
+        assert_eq!(named_by_tls, want.contains("not decrypted"));
     }
 }
 
