@@ -201,7 +201,7 @@ impl Analyzer {
             warnings.push(
                 "tls",
                 format!(
-                    "{undecrypted} of {} TLS-encrypted connection(s) on MongoDB ports were not decrypted ({why}): their messages are not visible, so they are reported as unknown",
+                    "{undecrypted} of {} TLS-encrypted connection(s) on MongoDB ports were not decrypted ({why}): their messages are not visible, so their roles are inferred from TLS record shapes (see each connection's confidence)",
                     self.observer.tls_connections
                 ),
             );

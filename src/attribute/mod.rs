@@ -135,6 +135,9 @@ pub struct Client {
     pub host: String,
     pub app_name: Option<String>,
     pub driver: Option<Driver>,
+    /// JA4 of a keyless TLS client's stack (its handshake metadata is encrypted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
     pub mode: Mode,
     pub mongo_clients: u32,
     pub nodes: Vec<String>,
@@ -214,6 +217,7 @@ impl Released {
                         .as_ref()
                         .map(|d| d.version.clone())
                         .filter(|v| !v.is_empty()),
+                    tls_fingerprint: client.tls_fingerprint.clone(),
                 },
                 None => ClientKey::of(&c.obs),
             };
@@ -661,6 +665,7 @@ fn client_of(
         host: key.host.to_string(),
         app_name: key.app_name.clone(),
         driver,
+        tls_fingerprint: key.tls_fingerprint.clone(),
         mode,
         mongo_clients,
         nodes: nodes.iter().map(|n| n.to_string()).collect(),

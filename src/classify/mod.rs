@@ -30,6 +30,8 @@ use serde::Serialize;
 
 use crate::observe::Observations;
 
+mod shape;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
@@ -301,6 +303,9 @@ pub struct ClientKey {
     pub app_name: Option<String>,
     pub driver_name: Option<String>,
     pub driver_version: Option<String>,
+    /// JA4 of the client's TLS stack, for a connection whose handshake metadata is
+    /// encrypted (or not captured): what tells its client apart from the host's others.
+    pub tls_fingerprint: Option<String>,
 }
 
 impl ClientKey {
@@ -311,19 +316,30 @@ impl ClientKey {
             app_name: hs.and_then(|h| h.app_name.clone()),
             driver_name: hs.and_then(|h| h.driver_name.clone()),
             driver_version: hs.and_then(|h| h.driver_version.clone()),
+            tls_fingerprint: match hs {
+                Some(_) => None,
+                None => obs.tls_session.as_ref().and_then(|t| t.ja4.clone()),
+            },
         }
     }
 
+    /// The key names a client beyond its host: handshake metadata or a TLS fingerprint.
     pub fn has_metadata(&self) -> bool {
-        self.driver_name.is_some() || self.app_name.is_some()
+        self.driver_name.is_some() || self.app_name.is_some() || self.tls_fingerprint.is_some()
     }
 
-    /// `host|appName|driver version` as in the contract's `client_id`.
+    /// `host|appName|driver version` as in the contract's `client_id`; a keyless client
+    /// has `tls:JA4` in the driver's place (`10.0.0.5||tls:t13i181000_…`).
     pub fn id(&self) -> String {
-        let driver = match (&self.driver_name, &self.driver_version) {
-            (Some(n), Some(v)) => format!("{n} {v}"),
-            (Some(n), None) => n.clone(),
-            (None, _) => String::new(),
+        let driver = match (
+            &self.driver_name,
+            &self.driver_version,
+            &self.tls_fingerprint,
+        ) {
+            (Some(n), Some(v), _) => format!("{n} {v}"),
+            (Some(n), None, _) => n.clone(),
+            (None, _, Some(fp)) => format!("tls:{fp}"),
+            (None, _, None) => String::new(),
         };
         format!(
             "{}|{}|{}",
@@ -334,36 +350,31 @@ impl ClientKey {
     }
 }
 
+/// Why a TLS connection's application data was not decrypted, for its evidence.
+fn not_decrypted_reason(obs: &Observations) -> &'static str {
+    use crate::tls::KeyStatus;
+    match obs.tls_session.as_ref().map(|t| t.keys) {
+        Some(KeyStatus::NotInKeyLog) => "the key log has no secrets for its session",
+        Some(KeyStatus::NoHandshake) => {
+            "its TLS handshake is not in the capture, so its keys cannot be looked up"
+        }
+        Some(KeyStatus::UnsupportedCipher) => "its cipher suite is not one that is decrypted",
+        Some(KeyStatus::WrongKeys) => "the key log's secrets for it do not decrypt it",
+        Some(KeyStatus::Waiting) => "its secrets have not appeared in the key log yet",
+        Some(KeyStatus::Found | KeyStatus::NotNeeded) => "no application data of it was decrypted",
+        Some(KeyStatus::NoKeyLog) | None => "no key log",
+    }
+}
+
 /// First pass: what the connection's own traffic proves.
 pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
     use Confidence::*;
     let hs = obs.handshake.as_ref();
     let hello = &obs.hello;
-    if obs.tls && !obs.tls_decrypted() {
-        use crate::tls::KeyStatus;
-        let why = match obs.tls_session.as_ref().map(|t| t.keys) {
-            Some(KeyStatus::NotInKeyLog) => "the key log has no secrets for its session",
-            Some(KeyStatus::NoHandshake) => {
-                "its TLS handshake is not in the capture, so its keys cannot be looked up"
-            }
-            Some(KeyStatus::UnsupportedCipher) => "its cipher suite is not one that is decrypted",
-            Some(KeyStatus::WrongKeys) => "the key log's secrets for it do not decrypt it",
-            Some(KeyStatus::Waiting) => "its secrets have not appeared in the key log yet",
-            Some(KeyStatus::Found | KeyStatus::NotNeeded) => {
-                "no application data of it was decrypted"
-            }
-            Some(KeyStatus::NoKeyLog) | None => {
-                "its MongoDB messages are not visible without a key log"
-            }
-        };
-        return Some(verdict(
-            Class::Unknown,
-            Low,
-            format!(
-                "TLS-encrypted ({} bytes to the server, {} back): {why}",
-                obs.client_traffic.bytes, obs.server_traffic.bytes
-            ),
-        ));
+    if shape::is_keyless(obs) {
+        // Its messages are not visible: the record shapes decide, beside its client's
+        // other connections (`shape::classify_keyless`).
+        return None;
     }
     if hs.is_some_and(|h| h.internal_client) {
         return Some(internal_verdict(
@@ -551,6 +562,7 @@ pub struct Window {
 pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> {
     let capture_end = window.map(|w| w.end);
     let mut verdicts: Vec<Option<Verdict>> = conns.iter().map(intrinsic).collect();
+    shape::classify_keyless(conns, &mut verdicts, window);
 
     // Neighbourhoods: the same client (host + metadata when known) and the same node.
     let keys: Vec<ClientKey> = conns.iter().map(ClientKey::of).collect();
@@ -565,6 +577,7 @@ pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> 
                 app_name: None,
                 driver_name: None,
                 driver_version: None,
+                tls_fingerprint: None,
             }
         }
     };

@@ -13,6 +13,7 @@
 
 #[cfg(test)]
 pub mod fixture;
+pub mod shape;
 mod stats;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use crate::tls::{Plaintext, TlsConn, TlsSummary};
 use crate::warnings::Warnings;
 use crate::wire::{self, FrameEvent, Framer, FramerConfig, Message};
 
+pub use shape::{FlightStats, Opening, Shape, Spread};
 pub use stats::{Bins, HelloTicks, NodeStats, Percentiles, Summary, MAX_HELLO_TICKS};
 
 /// Operations in flight at once, per (client host, appName, server): the pool's real
@@ -311,6 +313,10 @@ pub struct Observations {
     pub tls: bool,
     /// The TLS session: version, cipher, SNI, whether it was decrypted.
     pub tls_session: Option<TlsSummary>,
+    /// Record shapes of a TLS connection that was not decrypted: what its role is
+    /// inferred from ([`shape`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Shape>,
     /// Replication and cluster-administration evidence.
     #[serde(skip_serializing_if = "ClusterTraffic::is_empty")]
     pub cluster: ClusterTraffic,
@@ -347,6 +353,7 @@ impl Observations {
             server_traffic: Traffic::default(),
             tls: false,
             tls_session: None,
+            shape: None,
             cluster: ClusterTraffic::default(),
         }
     }
@@ -390,6 +397,8 @@ pub struct ConnState {
     framers: [Framer; 2],
     /// Set once the connection is seen to carry TLS.
     tls: Option<Box<TlsConn>>,
+    /// Application-data record shapes, from the first such record of a TLS connection.
+    shape: Option<shape::ShapeTracker>,
     core: Core,
 }
 
@@ -515,6 +524,7 @@ impl Observer {
         let mut obs = state.core.obs.clone();
         self.settle(&mut obs, &state.core, info);
         obs.tls_session = state.tls.as_ref().map(|t| t.summary());
+        obs.shape = keyless_shape(state, info);
         obs
     }
 
@@ -807,6 +817,19 @@ impl Observer {
     }
 }
 
+/// The record shapes of a TLS connection none of whose application data was decrypted
+/// (a decrypted one is read from its messages instead).
+fn keyless_shape(state: &ConnState, info: &ConnInfo) -> Option<Shape> {
+    let tls = state.tls.as_ref()?;
+    if tls.decrypted() {
+        return None;
+    }
+    // The client as settle names it: the SYN's sender, else the ClientHello's.
+    let client = info.initiator.or(state.core.client_side).unwrap_or(Side::A);
+    let tracker = state.shape.unwrap_or_default();
+    Some(tracker.shape(client, tls.tickets()))
+}
+
 /// A TLS record header (RFC 8446 §5.1): content type change_cipher_spec, alert, handshake
 /// or application_data, legacy version 3.x, and a length within the record limit. Read as
 /// a MongoDB messageLength those bytes claim 16–67 MB, so they are only trusted while the
@@ -940,6 +963,7 @@ impl ConnHandler for Observer {
         Box::new(ConnState {
             framers: [Framer::new(cfg.clone()), Framer::new(cfg)],
             tls: None,
+            shape: None,
             core: Core {
                 client_side: None,
                 pending: [(0, Timestamp(0), Pending::Other); PENDING_SLOTS],
@@ -965,7 +989,12 @@ impl ConnHandler for Observer {
         event: StreamEvent<'_>,
     ) {
         let i = side.index();
-        let ConnState { framers, tls, core } = &mut **state;
+        let ConnState {
+            framers,
+            tls,
+            shape,
+            core,
+        } = &mut **state;
         match event {
             StreamEvent::MidStreamStart => {
                 core.mid_stream[i] = true;
@@ -996,7 +1025,16 @@ impl ConnHandler for Observer {
                     // Decrypted application data takes the plaintext path: the same framers.
                     let mut plain = std::mem::take(&mut self.plain);
                     plain.clear();
-                    tls.data(side, data, self.keys.as_mut(), &mut plain);
+                    let app = tls.data(side, data, self.keys.as_mut(), &mut plain);
+                    if app.records > 0 {
+                        shape
+                            .get_or_insert_with(|| shape::ShapeTracker::new(tls.client_side()))
+                            .add(side, ts, app.records, app.bytes);
+                    }
+                    if core.client_side.is_none() {
+                        // The ClientHello's sender is the client, messages or not.
+                        core.client_side = tls.client_side();
+                    }
                     self.tls_issues(tls, info, side);
                     for (s, chunk) in plain.chunks() {
                         framers[s.index()].push(chunk, |event| {
@@ -1033,8 +1071,10 @@ impl ConnHandler for Observer {
             self.plain = plain;
         }
         let tls_session = state.tls.as_ref().map(|t| t.summary());
+        let shape = keyless_shape(&state, info);
         let mut state = state.core;
         state.obs.tls_session = tls_session;
+        state.obs.shape = shape;
         if std::mem::take(&mut state.outstanding) {
             self.in_flight
                 .finished(state.in_flight_slot.unwrap_or_default());

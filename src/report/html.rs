@@ -115,6 +115,9 @@ pub fn to_html(report: &Report) -> String {
         report.nodes.len(),
         plural(report.nodes.len()),
     );
+    if let Some(line) = super::tls_line(report) {
+        let _ = writeln!(out, "<p id=\"tls\">{}.</p>", esc(&line));
+    }
     if let (Some(received), Some(dropped)) = (input.received, input.dropped) {
         let _ = writeln!(
             out,

@@ -171,6 +171,9 @@ struct ClientView<'a> {
     opened_before_capture: u64,
     peak_pool_per_node: &'a std::collections::BTreeMap<String, u64>,
     projection: Option<&'a Projection>,
+    /// JA4 of a keyless TLS client's stack (absent for clients named by metadata).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_fingerprint: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<&'a ProcessInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -187,6 +190,7 @@ impl<'a> ClientView<'a> {
             host: &c.host,
             app_name: c.app_name.as_deref(),
             driver: c.driver.as_ref(),
+            tls_fingerprint: c.tls_fingerprint.as_deref(),
             mode: c.mode.name(),
             mongo_clients: c.mongo_clients,
             nodes: &c.nodes,

@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::analyzer::{Analysis, InputSummary};
 use crate::attribute::cluster::{self, Cluster, MembershipInput};
 use crate::attribute::{Attribution, Counts};
+use crate::classify::{Class, Confidence};
 use crate::observe::{Bins, Percentiles};
 use crate::process::ProcessInfo;
 use crate::warnings::Warning;
@@ -492,9 +493,28 @@ pub(crate) fn tls_line(report: &Report) -> Option<String> {
     let decrypted = conns.iter().filter(|c| c.obs.tls_decrypted()).count();
     let not = tls - decrypted;
     let s = if tls == 1 { "" } else { "s" };
-    Some(if not == 0 {
-        format!("TLS: {tls} encrypted connection{s}, all decrypted with the key log and analysed like plaintext")
-    } else {
-        format!("TLS: {tls} encrypted connection{s}: {decrypted} decrypted, {not} not decrypted (reported unknown: their messages are not visible)")
-    })
+    if not == 0 {
+        return Some(format!("TLS: {tls} encrypted connection{s}, all decrypted with the key log and analysed like plaintext"));
+    }
+    // Roles of the others come from record shapes: say how sure each is.
+    let keyless = conns.iter().filter(|c| c.obs.tls && !c.obs.tls_decrypted());
+    let (mut inferred, mut unknown) = (0, 0);
+    let mut by_confidence = [0usize; 3];
+    for c in keyless {
+        if c.verdict.class == Class::Unknown {
+            unknown += 1;
+            continue;
+        }
+        inferred += 1;
+        by_confidence[match c.verdict.confidence {
+            Confidence::High => 0,
+            Confidence::Medium => 1,
+            Confidence::Low => 2,
+        }] += 1;
+    }
+    let [high, medium, low] = by_confidence;
+    Some(format!(
+        "TLS: {tls} encrypted connection{s}: {decrypted} decrypted, {not} not decrypted; of those, {inferred} role{} inferred from TLS record shapes (confidence: {high} high, {medium} medium, {low} low) and {unknown} left unknown",
+        if inferred == 1 { "" } else { "s" }
+    ))
 }

@@ -35,11 +35,13 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The driver, or for a keyless TLS client (metadata encrypted) its TLS stack's JA4.
 pub fn driver_label(c: &Client) -> String {
-    c.driver
-        .as_ref()
-        .map(|d| format!("{} {}", d.name, d.version).trim().to_string())
-        .unwrap_or_else(|| "-".into())
+    match (&c.driver, &c.tls_fingerprint) {
+        (Some(d), _) => format!("{} {}", d.name, d.version).trim().to_string(),
+        (None, Some(ja4)) => format!("TLS {ja4}"),
+        (None, None) => "-".into(),
+    }
 }
 
 pub(crate) fn expected_label(c: &Client) -> String {

@@ -14,6 +14,7 @@
 //! issue, a summary or `Debug` output.
 
 pub mod decrypt;
+pub mod fingerprint;
 pub mod keylog;
 pub mod record;
 
@@ -107,6 +108,9 @@ pub struct TlsSummary {
     pub cipher: Option<String>,
     /// Server name the client asked for (drivers send none for IP addresses).
     pub sni: Option<String>,
+    /// JA4 fingerprint of the ClientHello: the client's TLS stack ([`fingerprint`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<String>,
     /// Application data of this connection was decrypted and went through the wire stage.
     pub decrypted: bool,
     pub keys: KeyStatus,
@@ -134,6 +138,40 @@ pub enum TlsIssue {
     #[error("record {seq} did not decrypt: {error}; this direction is not followed further")]
     DecryptFailed { seq: u64, error: DecryptError },
 }
+
+/// Application-data records of one direction handed over by one [`TlsConn::data`] call
+/// (all share the segment's timestamp): what record shapes are built from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppRecords {
+    pub records: u32,
+    pub bytes: u64,
+}
+
+/// Which of a connection's protected records carry application data, without keys.
+///
+/// TLS 1.3 protects its own handshake and post-handshake messages as application_data
+/// (RFC 8446 §5.1): the server's EncryptedExtensions..Finished, the client's Finished, and
+/// NewSessionTicket messages that servers (OpenSSL: two) send right after the handshake.
+/// Counting those as MongoDB traffic would make the tickets look like server-pushed
+/// replies, so they are told apart by position: server records before the client's
+/// Finished are its handshake; the client's first protected record is its Finished; server
+/// records after it but before the client's first request are tickets. Tickets that cross
+/// the first request join the first reply's flight, which the shape reads as one flight.
+/// A protected record too short for a MongoDB message (alert, KeyUpdate) is control.
+#[derive(Debug, Default)]
+struct AppFilter {
+    client_finished: bool,
+    client_requested: bool,
+    /// The previous application record of each side filled a whole record: a short one
+    /// after it continues a large message rather than being an alert.
+    last_full: [bool; 2],
+    tickets: u32,
+}
+
+/// Smallest TLS 1.3 record that can carry a MongoDB message: a 16-byte header and a
+/// minimal body, plus the content type byte and a 16-byte AEAD tag. An alert is 19 bytes,
+/// a KeyUpdate 22.
+const MIN_TLS13_APP_RECORD: usize = 24;
 
 /// One direction's record protection state.
 #[derive(Debug, Default)]
@@ -177,10 +215,16 @@ pub struct TlsConn {
     cipher_id: Option<u16>,
     suite: Option<Suite>,
     sni: Option<String>,
+    ja4: Option<String>,
     status: KeyStatus,
     records_decrypted: u64,
     records_failed: u64,
     scratch: Vec<u8>,
+    /// A direction whose record boundaries were lost (gap, damaged record): not read on.
+    lost: [bool; 2],
+    app_filter: AppFilter,
+    /// Application records of the current `data` call.
+    app: AppRecords,
     /// Problems since the observer last drained them.
     pub issues: Vec<TlsIssue>,
 }
@@ -220,6 +264,7 @@ impl TlsConn {
             version: self.version.map(version_name),
             cipher,
             sni: self.sni.clone(),
+            ja4: self.ja4.clone(),
             decrypted: self.records_decrypted > 0,
             keys: self.status,
             records_decrypted: self.records_decrypted,
@@ -241,24 +286,83 @@ impl TlsConn {
         }
         self.dirs[i] = Dir::Off;
         self.readers[i] = RecordReader::default();
+        self.lost[i] = true;
+    }
+
+    /// Some application data was decrypted.
+    pub fn decrypted(&self) -> bool {
+        self.records_decrypted > 0
+    }
+
+    /// The side that sent the ClientHello, when it was captured.
+    pub fn client_side(&self) -> Option<Side> {
+        self.client
+    }
+
+    /// NewSessionTicket records told apart from application data (TLS 1.3).
+    pub fn tickets(&self) -> u32 {
+        self.app_filter.tickets
+    }
+
+    /// Whether a protected record of `side` carries application data (see [`AppFilter`]).
+    fn is_app_record(&mut self, side: Side, rec: &Record<'_>) -> bool {
+        if rec.kind() != APPLICATION_DATA {
+            return false;
+        }
+        let Some(client) = self.client else {
+            return true; // the handshake predates the capture: every record is data
+        };
+        let f = &mut self.app_filter;
+        let i = side.index();
+        if self.version == Some(0x0304) {
+            if side == client {
+                if !f.client_finished {
+                    f.client_finished = true;
+                    return false;
+                }
+            } else if !f.client_finished {
+                return false; // the server's encrypted handshake flight
+            } else if !f.client_requested {
+                f.tickets += 1;
+                return false;
+            }
+            if rec.body.len() < MIN_TLS13_APP_RECORD && !f.last_full[i] {
+                return false;
+            }
+        } else if self.version.is_none() {
+            return false; // protected data before any ServerHello: not a session we read
+        }
+        if side == client {
+            f.client_requested = true;
+        }
+        f.last_full[i] = rec.body.len() >= 1 << 14;
+        true
     }
 
     /// Reassembled bytes of `side`'s direction; decrypted application data is appended to
-    /// `out` (with records of the other direction held until the keys were found).
+    /// `out` (with records of the other direction held until the keys were found). Returns
+    /// the application-data records among them, for record shapes when nothing decrypts.
     pub fn data(
         &mut self,
         side: Side,
         data: &[u8],
         keys: Option<&mut KeyStore>,
         out: &mut Plaintext,
-    ) {
+    ) -> AppRecords {
         let i = side.index();
-        if matches!(self.dirs[i], Dir::Off) && self.client_random.is_some() {
-            return; // nothing more to learn from this direction
+        self.app = AppRecords::default();
+        if self.lost[i] {
+            return self.app;
         }
         let mut reader = std::mem::take(&mut self.readers[i]);
         let mut keys = keys;
-        let result = reader.push(data, |rec| self.record(side, rec, keys.as_deref_mut(), out));
+        let result = reader.push(data, |rec| {
+            if self.is_app_record(side, &rec) {
+                self.app.records += 1;
+                self.app.bytes += rec.body.len() as u64;
+            }
+            self.record(side, rec, keys.as_deref_mut(), out)
+        });
         self.readers[i] = reader;
         if let Err(bad) = result {
             if !matches!(self.dirs[i], Dir::Off) {
@@ -266,7 +370,9 @@ impl TlsConn {
             }
             self.dirs[i] = Dir::Off;
             self.readers[i] = RecordReader::default();
+            self.lost[i] = true;
         }
+        self.app
     }
 
     fn record(
@@ -317,6 +423,13 @@ impl TlsConn {
                 TlsMessageHandshake::ClientHello(ch) => {
                     self.client = Some(side);
                     self.client_random = ch.random.try_into().ok();
+                    let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
+                    // The first ClientHello names the stack (a second one after a
+                    // HelloRetryRequest comes from the same stack).
+                    if self.ja4.is_none() {
+                        let parts = fingerprint::HelloParts::new(ch.version.0, &ciphers, ch.ext);
+                        self.ja4 = Some(parts.ja4());
+                    }
                     let exts = ch
                         .ext
                         .and_then(|e| tls_parser::parse_tls_extensions(e).ok());

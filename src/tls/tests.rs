@@ -335,3 +335,50 @@ fn a_growing_key_log_releases_held_records_in_order() {
     assert_eq!(conn.summary().keys, KeyStatus::Found);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Without keys, which protected records are application data: TLS 1.3's encrypted
+/// handshake, the client's Finished, NewSessionTickets before the first request and
+/// alerts are not (they would read as extra flights, tickets as pushed replies).
+#[test]
+fn without_keys_only_application_records_are_counted() {
+    let opaque = |len: usize| record(23, &vec![0xab; len]);
+    let mut conn = TlsConn::new(false);
+    let mut plain = Plaintext::default();
+    let (c, s) = (Side::A, Side::B);
+    let mut feed = |side: Side, bytes: Vec<u8>| conn.data(side, &bytes, None, &mut plain);
+    assert_eq!(feed(c, client_hello()).records, 0);
+    // ServerHello, dummy CCS, then EncryptedExtensions..Finished, all type 23.
+    let mut flight = server_hello();
+    flight.extend(record(20, &[1]));
+    for len in [23, 856, 281, 69] {
+        flight.extend(opaque(len));
+    }
+    assert_eq!(feed(s, flight).records, 0);
+    // The client's CCS + Finished.
+    let mut fin = record(20, &[1]);
+    fin.extend(opaque(69));
+    assert_eq!(feed(c, fin).records, 0);
+    // Two tickets before the client's first request.
+    let mut tickets = opaque(250);
+    tickets.extend(opaque(250));
+    assert_eq!(feed(s, tickets).records, 0);
+    // The MongoDB handshake and its reply are data.
+    assert_eq!(feed(c, opaque(382)).records, 1);
+    assert_eq!(
+        feed(s, opaque(515)),
+        AppRecords {
+            records: 1,
+            bytes: 515
+        }
+    );
+    // A 19-byte close_notify is control; a short tail after a full record is data.
+    assert_eq!(feed(c, opaque(19)).records, 0);
+    let mut big = opaque(1 << 14);
+    big.extend(opaque(19));
+    assert_eq!(feed(s, big).records, 2);
+    assert_eq!(conn.tickets(), 2);
+    assert_eq!(conn.client_side(), Some(c));
+    assert!(!conn.decrypted());
+    // The ClientHello offers TLS 1.2 only (no supported_versions), one suite, SNI.
+    assert!(conn.summary().ja4.unwrap().starts_with("t12d010100_"));
+}

@@ -3,12 +3,14 @@
 //! testdata/ and ../shared/pcaps.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bson::RawDocumentBuf;
 use conn_attrib::capture::FileSource;
 use conn_attrib::{analyze, Analysis, AnalyzerConfig};
+use serde_json::Value;
 
 /// Where the project's shared material is: `$CONN_ATTRIB_SHARED`, else `../shared` beside
 /// the checkout (as in CI).
@@ -314,4 +316,43 @@ pub fn command(name: &str) -> RawDocumentBuf {
 
 pub fn ok_reply() -> RawDocumentBuf {
     bson::rawdoc! { "ok": 1.0 }
+}
+
+/// The capture lab's cases (testdata/lab/*/ with a truth.json), sorted, with their truth.
+pub fn lab_cases() -> Vec<(PathBuf, Value)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/lab");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("truth.json").exists())
+        .collect();
+    dirs.sort();
+    dirs.into_iter()
+        .map(|d| {
+            let t = serde_json::from_slice(&std::fs::read(d.join("truth.json")).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+            (d, t)
+        })
+        .collect()
+}
+
+/// A JSON report's connections by their client address ("IP:PORT").
+pub fn connections_by_client(report: &Value) -> HashMap<&str, &Value> {
+    report["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["client"].as_str().unwrap(), c))
+        .collect()
+}
+
+/// Client addresses of the truth's connections that belong to truth client `key`.
+pub fn truth_members<'a>(truth: &'a Value, key: &Value) -> Vec<&'a str> {
+    truth["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["client_key"] == *key)
+        .map(|c| c["client"].as_str().unwrap())
+        .collect()
 }

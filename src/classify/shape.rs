@@ -1,0 +1,635 @@
+//! Roles of TLS connections that no key decrypts, inferred from their record shapes
+//! ([`crate::observe::Shape`]): flights of application-data records, their sizes and
+//! timing. The rules restate the specifications' behaviour in shapes, not our captures':
+//!
+//! - server-monitoring.md, "Streaming Protocol": a streaming monitor sends one awaitable
+//!   hello and, with `exhaustAllowed`, the server answers every heartbeat
+//!   (heartbeatFrequencyMS, the `maxAwaitTimeMS`) without a new request: server flights on a
+//!   cadence with no client flight between them. A driver that streams without exhaust
+//!   sends an awaitable hello each time and waits ≈ maxAwaitTimeMS for every reply.
+//! - "Measuring RTT" and polling: a plain hello every heartbeat, answered at once, the same
+//!   request each time and nothing else: periodic, fast, near-constant request/response
+//!   pairs. Which of the two depends on the client: RTT when the same client streams to
+//!   that server, polling otherwise. heartbeatFrequencyMS is at least
+//!   minHeartbeatFrequencyMS (500 ms), so a cadence is never faster.
+//! - CMAP: pool connections handshake (and authenticate: a SASL conversation right after
+//!   the hello), then carry the application's bursts, of varying sizes and not on a
+//!   cadence, or sit idle (minPoolSize). Monitors never authenticate nor run operations.
+//! - single-threaded clients (libmongoc `mongoc_client_t`, PHP) keep one connection per
+//!   node for checks and operations and no monitoring connection at all.
+//!
+//! A client is grouped by source host + the ClientHello's JA4 fingerprint (the driver's
+//! TLS stack), since appName and driver metadata are encrypted. Confidence is `high` only
+//! for an exhaust stream seen at least three times on a steady cadence (nothing else makes
+//! the server speak unasked on a heartbeat); other shapes are `medium` or `low`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use super::{verdict, Class, Confidence, Verdict, Window, DEFAULT_HEARTBEAT_SECS};
+use crate::observe::{FlightStats, Observations, Shape};
+
+/// minHeartbeatFrequencyMS (500 ms) less some jitter: no monitor checks faster.
+const MIN_CADENCE_SECS: f64 = 0.4;
+/// A cadence's relative spread (sd / mean) at most this.
+const CADENCE_CV: f64 = 0.25;
+/// Size tolerance of "the same request each time" and of its reply.
+const REQUEST_TOLERANCE: f64 = 0.05;
+const REPLY_TOLERANCE: f64 = 0.10;
+
+/// What a connection's own shape says, before its client is looked at.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    /// Server flights on a cadence with no request between: exhaust streaming.
+    Exhaust { strong: bool },
+    /// Requests each answered only after ≈ maxAwaitTimeMS: streaming without exhaust.
+    AwaitEach,
+    /// The opening, then one request still unanswered at the end: an awaitable hello.
+    Awaiting { waited: f64 },
+    /// Periodic, fast, near-constant request/response pairs and nothing else.
+    Periodic,
+    /// One fast request/response pair a while after the opening and nothing else.
+    OneCheck,
+    /// The opening (or nothing) and no further flight.
+    Idle,
+    /// Opened before the capture and fewer than two requests with a reply: nothing to
+    /// read a role from.
+    TooFew,
+    /// Anything else: application traffic.
+    Busy,
+}
+
+impl Kind {
+    fn streams(self) -> bool {
+        matches!(
+            self,
+            Kind::Exhaust { .. } | Kind::AwaitEach | Kind::Awaiting { .. }
+        )
+    }
+    fn monitor_like(self) -> bool {
+        self.streams() || matches!(self, Kind::Periodic | Kind::OneCheck)
+    }
+}
+
+fn cadence(stats: &FlightStats) -> Option<f64> {
+    let mean = stats.interval.mean()?;
+    (mean >= MIN_CADENCE_SECS && stats.interval.cv()? < CADENCE_CV).then_some(mean)
+}
+
+fn kind(shape: &Shape, until: f64) -> Kind {
+    let (c, s) = (&shape.client, &shape.server);
+    if s.pushed >= 1 && c.flights <= 1 + s.flights / 2 {
+        let paced = s.interval.mean().is_none_or(|m| m >= MIN_CADENCE_SECS);
+        if paced {
+            let strong = s.pushed >= 3
+                && cadence(s).is_some()
+                && s.near_constant(REPLY_TOLERANCE)
+                && c.flights <= 2;
+            return Kind::Exhaust { strong };
+        }
+    }
+    if c.flights >= 2
+        && s.pushed == 0
+        && s.latency.count >= 2
+        && s.latency.min >= MIN_CADENCE_SECS
+        && c.near_constant(REQUEST_TOLERANCE)
+    {
+        return Kind::AwaitEach;
+    }
+    let fast = |interval: f64| s.latency.max < 0.25 * interval;
+    // A check right after the handshake is allowed (libmongoc's RTT monitor starts with
+    // one): the cadence and the one request size keep authentication and bursts out.
+    if c.flights >= 2 && s.pushed == 0 && c.pushed == 0 {
+        if let Some(every) = cadence(c) {
+            if fast(every)
+                && s.flights + 1 >= c.flights
+                && c.near_constant(REQUEST_TOLERANCE)
+                && s.near_constant(REPLY_TOLERANCE)
+            {
+                return Kind::Periodic;
+            }
+        }
+    }
+    if c.flights == 1
+        && s.flights == 1
+        && shape.early_round_trips == 0
+        && shape
+            .first_request_after
+            .is_some_and(|t| t >= MIN_CADENCE_SECS && fast(t))
+    {
+        return Kind::OneCheck;
+    }
+    if c.flights == 1 && s.flights == 0 && shape.last_from_client == Some(true) {
+        let waited = shape.last_flight_end.map_or(0.0, |end| until - end);
+        if waited >= 1.0 {
+            return Kind::Awaiting { waited };
+        }
+    }
+    if c.flights == 0 && s.flights == 0 {
+        return Kind::Idle;
+    }
+    if shape.opening.is_none() && (c.flights < 2 || s.flights == 0) {
+        return Kind::TooFew;
+    }
+    Kind::Busy
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn bytes(stats: &FlightStats) -> String {
+    if stats.min_bytes == stats.max_bytes {
+        format!("{} bytes", stats.min_bytes)
+    } else {
+        format!("{}-{} bytes", stats.min_bytes, stats.max_bytes)
+    }
+}
+
+fn every(stats: &FlightStats) -> String {
+    match (stats.interval.mean(), stats.interval.sd()) {
+        (Some(m), Some(sd)) => format!("every {m:.1} s (±{sd:.2})"),
+        _ => String::new(),
+    }
+}
+
+/// The opening as a phrase: "after the handshake (382 → 515 bytes)".
+fn opening(shape: &Shape) -> String {
+    match shape.opening {
+        Some(o) if o.reply_end.is_some() => format!(
+            "after the handshake flights ({} → {} bytes)",
+            o.hello_bytes, o.reply_bytes
+        ),
+        Some(o) if o.hello_bytes > 0 => {
+            format!(
+                "a first request ({} bytes) with no reply yet",
+                o.hello_bytes
+            )
+        }
+        Some(_) => "the TLS handshake only".into(),
+        None => "opened before the capture (no TLS handshake seen)".into(),
+    }
+}
+
+/// The facts a verdict rests on, for the evidence sentence.
+fn facts(shape: &Shape, kind: Kind) -> String {
+    let (c, s) = (&shape.client, &shape.server);
+    let open = opening(shape);
+    match kind {
+        Kind::Exhaust { .. } => format!(
+            "{open}, {} request{} then {} server flight{} of which {} pushed with no request between, {} ({})",
+            c.flights,
+            plural(c.flights as u64),
+            s.flights,
+            plural(s.flights as u64),
+            s.pushed,
+            every(s),
+            bytes(s)
+        ),
+        Kind::AwaitEach => format!(
+            "{open}, {} requests ({}) each answered only after {:.1}-{:.1} s",
+            c.flights,
+            bytes(c),
+            s.latency.min,
+            s.latency.max
+        ),
+        Kind::Awaiting { waited } => format!(
+            "{open}, one request ({}) unanswered for {waited:.1} s until the end",
+            bytes(c)
+        ),
+        Kind::Periodic => format!(
+            "{open}, {} request/response pairs {} ({} → {}), answered within {:.0} ms, nothing else",
+            c.flights,
+            every(c),
+            bytes(c),
+            bytes(s),
+            s.latency.max * 1e3
+        ),
+        Kind::OneCheck => format!(
+            "{open}, one request/response pair ({} → {}) {:.1} s later, answered within {:.0} ms, nothing else",
+            bytes(c),
+            bytes(s),
+            shape.first_request_after.unwrap_or_default(),
+            s.latency.max * 1e3
+        ),
+        Kind::Idle => format!("{open}, then no application data"),
+        Kind::TooFew => format!(
+            "{open}, {} request flight{} and {} response flight{}",
+            c.flights,
+            plural(c.flights as u64),
+            s.flights,
+            plural(s.flights as u64)
+        ),
+        Kind::Busy => {
+            let early = if shape.early_round_trips > 0 {
+                format!(
+                    ", {} quick round trip{} right after the handshake (authentication or first operations)",
+                    shape.early_round_trips,
+                    plural(shape.early_round_trips as u64)
+                )
+            } else {
+                String::new()
+            };
+            let sizes = if c.more_sizes {
+                "more than 8 sizes".to_string()
+            } else {
+                format!(
+                    "{} size{}",
+                    c.distinct_sizes,
+                    plural(c.distinct_sizes as u64)
+                )
+            };
+            let cadence = match (c.interval.mean(), c.interval.sd()) {
+                (Some(mean), Some(sd)) if c.interval.count >= 2 => {
+                    format!(", every {mean:.2} s ± {sd:.2}")
+                }
+                _ => String::new(),
+            };
+            format!(
+                "{open}{early}, {} request flight{} ({}, {sizes}{cadence}) and {} response flight{} ({})",
+                c.flights,
+                plural(c.flights as u64),
+                bytes(c),
+                s.flights,
+                plural(s.flights as u64),
+                bytes(s)
+            )
+        }
+    }
+}
+
+/// The client a keyless connection belongs to: source host + JA4.
+type Group = (IpAddr, Option<String>);
+
+fn group_of(obs: &Observations) -> Group {
+    (
+        obs.client.ip(),
+        obs.tls_session.as_ref().and_then(|t| t.ja4.clone()),
+    )
+}
+
+/// Whether a connection's role must come from its shape: TLS, nothing decrypted.
+pub(super) fn is_keyless(obs: &Observations) -> bool {
+    obs.tls && !obs.tls_decrypted()
+}
+
+/// Classify every keyless TLS connection of `conns` (the others are left as they are).
+pub(super) fn classify_keyless(
+    conns: &[Observations],
+    verdicts: &mut [Option<Verdict>],
+    window: Option<Window>,
+) {
+    let end_of = |o: &Observations| -> f64 {
+        o.closed
+            .or(window.map(|w| w.end))
+            .unwrap_or(o.last_seen)
+            .max(o.last_seen)
+    };
+    let empty = Shape::default();
+    let shapes: Vec<(usize, &Shape, Kind)> = conns
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| is_keyless(o))
+        .map(|(i, o)| {
+            let shape = o.shape.as_ref().unwrap_or(&empty);
+            (i, shape, kind(shape, end_of(o)))
+        })
+        .collect();
+
+    #[derive(Default)]
+    struct Hood {
+        streaming: Vec<SocketAddr>,
+        monitors: usize,
+        /// Heartbeat cadences shown by the group's monitors.
+        heartbeats: Vec<f64>,
+        /// Polling-candidate cadences per node.
+        periodic: Vec<(SocketAddr, f64)>,
+        members: Vec<usize>,
+    }
+    let mut hoods: HashMap<Group, Hood> = HashMap::new();
+    for &(i, shape, kind) in &shapes {
+        let hood = hoods.entry(group_of(&conns[i])).or_default();
+        hood.members.push(i);
+        if kind.streams() {
+            hood.streaming.push(conns[i].server);
+        }
+        if kind.monitor_like() {
+            hood.monitors += 1;
+        }
+        match kind {
+            Kind::Exhaust { .. } => hood.heartbeats.extend(cadence(&shape.server)),
+            Kind::AwaitEach => hood.heartbeats.extend(shape.server.latency.mean()),
+            Kind::Periodic => {
+                if let Some(m) = cadence(&shape.client) {
+                    hood.heartbeats.push(m);
+                    hood.periodic.push((conns[i].server, m));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    for &(i, shape, kind) in &shapes {
+        let obs = &conns[i];
+        let hood = &hoods[&group_of(obs)];
+        let heartbeat = super::median(&hood.heartbeats);
+        let v = decide(
+            obs,
+            shape,
+            kind,
+            hood_view(hood, obs, conns),
+            heartbeat,
+            end_of(obs),
+        );
+        let why = super::not_decrypted_reason(obs);
+        verdicts[i] = Some(Verdict {
+            evidence: format!(
+                "inferred from TLS record shapes (not decrypted: {why}): {}",
+                v.evidence
+            ),
+            ..v
+        });
+    }
+
+    /// What the group says about one of its connections.
+    fn hood_view(hood: &Hood, obs: &Observations, conns: &[Observations]) -> HoodView {
+        let same_cadence = |m: f64| {
+            hood.periodic
+                .iter()
+                .filter(|(node, other)| *node != obs.server && (other - m).abs() <= 0.25 * m)
+                .count()
+                > 0
+        };
+        HoodView {
+            streams_to_node: hood.streaming.contains(&obs.server),
+            monitors: hood.monitors,
+            same_cadence_elsewhere: cadence(&obs.shape.unwrap_or_default().client)
+                .is_some_and(same_cadence),
+            one_per_node: one_per_node(&hood.members, conns),
+            nodes: {
+                let mut n: Vec<SocketAddr> =
+                    hood.members.iter().map(|&j| conns[j].server).collect();
+                n.sort();
+                n.dedup();
+                n.len()
+            },
+            watched: {
+                let start = hood
+                    .members
+                    .iter()
+                    .map(|&j| conns[j].first_seen)
+                    .fold(f64::INFINITY, f64::min);
+                let end = hood
+                    .members
+                    .iter()
+                    .map(|&j| conns[j].last_seen)
+                    .fold(0.0, f64::max);
+                (end - start).max(0.0)
+            },
+        }
+    }
+}
+
+struct HoodView {
+    /// The same client streams to this connection's server.
+    streams_to_node: bool,
+    /// Monitor-shaped connections in the group.
+    monitors: usize,
+    /// Another node's connection of the group polls on the same cadence.
+    same_cadence_elsewhere: bool,
+    /// Never two of the group's connections open at once to one node.
+    one_per_node: bool,
+    nodes: usize,
+    /// From the group's first to its last record (seconds).
+    watched: f64,
+}
+
+/// Never more than one of `members` open at once to any one node.
+fn one_per_node(members: &[usize], conns: &[Observations]) -> bool {
+    let mut per_node: HashMap<SocketAddr, Vec<(f64, f64)>> = HashMap::new();
+    for &j in members {
+        let o = &conns[j];
+        per_node
+            .entry(o.server)
+            .or_default()
+            .push((o.first_seen, o.closed.unwrap_or(f64::INFINITY)));
+    }
+    per_node.values_mut().all(|spans| {
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        spans.windows(2).all(|w| w[1].0 >= w[0].1)
+    })
+}
+
+fn decide(
+    obs: &Observations,
+    shape: &Shape,
+    kind: Kind,
+    hood: HoodView,
+    heartbeat: Option<f64>,
+    until: f64,
+) -> Verdict {
+    use Confidence::*;
+    let facts = facts(shape, kind);
+    match kind {
+        Kind::Exhaust { strong } => verdict(
+            Class::StreamingMonitor,
+            if strong { High } else { Medium },
+            format!("{facts}: a streaming monitor (exhaust: the server answers every heartbeat unasked)"),
+        ),
+        Kind::AwaitEach => verdict(
+            Class::StreamingMonitor,
+            Medium,
+            format!("{facts}: a streaming monitor without exhaust (each awaitable hello waits maxAwaitTimeMS)"),
+        ),
+        Kind::Awaiting { .. } => verdict(
+            Class::StreamingMonitor,
+            Low,
+            format!("{facts}: likely a streaming monitor's awaitable hello (too short to see its heartbeat)"),
+        ),
+        Kind::Periodic | Kind::OneCheck => {
+            let confidence = match kind {
+                Kind::OneCheck => Low,
+                _ if hood.streams_to_node || hood.same_cadence_elsewhere => Medium,
+                _ => Low,
+            };
+            if hood.streams_to_node {
+                verdict(
+                    Class::RttMonitor,
+                    confidence,
+                    format!("{facts}, beside a streaming-shaped connection of the same client (host + JA4) to this node: an RTT monitor"),
+                )
+            } else {
+                verdict(
+                    Class::PollingMonitor,
+                    confidence,
+                    format!(
+                        "{facts}; the same client (host + JA4) has no streaming-shaped connection to this node: a polling monitor{}",
+                        if hood.same_cadence_elsewhere { ", on the cadence its other nodes' monitors keep" } else { "" }
+                    ),
+                )
+            }
+        }
+        Kind::TooFew => verdict(
+            Class::Unknown,
+            Low,
+            format!("{facts}: too few flights to tell its role"),
+        ),
+        Kind::Idle | Kind::Busy if hood.monitors == 0 && hood.one_per_node && shape.opening.is_some() => {
+            // No monitoring connection at all and one connection per node: only a
+            // single-threaded client works this way. A pooled client whose monitors have
+            // not spoken yet (the first check comes a heartbeat after the handshake, 10 s
+            // by default) looks alike until then, and a load-balanced client's single
+            // connection too.
+            let confidence = if hood.nodes >= 2 && hood.watched > 1.5 * DEFAULT_HEARTBEAT_SECS {
+                Medium
+            } else {
+                Low
+            };
+            verdict(
+                Class::SingleThreaded,
+                confidence,
+                format!(
+                    "{facts}; the client (host + JA4) has one connection per node ({} node{}) and no monitoring-shaped connection in {:.1} s: a single-threaded client (libmongoc/PHP style)",
+                    hood.nodes,
+                    plural(hood.nodes as u64),
+                    hood.watched
+                ),
+            )
+        }
+        Kind::Busy => verdict(
+            Class::Pool,
+            if hood.monitors > 0 { Medium } else { Low },
+            format!(
+                "{facts}: application traffic, not a monitor's fixed heartbeat{}: a pool connection",
+                if hood.monitors > 0 { " (the client's monitors are separate connections)" } else { "" }
+            ),
+        ),
+        Kind::Idle => {
+            let beat = heartbeat.unwrap_or(DEFAULT_HEARTBEAT_SECS);
+            let since = shape
+                .opening
+                .and_then(|o| o.reply_end)
+                .unwrap_or(obs.first_seen);
+            let idle = until - since;
+            if shape.opening.and_then(|o| o.reply_end).is_none() {
+                verdict(
+                    Class::Unknown,
+                    Low,
+                    format!("{facts}: too little traffic to tell its role"),
+                )
+            } else if idle > 1.5 * beat {
+                verdict(
+                    Class::Pool,
+                    Medium,
+                    format!(
+                        "{facts} for {idle:.1} s, longer than 1.5 heartbeats ({beat:.1} s{}): not a monitor; an idle pool connection",
+                        if heartbeat.is_some() { ", the client's monitors' cadence" } else { " by default" }
+                    ),
+                )
+            } else {
+                verdict(
+                    Class::Unknown,
+                    Low,
+                    format!(
+                        "{facts} for {idle:.1} s, less than 1.5 heartbeats ({beat:.1} s): an idle pool connection and a monitor awaiting its next check look alike"
+                    ),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::Timestamp;
+    use crate::observe::shape::ShapeTracker;
+    use crate::tcp::Side;
+
+    fn shape_of(flights: &[(bool, f64, u64)], open: bool) -> Shape {
+        let mut t = ShapeTracker::new(open.then_some(Side::A));
+        for &(client, at, bytes) in flights {
+            let side = if client { Side::A } else { Side::B };
+            t.add(side, Timestamp((at * 1e9) as i64), 1, bytes);
+        }
+        t.shape(Side::A, 0)
+    }
+
+    fn opening() -> Vec<(bool, f64, u64)> {
+        vec![(true, 0.0, 382), (false, 0.01, 515)]
+    }
+
+    #[test]
+    fn exhaust_on_a_cadence_is_a_streaming_monitor() {
+        let mut f = opening();
+        f.push((true, 0.012, 171));
+        for k in 1..=5 {
+            f.push((false, 2.0 * k as f64, 524));
+        }
+        let s = shape_of(&f, true);
+        assert_eq!(kind(&s, 11.0), Kind::Exhaust { strong: true });
+        // Two pushes are not yet a steady cadence.
+        let s = shape_of(&f[..5], true);
+        assert_eq!(kind(&s, 11.0), Kind::Exhaust { strong: false });
+    }
+
+    #[test]
+    fn periodic_fast_constant_pairs_are_monitor_checks_and_bursts_are_not() {
+        let mut f = opening();
+        for k in 1..=6 {
+            f.push((true, 2.0 * k as f64, 89));
+            f.push((false, 2.0 * k as f64 + 0.001, 524));
+        }
+        assert_eq!(kind(&shape_of(&f, true), 13.0), Kind::Periodic);
+        // libmongoc's RTT monitor checks once right after its handshake, then on the cadence.
+        let mut m = opening();
+        for k in 0..6 {
+            m.push((true, 0.012 + 2.0 * k as f64, 82));
+            m.push((false, 0.013 + 2.0 * k as f64, 524));
+        }
+        assert_eq!(kind(&shape_of(&m, true), 13.0), Kind::Periodic);
+        // A SASL conversation right after the handshake, then idle: not periodic.
+        let mut a = opening();
+        for (k, size) in [(0, 250), (1, 120)] {
+            a.push((true, 0.02 + 0.01 * k as f64, size));
+            a.push((false, 0.025 + 0.01 * k as f64, 200));
+        }
+        assert_eq!(kind(&shape_of(&a, true), 13.0), Kind::Busy);
+        // The same pairs with two alternating request sizes every 0.25 s: application.
+        let mut g = opening();
+        for k in 1..=12 {
+            let t = 0.25 * k as f64 + if k % 2 == 0 { 0.002 } else { 0.0 };
+            g.push((true, t, if k % 2 == 0 { 198 } else { 147 }));
+            g.push((false, t + 0.001, 62));
+        }
+        assert_eq!(kind(&shape_of(&g, true), 4.0), Kind::Busy);
+        // An awaitable hello answered after the heartbeat each time, no exhaust.
+        let mut h = opening();
+        for k in 0..4 {
+            h.push((true, 0.02 + 2.01 * k as f64, 160));
+            h.push((false, 0.02 + 2.01 * k as f64 + 2.0, 524));
+        }
+        assert_eq!(kind(&shape_of(&h, true), 9.0), Kind::AwaitEach);
+    }
+
+    #[test]
+    fn an_unanswered_first_request_and_silence_are_told_apart() {
+        let mut f = opening();
+        f.push((true, 0.02, 171));
+        assert!(matches!(
+            kind(&shape_of(&f, true), 3.0),
+            Kind::Awaiting { .. }
+        ));
+        assert_eq!(kind(&shape_of(&f, true), 0.5), Kind::Busy);
+        assert_eq!(kind(&shape_of(&opening(), true), 30.0), Kind::Idle);
+        // Opened before the capture: one unanswered request tells nothing.
+        assert_eq!(
+            kind(&shape_of(&[(true, 1.0, 300)], false), 1.5),
+            Kind::TooFew
+        );
+    }
+}

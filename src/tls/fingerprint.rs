@@ -1,0 +1,249 @@
+//! The client's TLS stack, named by its ClientHello: a JA4 fingerprint (FoxIO's JA4
+//! technical details, `technical_details/JA4.md`).
+//!
+//! Without keys the driver's handshake metadata (appName, driver name) is encrypted, but
+//! the ClientHello is not: which TLS library, in which version and configuration, offers
+//! which cipher suites, extensions and signature algorithms. Every connection of one
+//! MongoClient (monitors and pool alike) is made by the same stack, so source host +
+//! fingerprint groups a keyless client's connections the way host + metadata does for
+//! plaintext. JA4 is used as published (rather than a private format) so the value can be
+//! compared with what Wireshark, Zeek or a load balancer log for the same client.
+//!
+//! JA4: `t` (TLS over TCP), the highest offered version (supported_versions when
+//! present), `d`/`i` for SNI present or not, the number of cipher suites and of extensions
+//! (two digits each, at most 99), the first and last characters of the first ALPN value
+//! (`00` without ALPN); then the first 12 hex digits of SHA-256 over the sorted cipher
+//! list, and over the sorted extension list (SNI and ALPN left out) `_` the signature
+//! algorithms in offered order. GREASE values (RFC 8701) are ignored everywhere.
+
+use sha2::{Digest, Sha256};
+
+const EXT_SNI: u16 = 0x0000;
+const EXT_SIGNATURE_ALGORITHMS: u16 = 0x000d;
+const EXT_ALPN: u16 = 0x0010;
+const EXT_SUPPORTED_VERSIONS: u16 = 0x002b;
+
+/// RFC 8701 GREASE values: 0x?a?a with both bytes equal.
+fn is_grease(v: u16) -> bool {
+    v & 0x0f0f == 0x0a0a && v >> 8 == v & 0xff
+}
+
+/// What JA4 reads from a ClientHello, GREASE already removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HelloParts {
+    /// The legacy `client_version` field.
+    pub legacy_version: u16,
+    pub ciphers: Vec<u16>,
+    /// Extension types in the order offered.
+    pub extensions: Vec<u16>,
+    pub supported_versions: Vec<u16>,
+    pub signature_algorithms: Vec<u16>,
+    pub first_alpn: Option<Vec<u8>>,
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// A list of u16 behind a length prefix of `prefix` bytes (1 or 2).
+fn u16_list(data: &[u8], prefix: usize) -> Vec<u16> {
+    let len = match prefix {
+        1 => data.first().map(|&n| n as usize),
+        _ => u16_at(data, 0).map(usize::from),
+    };
+    let Some(body) = len.and_then(|n| data.get(prefix..prefix + n)) else {
+        return Vec::new();
+    };
+    body.chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .filter(|v| !is_grease(*v))
+        .collect()
+}
+
+impl HelloParts {
+    /// From a parsed ClientHello's fields; the extension block is read here (type, length,
+    /// data), stopping quietly at a truncated one: a damaged hello still gives a value.
+    pub fn new(legacy_version: u16, ciphers: &[u16], ext: Option<&[u8]>) -> HelloParts {
+        let mut parts = HelloParts {
+            legacy_version,
+            ciphers: ciphers.iter().copied().filter(|c| !is_grease(*c)).collect(),
+            ..HelloParts::default()
+        };
+        let mut rest = ext.unwrap_or_default();
+        while let (Some(kind), Some(len)) = (u16_at(rest, 0), u16_at(rest, 2)) {
+            let Some(data) = rest.get(4..4 + len as usize) else {
+                break;
+            };
+            rest = &rest[4 + len as usize..];
+            if is_grease(kind) {
+                continue;
+            }
+            parts.extensions.push(kind);
+            match kind {
+                EXT_SUPPORTED_VERSIONS => parts.supported_versions = u16_list(data, 1),
+                EXT_SIGNATURE_ALGORITHMS => parts.signature_algorithms = u16_list(data, 2),
+                EXT_ALPN => {
+                    // protocol_name_list: u16 length, then u8-prefixed names.
+                    let first = data
+                        .get(2)
+                        .and_then(|&n| data.get(3..3 + n as usize))
+                        .filter(|n| !n.is_empty());
+                    parts.first_alpn = first.map(<[u8]>::to_vec);
+                }
+                _ => {}
+            }
+        }
+        parts
+    }
+
+    /// The JA4 fingerprint, e.g. `t13i1811h1_85036bcba153_2b3a3e8a4a3f`.
+    pub fn ja4(&self) -> String {
+        let version = self
+            .supported_versions
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(self.legacy_version);
+        let version = match version {
+            0x0304 => "13",
+            0x0303 => "12",
+            0x0302 => "11",
+            0x0301 => "10",
+            0x0300 => "s3",
+            _ => "00",
+        };
+        let sni = if self.extensions.contains(&EXT_SNI) {
+            'd'
+        } else {
+            'i'
+        };
+        let alpn = match self.first_alpn.as_deref() {
+            Some([first, .., last]) => alpn_chars(*first, *last),
+            Some([only]) => alpn_chars(*only, *only),
+            _ => "00".to_string(),
+        };
+        let mut ciphers = self.ciphers.clone();
+        ciphers.sort_unstable();
+        let mut exts: Vec<u16> = self
+            .extensions
+            .iter()
+            .copied()
+            .filter(|e| *e != EXT_SNI && *e != EXT_ALPN)
+            .collect();
+        exts.sort_unstable();
+        let mut ext_text = hex_list(&exts);
+        if !self.signature_algorithms.is_empty() {
+            ext_text.push('_');
+            ext_text.push_str(&hex_list(&self.signature_algorithms));
+        }
+        format!(
+            "t{version}{sni}{:02}{:02}{alpn}_{}_{}",
+            self.ciphers.len().min(99),
+            self.extensions.len().min(99),
+            truncated_hash(&hex_list(&ciphers)),
+            truncated_hash(&ext_text)
+        )
+    }
+}
+
+/// JA4 takes the ALPN value's first and last characters; when either is not alphanumeric,
+/// the first and last characters of the value's hex instead.
+fn alpn_chars(first: u8, last: u8) -> String {
+    if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() {
+        format!("{}{}", first as char, last as char)
+    } else {
+        format!("{:x}{:x}", first >> 4, last & 0xf)
+    }
+}
+
+fn hex_list(values: &[u16]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:04x}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The first 12 hex digits of SHA-256; JA4 writes twelve zeros for an empty list.
+fn truncated_hash(text: &str) -> String {
+    if text.is_empty() {
+        return "000000000000".into();
+    }
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worked example of FoxIO's JA4 technical details.
+    #[test]
+    fn the_published_example_gives_the_published_fingerprint() {
+        let ciphers = [
+            0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014,
+            0x009c, 0x009d, 0x002f, 0x0035,
+        ];
+        let extensions = [
+            0x001b, 0x0000, 0x0033, 0x0010, 0x4469, 0x0017, 0x002d, 0x000d, 0x0005, 0x0023, 0x0012,
+            0x002b, 0xff01, 0x000b, 0x000a, 0x0015,
+        ];
+        let parts = HelloParts {
+            legacy_version: 0x0303,
+            ciphers: ciphers.to_vec(),
+            extensions: extensions.to_vec(),
+            supported_versions: vec![0x0304, 0x0303],
+            signature_algorithms: vec![
+                0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
+            ],
+            first_alpn: Some(b"h2".to_vec()),
+        };
+        assert_eq!(parts.ja4(), "t13d1516h2_8daaf6152771_e5627efa2ab1");
+        // Without signature algorithms the extension list is hashed alone.
+        let bare = HelloParts {
+            signature_algorithms: Vec::new(),
+            ..parts
+        };
+        assert!(bare.ja4().ends_with("_6d807ffa2a79"), "{}", bare.ja4());
+    }
+
+    /// An extension block as a ClientHello carries it.
+    fn ext(kind: u16, data: &[u8]) -> Vec<u8> {
+        let mut e = kind.to_be_bytes().to_vec();
+        e.extend((data.len() as u16).to_be_bytes());
+        e.extend(data);
+        e
+    }
+
+    #[test]
+    fn raw_extensions_are_read_and_grease_is_ignored() {
+        let mut block = ext(0x0a0a, &[]); // GREASE
+        block.extend(ext(EXT_SUPPORTED_VERSIONS, &[4, 0x3a, 0x3a, 0x03, 0x04]));
+        block.extend(ext(
+            EXT_SIGNATURE_ALGORITHMS,
+            &[0, 4, 0x04, 0x03, 0x08, 0x04],
+        ));
+        block.extend(ext(
+            EXT_ALPN,
+            &[0, 9, 8, b'h', b't', b't', b'p', b'/', b'1', b'.', b'1'],
+        ));
+        let parts = HelloParts::new(0x0303, &[0x1a1a, 0x1301, 0x1302], Some(&block));
+        assert_eq!(parts.ciphers, [0x1301, 0x1302]);
+        assert_eq!(
+            parts.extensions,
+            [EXT_SUPPORTED_VERSIONS, EXT_SIGNATURE_ALGORITHMS, EXT_ALPN]
+        );
+        assert_eq!(parts.supported_versions, [0x0304]);
+        assert_eq!(parts.signature_algorithms, [0x0403, 0x0804]);
+        let ja4 = parts.ja4();
+        assert!(ja4.starts_with("t13i0203h1_"), "{ja4}");
+        // A truncated block stops quietly.
+        let cut = HelloParts::new(0x0303, &[0x1301], Some(&block[..block.len() - 3]));
+        assert_eq!(cut.extensions.len(), 2);
+        assert!(cut.ja4().starts_with("t13i0102"), "{}", cut.ja4());
+        // No cipher at all: twelve zeros.
+        assert!(HelloParts::new(0x0303, &[], None)
+            .ja4()
+            .starts_with("t12i000000_000000000000_"));
+    }
+}
