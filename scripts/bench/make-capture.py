@@ -6,8 +6,10 @@ own client addresses (10.H.H.x), the servers become 10.0.0.x, IP and TCP checksu
 fixed incrementally (RFC 1624), timestamps are shifted, and all copies are merged in time
 order. Nothing is held in memory beyond one record per copy.
 
-Usage: make-capture.py OUT.pcap [--copies N] [--busy-copies M] [--spread SECONDS]
-Defaults give ~420 MB, ~2 M packets, ~38,000 connections.
+Usage: make-capture.py OUT.pcap [--copies N] [--busy-copies M] [--spread SECONDS] [--repeat R]
+Defaults give ~530 MB, ~2.4 M packets, ~49,000 connections. --repeat R writes R rounds one
+after another in time (the same hosts reconnecting later): R times the bytes and
+connections with the same number open at once, e.g. --repeat 19 for a ~10 GB capture.
 """
 import argparse
 import glob
@@ -99,7 +101,23 @@ def main():
     p.add_argument("--copies", type=int, default=200, help="application hosts per light case")
     p.add_argument("--busy-copies", type=int, default=16, help="application hosts replaying the heavy case")
     p.add_argument("--spread", type=float, default=120.0, help="seconds over which copies start")
+    p.add_argument("--repeat", type=int, default=1, help="rounds written one after another in time")
     a = p.parse_args()
+    packets = 0
+    with open(a.out, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        round_start = 0
+        for _ in range(a.repeat):
+            n, last = write_round(out, a, round_start)
+            packets += n
+            # The next round starts a minute after this one's last packet.
+            round_start = last + 60_000_000
+    print("%s: %d packets, %.1f MB, %d round(s)" % (a.out, packets, os.path.getsize(a.out) / 1e6, a.repeat))
+
+
+def write_round(out, a, round_start):
+    """One round of every case's copies, merged in time order, starting at round_start
+    (µs after the first case's first packet). Returns (packets, last timestamp)."""
     cases = sorted(glob.glob(os.path.join(LAB, "*", "capture.pcap")))
     streams = []
     base = None
@@ -116,17 +134,17 @@ def main():
         for k in range(n):
             copy = ci * 1000 + k
             # Line every case up at the same start, then spread the copies over time.
-            shift = (base - first[0]) + int((k * 7919 % 1000) / 1000 * a.spread * 1e6)
+            shift = round_start + (base - first[0]) + int((k * 7919 % 1000) / 1000 * a.spread * 1e6)
             streams.append(copy_stream(path, copy % 60000, shift))
     packets = 0
-    with open(a.out, "wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-        for us, copy, frame in heapq.merge(*streams, key=lambda r: r[0]):
-            frame = rewrite(frame, copy)
-            out.write(struct.pack("<IIII", us // 1_000_000, us % 1_000_000, len(frame), len(frame)))
-            out.write(frame)
-            packets += 1
-    print("%s: %d packets, %.1f MB, %d case streams" % (a.out, packets, os.path.getsize(a.out) / 1e6, len(streams)))
+    last = base + round_start
+    for us, copy, frame in heapq.merge(*streams, key=lambda r: r[0]):
+        frame = rewrite(frame, copy)
+        out.write(struct.pack("<IIII", us // 1_000_000, us % 1_000_000, len(frame), len(frame)))
+        out.write(frame)
+        packets += 1
+        last = us
+    return packets, last - base
 
 
 if __name__ == "__main__":
