@@ -62,7 +62,7 @@ fn is_zero(n: &u64) -> bool {
 pub struct Analysis {
     pub input: InputSummary,
     pub warnings: Vec<Warning>,
-    pub connections: Vec<Observations>,
+    pub connections: Vec<Box<Observations>>,
     pub nodes: NodeStats,
     /// Peak operations in flight per (client host, appName, server).
     pub in_flight: InFlight,
@@ -149,10 +149,10 @@ impl Analyzer {
     }
 
     /// Connections so far, closed and open, without disturbing the analysis.
-    pub fn snapshot(&self) -> Vec<Observations> {
+    pub fn snapshot(&self) -> Vec<Box<Observations>> {
         let mut all = self.observer.finished.clone();
         self.table
-            .for_each_open(|info, state| all.push(self.observer.peek(state, info)));
+            .for_each_open(|info, state| all.push(Box::new(self.observer.peek(state, info))));
         all.sort_by_key(|o| o.id);
         all
     }

@@ -191,7 +191,7 @@ fn add_silent_preexisting(
         obs.orientation = Orientation::Port;
         obs.first_seen = first;
         obs.last_seen = first;
-        analysis.connections.push(obs);
+        analysis.connections.push(Box::new(obs));
     }
 }
 

@@ -161,7 +161,7 @@ pub struct Client {
 /// A connection with its class and client.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attributed {
-    pub obs: Observations,
+    pub obs: Box<Observations>,
     pub verdict: Verdict,
     pub client_id: String,
 }
@@ -234,7 +234,7 @@ impl Released {
 
 /// Group, count, check. `verdicts` is index-aligned with `conns`.
 pub fn attribute(
-    conns: Vec<Observations>,
+    conns: Vec<Box<Observations>>,
     verdicts: Vec<Verdict>,
     opts: Options,
     in_flight: &InFlightPeaks,
@@ -242,7 +242,7 @@ pub fn attribute(
 ) -> Attribution {
     // Connections without handshake metadata join their host's only client when there is
     // exactly one; otherwise they stay a client of their own ("host||").
-    let keys: Vec<ClientKey> = conns.iter().map(ClientKey::of).collect();
+    let keys: Vec<ClientKey> = conns.iter().map(|o| ClientKey::of(o)).collect();
     let mut named_per_host: HashMap<IpAddr, BTreeSet<ClientKey>> = HashMap::new();
     for k in keys
         .iter()
@@ -324,7 +324,7 @@ struct Group<'a> {
 
 fn client_of(
     group: Group<'_>,
-    conns: &[Observations],
+    conns: &[Box<Observations>],
     verdicts: &[Verdict],
     opts: Options,
     in_flight: &InFlightPeaks,

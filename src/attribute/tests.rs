@@ -1,6 +1,6 @@
 use super::*;
 use crate::classify::classify;
-use crate::observe::fixture::conn;
+use crate::observe::fixture::{boxed, conn};
 
 const NODES: [&str; 3] = ["10.0.0.9:27017", "10.0.0.10:27017", "10.0.0.11:27017"];
 
@@ -29,8 +29,14 @@ fn streaming_client(host: &str, first_port: u16, pool: usize, id: &mut u64) -> V
 }
 
 fn run(conns: Vec<Observations>, opts: Options) -> Attribution {
-    let v = classify(&conns, None);
-    attribute(conns, v, opts, &Default::default(), &Default::default())
+    let v = classify(&boxed(&conns), None);
+    attribute(
+        boxed(&conns),
+        v,
+        opts,
+        &Default::default(),
+        &Default::default(),
+    )
 }
 
 #[test]
@@ -220,7 +226,7 @@ fn growth_names_the_peak_of_operations_in_flight() {
                 .with_ops("find", 3),
         );
     }
-    let v = classify(&conns, None);
+    let v = classify(&boxed(&conns), None);
     let mut peaks = InFlightPeaks::new();
     peaks.insert(
         (
@@ -230,7 +236,14 @@ fn growth_names_the_peak_of_operations_in_flight() {
         ),
         3,
     );
-    let c = &attribute(conns, v, Options::default(), &peaks, &Default::default()).clients[0];
+    let c = &attribute(
+        boxed(&conns),
+        v,
+        Options::default(),
+        &peaks,
+        &Default::default(),
+    )
+    .clients[0];
     assert!(
         c.verdict
             .contains("with up to 3 operations in flight at once"),

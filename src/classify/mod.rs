@@ -559,13 +559,13 @@ pub struct Window {
 }
 
 /// Classify every connection of an analysis. The result is index-aligned with `conns`.
-pub fn classify(conns: &[Observations], window: Option<Window>) -> Vec<Verdict> {
+pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verdict> {
     let capture_end = window.map(|w| w.end);
-    let mut verdicts: Vec<Option<Verdict>> = conns.iter().map(intrinsic).collect();
+    let mut verdicts: Vec<Option<Verdict>> = conns.iter().map(|o| intrinsic(o)).collect();
     shape::classify_keyless(conns, &mut verdicts, window);
 
     // Neighbourhoods: the same client (host + metadata when known) and the same node.
-    let keys: Vec<ClientKey> = conns.iter().map(ClientKey::of).collect();
+    let keys: Vec<ClientKey> = conns.iter().map(|o| ClientKey::of(o)).collect();
     let group_of = |i: usize| -> ClientKey {
         let k = &keys[i];
         if k.has_metadata() {
@@ -876,7 +876,7 @@ fn looks_single_threaded_driver(key: &ClientKey) -> bool {
 
 /// Most operation-carrying connections this client had open at once to any one node.
 fn max_concurrent_per_node(
-    conns: &[Observations],
+    conns: &[Box<Observations>],
     members: &[usize],
     verdicts: &[Option<Verdict>],
 ) -> usize {

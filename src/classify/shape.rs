@@ -279,7 +279,7 @@ pub(super) fn is_keyless(obs: &Observations) -> bool {
 
 /// Classify every keyless TLS connection of `conns` (the others are left as they are).
 pub(super) fn classify_keyless(
-    conns: &[Observations],
+    conns: &[Box<Observations>],
     verdicts: &mut [Option<Verdict>],
     window: Option<Window>,
 ) {
@@ -295,7 +295,7 @@ pub(super) fn classify_keyless(
         .enumerate()
         .filter(|(_, o)| is_keyless(o))
         .map(|(i, o)| {
-            let shape = o.shape.as_ref().unwrap_or(&empty);
+            let shape = o.shape.as_deref().unwrap_or(&empty);
             (i, shape, kind(shape, end_of(o)))
         })
         .collect();
@@ -356,7 +356,7 @@ pub(super) fn classify_keyless(
     }
 
     /// What the group says about one of its connections.
-    fn hood_view(hood: &Hood, obs: &Observations, conns: &[Observations]) -> HoodView {
+    fn hood_view(hood: &Hood, obs: &Observations, conns: &[Box<Observations>]) -> HoodView {
         let same_cadence = |m: f64| {
             hood.periodic
                 .iter()
@@ -367,8 +367,10 @@ pub(super) fn classify_keyless(
         HoodView {
             streams_to_node: hood.streaming.contains(&obs.server),
             monitors: hood.monitors,
-            same_cadence_elsewhere: cadence(&obs.shape.unwrap_or_default().client)
-                .is_some_and(same_cadence),
+            same_cadence_elsewhere: cadence(
+                &obs.shape.as_deref().copied().unwrap_or_default().client,
+            )
+            .is_some_and(same_cadence),
             one_per_node: one_per_node(&hood.members, conns),
             nodes: {
                 let mut n: Vec<SocketAddr> =
@@ -409,7 +411,7 @@ struct HoodView {
 }
 
 /// Never more than one of `members` open at once to any one node.
-fn one_per_node(members: &[usize], conns: &[Observations]) -> bool {
+fn one_per_node(members: &[usize], conns: &[Box<Observations>]) -> bool {
     let mut per_node: HashMap<SocketAddr, Vec<(f64, f64)>> = HashMap::new();
     for &j in members {
         let o = &conns[j];

@@ -1,13 +1,13 @@
 //! One test per rule, on crafted observations that model what drivers do.
 
 use super::*;
-use crate::observe::fixture::conn;
+use crate::observe::fixture::{boxed, conn};
 
 const N1: &str = "10.0.0.9:27017";
 const N2: &str = "10.0.0.10:27017";
 
 fn one(o: Observations) -> Verdict {
-    classify(&[o], None).remove(0)
+    classify(&[Box::new(o)], None).remove(0)
 }
 
 #[test]
@@ -48,7 +48,7 @@ fn plain_hello_beside_streaming_monitor_is_rtt() {
             .with_handshake("app", "nodejs", "6.10.0")
             .with_plain_hellos(3, 10.0),
     ];
-    let v = classify(&conns, None);
+    let v = classify(&boxed(&conns), None);
     assert_eq!(v[1].class, Class::RttMonitor);
     assert!(v[1].evidence.contains("every 10.0 s"), "{}", v[1].evidence);
 }
@@ -64,7 +64,10 @@ fn plain_hello_without_streaming_peer_is_polling() {
             .with_handshake("app", "PyMongo", "4.10.1")
             .with_plain_hellos(3, 10.0),
     ];
-    assert_eq!(classify(&conns, None)[1].class, Class::PollingMonitor);
+    assert_eq!(
+        classify(&boxed(&conns), None)[1].class,
+        Class::PollingMonitor
+    );
 }
 
 #[test]
@@ -108,7 +111,7 @@ fn lone_connection_per_node_without_monitors_is_single_threaded_for_libmongoc() 
             .with_handshake("php", "mongoc / ext-mongodb:PHP", "1.23.1")
             .with_ops("find", 1),
     ];
-    let v = classify(&conns, None);
+    let v = classify(&boxed(&conns), None);
     assert_eq!(v[0].class, Class::SingleThreaded, "{}", v[0].evidence);
     assert_eq!(v[1].class, Class::SingleThreaded);
 }
@@ -136,7 +139,7 @@ fn unauthenticated_handshake_only_beside_authenticated_pool_is_a_monitor() {
             .with_handshake("app", "Java", "5.1")
             .lived(1000.0, Some(1002.0)),
     ];
-    let v = classify(&conns, None);
+    let v = classify(&boxed(&conns), None);
     assert_eq!(v[2].class, Class::RttMonitor, "{}", v[2].evidence);
 }
 
@@ -277,7 +280,7 @@ fn mid_stream_ops_without_handshake_are_pool_and_say_so() {
             .without_syn()
             .with_ops("find", 4),
     ];
-    let v = classify(&conns, None);
+    let v = classify(&boxed(&conns), None);
     assert_eq!(v[1].class, Class::Pool);
     assert!(
         v[1].evidence.contains("before the capture"),
@@ -304,7 +307,7 @@ fn idle_until_the_end_of_a_long_capture_is_pool() {
     o.last_seen = 1000.0;
     assert_eq!(
         classify(
-            &[o.clone()],
+            &[Box::new(o.clone())],
             Some(Window {
                 start: 999.0,
                 end: 1002.0
@@ -314,7 +317,7 @@ fn idle_until_the_end_of_a_long_capture_is_pool() {
         Class::Unknown
     );
     let v = classify(
-        &[o],
+        &[Box::new(o)],
         Some(Window {
             start: 999.0,
             end: 1060.0,
@@ -333,7 +336,7 @@ fn silent_through_a_long_window_is_an_idle_pool_connection() {
         start: 1000.0,
         end: 1030.0,
     });
-    let v = classify(&[o.clone()], w).remove(0);
+    let v = classify(&[Box::new(o.clone())], w).remove(0);
     assert_eq!(v.class, Class::Pool);
     assert_eq!(v.confidence, Confidence::Low);
     assert!(
@@ -346,7 +349,7 @@ fn silent_through_a_long_window_is_an_idle_pool_connection() {
         start: 1020.0,
         end: 1030.0,
     });
-    assert_eq!(classify(&[o], short)[0].class, Class::Unknown);
+    assert_eq!(classify(&[Box::new(o)], short)[0].class, Class::Unknown);
 }
 
 #[test]
@@ -358,7 +361,7 @@ fn a_single_threaded_clients_handshake_only_connections_are_single_threaded() {
             .with_ops("insert", 4),
         conn(2, "10.0.0.5:5001", N2).with_handshake("c", driver, "1.23.1"),
     ];
-    let v = classify(&conns, None);
+    let v = classify(&boxed(&conns), None);
     assert_eq!(v[0].class, Class::SingleThreaded, "{}", v[0].evidence);
     assert_eq!(v[1].class, Class::SingleThreaded, "{}", v[1].evidence);
     // The same shape from a driver with monitors is not single-threaded.
@@ -368,7 +371,7 @@ fn a_single_threaded_clients_handshake_only_connections_are_single_threaded() {
             .with_handshake("c", driver, "1.23.1")
             .with_awaitable(1, true, 1),
     );
-    assert_eq!(classify(&with_monitor, None)[0].class, Class::Pool);
+    assert_eq!(classify(&boxed(&with_monitor), None)[0].class, Class::Pool);
 }
 
 #[test]
@@ -393,7 +396,7 @@ fn application_issued_hello_on_a_pooled_clients_connection_is_pool() {
             .with_plain_hellos(3, 5.0)
             .with_ops("find", 10),
     ];
-    let v = classify(&conns, None);
+    let v = classify(&boxed(&conns), None);
     assert_eq!(v[1].class, Class::Pool, "{}", v[1].evidence);
     assert!(
         v[1].evidence.contains("came from the application"),

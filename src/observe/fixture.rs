@@ -99,3 +99,8 @@ impl Observations {
         self
     }
 }
+
+/// Observations as an analysis holds them (one allocation each).
+pub fn boxed(conns: &[Observations]) -> Vec<Box<Observations>> {
+    conns.iter().cloned().map(Box::new).collect()
+}

@@ -316,7 +316,7 @@ pub struct Observations {
     /// Record shapes of a TLS connection that was not decrypted: what its role is
     /// inferred from ([`shape`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shape: Option<Shape>,
+    pub shape: Option<Box<Shape>>,
     /// Replication and cluster-administration evidence.
     #[serde(skip_serializing_if = "ClusterTraffic::is_empty")]
     pub cluster: ClusterTraffic,
@@ -398,7 +398,7 @@ pub struct ConnState {
     /// Set once the connection is seen to carry TLS.
     tls: Option<Box<TlsConn>>,
     /// Application-data record shapes, from the first such record of a TLS connection.
-    shape: Option<shape::ShapeTracker>,
+    shape: Option<Box<shape::ShapeTracker>>,
     core: Core,
 }
 
@@ -452,7 +452,7 @@ pub struct Observer {
     config: ObserverConfig,
     /// Decompression scratch, reused by every message.
     scratch: Vec<u8>,
-    pub finished: Vec<Observations>,
+    pub finished: Vec<Box<Observations>>,
     pub nodes: NodeStats,
     pub in_flight: InFlight,
     handshakes: Interner<Handshake>,
@@ -819,15 +819,15 @@ impl Observer {
 
 /// The record shapes of a TLS connection none of whose application data was decrypted
 /// (a decrypted one is read from its messages instead).
-fn keyless_shape(state: &ConnState, info: &ConnInfo) -> Option<Shape> {
+fn keyless_shape(state: &ConnState, info: &ConnInfo) -> Option<Box<Shape>> {
     let tls = state.tls.as_ref()?;
     if tls.decrypted() {
         return None;
     }
     // The client as settle names it: the SYN's sender, else the ClientHello's.
     let client = info.initiator.or(state.core.client_side).unwrap_or(Side::A);
-    let tracker = state.shape.unwrap_or_default();
-    Some(tracker.shape(client, tls.tickets()))
+    let tracker = state.shape.as_deref().copied().unwrap_or_default();
+    Some(Box::new(tracker.shape(client, tls.tickets())))
 }
 
 /// A TLS record header (RFC 8446 §5.1): content type change_cipher_spec, alert, handshake
@@ -1028,7 +1028,9 @@ impl ConnHandler for Observer {
                     let app = tls.data(side, data, self.keys.as_mut(), &mut plain);
                     if app.records > 0 {
                         shape
-                            .get_or_insert_with(|| shape::ShapeTracker::new(tls.client_side()))
+                            .get_or_insert_with(|| {
+                                Box::new(shape::ShapeTracker::new(tls.client_side()))
+                            })
                             .add(side, ts, app.records, app.bytes);
                     }
                     if core.client_side.is_none() {
@@ -1122,7 +1124,7 @@ impl ConnHandler for Observer {
                 ),
             );
         }
-        self.finished.push(obs);
+        self.finished.push(Box::new(obs));
     }
 }
 

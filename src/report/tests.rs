@@ -2,7 +2,7 @@ use super::*;
 use crate::analyzer::{Analysis, InputSummary};
 use crate::attribute::{attribute, Options};
 use crate::classify::classify;
-use crate::observe::fixture::conn;
+use crate::observe::fixture::{boxed, conn};
 use crate::observe::NodeStats;
 
 fn sample() -> Report {
@@ -30,14 +30,14 @@ fn sample() -> Report {
             ..InputSummary::default()
         },
         warnings: vec![],
-        connections: conns.clone(),
+        connections: boxed(&conns),
         nodes: NodeStats::default(),
         in_flight: Default::default(),
         table: Default::default(),
     };
-    let v = classify(&conns, None);
+    let v = classify(&boxed(&conns), None);
     let a = attribute(
-        conns,
+        boxed(&conns),
         v,
         Options::default(),
         &Default::default(),

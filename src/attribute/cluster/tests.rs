@@ -24,7 +24,7 @@ fn info(me: &str, version: i64, hosts: &[&str]) -> Option<Arc<ServerInfo>> {
 
 fn with(obs: Observations, class: Class, role: Option<Role>, client_id: &str) -> Attributed {
     Attributed {
-        obs,
+        obs: Box::new(obs),
         verdict: Verdict {
             class,
             confidence: Confidence::High,
