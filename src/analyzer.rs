@@ -158,6 +158,11 @@ impl Analyzer {
     }
 
     /// The oldest closed connections beyond the newest `keep`, to be released.
+    /// Closed connections held in full detail.
+    pub fn closed_held(&self) -> usize {
+        self.observer.finished.len()
+    }
+
     pub fn closed_beyond(&self, keep: usize) -> std::collections::HashSet<u64> {
         let finished = &self.observer.finished;
         let excess = finished.len().saturating_sub(keep);
@@ -240,6 +245,9 @@ pub struct Progress {
 /// Packets between two progress reports: a power of two, so the hot loop pays one mask
 /// and compare per packet and the callback runs a few hundred times a second at most.
 const PROGRESS_EVERY: u64 = 1 << 12;
+/// Packets between two calls of [`analyze_with_hook`]'s `between`: often enough that a
+/// bound on held connections is kept closely, and a cheap check when nothing is to do.
+const HOOK_EVERY: u64 = 1 << 6;
 
 /// Run stages 1–5 over a whole source.
 pub fn analyze(source: &mut dyn PacketSource, config: AnalyzerConfig) -> Analysis {
@@ -252,6 +260,17 @@ pub fn analyze_with_progress(
     source: &mut dyn PacketSource,
     config: AnalyzerConfig,
     on_progress: &mut dyn FnMut(Progress),
+) -> Analysis {
+    analyze_with_hook(source, config, on_progress, &mut |_| {})
+}
+
+/// [`analyze_with_progress`], also handing the analyzer to `between` every few thousand
+/// packets: where a caller folds old closed connections away to bound memory.
+pub fn analyze_with_hook(
+    source: &mut dyn PacketSource,
+    config: AnalyzerConfig,
+    on_progress: &mut dyn FnMut(Progress),
+    between: &mut dyn FnMut(&mut Analyzer),
 ) -> Analysis {
     let mut analyzer = Analyzer::new(config);
     let progress = |source: &dyn PacketSource, analyzer: &Analyzer, done: bool| {
@@ -273,8 +292,11 @@ pub fn analyze_with_progress(
                 break;
             }
         }
-        if analyzer.input.packets & (PROGRESS_EVERY - 1) == 0 {
-            on_progress(progress(source, &analyzer, false));
+        if analyzer.input.packets & (HOOK_EVERY - 1) == 0 {
+            between(&mut analyzer);
+            if analyzer.input.packets & (PROGRESS_EVERY - 1) == 0 {
+                on_progress(progress(source, &analyzer, false));
+            }
         }
     }
     on_progress(progress(source, &analyzer, true));

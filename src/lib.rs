@@ -72,3 +72,36 @@ pub fn analyze_path_with_progress(
     let mut source = capture::FileSource::open(path)?;
     Ok(analyze_with_progress(&mut source, config, on_progress))
 }
+
+/// [`analyze_path_with_progress`] holding at most about `keep_closed` closed connections
+/// in full detail, as live mode does: memory then follows the connections open at once,
+/// not the length of the capture. Older closed connections are folded into their
+/// clients' counts with the class a conclusion over everything held gave them; conclude
+/// with the returned [`attribute::Released`] ([`conclude_with_released`]).
+pub fn analyze_path_bounded(
+    path: &str,
+    config: AnalyzerConfig,
+    keep_closed: usize,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<(analyzer::Analysis, attribute::Released), capture::CaptureError> {
+    let mut source = capture::FileSource::open(path)?;
+    let mut released = attribute::Released::default();
+    // A fold concludes everything held, so it waits until twice `keep_closed` are held:
+    // each closed connection then takes part in at most two such conclusions.
+    let fold_at = keep_closed.saturating_mul(2).max(1);
+    let mut fold = |analyzer: &mut Analyzer| {
+        if analyzer.closed_held() < fold_at {
+            return;
+        }
+        let snapshot = analyzer.snapshot_analysis();
+        let report = conclude_with_released(
+            snapshot,
+            &released,
+            attribute::Options::default(),
+            report::Meta::default(),
+        );
+        live::release_closed(analyzer, &mut released, &report, keep_closed);
+    };
+    let analysis = analyzer::analyze_with_hook(&mut source, config, on_progress, &mut fold);
+    Ok((analysis, released))
+}

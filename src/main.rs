@@ -16,7 +16,7 @@ use conn_attrib::metrics::server::MetricsServer;
 use conn_attrib::observe::KeyLogConfig;
 use conn_attrib::report::{merge, Format, Meta, Report};
 use conn_attrib::tls::keylog::KeyStore;
-use conn_attrib::{analyze_path, analyze_path_with_progress, conclude, AnalyzerConfig, Progress};
+use conn_attrib::{analyze_path_bounded, conclude_with_released, AnalyzerConfig, Progress};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 const EXIT_HELP: &str = "\
@@ -72,6 +72,13 @@ struct Cli {
     /// timeline.
     #[arg(short, long, value_enum, default_value = "text")]
     format: FormatArg,
+
+    /// Closed connections kept in full detail for the report. Beyond that, older closed
+    /// connections are folded into their clients' counts (they still count in totals,
+    /// modes and formulas, but are not listed one by one), so memory follows the
+    /// connections open at once rather than the length of the capture.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    keep_closed: usize,
 
     #[command(flatten)]
     common: Common,
@@ -358,16 +365,20 @@ fn run(cli: Cli) -> Result<u8, String> {
                 .expect("clap requires a capture without a subcommand");
             cli.common.check_keylog()?;
             let config = cli.common.analyzer_config(false);
-            let analysis = match ProgressDisplay::for_capture(&capture, cli.common.quiet) {
-                Some(mut display) => {
-                    analyze_path_with_progress(&capture, config, &mut |p| display.update(p))
-                }
-                None => analyze_path(&capture, config),
-            }
-            .map_err(|e| e.to_string())?;
-            let report =
-                cli.common
-                    .apply_membership(conclude(analysis, cli.common.options()?, meta()))?;
+            let mut display = ProgressDisplay::for_capture(&capture, cli.common.quiet);
+            let (analysis, released) =
+                analyze_path_bounded(&capture, config, cli.keep_closed, &mut |p| {
+                    if let Some(d) = display.as_mut() {
+                        d.update(p)
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+            let report = cli.common.apply_membership(conclude_with_released(
+                analysis,
+                &released,
+                cli.common.options()?,
+                meta(),
+            ))?;
             deliver(report, cli.format.into(), &cli.common)
         }
     }

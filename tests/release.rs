@@ -1,5 +1,5 @@
-//! Live mode's memory bound: closed connections beyond the newest few are folded into
-//! their clients' counts and released. Driven here through the same `Analyzer` and
+//! The memory bound of live mode and of long offline captures (`--keep-closed`): closed
+//! connections beyond the newest few are folded into their clients' counts and released. Driven here through the same `Analyzer` and
 //! `live::release_closed` as live mode, with packets from real-driver lab captures
 //! instead of libpcap, and a "refresh" every few hundred packets. Releasing must not
 //! change what the report says about clients, only how many connections it lists.
@@ -10,7 +10,9 @@ use std::path::Path;
 use conn_attrib::attribute::{Options, Released};
 use conn_attrib::capture::{FileSource, PacketSource};
 use conn_attrib::report::{Meta, Report};
-use conn_attrib::{analyze_path, conclude, conclude_with_released, live, Analyzer};
+use conn_attrib::{
+    analyze_path, analyze_path_bounded, conclude, conclude_with_released, live, Analyzer,
+};
 use conn_attrib::{Analysis, AnalyzerConfig};
 
 fn capture(case: &str, file: &str) -> String {
@@ -113,4 +115,48 @@ fn releasing_nothing_changes_nothing() {
         r.attribution.connections.iter().map(|c| c.obs.id).collect()
     };
     assert_eq!(ids(&bounded), ids(&full));
+}
+
+#[test]
+fn offline_keep_closed_bounds_what_is_held_and_keeps_client_totals() {
+    // pool-churn repeats its bursts: pool connections open and close all through it.
+    let path = capture("pool-churn", "capture.pcap");
+    let full = conclude(
+        analyze_path(&path, AnalyzerConfig::default()).unwrap(),
+        Options::default(),
+        Meta::default(),
+    );
+    let (analysis, released) =
+        analyze_path_bounded(&path, AnalyzerConfig::default(), 2, &mut |_| {}).unwrap();
+    let bounded = conclude_with_released(analysis, &released, Options::default(), Meta::default());
+    assert!(
+        bounded.input.released_connections > 0,
+        "something was released"
+    );
+    assert_eq!(
+        bounded.attribution.connections.len() as u64 + bounded.input.released_connections,
+        full.attribution.connections.len() as u64
+    );
+    let closed_held = bounded
+        .attribution
+        .connections
+        .iter()
+        .filter(|c| c.obs.closed.is_some())
+        .count();
+    // Folds run every few thousand packets once twice the bound is held.
+    assert!(
+        closed_held < full.attribution.connections.len() / 2,
+        "{closed_held} closed held"
+    );
+    assert_eq!(client_summary(&bounded), client_summary(&full));
+
+    // A bound larger than the capture changes nothing.
+    let (analysis, released) =
+        analyze_path_bounded(&path, AnalyzerConfig::default(), 100_000, &mut |_| {}).unwrap();
+    let same = conclude_with_released(analysis, &released, Options::default(), Meta::default());
+    assert_eq!(same.input.released_connections, 0);
+    assert_eq!(
+        same.attribution.connections.len(),
+        full.attribution.connections.len()
+    );
 }
