@@ -181,6 +181,9 @@ CASES.update({
     "tls-php": tls_twin("php", "tls-php", "PHP ext-mongodb (libmongoc single-threaded underneath) over TLS 1.3; key log by the sslkeylog.so shim"),
     "tls-pool-churn": tls_twin("pool-churn", "tls-bursty", "PyMongo over TLS 1.3 with maxIdleTimeMS=1000 and bursty workers: idle pool connections are closed and reopened, each with a new TLS session"),
     "tls-auth": tls_twin("auth", "tls-secure", "PyMongo over TLS 1.3 authenticating with SCRAM-SHA-256 (user lab), minPoolSize=2, heartbeat 2 s: pool connections authenticate, monitors do not"),
+    "tls-load-balanced": tls_twin("load-balanced", "tls-lb", "PyMongo with loadBalanced=true over TLS 1.3 against a mongos behind a load balancer: no monitors, every connection pooled"),
+    "tls-legacy-42": tls_twin("legacy-42", "tls-legacy", "PyMongo 4.10 over TLS 1.3 against a 4.2-era server (no topologyVersion): polling monitors, heartbeat 2 s"),
+    "tls-mongos": tls_twin("mongos", "tls-via-mongos", "PyMongo over TLS 1.3 against two mongos routers: streaming monitor + RTT per router"),
     "tls-multi-client": tls_twin("multi-client", "tls-lambda", "One PyMongo process creating 3 MongoClient instances over TLS 1.3 (a client per request): 3 monitor sets per node, minPoolSize=1, heartbeat 2 s"),
 })
 
