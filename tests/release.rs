@@ -48,6 +48,15 @@ fn with_releases(path: &str, every: u64, keep: usize) -> (Report, usize) {
     (report, most_held)
 }
 
+/// The report with every connection held to the end.
+fn unbounded(path: &str) -> Report {
+    conclude(
+        analyze_path(path, AnalyzerConfig::default()).unwrap(),
+        Options::default(),
+        Meta::default(),
+    )
+}
+
 fn client_summary(r: &Report) -> Vec<(String, String, u64, String)> {
     r.attribution
         .clients
@@ -67,11 +76,7 @@ fn client_summary(r: &Report) -> Vec<(String, String, u64, String)> {
 fn released_connections_still_count_in_their_clients() {
     // pool-churn: PyMongo with maxIdleTimeMS=1000, pool connections closed and reopened.
     let path = capture("pool-churn", "capture.pcap");
-    let full = conclude(
-        analyze_path(&path, AnalyzerConfig::default()).unwrap(),
-        Options::default(),
-        Meta::default(),
-    );
+    let full = unbounded(&path);
     let closed = full
         .attribution
         .connections
@@ -103,11 +108,7 @@ fn released_connections_still_count_in_their_clients() {
 fn releasing_nothing_changes_nothing() {
     // Monitors never close in this case: nothing to release, the reports are identical.
     let path = capture("streaming-minpool", "capture.pcapng");
-    let full = conclude(
-        analyze_path(&path, AnalyzerConfig::default()).unwrap(),
-        Options::default(),
-        Meta::default(),
-    );
+    let full = unbounded(&path);
     let (bounded, _) = with_releases(&path, 100, usize::MAX);
     assert_eq!(bounded.input.released_connections, 0);
     assert_eq!(client_summary(&bounded), client_summary(&full));
@@ -121,11 +122,7 @@ fn releasing_nothing_changes_nothing() {
 fn offline_keep_closed_bounds_what_is_held_and_keeps_client_totals() {
     // pool-churn repeats its bursts: pool connections open and close all through it.
     let path = capture("pool-churn", "capture.pcap");
-    let full = conclude(
-        analyze_path(&path, AnalyzerConfig::default()).unwrap(),
-        Options::default(),
-        Meta::default(),
-    );
+    let full = unbounded(&path);
     let (analysis, released) =
         analyze_path_bounded(&path, AnalyzerConfig::default(), 2, &mut |_| {}).unwrap();
     let bounded = conclude_with_released(analysis, &released, Options::default(), Meta::default());
