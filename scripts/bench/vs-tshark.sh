@@ -18,7 +18,9 @@ tmp=$(mktemp -d)
 run() { # name, command...
   local name=$1; shift
   /usr/bin/time -f "%e %M" -o "$tmp/$name.time" "$@" > /dev/null 2> "$tmp/$name.err" || true
-  read -r secs kb < "$tmp/$name.time"
+  # The last line: time(1) first says "Command exited with non-zero status 1" when a tool
+  # exits 1 (conn-attrib does when its report has warnings).
+  read -r secs kb < <(tail -n 1 "$tmp/$name.time")
   printf '%-34s %8.2f s %9.1f MB/s %11.0f pkt/s %8.0f MB peak RSS\n' "$name" "$secs" \
     "$(echo "$bytes / 1000000 / $secs" | bc -l)" "$(echo "$packets / $secs" | bc -l)" "$(echo "$kb / 1024" | bc -l)"
   echo "$secs $kb" > "$tmp/$name.res"
