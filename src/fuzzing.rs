@@ -127,7 +127,7 @@ fn inspect(msg: &wire::Message<'_>) {
     }
     if let Some(r) = wire::hello_reply(msg) {
         if let Some(hosts) = r.hosts {
-            let _ = wire::str_array(hosts).count();
+            let _ = hosts.strings().count();
         }
     }
     let _ = wire::reply_ok(msg);

@@ -921,7 +921,7 @@ fn handshake_of(hello: &wire::HelloRequest<'_>) -> Handshake {
 }
 
 fn strings(a: Option<wire::Doc<'_>>) -> Vec<String> {
-    a.map(|a| wire::str_array(a).map(str::to_string).collect())
+    a.map(|a| a.strings().map(str::to_string).collect())
         .unwrap_or_default()
 }
 

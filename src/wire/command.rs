@@ -85,22 +85,6 @@ pub struct HelloReply<'a> {
     pub compression: Option<Doc<'a>>,
 }
 
-fn number(v: RawBsonRef<'_>) -> Option<f64> {
-    match v {
-        RawBsonRef::Int32(i) => Some(i as f64),
-        RawBsonRef::Int64(i) => Some(i as f64),
-        RawBsonRef::Double(d) => Some(d),
-        _ => None,
-    }
-}
-
-fn truthy(v: RawBsonRef<'_>) -> Option<bool> {
-    match v {
-        RawBsonRef::Boolean(b) => Some(b),
-        other => number(other).map(|n| n != 0.0),
-    }
-}
-
 fn topology_version(v: &Element<'_>) -> Option<TopologyVersion> {
     let doc = v.doc()?;
     let process_id = doc.get("processId")?.object_id().unwrap_or([0; 12]);
@@ -280,12 +264,13 @@ pub fn cluster_request<'a>(msg: &Message<'a>, name: Option<&str>) -> Option<Clus
             if coll != "oplog.rs" || db != Some("local") {
                 return None;
             }
-            let flag = |k: &str| doc.get(k).ok().flatten().and_then(truthy) == Some(true);
+            let fields = Doc::of(doc);
+            let flag = |k: &str| fields.get(k).and_then(|e| e.truthy()) == Some(true);
             if name == "find" && !(flag("tailable") && flag("awaitData")) {
                 return None;
             }
-            let term = doc.get("term").ok().flatten().is_some()
-                || doc.get("lastKnownCommittedOpTime").ok().flatten().is_some();
+            let term =
+                fields.get("term").is_some() || fields.get("lastKnownCommittedOpTime").is_some();
             Some(ClusterRequest::OplogTail { term })
         }
         "replSetHeartbeat" => Some(ClusterRequest::Heartbeat {
@@ -308,11 +293,6 @@ pub fn cluster_request<'a>(msg: &Message<'a>, name: Option<&str>) -> Option<Clus
 /// The `errmsg` of a reply.
 pub fn reply_errmsg<'a>(msg: &Message<'a>) -> Option<&'a str> {
     msg.command_doc()?.get_str("errmsg").ok()
-}
-
-/// The string elements of an array, skipping anything else.
-pub fn str_array(a: Doc<'_>) -> impl Iterator<Item = &str> {
-    a.strings()
 }
 
 #[cfg(test)]
@@ -448,7 +428,7 @@ mod tests {
         assert!(r.is_mongos && r.service_id);
         assert_eq!(r.set_name, Some("rs0"));
         assert_eq!(
-            str_array(r.hosts.unwrap()).collect::<Vec<_>>(),
+            r.hosts.unwrap().strings().collect::<Vec<_>>(),
             vec!["a:27017", "b:27017"]
         );
         assert_eq!(r.max_wire_version, Some(21));

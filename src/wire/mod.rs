@@ -18,7 +18,7 @@ pub mod message;
 pub(crate) mod test_util;
 
 pub use command::{
-    cluster_request, hello_reply, hello_request, is_hello_name, reply_errmsg, reply_ok, str_array,
+    cluster_request, hello_reply, hello_request, is_hello_name, reply_errmsg, reply_ok,
     ClientMetadata, ClusterRequest, HelloReply, HelloRequest, TopologyVersion,
 };
 pub use elements::Doc;
