@@ -157,12 +157,12 @@ impl Analyzer {
         all
     }
 
-    /// The oldest closed connections beyond the newest `keep`, to be released.
     /// Closed connections held in full detail.
     pub fn closed_held(&self) -> usize {
         self.observer.finished.len()
     }
 
+    /// The oldest closed connections beyond the newest `keep`, to be released.
     pub fn closed_beyond(&self, keep: usize) -> std::collections::HashSet<u64> {
         let finished = &self.observer.finished;
         let excess = finished.len().saturating_sub(keep);
@@ -251,21 +251,12 @@ const HOOK_EVERY: u64 = 1 << 6;
 
 /// Run stages 1–5 over a whole source.
 pub fn analyze(source: &mut dyn PacketSource, config: AnalyzerConfig) -> Analysis {
-    analyze_with_progress(source, config, &mut |_| {})
+    analyze_with_hook(source, config, &mut |_| {}, &mut |_| {})
 }
 
 /// [`analyze`], calling `on_progress` at the start, every few thousand packets and at the
-/// end of the input.
-pub fn analyze_with_progress(
-    source: &mut dyn PacketSource,
-    config: AnalyzerConfig,
-    on_progress: &mut dyn FnMut(Progress),
-) -> Analysis {
-    analyze_with_hook(source, config, on_progress, &mut |_| {})
-}
-
-/// [`analyze_with_progress`], also handing the analyzer to `between` every few thousand
-/// packets: where a caller folds old closed connections away to bound memory.
+/// end of the input, and handing the analyzer to `between` every few dozen packets:
+/// where a caller folds old closed connections away to bound memory.
 pub fn analyze_with_hook(
     source: &mut dyn PacketSource,
     config: AnalyzerConfig,

@@ -23,7 +23,7 @@ pub mod tls;
 pub mod warnings;
 pub mod wire;
 
-pub use analyzer::{analyze, analyze_with_progress, Analysis, Analyzer, AnalyzerConfig, Progress};
+pub use analyzer::{analyze, analyze_with_hook, Analysis, Analyzer, AnalyzerConfig, Progress};
 
 /// Stages 6–8 over an analysis: classify, attribute, and assemble the report.
 pub fn conclude(
@@ -63,21 +63,12 @@ pub fn analyze_path(
     Ok(analyze(&mut source, config))
 }
 
-/// [`analyze_path`] with progress reports (see [`analyzer::analyze_with_progress`]).
-pub fn analyze_path_with_progress(
-    path: &str,
-    config: AnalyzerConfig,
-    on_progress: &mut dyn FnMut(Progress),
-) -> Result<analyzer::Analysis, capture::CaptureError> {
-    let mut source = capture::FileSource::open(path)?;
-    Ok(analyze_with_progress(&mut source, config, on_progress))
-}
-
-/// [`analyze_path_with_progress`] holding at most about `keep_closed` closed connections
-/// in full detail, as live mode does: memory then follows the connections open at once,
-/// not the length of the capture. Older closed connections are folded into their
-/// clients' counts with the class a conclusion over everything held gave them; conclude
-/// with the returned [`attribute::Released`] ([`conclude_with_released`]).
+/// [`analyze_path`] with progress reports (see [`analyzer::analyze_with_hook`]), holding at
+/// most about `keep_closed` closed connections in full detail, as live mode does: memory
+/// then follows the connections open at once, not the length of the capture. Older
+/// closed connections are folded into their clients' counts with the class a conclusion
+/// over everything held gave them; conclude with the returned [`attribute::Released`]
+/// ([`conclude_with_released`]).
 pub fn analyze_path_bounded(
     path: &str,
     config: AnalyzerConfig,
