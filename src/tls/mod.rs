@@ -284,6 +284,12 @@ impl TlsConn {
         if matches!(self.dirs[i], Dir::App { .. } | Dir::Handshake13 { .. }) {
             self.issue(TlsIssue::Gap);
         }
+        self.stop_following(i);
+    }
+
+    /// Direction `i` lost its record boundaries (a gap, a damaged record): nothing more of
+    /// it is read.
+    fn stop_following(&mut self, i: usize) {
         self.dirs[i] = Dir::Off;
         self.readers[i] = RecordReader::default();
         self.lost[i] = true;
@@ -368,9 +374,7 @@ impl TlsConn {
             if !matches!(self.dirs[i], Dir::Off) {
                 self.issue(TlsIssue::BadRecord(bad));
             }
-            self.dirs[i] = Dir::Off;
-            self.readers[i] = RecordReader::default();
-            self.lost[i] = true;
+            self.stop_following(i);
         }
         self.app
     }
