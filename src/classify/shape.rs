@@ -367,10 +367,11 @@ pub(super) fn classify_keyless(
         HoodView {
             streams_to_node: hood.streaming.contains(&obs.server),
             monitors: hood.monitors,
-            same_cadence_elsewhere: cadence(
-                &obs.shape.as_deref().copied().unwrap_or_default().client,
-            )
-            .is_some_and(same_cadence),
+            same_cadence_elsewhere: obs
+                .shape
+                .as_deref()
+                .and_then(|s| cadence(&s.client))
+                .is_some_and(same_cadence),
             one_per_node: one_per_node(&hood.members, conns),
             nodes: {
                 let mut n: Vec<SocketAddr> =
