@@ -4,9 +4,9 @@
 //! The [`FlowTable`] finds a segment's connection by its unordered 4-tuple, follows the
 //! SYN/FIN/RST lifecycle (a new SYN on a finished or differently-numbered flow is port
 //! reuse: a new connection), and hands bytes to a [`ConnHandler`], the next stage, which
-//! owns per-connection state of its own (`H::State`). Closed connections stay in the table
-//! for a linger period so that late retransmissions and ACKs are absorbed instead of
-//! being mistaken for new mid-stream connections; then they are released.
+//! owns per-connection state of its own (`H::State`). Closed connections are remembered
+//! (by key and id only) for a linger period so that late retransmissions and ACKs are
+//! absorbed instead of being mistaken for new mid-stream connections; then forgotten.
 
 mod seq;
 mod stream;
@@ -139,7 +139,7 @@ struct Conn<S> {
     /// The initial sequence number each side sent in its SYN, for port-reuse detection.
     isn: [Option<u32>; 2],
     fin: [bool; 2],
-    /// `None` once the connection closed and its state went back to the handler.
+    /// Taken when the connection closes and its state goes back to the handler.
     state: Option<S>,
 }
 
@@ -169,8 +169,12 @@ impl FlowKey {
 
 pub struct FlowTable<S> {
     config: TableConfig,
+    /// Open connections only, so the table (looked up for every packet) grows with open
+    /// connections: a closed one moved to `closed`, a few bytes instead of a few hundred.
     flows: HashMap<FlowKey, Conn<S>>,
-    /// Closed connections in close order, released after the linger period.
+    /// Connections that closed less than the linger period ago: key → connection id.
+    closed: HashMap<FlowKey, u64>,
+    /// The same, in close order, for expiry.
     lingering: VecDeque<(Timestamp, FlowKey, u64)>,
     budget: usize,
     next_id: u64,
@@ -184,6 +188,7 @@ impl<S> FlowTable<S> {
             budget: config.max_total_buffered,
             config,
             flows: HashMap::default(),
+            closed: HashMap::default(),
             lingering: VecDeque::new(),
             next_id: 0,
             open: 0,
@@ -193,11 +198,11 @@ impl<S> FlowTable<S> {
 
     /// Connections currently tracked (open or lingering).
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.flows.len() + self.closed.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.len() == 0
     }
 
     /// Bytes currently held for out-of-order segments, across all connections.
@@ -227,35 +232,34 @@ impl<S> FlowTable<S> {
         // Most segments belong to an open connection and are not a SYN: one lookup.
         if !pure_syn {
             if let Some(conn) = self.flows.get_mut(&key) {
-                if conn.state.is_some() {
-                    if feed(conn, ts, seg, self.config.stream, &mut self.budget, handler) {
-                        self.closed(key, ts, handler);
-                    }
-                    return;
+                if feed(conn, ts, seg, self.config.stream, &mut self.budget, handler) {
+                    self.closed(key, ts, handler);
                 }
+                return;
+            }
+        } else if let Some(conn) = self.flows.get(&key) {
+            // A SYN with another initial sequence number on an open flow: the old
+            // connection ended unseen and the port was reused.
+            let side = side_of(&conn.info, seg.src);
+            if conn.isn[side.index()].is_some_and(|isn| isn != seg.seq) {
+                let mut conn = self.flows.remove(&key).expect("present");
+                self.stats.reused_ports += 1;
+                conn.info.close = Some(Close {
+                    ts,
+                    kind: CloseKind::Reused,
+                    by: None,
+                });
+                self.finish_conn(&mut conn, handler);
             }
         }
 
-        if let Some(conn) = self.flows.get(&key) {
-            let side = side_of(&conn.info, seg.src);
-            let reused = pure_syn
-                && (conn.state.is_none()
-                    || conn.isn[side.index()].is_some_and(|isn| isn != seg.seq));
-            if reused {
-                let mut conn = self.flows.remove(&key).expect("present");
-                if conn.state.is_some() {
-                    self.stats.reused_ports += 1;
-                    conn.info.close = Some(Close {
-                        ts,
-                        kind: CloseKind::Reused,
-                        by: None,
-                    });
-                    self.finish_conn(&mut conn, handler);
-                }
-            } else if conn.state.is_none() {
+        if self.closed.contains_key(&key) {
+            if !pure_syn {
                 self.stats.after_close += 1;
                 return;
             }
+            // A new SYN on a recently closed flow: port reuse, a new connection.
+            self.closed.remove(&key);
         }
 
         if !self.flows.contains_key(&key) {
@@ -298,8 +302,8 @@ impl<S> FlowTable<S> {
         }
     }
 
-    /// Both FINs or a RST: hand the state back, keep the flow lingering (so late
-    /// segments are recognised as after-close), released by [`FlowTable::expire`].
+    /// Both FINs or a RST: hand the state back and remember the flow as closed (so late
+    /// segments are recognised as after-close) until [`FlowTable::expire`] forgets it.
     fn closed<H: ConnHandler<State = S>>(&mut self, key: FlowKey, ts: Timestamp, handler: &mut H) {
         let mut conn = self.flows.remove(&key).expect("present");
         if let Some(close) = conn.info.close.as_mut() {
@@ -308,17 +312,13 @@ impl<S> FlowTable<S> {
         let id = conn.info.id;
         self.finish_conn(&mut conn, handler);
         self.lingering.push_back((ts, key, id));
-        self.flows.insert(key, conn);
+        self.closed.insert(key, id);
     }
 
     /// End of input: every connection still open is handed back as open.
     pub fn finish<H: ConnHandler<State = S>>(&mut self, handler: &mut H) {
-        let mut keys: Vec<(u64, FlowKey)> = self
-            .flows
-            .iter()
-            .filter(|(_, c)| c.state.is_some())
-            .map(|(k, c)| (c.info.id, *k))
-            .collect();
+        let mut keys: Vec<(u64, FlowKey)> =
+            self.flows.iter().map(|(k, c)| (c.info.id, *k)).collect();
         keys.sort_unstable_by_key(|(id, _)| *id);
         for (_, key) in keys {
             let mut conn = self.flows.remove(&key).expect("present");
@@ -329,6 +329,7 @@ impl<S> FlowTable<S> {
             self.finish_conn(&mut conn, handler);
         }
         self.flows.clear();
+        self.closed.clear();
         self.lingering.clear();
     }
 
@@ -356,12 +357,8 @@ impl<S> FlowTable<S> {
             }
             self.lingering.pop_front();
             // The key may have been reused by a newer connection since.
-            if self
-                .flows
-                .get(&key)
-                .is_some_and(|c| c.info.id == id && c.state.is_none())
-            {
-                self.flows.remove(&key);
+            if self.closed.get(&key) == Some(&id) {
+                self.closed.remove(&key);
             }
         }
     }
