@@ -162,6 +162,11 @@ impl Analyzer {
         self.observer.finished.len()
     }
 
+    /// Ids of the closed connections held, oldest closed first.
+    pub fn closed_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.observer.finished.iter().map(|o| o.id)
+    }
+
     /// The oldest closed connections beyond the newest `keep`, to be released.
     pub fn closed_beyond(&self, keep: usize) -> std::collections::HashSet<u64> {
         let finished = &self.observer.finished;
@@ -176,6 +181,28 @@ impl Analyzer {
 
     /// Everything so far as an analysis (live refresh), leaving the analyzer running.
     pub fn snapshot_analysis(&self) -> Analysis {
+        self.analysis_of(self.snapshot())
+    }
+
+    /// [`Analyzer::snapshot_analysis`] for a fold, which would otherwise copy every
+    /// closed record it is about to drop: the closed records are moved out, the open
+    /// connections copied. Hand the closed records still wanted back with
+    /// [`Analyzer::restore_closed`]; until then the analyzer holds none.
+    pub fn take_for_fold(&mut self) -> Analysis {
+        let mut all = std::mem::take(&mut self.observer.finished);
+        self.table
+            .for_each_open(|info, state| all.push(Box::new(self.observer.peek(state, info))));
+        all.sort_by_cached_key(|o| o.id);
+        self.analysis_of(all)
+    }
+
+    /// Closed records taken by [`Analyzer::take_for_fold`] and kept, oldest closed first.
+    pub fn restore_closed(&mut self, kept: Vec<Box<Observations>>) {
+        debug_assert!(self.observer.finished.is_empty());
+        self.observer.finished = kept;
+    }
+
+    fn analysis_of(&self, connections: Vec<Box<Observations>>) -> Analysis {
         let mut warnings = self.warnings.clone();
         warnings.merge(self.observer.warnings.clone());
         let mut input = self.input.clone();
@@ -185,7 +212,7 @@ impl Analyzer {
         Analysis {
             input,
             warnings: warnings.into_list(),
-            connections: self.snapshot(),
+            connections,
             nodes: self.observer.nodes.clone(),
             in_flight: self.observer.in_flight.clone(),
             table: self.table.stats,

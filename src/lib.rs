@@ -23,6 +23,8 @@ pub mod tls;
 pub mod warnings;
 pub mod wire;
 
+use std::collections::HashMap;
+
 pub use analyzer::{analyze, analyze_with_hook, Analysis, Analyzer, AnalyzerConfig, Progress};
 
 /// Stages 6–8 over an analysis: classify, attribute, and assemble the report.
@@ -41,17 +43,26 @@ pub fn conclude_with_released(
     opts: attribute::Options,
     meta: report::Meta,
 ) -> report::Report {
+    let attribution = attribution_of(&mut analysis, released, opts);
+    analysis.input.released_connections = released.connections;
+    report::Report::new(analysis, attribution, meta)
+}
+
+/// Stages 6 and 7: classify the analysis's connections, moved (not cloned: the
+/// observations are the largest part of an analysis) into the attribution.
+fn attribution_of(
+    analysis: &mut analyzer::Analysis,
+    released: &attribute::Released,
+    opts: attribute::Options,
+) -> attribute::Attribution {
     let window = match (analysis.input.first_ts, analysis.input.last_ts) {
         (Some(start), Some(end)) => Some(classify::Window { start, end }),
         _ => None,
     };
     let verdicts = classify::classify(&analysis.connections, window);
-    // Moved, not cloned: the observations are the largest part of an analysis.
     let connections = std::mem::take(&mut analysis.connections);
     let peaks = analysis.in_flight.peaks();
-    let attribution = attribute::attribute(connections, verdicts, opts, &peaks, released);
-    analysis.input.released_connections = released.connections;
-    report::Report::new(analysis, attribution, meta)
+    attribute::attribute(connections, verdicts, opts, &peaks, released)
 }
 
 /// Read a capture file ("-" for stdin) and run the whole pipeline.
@@ -84,14 +95,26 @@ pub fn analyze_path_bounded(
         if analyzer.closed_held() < fold_at {
             return;
         }
-        let snapshot = analyzer.snapshot_analysis();
-        let report = conclude_with_released(
-            snapshot,
-            &released,
-            attribute::Options::default(),
-            report::Meta::default(),
-        );
-        live::release_closed(analyzer, &mut released, &report, keep_closed);
+        // Where each closed record stands in close order, to keep the newest ones.
+        let order: HashMap<u64, usize> = analyzer
+            .closed_ids()
+            .enumerate()
+            .map(|(i, id)| (id, i))
+            .collect();
+        let release = analyzer.closed_beyond(keep_closed);
+        let mut snapshot = analyzer.take_for_fold();
+        // Only the classes and clients are needed: no report is built.
+        let attribution = attribution_of(&mut snapshot, &released, attribute::Options::default());
+        released.fold(&attribution, &release);
+        let mut kept: Vec<(usize, Box<observe::Observations>)> = attribution
+            .connections
+            .into_iter()
+            .filter(|c| !release.contains(&c.obs.id))
+            .filter_map(|c| order.get(&c.obs.id).map(|&at| (at, c.obs)))
+            .collect();
+        kept.sort_unstable_by_key(|(at, _)| *at);
+        debug_assert_eq!(kept.len() + release.len(), order.len());
+        analyzer.restore_closed(kept.into_iter().map(|(_, obs)| obs).collect());
     };
     let analysis = analyzer::analyze_with_hook(&mut source, config, on_progress, &mut fold);
     Ok((analysis, released))
