@@ -197,15 +197,17 @@ pub fn to_html(report: &Report) -> String {
     }
 
     out.push_str("<h2>Connections</h2>\n<details><summary>All connections</summary>\n");
-    let mut rows = connection_rows(report, false);
-    if rows.len() > MAX_CONNECTION_ROWS {
+    let total = report.attribution.connections.len();
+    if total > MAX_CONNECTION_ROWS {
         let _ = writeln!(
             out,
-            "<p>The first {MAX_CONNECTION_ROWS} of {} connections; the JSON report has all of them.</p>",
-            rows.len()
+            "<p>The first {MAX_CONNECTION_ROWS} of {total} connections; the JSON report has all of them.</p>",
         );
-        rows.truncate(MAX_CONNECTION_ROWS);
     }
+    let rows: Vec<Vec<String>> = connection_rows(report, false)
+        .take(MAX_CONNECTION_ROWS)
+        .map(Vec::from)
+        .collect();
     out.push_str(&html_table("connections", &CONNECTION_HEADER, &rows));
     out.push_str("</details>\n");
 

@@ -1,6 +1,7 @@
 //! Markdown: paste-ready for a support ticket.
 
 use std::fmt::Write;
+use std::io;
 
 use super::text::{driver_label, duration, expected_label};
 use super::{
@@ -16,20 +17,40 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
+fn push_md_row(out: &mut String, cells: &[&str]) {
+    out.push_str("| ");
+    for (i, c) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push_str(" | ");
+        }
+        out.push_str(&c.replace('|', "\\|"));
+    }
+    out.push_str(" |\n");
+}
+
+fn push_md_header(out: &mut String, header: &[&str]) {
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+}
+
 pub(crate) fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let esc = |s: &str| s.replace('|', "\\|");
-    let mut out = format!("| {} |\n", header.join(" | "));
-    out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+    let mut out = String::new();
+    push_md_header(&mut out, header);
     for r in rows {
-        out.push_str(&format!(
-            "| {} |\n",
-            r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
-        ));
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        push_md_row(&mut out, &cells);
     }
     out
 }
 
 pub fn to_markdown(report: &Report) -> String {
+    let mut out = Vec::new();
+    write_markdown(report, &mut out).expect("writing to memory");
+    String::from_utf8(out).expect("the report is text")
+}
+
+/// The report as Markdown; the connection table is streamed row by row.
+pub fn write_markdown(report: &Report, sink: &mut dyn io::Write) -> io::Result<()> {
     let mut out = String::new();
     let input = &report.input;
     let conns = &report.attribution.connections;
@@ -155,10 +176,14 @@ pub fn to_markdown(report: &Report) -> String {
     }
 
     out.push_str("\n<details><summary>All connections</summary>\n\n");
-    out.push_str(&md_table(
-        &CONNECTION_HEADER,
-        &connection_rows(report, true),
-    ));
+    push_md_header(&mut out, &CONNECTION_HEADER);
+    sink.write_all(out.as_bytes())?;
+    for row in connection_rows(report, true) {
+        out.clear();
+        push_md_row(&mut out, &row.each_ref().map(String::as_str));
+        sink.write_all(out.as_bytes())?;
+    }
+    out.clear();
     out.push_str("\n</details>\n");
 
     if !report.warnings.is_empty() {
@@ -172,5 +197,5 @@ pub fn to_markdown(report: &Report) -> String {
         "\n---\n{} {} · `{}`",
         report.meta.tool, report.meta.version, report.meta.command_line
     );
-    out
+    sink.write_all(out.as_bytes())
 }

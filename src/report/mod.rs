@@ -28,9 +28,9 @@ use crate::warnings::Warning;
 
 pub use html::to_html;
 pub use json::{to_json, write_json};
-pub use markdown::to_markdown;
+pub use markdown::{to_markdown, write_markdown};
 pub use redact::Redactor;
-pub use text::{driver_label, to_text};
+pub use text::{driver_label, to_text, write_text};
 
 pub const SCHEMA: &str = "conn-attrib/1";
 
@@ -178,11 +178,14 @@ impl Report {
         }
     }
 
-    /// Write the report in `format` to `out` (JSON is streamed, never built in memory).
+    /// Write the report in `format` to `out`. JSON is streamed; text and Markdown stream
+    /// their connection tables (the bulk of a large report); HTML is built in memory.
     pub fn write(&self, format: Format, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         match format {
             Format::Json => write_json(self, out),
-            other => out.write_all(self.render(other).as_bytes()),
+            Format::Text => write_text(self, out),
+            Format::Markdown => write_markdown(self, out),
+            Format::Html => out.write_all(to_html(self).as_bytes()),
         }
     }
 }
@@ -266,27 +269,29 @@ pub(crate) fn node_rows(report: &Report) -> Vec<Vec<String>> {
 
 pub(crate) const CONNECTION_HEADER: [&str; 4] = ["client", "server", "class", "evidence"];
 
-/// One row per connection; `quote` wraps addresses as code (Markdown).
-pub(crate) fn connection_rows(report: &Report, quote: bool) -> Vec<Vec<String>> {
+/// Connection `i`'s row; `quote` wraps addresses as code (Markdown).
+pub(crate) fn connection_row(report: &Report, i: usize, quote: bool) -> [String; 4] {
     let q = |s: String| if quote { format!("`{s}`") } else { s };
-    report
-        .attribution
-        .connections
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let evidence = match report.cluster.origins.get(i).and_then(|o| o.as_deref()) {
-                Some(member) => format!("{}; opened by member {member}", c.verdict.evidence),
-                None => c.verdict.evidence.clone(),
-            };
-            vec![
-                q(report.endpoint(c.obs.client)),
-                q(report.endpoint(c.obs.server)),
-                c.verdict.class.name().to_string(),
-                evidence,
-            ]
-        })
-        .collect()
+    let c = &report.attribution.connections[i];
+    let evidence = match report.cluster.origins.get(i).and_then(|o| o.as_deref()) {
+        Some(member) => format!("{}; opened by member {member}", c.verdict.evidence),
+        None => c.verdict.evidence.clone(),
+    };
+    [
+        q(report.endpoint(c.obs.client)),
+        q(report.endpoint(c.obs.server)),
+        c.verdict.class.name().to_string(),
+        evidence,
+    ]
+}
+
+/// Every connection's row, made one at a time: printers stream them rather than hold a
+/// table as large as the report's connection list.
+pub(crate) fn connection_rows(
+    report: &Report,
+    quote: bool,
+) -> impl Iterator<Item = [String; 4]> + '_ {
+    (0..report.attribution.connections.len()).map(move |i| connection_row(report, i, quote))
 }
 
 /// The process, advice and projection lines under a client's verdict.

@@ -1,6 +1,7 @@
 //! The default, human report: what a support engineer reads in a terminal.
 
 use std::fmt::Write;
+use std::io;
 
 use super::{
     client_notes, cluster_lines, connection_rows, node_rows, tls_line, Report, CONNECTION_HEADER,
@@ -8,6 +9,21 @@ use super::{
 };
 use crate::attribute::Client;
 use crate::classify::Class;
+
+/// Append one line of left-aligned columns (the last one unpadded, trailing blanks cut).
+fn push_line(out: &mut String, widths: &[usize], cells: &[&str]) {
+    let start = out.len();
+    for (i, c) in cells.iter().enumerate() {
+        if i + 1 == cells.len() {
+            out.push_str(c);
+        } else {
+            let _ = write!(out, "{c:<w$}  ", w = widths[i]);
+        }
+    }
+    let kept = start + out[start..].trim_end().len();
+    out.truncate(kept);
+    out.push('\n');
+}
 
 /// Left-aligned columns sized to their widest cell.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -17,22 +33,33 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             widths[i] = widths[i].max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| -> String {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                let _ = write!(s, "{c:<w$}  ", w = widths[i]);
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(header.to_vec());
+    let mut out = String::new();
+    push_line(&mut out, &widths, header);
     for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        push_line(&mut out, &widths, &cells);
     }
     out
+}
+
+/// The connection table, streamed: one pass sizes the padded columns (addresses and
+/// class; the evidence, last, is not padded), a second writes row by row.
+fn write_connection_table(report: &Report, out: &mut dyn io::Write) -> io::Result<()> {
+    let mut widths = CONNECTION_HEADER.map(|h| h.chars().count());
+    for c in &report.attribution.connections {
+        widths[0] = widths[0].max(report.endpoint(c.obs.client).chars().count());
+        widths[1] = widths[1].max(report.endpoint(c.obs.server).chars().count());
+        widths[2] = widths[2].max(c.verdict.class.name().chars().count());
+    }
+    let mut line = String::new();
+    push_line(&mut line, &widths, &CONNECTION_HEADER);
+    out.write_all(line.as_bytes())?;
+    for row in connection_rows(report, false) {
+        line.clear();
+        push_line(&mut line, &widths, &row.each_ref().map(String::as_str));
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// The driver, or for a keyless TLS client (metadata encrypted) its TLS stack's JA4.
@@ -59,6 +86,12 @@ pub(crate) fn duration(report: &Report) -> f64 {
 }
 
 pub fn to_text(report: &Report) -> String {
+    let mut out = Vec::new();
+    write_text(report, &mut out).expect("writing to memory");
+    String::from_utf8(out).expect("the report is text")
+}
+
+pub fn write_text(report: &Report, sink: &mut dyn io::Write) -> io::Result<()> {
     let mut out = String::new();
     let input = &report.input;
     let conns = &report.attribution.connections;
@@ -174,7 +207,9 @@ pub fn to_text(report: &Report) -> String {
     }
 
     out.push_str("\nCONNECTIONS\n");
-    out.push_str(&table(&CONNECTION_HEADER, &connection_rows(report, false)));
+    sink.write_all(out.as_bytes())?;
+    write_connection_table(report, sink)?;
+    out.clear();
 
     if !report.warnings.is_empty() {
         out.push_str("\nWARNINGS\n");
@@ -192,5 +227,5 @@ pub fn to_text(report: &Report) -> String {
             "\n{unknown} connection(s) unknown: their evidence says what is missing."
         );
     }
-    out
+    sink.write_all(out.as_bytes())
 }
