@@ -77,7 +77,7 @@ struct Cli {
     /// connections are folded into their clients' counts (they still count in totals,
     /// modes and formulas, but are not listed one by one), so memory follows the
     /// connections open at once rather than the length of the capture.
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     keep_closed: usize,
 
     #[command(flatten)]
