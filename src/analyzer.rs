@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::capture::{CaptureError, LinkType, Packet, PacketSource};
 use crate::net::{self, SliceError, Sliced};
 use crate::observe::{ConnState, InFlight, NodeStats, Observations, Observer, ObserverConfig};
-use crate::tcp::{FlowTable, TableConfig, TableStats};
+use crate::tcp::{ConnInfo, FlowTable, TableConfig, TableStats};
 use crate::warnings::{Warning, Warnings};
 
 #[derive(Clone, Debug, Default)]
@@ -184,27 +184,32 @@ impl Analyzer {
         self.analysis_of(self.snapshot())
     }
 
-    /// [`Analyzer::snapshot_analysis`] for a fold, which would otherwise copy every
-    /// closed record it is about to drop: the closed records are moved out, the open
-    /// connections copied. Hand the closed records still wanted back with
-    /// [`Analyzer::restore_closed`]; until then the analyzer holds none.
-    pub fn take_for_fold(&mut self) -> Analysis {
-        let mut all = std::mem::take(&mut self.observer.finished);
-        self.table
-            .for_each_open(|info, state| all.push(Box::new(self.observer.peek(state, info))));
-        all.sort_by_cached_key(|o| o.id);
-        self.analysis_of(all)
+    /// For a fold: the closed records held, moved out (not copied), oldest closed first.
+    /// Hand back those still wanted with [`Analyzer::restore_closed`]; until then the
+    /// analyzer holds none.
+    pub fn take_closed(&mut self) -> Vec<Box<Observations>> {
+        std::mem::take(&mut self.observer.finished)
     }
 
-    /// Closed records taken by [`Analyzer::take_for_fold`] and kept, oldest closed first.
+    /// Copies of the open connections whose connection info `wanted` accepts.
+    pub fn peek_open(&self, wanted: impl Fn(&ConnInfo) -> bool) -> Vec<Box<Observations>> {
+        let mut open = Vec::new();
+        self.table.for_each_open(|info, state| {
+            if wanted(info) {
+                open.push(Box::new(self.observer.peek(state, info)));
+            }
+        });
+        open
+    }
+
+    /// Closed records taken by [`Analyzer::take_closed`] and kept, oldest closed first.
     pub fn restore_closed(&mut self, kept: Vec<Box<Observations>>) {
         debug_assert!(self.observer.finished.is_empty());
         self.observer.finished = kept;
     }
 
-    // Boxed records on purpose: a fold moves ~1 KB records as pointers (see `Analysis`).
-    #[allow(clippy::vec_box)]
-    fn analysis_of(&self, connections: Vec<Box<Observations>>) -> Analysis {
+    /// These connections, with everything else the analyzer knows so far, as an analysis.
+    pub fn analysis_of(&self, connections: Vec<Box<Observations>>) -> Analysis {
         let mut warnings = self.warnings.clone();
         warnings.merge(self.observer.warnings.clone());
         let mut input = self.input.clone();

@@ -23,7 +23,8 @@ pub mod tls;
 pub mod warnings;
 pub mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 
 pub use analyzer::{analyze, analyze_with_hook, Analysis, Analyzer, AnalyzerConfig, Progress};
 
@@ -95,25 +96,36 @@ pub fn analyze_path_bounded(
         if analyzer.closed_held() < fold_at {
             return;
         }
-        // Where each closed record stands in close order, to keep the newest ones.
-        let order: HashMap<u64, usize> = analyzer
-            .closed_ids()
+        let closed = analyzer.take_closed();
+        let excess = closed.len().saturating_sub(keep_closed);
+        let release: HashSet<u64> = closed[..excess].iter().map(|o| o.id).collect();
+        // A connection's class and client depend on its client's other connections,
+        // all from the same host (client keys and neighbourhoods start with the host):
+        // only those hosts' connections need concluding; the rest stay as they are.
+        let hosts: HashSet<IpAddr> = closed[..excess].iter().map(|o| o.client.ip()).collect();
+        let (involved, mut kept): (Vec<_>, Vec<_>) = closed
+            .into_iter()
             .enumerate()
-            .map(|(i, id)| (id, i))
-            .collect();
-        let release = analyzer.closed_beyond(keep_closed);
-        let mut snapshot = analyzer.take_for_fold();
+            .partition(|(_, o)| hosts.contains(&o.client.ip()));
+        let position: HashMap<u64, usize> = involved.iter().map(|(at, o)| (o.id, *at)).collect();
+        let mut conns: Vec<Box<observe::Observations>> =
+            involved.into_iter().map(|(_, o)| o).collect();
+        conns.extend(
+            analyzer.peek_open(|info| info.endpoints.iter().any(|e| hosts.contains(&e.ip()))),
+        );
+        conns.sort_by_cached_key(|o| o.id);
+        let mut snapshot = analyzer.analysis_of(conns);
         // Only the classes and clients are needed: no report is built.
         let attribution = attribution_of(&mut snapshot, &released, attribute::Options::default());
         released.fold(&attribution, &release);
-        let mut kept: Vec<(usize, Box<observe::Observations>)> = attribution
-            .connections
-            .into_iter()
-            .filter(|c| !release.contains(&c.obs.id))
-            .filter_map(|c| order.get(&c.obs.id).map(|&at| (at, c.obs)))
-            .collect();
+        kept.extend(
+            attribution
+                .connections
+                .into_iter()
+                .filter(|c| !release.contains(&c.obs.id))
+                .filter_map(|c| position.get(&c.obs.id).map(|&at| (at, c.obs))),
+        );
         kept.sort_unstable_by_key(|(at, _)| *at);
-        debug_assert_eq!(kept.len() + release.len(), order.len());
         analyzer.restore_closed(kept.into_iter().map(|(_, obs)| obs).collect());
     };
     let analysis = analyzer::analyze_with_hook(&mut source, config, on_progress, &mut fold);
