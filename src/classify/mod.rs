@@ -661,7 +661,7 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         let beside_streaming = hood.streaming_nodes.contains(&obs.server)
             || (!key.has_metadata()
                 && host_streaming
-                    .get(&obs.server.ip())
+                    .get(&host_only(i))
                     .is_some_and(|v| v.contains(&obs.server)));
         let ops = application_ops(obs);
         let checks = periodic_hellos(obs);

@@ -54,6 +54,27 @@ fn plain_hello_beside_streaming_monitor_is_rtt() {
 }
 
 #[test]
+fn plain_hello_opened_before_the_capture_beside_a_streaming_monitor_is_rtt() {
+    // The RTT monitor's handshake predates the capture, the streaming monitor's does not
+    // (it reconnected during it): the host's streaming monitor to the node still counts.
+    let conns = vec![
+        conn(1, "10.0.0.5:5000", N1)
+            .with_handshake("app", "PyMongo", "4.10.1")
+            .with_awaitable(2, true, 1),
+        conn(2, "10.0.0.5:5001", N1)
+            .without_syn()
+            .with_plain_hellos(3, 10.0),
+    ];
+    let v = classify(&boxed(&conns), None);
+    assert_eq!(v[1].class, Class::RttMonitor, "{}", v[1].evidence);
+    assert!(
+        v[1].evidence.contains("predates") || v[1].evidence.contains("before the capture"),
+        "{}",
+        v[1].evidence
+    );
+}
+
+#[test]
 fn plain_hello_without_streaming_peer_is_polling() {
     let conns = vec![
         // A streaming monitor to another node does not make this one an RTT monitor.
