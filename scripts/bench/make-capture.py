@@ -103,15 +103,23 @@ def main():
     p.add_argument("--spread", type=float, default=120.0, help="seconds over which copies start")
     p.add_argument("--repeat", type=int, default=1, help="rounds written one after another in time")
     a = p.parse_args()
-    packets = 0
     with open(a.out, "wb") as out:
         out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-        round_start = 0
-        for _ in range(a.repeat):
-            n, last = write_round(out, a, round_start)
-            packets += n
-            # The next round starts a minute after this one's last packet.
-            round_start = last + 60_000_000
+        packets, last = write_round(out, a, 0)
+    # Later rounds are the first one shifted in time (each starts a minute after the
+    # previous one's last packet): copied record by record instead of merged again.
+    first_round_end = os.path.getsize(a.out)
+    per_round = packets
+    for r in range(1, a.repeat):
+        shift = r * (last + 60_000_000)
+        with open(a.out, "rb") as src, open(a.out, "ab") as out:
+            src.seek(24)
+            while src.tell() < first_round_end:
+                sec, frac, caplen, origlen = struct.unpack("<IIII", src.read(16))
+                us = sec * 1_000_000 + frac + shift
+                out.write(struct.pack("<IIII", us // 1_000_000, us % 1_000_000, caplen, origlen))
+                out.write(src.read(caplen))
+        packets += per_round
     print("%s: %d packets, %.1f MB, %d round(s)" % (a.out, packets, os.path.getsize(a.out) / 1e6, a.repeat))
 
 
