@@ -85,7 +85,7 @@ pub fn wire(data: &[u8]) {
     if data.first().is_some_and(|b| b & 1 == 1) {
         framer.hunt();
     }
-    let mut scratch = Vec::new();
+    let mut scratch = crate::wire::Scratch::default();
     let mut rest = data;
     let mut i = 0usize;
     while !rest.is_empty() {

@@ -9,6 +9,7 @@
 
 pub mod cluster;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
@@ -181,7 +182,7 @@ pub type InFlightPeaks = HashMap<InFlightKey, u32>;
 /// open connections plus a fixed number of recent closed ones, however long it runs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Released {
-    clients: BTreeMap<ClientKey, ReleasedTally>,
+    clients: BTreeMap<ClientKey<'static>, ReleasedTally>,
     /// Connections folded in so far.
     pub connections: u64,
 }
@@ -210,17 +211,18 @@ impl Released {
             let key = match clients.get(c.client_id.as_str()) {
                 Some(client) => ClientKey {
                     host: c.obs.client.ip(),
-                    app_name: client.app_name.clone(),
-                    driver_name: client.driver.as_ref().map(|d| d.name.clone()),
+                    app_name: client.app_name.as_deref().map(Cow::Borrowed),
+                    driver_name: client.driver.as_ref().map(|d| Cow::Borrowed(&*d.name)),
                     driver_version: client
                         .driver
                         .as_ref()
-                        .map(|d| d.version.clone())
+                        .map(|d| Cow::Borrowed(&*d.version))
                         .filter(|v| !v.is_empty()),
-                    tls_fingerprint: client.tls_fingerprint.clone(),
+                    tls_fingerprint: client.tls_fingerprint.as_deref().map(Cow::Borrowed),
                 },
                 None => ClientKey::of(&c.obs),
             };
+            let key = key.into_owned();
             let tally = self.clients.entry(key).or_default();
             tally.counts.add(c.verdict.class);
             tally.nodes.insert(c.obs.server);
@@ -240,56 +242,62 @@ pub fn attribute(
     in_flight: &InFlightPeaks,
     released: &Released,
 ) -> Attribution {
+    // Keys borrow the connections' names: grouping copies no string, and a client's id
+    // is formatted once and copied to its connections.
     // Connections without handshake metadata join their host's only client when there is
     // exactly one; otherwise they stay a client of their own ("host||").
-    let keys: Vec<ClientKey> = conns.iter().map(|o| ClientKey::of(o)).collect();
-    let mut named_per_host: HashMap<IpAddr, BTreeSet<ClientKey>> = HashMap::new();
-    for k in keys
+    let own: Vec<ClientKey> = conns.iter().map(|o| ClientKey::of(o)).collect();
+    let mut named_per_host: HashMap<IpAddr, BTreeSet<&ClientKey>> = HashMap::new();
+    for k in own
         .iter()
         .chain(released.clients.keys())
         .filter(|k| k.has_metadata())
     {
-        named_per_host.entry(k.host).or_default().insert(k.clone());
+        named_per_host.entry(k.host).or_default().insert(k);
     }
-    let keys: Vec<ClientKey> = keys
-        .into_iter()
-        .map(|k| {
-            if k.has_metadata() {
-                return k;
-            }
-            match named_per_host.get(&k.host) {
-                Some(set) if set.len() == 1 => set.iter().next().expect("one").clone(),
-                _ => k,
-            }
-        })
-        .collect();
+    let keys = own.iter().map(|k| {
+        if k.has_metadata() {
+            return k;
+        }
+        match named_per_host.get(&k.host) {
+            Some(set) if set.len() == 1 => set.first().expect("one"),
+            _ => k,
+        }
+    });
 
-    let mut groups: BTreeMap<ClientKey, Vec<usize>> = BTreeMap::new();
-    for (i, k) in keys.iter().enumerate() {
-        groups.entry(k.clone()).or_default().push(i);
+    // Each client's connections still held, and its released tally.
+    type Members<'r> = (Vec<usize>, Option<&'r ReleasedTally>);
+    let mut groups: BTreeMap<&ClientKey, Members> = BTreeMap::new();
+    for (i, k) in keys.enumerate() {
+        groups.entry(k).or_default().0.push(i);
     }
-    for k in released.clients.keys() {
-        groups.entry(k.clone()).or_default();
+    for (k, tally) in &released.clients {
+        groups.entry(k).or_default().1 = Some(tally);
     }
+    let mut client_ids = vec![String::new(); conns.len()];
     let clients: Vec<Client> = groups
         .iter()
-        .map(|(key, members)| {
+        .map(|(key, (members, released))| {
             let group = Group {
                 key,
                 members,
-                released: released.clients.get(key),
+                released: *released,
             };
-            client_of(group, &conns, &verdicts, opts, in_flight)
+            let client = client_of(group, &conns, &verdicts, opts, in_flight);
+            for &i in members {
+                client_ids[i].clone_from(&client.id);
+            }
+            client
         })
         .collect();
     let connections = conns
         .into_iter()
         .zip(verdicts)
-        .zip(keys)
-        .map(|((obs, verdict), key)| Attributed {
+        .zip(client_ids)
+        .map(|((obs, verdict), client_id)| Attributed {
             obs,
             verdict,
-            client_id: key.id(),
+            client_id,
         })
         .collect();
     Attribution {
@@ -317,7 +325,7 @@ fn peak_overlap(intervals: impl Iterator<Item = (f64, Option<f64>)>) -> u64 {
 
 /// One client's connections: those still held (indices) and those already released.
 struct Group<'a> {
-    key: &'a ClientKey,
+    key: &'a ClientKey<'a>,
     members: &'a [usize],
     released: Option<&'a ReleasedTally>,
 }
@@ -519,7 +527,7 @@ fn client_of(
                 && *peak > allowed
             {
                 let peak_busy = in_flight
-                    .get(&(key.host, key.app_name.clone(), *node))
+                    .get(&(key.host, key.app_name.as_deref().map(str::to_string), *node))
                     .copied();
                 let busy = peak_busy
                     .map(|n| {
@@ -657,15 +665,19 @@ fn client_of(
     });
 
     let driver = key.driver_name.as_ref().map(|n| Driver {
-        name: n.clone(),
-        version: key.driver_version.clone().unwrap_or_default(),
+        name: n.to_string(),
+        version: key
+            .driver_version
+            .as_deref()
+            .unwrap_or_default()
+            .to_string(),
     });
     Client {
         id: key.id(),
         host: key.host.to_string(),
-        app_name: key.app_name.clone(),
+        app_name: key.app_name.as_deref().map(str::to_string),
         driver,
-        tls_fingerprint: key.tls_fingerprint.clone(),
+        tls_fingerprint: key.tls_fingerprint.as_deref().map(str::to_string),
         mode,
         mongo_clients,
         nodes: nodes.iter().map(|n| n.to_string()).collect(),

@@ -262,13 +262,13 @@ fn facts(shape: &Shape, kind: Kind) -> String {
     }
 }
 
-/// The client a keyless connection belongs to: source host + JA4.
-type Group = (IpAddr, Option<String>);
+/// The client a keyless connection belongs to: source host + JA4 (borrowed).
+type Group<'a> = (IpAddr, Option<&'a str>);
 
-fn group_of(obs: &Observations) -> Group {
+fn group_of(obs: &Observations) -> Group<'_> {
     (
         obs.client.ip(),
-        obs.tls_session.as_ref().and_then(|t| t.ja4.clone()),
+        obs.tls_session.as_ref().and_then(|t| t.ja4.as_deref()),
     )
 }
 

@@ -450,8 +450,8 @@ impl Default for ObserverConfig {
 /// Stage 5 as a [`ConnHandler`]: the flow table feeds it, it fills `finished`.
 pub struct Observer {
     config: ObserverConfig,
-    /// Decompression scratch, reused by every message.
-    scratch: Vec<u8>,
+    /// Decompression scratch (buffer and decompressors), reused by every message.
+    scratch: wire::Scratch,
     pub finished: Vec<Box<Observations>>,
     pub nodes: NodeStats,
     pub in_flight: InFlight,
@@ -502,7 +502,7 @@ impl Observer {
             plain: Plaintext::default(),
             tls_decrypted: 0,
             config,
-            scratch: Vec::new(),
+            scratch: wire::Scratch::default(),
             finished: Vec::new(),
             nodes: NodeStats::default(),
             in_flight: InFlight::default(),
@@ -1162,7 +1162,7 @@ impl Observer {
         side: Side,
         ts: Timestamp,
         event: FrameEvent<'_>,
-        scratch: &mut Vec<u8>,
+        scratch: &mut wire::Scratch,
         max_len: u32,
     ) {
         let i = side.index();

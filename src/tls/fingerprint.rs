@@ -97,6 +97,10 @@ impl HelloParts {
     }
 
     /// The JA4 fingerprint, e.g. `t13i1811h1_85036bcba153_2b3a3e8a4a3f`.
+    ///
+    /// Written straight into one string, and the hashed lists' text (4 lowercase hex
+    /// digits per value, comma-separated) streamed into the hasher without being built:
+    /// once per TLS connection, the per-value `format!` was 5% of a keyless capture's run.
     pub fn ja4(&self) -> String {
         let version = self
             .supported_versions
@@ -117,11 +121,6 @@ impl HelloParts {
         } else {
             'i'
         };
-        let alpn = match self.first_alpn.as_deref() {
-            Some([first, .., last]) => alpn_chars(*first, *last),
-            Some([only]) => alpn_chars(*only, *only),
-            _ => "00".to_string(),
-        };
         let mut ciphers = self.ciphers.clone();
         ciphers.sort_unstable();
         let mut exts: Vec<u16> = self
@@ -131,46 +130,86 @@ impl HelloParts {
             .filter(|e| *e != EXT_SNI && *e != EXT_ALPN)
             .collect();
         exts.sort_unstable();
-        let mut ext_text = hex_list(&exts);
-        if !self.signature_algorithms.is_empty() {
-            ext_text.push('_');
-            ext_text.push_str(&hex_list(&self.signature_algorithms));
+
+        let mut ja4 = String::with_capacity(36);
+        ja4.push('t');
+        ja4.push_str(version);
+        ja4.push(sni);
+        push_two_digits(&mut ja4, self.ciphers.len());
+        push_two_digits(&mut ja4, self.extensions.len());
+        match self.first_alpn.as_deref() {
+            Some([first, .., last]) => push_alpn_chars(&mut ja4, *first, *last),
+            Some([only]) => push_alpn_chars(&mut ja4, *only, *only),
+            _ => ja4.push_str("00"),
         }
-        format!(
-            "t{version}{sni}{:02}{:02}{alpn}_{}_{}",
-            self.ciphers.len().min(99),
-            self.extensions.len().min(99),
-            truncated_hash(&hex_list(&ciphers)),
-            truncated_hash(&ext_text)
-        )
+        ja4.push('_');
+        push_truncated_hash(&mut ja4, &[&ciphers]);
+        ja4.push('_');
+        // The extension list, then `_` and the signature algorithms when there are any.
+        push_truncated_hash(&mut ja4, &[&exts, &self.signature_algorithms]);
+        ja4
     }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A count as two decimal digits, at most 99.
+fn push_two_digits(out: &mut String, n: usize) {
+    let n = n.min(99) as u8;
+    out.push(char::from(b'0' + n / 10));
+    out.push(char::from(b'0' + n % 10));
 }
 
 /// JA4 takes the ALPN value's first and last characters; when either is not alphanumeric,
 /// the first and last characters of the value's hex instead.
-fn alpn_chars(first: u8, last: u8) -> String {
+fn push_alpn_chars(out: &mut String, first: u8, last: u8) {
     if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() {
-        format!("{}{}", first as char, last as char)
+        out.push(char::from(first));
+        out.push(char::from(last));
     } else {
-        format!("{:x}{:x}", first >> 4, last & 0xf)
+        out.push(char::from(HEX[usize::from(first >> 4)]));
+        out.push(char::from(HEX[usize::from(last & 0xf)]));
     }
 }
 
-fn hex_list(values: &[u16]) -> String {
-    values
-        .iter()
-        .map(|v| format!("{v:04x}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The first 12 hex digits of SHA-256; JA4 writes twelve zeros for an empty list.
-fn truncated_hash(text: &str) -> String {
-    if text.is_empty() {
-        return "000000000000".into();
+/// The first 12 hex digits of SHA-256 over JA4's text of `lists`: each list's values as 4
+/// lowercase hex digits joined by `,`, the non-empty lists after the first joined by `_`
+/// (`0005,000a_0403` for `[[0x5, 0xa], [0x403]]`). JA4 writes twelve zeros when that text
+/// is empty.
+fn push_truncated_hash(out: &mut String, lists: &[&[u16]]) {
+    let mut hasher = Sha256::new();
+    let mut empty = true;
+    for (n, list) in lists.iter().enumerate() {
+        if n > 0 && !list.is_empty() {
+            hasher.update(b"_");
+            empty = false;
+        }
+        // Up to 64 values' text at a time: one hasher call per chunk, not per value.
+        for (c, chunk) in list.chunks(64).enumerate() {
+            let mut text = [0u8; 64 * 5];
+            let mut len = 0;
+            for (i, v) in chunk.iter().enumerate() {
+                if c > 0 || i > 0 {
+                    text[len] = b',';
+                    len += 1;
+                }
+                for shift in [12, 8, 4, 0] {
+                    text[len] = HEX[usize::from(v >> shift & 0xf)];
+                    len += 1;
+                }
+            }
+            hasher.update(&text[..len]);
+            empty = false;
+        }
     }
-    let digest = Sha256::digest(text.as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    if empty {
+        out.push_str("000000000000");
+        return;
+    }
+    for b in &hasher.finalize()[..6] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +244,43 @@ mod tests {
             ..parts
         };
         assert!(bare.ja4().ends_with("_6d807ffa2a79"), "{}", bare.ja4());
+    }
+
+    /// The hashed text streamed in chunks hashes as the text built whole: lists longer than
+    /// a chunk, and signature algorithms without any other extension.
+    #[test]
+    fn streamed_list_hashes_match_the_joined_text() {
+        fn joined(values: &[u16]) -> String {
+            let hex: Vec<String> = values.iter().map(|v| format!("{v:04x}")).collect();
+            hex.join(",")
+        }
+        fn hash_of(text: &str) -> String {
+            let digest = Sha256::digest(text.as_bytes());
+            digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+        }
+        let long: Vec<u16> = (0..200u16).map(|i| i.wrapping_mul(0x1f3d)).collect();
+        for (first, second) in [
+            (&long[..], &long[..3]),
+            (&long[..64], &[][..]),
+            (&long[..65], &long[..130]),
+            (&[][..], &[0x0403, 0x0804][..]),
+        ] {
+            let mut text = joined(first);
+            if !second.is_empty() {
+                text.push('_');
+                text.push_str(&joined(second));
+            }
+            let mut got = String::new();
+            push_truncated_hash(&mut got, &[first, second]);
+            assert_eq!(got, hash_of(&text), "{text}");
+        }
+        let mut none = String::new();
+        push_truncated_hash(&mut none, &[&[], &[]]);
+        assert_eq!(none, "000000000000");
+        // An ALPN value with a non-alphanumeric end: hex digits of its first and last byte.
+        let mut alpn = String::new();
+        push_alpn_chars(&mut alpn, 0xab, 0x2f);
+        assert_eq!(alpn, "af");
     }
 
     /// An extension block as a ClientHello carries it.

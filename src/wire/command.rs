@@ -311,7 +311,7 @@ mod tests {
             "$db": "admin",
         };
         let bytes = op_msg(5, 0, 1 << 16, &doc);
-        let mut scratch = Vec::new();
+        let mut scratch = crate::wire::Scratch::default();
         let m = parse_message(&bytes, &mut scratch, 48_000_000).unwrap();
         let h = hello_request(&m).unwrap();
         assert!(h.is_awaitable());
@@ -339,7 +339,7 @@ mod tests {
             "speculativeAuthenticate": { "saslStart": 1i32 },
         };
         let bytes = op_query(1, "admin.$cmd", &doc);
-        let mut scratch = Vec::new();
+        let mut scratch = crate::wire::Scratch::default();
         let m = parse_message(&bytes, &mut scratch, 48_000_000).unwrap();
         let h = hello_request(&m).unwrap();
         assert_eq!(h.command, "isMaster");
@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn cluster_requests_as_servers_send_them() {
-        let mut scratch = Vec::new();
+        let mut scratch = crate::wire::Scratch::default();
         let mut read = |doc: bson::RawDocumentBuf| {
             let bytes = op_msg(7, 0, 0, &doc);
             let m = parse_message(&bytes, &mut scratch, 48_000_000).unwrap();
@@ -421,7 +421,7 @@ mod tests {
             "ok": 1.0,
         };
         let bytes = op_msg(9, 5, 0, &doc);
-        let mut scratch = Vec::new();
+        let mut scratch = crate::wire::Scratch::default();
         let m = parse_message(&bytes, &mut scratch, 48_000_000).unwrap();
         let r = hello_reply(&m).unwrap();
         assert_eq!(r.is_writable_primary, Some(true));

@@ -5,7 +5,7 @@ use bson::rawdoc;
 const MAX: u32 = 48_000_000;
 
 fn parse(bytes: &[u8]) -> Result<(Header, Option<Compressor>, String), WireError> {
-    let mut scratch = Vec::new();
+    let mut scratch = Scratch::default();
     let m = parse_message(bytes, &mut scratch, MAX)?;
     Ok((
         m.header,
@@ -35,7 +35,7 @@ fn op_msg_kind0_kind1_and_checksum() {
     m.extend_from_slice(ident);
     m.extend_from_slice(seq_doc.as_bytes());
     m.extend([0xde, 0xad, 0xbe, 0xef]);
-    let mut scratch = Vec::new();
+    let mut scratch = Scratch::default();
     let msg = parse_message(&m, &mut scratch, MAX).unwrap();
     assert!(msg.is_request() && !msg.is_reply());
     assert_eq!(msg.command_name(), Some("insert"));
@@ -67,7 +67,7 @@ fn op_query_with_query_wrapper() {
         "admin.$cmd",
         &rawdoc! { "$query": { "isMaster": 1i32 }, "$readPreference": { "mode": "primary" } },
     );
-    let mut scratch = Vec::new();
+    let mut scratch = Scratch::default();
     let msg = parse_message(&m, &mut scratch, MAX).unwrap();
     assert_eq!(msg.command_name(), Some("isMaster"));
     assert_eq!(msg.database(), Some("admin"));
@@ -81,7 +81,7 @@ fn op_query_with_query_wrapper() {
 #[test]
 fn op_reply_and_op_command() {
     let m = op_reply(9, 3, &rawdoc! { "ok": 1.0 });
-    let mut scratch = Vec::new();
+    let mut scratch = Scratch::default();
     let msg = parse_message(&m, &mut scratch, MAX).unwrap();
     assert!(msg.is_reply());
     assert_eq!(msg.header.response_to, 3);
@@ -146,10 +146,10 @@ fn op_compressed_claiming_two_gigabytes_is_refused_before_allocating() {
     let inner = op_msg(1, 0, 0, &rawdoc! { "ping": 1i32 });
     let mut m = op_compressed(&inner, 1, b"xxxx");
     m[20..24].copy_from_slice(&2_000_000_000i32.to_le_bytes());
-    let mut scratch = Vec::new();
+    let mut scratch = Scratch::default();
     let err = parse_message(&m, &mut scratch, MAX).unwrap_err();
     assert!(matches!(err, WireError::TooLarge { .. }), "{err}");
-    assert_eq!(scratch.capacity(), 0);
+    assert_eq!(scratch.out.capacity(), 0);
     // Lying about the size is caught after decompression.
     let mut m = op_compressed(&inner, 0, &inner[16..]);
     m[20..24].copy_from_slice(&100i32.to_le_bytes());
@@ -196,9 +196,112 @@ fn prefix_of_oversized_messages_names_the_command() {
 #[test]
 fn exhaust_reply_is_a_reply() {
     let m = op_msg(40, 39, 2, &rawdoc! { "isWritablePrimary": true, "ok": 1.0 });
-    let mut scratch = Vec::new();
+    let mut scratch = Scratch::default();
     let msg = parse_message(&m, &mut scratch, MAX).unwrap();
     assert!(msg.is_reply());
     assert!(matches!(msg.body, Body::Msg { flags, .. } if flags.more_to_come()));
     assert_eq!(msg.command_name(), None);
+}
+
+/// What `decompress` did with a new decoder per message, before the decoders were reused:
+/// the reference the reused ones must match, result and bytes.
+fn decompress_fresh(
+    compressor: Compressor,
+    input: &[u8],
+    size: usize,
+) -> (Result<(), WireError>, Vec<u8>) {
+    use std::io::Read;
+    let fail = |reason: String| WireError::Decompress { compressor, reason };
+    let mut out = Vec::new();
+    let read = match compressor {
+        Compressor::Zlib => flate2::read::ZlibDecoder::new(input)
+            .take(size as u64 + 1)
+            .read_to_end(&mut out),
+        Compressor::Zstd => zstd::stream::read::Decoder::new(input)
+            .unwrap()
+            .take(size as u64 + 1)
+            .read_to_end(&mut out),
+        _ => unreachable!(),
+    };
+    let result = match read {
+        Err(e) => Err(fail(e.to_string())),
+        Ok(_) if out.len() != size => Err(fail(format!(
+            "{} bytes after decompression, uncompressedSize says {size}",
+            out.len()
+        ))),
+        Ok(_) => Ok(()),
+    };
+    (result, out)
+}
+
+/// Reused zlib and zstd decoders give what a new decoder per message gave: whole, cut,
+/// damaged (at random places) and padded streams, sizes claimed too small (a bomb) or too large, streams
+/// longer than the 32 KB read buffer, and every message after a failed one.
+#[test]
+fn reused_decoders_match_a_new_decoder_per_message() {
+    use std::io::Write;
+    let small: Vec<u8> = (0..3000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+    // Poorly compressible, so that the compressed stream is longer than 32 KB.
+    let mut x = 0x2545_f491u32;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    let large: Vec<u8> = (0..120_000).map(|_| (next() % 7) as u8).collect();
+    let mut scratch = Scratch::default();
+    for plain in [&small, &large] {
+        let zlib = {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(plain).unwrap();
+            e.finish().unwrap()
+        };
+        let zstd = zstd::bulk::compress(plain, 3).unwrap();
+        for (compressor, stream) in [(Compressor::Zlib, zlib), (Compressor::Zstd, zstd)] {
+            let n = stream.len();
+            let mut damaged = stream.clone();
+            damaged[n / 2] ^= 0x5a;
+            let mut padded = stream.clone();
+            padded.extend_from_slice(b"trailing bytes");
+            let mut cases = vec![
+                (stream.clone(), plain.len()),
+                (stream.clone(), plain.len() - 1),
+                (stream.clone(), plain.len() / 3),
+                (stream.clone(), plain.len() + 10),
+                (damaged, plain.len()),
+                (padded, plain.len()),
+                (Vec::new(), plain.len()),
+                (vec![0x78], plain.len()),
+            ];
+            for cut in [2, 7, n / 2, n - 4, n - 1] {
+                cases.push((stream[..cut].to_vec(), plain.len()));
+            }
+            // Damage anywhere: a byte changed, then the stream cut after it or not.
+            for _ in 0..40 {
+                let mut bad = stream.clone();
+                let at = next() as usize % n;
+                bad[at] ^= 1 << (next() % 8);
+                if next() % 2 == 0 {
+                    bad.truncate(at + 1 + next() as usize % (n - at));
+                }
+                cases.push((bad, plain.len()));
+            }
+            for (input, size) in cases {
+                let (want, want_out) = decompress_fresh(compressor, &input, size);
+                let got = decompress(compressor, &input, size, &mut scratch);
+                assert_eq!(
+                    got,
+                    want,
+                    "{compressor:?}, {} input bytes, size {size}",
+                    input.len()
+                );
+                // After an error the buffer is not read: only whole messages are compared
+                // (a damaged zstd frame without a checksum still decodes, to other bytes).
+                if want.is_ok() {
+                    assert!(scratch.out == want_out, "{compressor:?}, size {size}");
+                }
+            }
+        }
+    }
 }
