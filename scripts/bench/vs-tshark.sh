@@ -26,6 +26,8 @@ run() { # name, command...
   echo "$secs $kb" > "$tmp/$name.res"
 }
 echo "capture: $cap, $((bytes / 1000000)) MB, $packets packets"
+# Read the file once so that the first tool timed does not pay for a cold page cache.
+cat "$cap" > /dev/null
 run "conn-attrib (text report)" ./target/release/conn-attrib "$cap" -o /dev/null
 run "conn-attrib (JSON report)" ./target/release/conn-attrib "$cap" -f json -o /dev/null
 run "tshark -q -z conv,tcp" tshark -r "$cap" -q -z conv,tcp
