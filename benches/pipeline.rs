@@ -1,7 +1,7 @@
 //! Criterion benchmarks, one per pipeline stage (capture read, slicing, reassembly,
 //! framing, classification + attribution) and end to end, over real captures.
 //! Run `cargo bench --bench pipeline`; the side-by-side comparison with tshark on a large
-//! generated capture is `scripts/bench-vs-tshark.sh`.
+//! generated capture is `scripts/bench/vs-tshark.sh`.
 
 use std::hint::black_box;
 use std::io::Cursor;
