@@ -208,8 +208,17 @@ impl Analyzer {
         self.observer.finished = kept;
     }
 
-    /// These connections, with everything else the analyzer knows so far, as an analysis.
-    pub fn analysis_of(&self, connections: Vec<Box<Observations>>) -> Analysis {
+    /// The time the capture covers so far, for classification (`None` before a packet).
+    pub fn window(&self) -> Option<crate::classify::Window> {
+        match (self.input.first_ts, self.input.last_ts) {
+            (Some(start), Some(end)) => Some(crate::classify::Window { start, end }),
+            _ => None,
+        }
+    }
+
+    // Boxed records on purpose: a snapshot moves ~1 KB records as pointers.
+    #[allow(clippy::vec_box)]
+    fn analysis_of(&self, connections: Vec<Box<Observations>>) -> Analysis {
         let mut warnings = self.warnings.clone();
         warnings.merge(self.observer.warnings.clone());
         let mut input = self.input.clone();

@@ -114,16 +114,14 @@ pub fn analyze_path_bounded(
             analyzer.peek_open(|info| info.endpoints.iter().any(|e| hosts.contains(&e.ip()))),
         );
         conns.sort_by_cached_key(|o| o.id);
-        let mut snapshot = analyzer.analysis_of(conns);
-        // Only the classes and clients are needed: no report is built.
-        let attribution = attribution_of(&mut snapshot, &released, attribute::Options::default());
-        released.fold(&attribution, &release);
+        // Only classes and client keys are needed: no attribution or report is built.
+        let verdicts = classify::classify(&conns, analyzer.window());
+        released.fold_classified(&conns, &verdicts, &release);
         kept.extend(
-            attribution
-                .connections
+            conns
                 .into_iter()
-                .filter(|c| !release.contains(&c.obs.id))
-                .filter_map(|c| position.get(&c.obs.id).map(|&at| (at, c.obs))),
+                .filter(|o| !release.contains(&o.id))
+                .filter_map(|o| position.get(&o.id).map(|&at| (at, o))),
         );
         kept.sort_unstable_by_key(|(at, _)| *at);
         analyzer.restore_closed(kept.into_iter().map(|(_, obs)| obs).collect());

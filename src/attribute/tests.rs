@@ -251,3 +251,39 @@ fn growth_names_the_peak_of_operations_in_flight() {
         c.verdict
     );
 }
+
+#[test]
+fn folding_classified_connections_matches_folding_an_attribution() {
+    // Two named clients on one host, plus a handshake-less connection on a host with a
+    // single named client (it joins that client), plus one on a host of its own.
+    let mut id = 0;
+    let mut conns = streaming_client("10.0.0.5", 50000, 2, &mut id);
+    conns.extend(streaming_client("10.0.0.6", 51000, 1, &mut id));
+    conns.push(
+        conn(900, "10.0.0.6:52000", NODES[0])
+            .without_syn()
+            .with_auth(),
+    );
+    conns.push(conn(901, "10.0.0.7:53000", NODES[1]).without_syn());
+    let boxed_conns = boxed(&conns);
+    let verdicts = classify(&boxed_conns, None);
+    let ids: std::collections::HashSet<u64> = conns
+        .iter()
+        .map(|o| o.id)
+        .filter(|id| id % 3 == 0 || *id >= 900)
+        .collect();
+
+    let mut light = Released::default();
+    light.fold_classified(&boxed_conns, &verdicts, &ids);
+    let attribution = attribute(
+        boxed(&conns),
+        verdicts,
+        Options::default(),
+        &Default::default(),
+        &Default::default(),
+    );
+    let mut full = Released::default();
+    full.fold(&attribution, &ids);
+    assert_eq!(light.connections, ids.len() as u64);
+    assert_eq!(light, full);
+}
