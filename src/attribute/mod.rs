@@ -587,6 +587,19 @@ fn client_of(
                 });
             }
         }
+        // libmongoc's minPoolSize (deprecated since 1.9) only caps the idle clients its
+        // pool keeps; nothing is opened ahead of time (CDRIVER-2389, CDRIVER-4663).
+        if matches!(mode, Mode::Streaming | Mode::Polling)
+            && min_pool > 0
+            && key
+                .driver_name
+                .as_deref()
+                .is_some_and(crate::classify::is_libmongoc_based)
+        {
+            deviations.push(format!(
+                "a libmongoc-based pool does not open minPoolSize connections ahead of time: its minPoolSize {min_pool} only caps the idle connections it keeps, so its pool follows concurrent use"
+            ));
+        }
         let pool_total = counts.pool;
         let pool_peak_sum: u64 = pool_peaks.values().sum();
         if pool_total > pool_peak_sum {

@@ -287,3 +287,53 @@ fn folding_classified_connections_matches_folding_an_attribution() {
     assert_eq!(light.connections, ids.len() as u64);
     assert_eq!(light, full);
 }
+
+#[test]
+fn libmongoc_pool_below_a_given_min_pool_size_is_explained() {
+    // A pooled libmongoc client with streaming monitors and one pool connection per node,
+    // checked against minPoolSize 5: libmongoc never pre-opens them.
+    let mut conns = Vec::new();
+    let mut id = 0;
+    for node in NODES {
+        for _ in 0..3 {
+            id += 1;
+            conns.push(
+                conn(id, &format!("10.0.0.8:{}", 40000 + id), node).with_handshake(
+                    "inventory",
+                    "mongoc",
+                    "1.30.4",
+                ),
+            );
+        }
+        let n = conns.len();
+        conns[n - 3] = conns[n - 3].clone().with_awaitable(3, true, 3);
+        conns[n - 2] = conns[n - 2].clone().with_plain_hellos(3, 10.0);
+        conns[n - 1] = conns[n - 1].clone().with_auth();
+    }
+    let a = run(
+        conns,
+        Options {
+            min_pool_size: Some(5),
+            ..Options::default()
+        },
+    );
+    let c = &a.clients[0];
+    assert_eq!(c.mode, Mode::Streaming);
+    assert!(c.verdict.starts_with("below"), "{}", c.verdict);
+    assert!(c.verdict.contains("libmongoc-based pool"), "{}", c.verdict);
+
+    // The same numbers from PyMongo (which does pre-open minPoolSize) get no such excuse.
+    let mut id = 0;
+    let a = run(
+        streaming_client("10.0.0.5", 50000, 1, &mut id),
+        Options {
+            min_pool_size: Some(5),
+            ..Options::default()
+        },
+    );
+    assert!(
+        !a.clients[0].verdict.contains("libmongoc"),
+        "{}",
+        a.clients[0].verdict
+    );
+}

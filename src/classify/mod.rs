@@ -899,9 +899,13 @@ fn polling_reason(obs: &Observations) -> String {
 /// libmongoc-based drivers are the ones with a single-threaded mode (C, PHP, and those
 /// wrapping libmongoc). Used only when the capture itself cannot tell.
 fn looks_single_threaded_driver(key: &ClientKey) -> bool {
-    key.driver_name
-        .as_deref()
-        .is_some_and(|n| n.contains("mongoc") || n.contains("PHP") || n.contains("php"))
+    key.driver_name.as_deref().is_some_and(is_libmongoc_based)
+}
+
+/// The handshake's driver name says libmongoc: the C driver ("mongoc") and the drivers
+/// built on it, which append their own name ("mongoc / ext-mongodb:PHP", C++ "mongocxx").
+pub fn is_libmongoc_based(driver_name: &str) -> bool {
+    driver_name.contains("mongoc") || driver_name.contains("PHP") || driver_name.contains("php")
 }
 
 /// Most operation-carrying connections this client had open at once to any one node.
