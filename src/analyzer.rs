@@ -53,6 +53,16 @@ pub struct InputSummary {
     pub complete: bool,
 }
 
+impl InputSummary {
+    /// The time the capture covers, for classification (`None` before a packet).
+    pub fn window(&self) -> Option<crate::classify::Window> {
+        match (self.first_ts, self.last_ts) {
+            (Some(start), Some(end)) => Some(crate::classify::Window { start, end }),
+            _ => None,
+        }
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -162,11 +172,6 @@ impl Analyzer {
         self.observer.finished.len()
     }
 
-    /// Ids of the closed connections held, oldest closed first.
-    pub fn closed_ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.observer.finished.iter().map(|o| o.id)
-    }
-
     /// The oldest closed connections beyond the newest `keep`, to be released.
     pub fn closed_beyond(&self, keep: usize) -> std::collections::HashSet<u64> {
         let finished = &self.observer.finished;
@@ -208,12 +213,9 @@ impl Analyzer {
         self.observer.finished = kept;
     }
 
-    /// The time the capture covers so far, for classification (`None` before a packet).
+    /// The time the capture covers so far (see [`InputSummary::window`]).
     pub fn window(&self) -> Option<crate::classify::Window> {
-        match (self.input.first_ts, self.input.last_ts) {
-            (Some(start), Some(end)) => Some(crate::classify::Window { start, end }),
-            _ => None,
-        }
+        self.input.window()
     }
 
     // Boxed records on purpose: a snapshot moves ~1 KB records as pointers.

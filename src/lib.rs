@@ -56,11 +56,7 @@ fn attribution_of(
     released: &attribute::Released,
     opts: attribute::Options,
 ) -> attribute::Attribution {
-    let window = match (analysis.input.first_ts, analysis.input.last_ts) {
-        (Some(start), Some(end)) => Some(classify::Window { start, end }),
-        _ => None,
-    };
-    let verdicts = classify::classify(&analysis.connections, window);
+    let verdicts = classify::classify(&analysis.connections, analysis.input.window());
     let connections = std::mem::take(&mut analysis.connections);
     let peaks = analysis.in_flight.peaks();
     attribute::attribute(connections, verdicts, opts, &peaks, released)
