@@ -139,8 +139,8 @@ struct Conn<S> {
     /// The initial sequence number each side sent in its SYN, for port-reuse detection.
     isn: [Option<u32>; 2],
     fin: [bool; 2],
-    /// Taken when the connection closes and its state goes back to the handler.
-    state: Option<S>,
+    /// The handler's own state, handed back when the connection leaves the table.
+    state: S,
 }
 
 /// Key of a flow regardless of direction: both endpoints as (IPv6-mapped address, port),
@@ -213,9 +213,7 @@ impl<S> FlowTable<S> {
     /// Visit the state of every open connection (live snapshots).
     pub fn for_each_open<F: FnMut(&ConnInfo, &S)>(&self, mut f: F) {
         for conn in self.flows.values() {
-            if let Some(state) = &conn.state {
-                f(&conn.info, state);
-            }
+            f(&conn.info, &conn.state);
         }
     }
 
@@ -249,7 +247,7 @@ impl<S> FlowTable<S> {
                     kind: CloseKind::Reused,
                     by: None,
                 });
-                self.finish_conn(&mut conn, handler);
+                self.finish_conn(conn, handler);
             }
         }
 
@@ -291,7 +289,7 @@ impl<S> FlowTable<S> {
                     halves: [HalfStream::default(), HalfStream::default()],
                     isn: [None, None],
                     fin: [false, false],
-                    state: Some(state),
+                    state,
                 },
             );
         }
@@ -310,7 +308,7 @@ impl<S> FlowTable<S> {
             close.ts = ts;
         }
         let id = conn.info.id;
-        self.finish_conn(&mut conn, handler);
+        self.finish_conn(conn, handler);
         self.lingering.push_back((ts, key, id));
         self.closed.insert(key, id);
     }
@@ -326,28 +324,30 @@ impl<S> FlowTable<S> {
             if conn.info.close.is_some_and(|c| c.kind == CloseKind::Fin) {
                 conn.info.close = None;
             }
-            self.finish_conn(&mut conn, handler);
+            self.finish_conn(conn, handler);
         }
         self.flows.clear();
         self.closed.clear();
         self.lingering.clear();
     }
 
-    fn finish_conn<H: ConnHandler<State = S>>(&mut self, conn: &mut Conn<S>, handler: &mut H) {
-        let Some(mut state) = conn.state.take() else {
-            return;
-        };
-        let info = conn.info;
+    fn finish_conn<H: ConnHandler<State = S>>(&mut self, conn: Conn<S>, handler: &mut H) {
+        let Conn {
+            info,
+            mut halves,
+            mut state,
+            ..
+        } = conn;
         let ts = info.last_seen;
         for side in [Side::A, Side::B] {
             let budget = &mut self.budget;
-            conn.halves[side.index()].flush(budget, |event| {
+            halves[side.index()].flush(budget, |event| {
                 handler.stream(&mut state, &info, side, ts, event)
             });
-            conn.halves[side.index()].release(&mut self.budget);
+            halves[side.index()].release(&mut self.budget);
         }
         self.open -= 1;
-        handler.close(state, &info, [conn.halves[0].stats, conn.halves[1].stats]);
+        handler.close(state, &info, [halves[0].stats, halves[1].stats]);
     }
 
     fn expire(&mut self, now: Timestamp) {
@@ -384,7 +384,7 @@ fn feed<S, H: ConnHandler<State = S>>(
     conn.info.last_seen = ts;
     let side = side_of(&conn.info, seg.src);
     let i = side.index();
-    let state = conn.state.as_mut().expect("open connection");
+    let state = &mut conn.state;
 
     if seg.flags.syn {
         conn.isn[i].get_or_insert(seg.seq);
