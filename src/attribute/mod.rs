@@ -9,7 +9,6 @@
 
 pub mod cluster;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
@@ -204,56 +203,46 @@ impl Released {
         verdicts: &[Verdict],
         ids: &std::collections::HashSet<u64>,
     ) {
-        let own: Vec<ClientKey> = conns.iter().map(|o| ClientKey::of(o)).collect();
-        let folded: Vec<(ClientKey<'static>, usize)> = resolve_keys(&own, self)
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| ids.contains(&conns[*i].id))
-            .map(|(i, key)| (key.clone().into_owned(), i))
-            .collect();
-        for (key, i) in folded {
-            self.tally(key, &conns[i], verdicts[i].class);
-        }
-    }
-
-    fn tally(&mut self, key: ClientKey<'static>, obs: &Observations, class: Class) {
-        let tally = self.clients.entry(key).or_default();
-        tally.counts.add(class);
-        tally.nodes.insert(obs.server);
-        if !obs.syn_seen {
-            tally.opened_before_capture += 1;
-        }
-        self.connections += 1;
+        let classified = conns
+            .iter()
+            .map(|o| &**o)
+            .zip(verdicts.iter().map(|v| v.class));
+        self.fold_each(classified.collect(), ids);
     }
 
     /// Fold the connections of `attribution` whose ids are in `ids`, with the class and
     /// client the attribution gave them.
     pub fn fold(&mut self, attribution: &Attribution, ids: &std::collections::HashSet<u64>) {
-        let clients: HashMap<&str, &Client> = attribution
-            .clients
-            .iter()
-            .map(|c| (c.id.as_str(), c))
-            .collect();
-        for c in attribution
+        let classified = attribution
             .connections
             .iter()
-            .filter(|c| ids.contains(&c.obs.id))
-        {
-            let key = match clients.get(c.client_id.as_str()) {
-                Some(client) => ClientKey {
-                    host: c.obs.client.ip(),
-                    app_name: client.app_name.as_deref().map(Cow::Borrowed),
-                    driver_name: client.driver.as_ref().map(|d| Cow::Borrowed(&*d.name)),
-                    driver_version: client
-                        .driver
-                        .as_ref()
-                        .map(|d| Cow::Borrowed(&*d.version))
-                        .filter(|v| !v.is_empty()),
-                    tls_fingerprint: client.tls_fingerprint.as_deref().map(Cow::Borrowed),
-                },
-                None => ClientKey::of(&c.obs),
-            };
-            self.tally(key.into_owned(), &c.obs, c.verdict.class);
+            .map(|c| (&*c.obs, c.verdict.class));
+        self.fold_each(classified.collect(), ids);
+    }
+
+    /// Tally the connections in `ids` under the client key [`attribute`] gives them
+    /// ([`resolve_keys`] over the same connections and the same released clients).
+    fn fold_each(
+        &mut self,
+        conns: Vec<(&Observations, Class)>,
+        ids: &std::collections::HashSet<u64>,
+    ) {
+        let own: Vec<ClientKey> = conns.iter().map(|(o, _)| ClientKey::of(o)).collect();
+        let folded: Vec<(ClientKey<'static>, usize)> = resolve_keys(&own, self)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| ids.contains(&conns[*i].0.id))
+            .map(|(i, key)| (key.clone().into_owned(), i))
+            .collect();
+        for (key, i) in folded {
+            let (obs, class) = conns[i];
+            let tally = self.clients.entry(key).or_default();
+            tally.counts.add(class);
+            tally.nodes.insert(obs.server);
+            if !obs.syn_seen {
+                tally.opened_before_capture += 1;
+            }
+            self.connections += 1;
         }
     }
 }
