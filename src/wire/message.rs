@@ -331,11 +331,16 @@ fn inflate(
 ) -> Result<(), &'static str> {
     use flate2::{FlushDecompress, Status};
     const CHUNK: usize = 32 * 1024;
-    out.resize(cap, 0);
     let (mut pos, mut chunk_end, mut len) = (0, 0, 0);
     let result = loop {
         if pos == chunk_end {
             chunk_end = input.len().min(pos + CHUNK);
+        }
+        // The output space grows as it fills (doubling, up to `cap`) rather than being
+        // zeroed whole up front: `cap` is the message's claimed size, up to tens of MB
+        // for a garbage header whose stream inflates to a few bytes.
+        if len == out.len() && len < cap {
+            out.resize(len.saturating_mul(2).max(CHUNK).min(cap), 0);
         }
         let chunk = &input[pos..chunk_end];
         let eof = chunk.is_empty();
