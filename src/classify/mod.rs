@@ -25,6 +25,8 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -609,9 +611,16 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         conns: Vec<usize>,
         load_balanced: bool,
     }
+    // Settled once after the first pass: looked up per connection in the second, where
+    // recomputing them made a host with thousands of connections quadratic.
+    struct Settled {
+        /// Sorted and deduplicated, for binary search.
+        streaming_nodes: Vec<std::net::SocketAddr>,
+        heartbeat: Option<f64>,
+    }
     // Each connection's neighbourhood, looked up once: an index into `hoods`.
     let mut hoods: Vec<Hood> = Vec::new();
-    let mut hood_index: HashMap<ClientKey, usize> = HashMap::new();
+    let mut hood_index: FxHashMap<ClientKey, usize> = FxHashMap::default();
     let hood_of: Vec<usize> = keys
         .iter()
         .map(|k| {
@@ -627,10 +636,10 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
             })
         })
         .collect();
-    let mut host_streaming: HashMap<IpAddr, Vec<std::net::SocketAddr>> = HashMap::new();
+    let mut host_streaming: FxHashMap<IpAddr, Vec<std::net::SocketAddr>> = FxHashMap::default();
     // Heartbeat cadence shown by any monitor of a host: the yardstick for connections of
     // that host whose own client is unknown (no handshake seen).
-    let mut host_heartbeat: HashMap<IpAddr, Vec<f64>> = HashMap::new();
+    let mut host_heartbeat: FxHashMap<IpAddr, Vec<f64>> = FxHashMap::default();
     for (i, obs) in conns.iter().enumerate() {
         let hood = &mut hoods[hood_of[i]];
         hood.conns.push(i);
@@ -670,6 +679,21 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
     // single-threaded client when its own traffic says so (checks mixed with operations)
     // or it is a libmongoc-based driver holding one connection per node: every pooled
     // driver monitors every node (SDAM), only single-threaded libmongoc/PHP clients do not.
+    let settled: Vec<Settled> = hoods
+        .iter()
+        .map(|hood| Settled {
+            streaming_nodes: sorted_unique(&hood.streaming_nodes),
+            heartbeat: median(&hood.heartbeat),
+        })
+        .collect();
+    let host_streaming: FxHashMap<IpAddr, Vec<std::net::SocketAddr>> = host_streaming
+        .into_iter()
+        .map(|(host, nodes)| (host, sorted_unique(&nodes)))
+        .collect();
+    let host_heartbeat: FxHashMap<IpAddr, f64> = host_heartbeat
+        .into_iter()
+        .filter_map(|(host, beats)| Some((host, median(&beats)?)))
+        .collect();
     let mut single = vec![false; hoods.len()];
     for (key, &h) in &hood_index {
         let hood = &hoods[h];
@@ -688,11 +712,12 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         }
         let obs = &conns[i];
         let hood = &hoods[hood_of[i]];
-        let beside_streaming = hood.streaming_nodes.contains(&obs.server)
+        let settled = &settled[hood_of[i]];
+        let beside_streaming = settled.streaming_nodes.binary_search(&obs.server).is_ok()
             || (!keys[i].has_metadata()
                 && host_streaming
                     .get(&host_only(i))
-                    .is_some_and(|v| v.contains(&obs.server)));
+                    .is_some_and(|v| v.binary_search(&obs.server).is_ok()));
         let ops = application_ops(obs);
         let checks = periodic_hellos(obs);
         let no_handshake = if obs.handshake.is_none() {
@@ -772,7 +797,7 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
                 .unwrap_or(obs.last_seen)
                 .max(obs.last_seen);
             let lived = until - obs.handshake_ts.unwrap_or(obs.first_seen);
-            let heartbeat = median(&hood.heartbeat).unwrap_or(DEFAULT_HEARTBEAT_SECS);
+            let heartbeat = settled.heartbeat.unwrap_or(DEFAULT_HEARTBEAT_SECS);
             if hood.authenticated_pool > 0 {
                 let class = if beside_streaming {
                     Class::RttMonitor
@@ -807,8 +832,9 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         } else if let Some(v) = silent_through_window(
             obs,
             window,
-            median(&hood.heartbeat)
-                .or_else(|| host_heartbeat.get(&host_only(i)).and_then(|h| median(h))),
+            settled
+                .heartbeat
+                .or_else(|| host_heartbeat.get(&host_only(i)).copied()),
         ) {
             v
         } else if obs.messages() == 0 {
@@ -939,6 +965,13 @@ fn max_concurrent_per_node(
         })
         .max()
         .unwrap_or(0)
+}
+
+fn sorted_unique<T: Ord + Copy>(values: &[T]) -> Vec<T> {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 fn median(values: &[f64]) -> Option<f64> {

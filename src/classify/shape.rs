@@ -333,16 +333,21 @@ pub(super) fn classify_keyless(
         }
     }
 
+    // What each group says, worked out once: per connection it made a big group quadratic.
+    let settled: HashMap<Group, Settled> = hoods
+        .iter()
+        .map(|(group, hood)| (*group, Settled::of(hood, conns)))
+        .collect();
     for &(i, shape, kind) in &shapes {
         let obs = &conns[i];
-        let hood = &hoods[&group_of(obs)];
-        let heartbeat = super::median(&hood.heartbeats);
+        let group = group_of(obs);
+        let (hood, settled) = (&hoods[&group], &settled[&group]);
         let v = decide(
             obs,
             shape,
             kind,
-            hood_view(hood, obs, conns),
-            heartbeat,
+            settled.view(hood, obs),
+            settled.heartbeat,
             end_of(obs),
         );
         let why = super::not_decrypted_reason(obs);
@@ -355,44 +360,63 @@ pub(super) fn classify_keyless(
         });
     }
 
-    /// What the group says about one of its connections.
-    fn hood_view(hood: &Hood, obs: &Observations, conns: &[Box<Observations>]) -> HoodView {
-        let same_cadence = |m: f64| {
-            hood.periodic
+    /// A group's figures that do not depend on which of its connections asks.
+    struct Settled {
+        /// Sorted and deduplicated, for binary search.
+        streaming: Vec<SocketAddr>,
+        heartbeat: Option<f64>,
+        one_per_node: bool,
+        nodes: usize,
+        watched: f64,
+    }
+
+    impl Settled {
+        fn of(hood: &Hood, conns: &[Box<Observations>]) -> Settled {
+            let mut streaming = hood.streaming.clone();
+            streaming.sort_unstable();
+            streaming.dedup();
+            let mut nodes: Vec<SocketAddr> =
+                hood.members.iter().map(|&j| conns[j].server).collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            let start = hood
+                .members
                 .iter()
-                .filter(|(node, other)| *node != obs.server && (other - m).abs() <= 0.25 * m)
-                .count()
-                > 0
-        };
-        HoodView {
-            streams_to_node: hood.streaming.contains(&obs.server),
-            monitors: hood.monitors,
-            same_cadence_elsewhere: obs
-                .shape
-                .as_deref()
-                .and_then(|s| cadence(&s.client))
-                .is_some_and(same_cadence),
-            one_per_node: one_per_node(&hood.members, conns),
-            nodes: {
-                let mut n: Vec<SocketAddr> =
-                    hood.members.iter().map(|&j| conns[j].server).collect();
-                n.sort();
-                n.dedup();
-                n.len()
-            },
-            watched: {
-                let start = hood
-                    .members
+                .map(|&j| conns[j].first_seen)
+                .fold(f64::INFINITY, f64::min);
+            let end = hood
+                .members
+                .iter()
+                .map(|&j| conns[j].last_seen)
+                .fold(0.0, f64::max);
+            Settled {
+                streaming,
+                heartbeat: super::median(&hood.heartbeats),
+                one_per_node: one_per_node(&hood.members, conns),
+                nodes: nodes.len(),
+                watched: (end - start).max(0.0),
+            }
+        }
+
+        /// What the group says about one of its connections.
+        fn view(&self, hood: &Hood, obs: &Observations) -> HoodView {
+            let same_cadence = |m: f64| {
+                hood.periodic
                     .iter()
-                    .map(|&j| conns[j].first_seen)
-                    .fold(f64::INFINITY, f64::min);
-                let end = hood
-                    .members
-                    .iter()
-                    .map(|&j| conns[j].last_seen)
-                    .fold(0.0, f64::max);
-                (end - start).max(0.0)
-            },
+                    .any(|(node, other)| *node != obs.server && (other - m).abs() <= 0.25 * m)
+            };
+            HoodView {
+                streams_to_node: self.streaming.binary_search(&obs.server).is_ok(),
+                monitors: hood.monitors,
+                same_cadence_elsewhere: obs
+                    .shape
+                    .as_deref()
+                    .and_then(|s| cadence(&s.client))
+                    .is_some_and(same_cadence),
+                one_per_node: self.one_per_node,
+                nodes: self.nodes,
+                watched: self.watched,
+            }
         }
     }
 }
