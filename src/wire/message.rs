@@ -7,6 +7,7 @@
 //! decompression scratch buffer): nothing is deserialised until a caller asks for a field.
 
 use bson::RawDocument;
+use miniz_oxide::inflate::core::DecompressorOxide;
 
 use super::error::WireError;
 use super::header::{Header, OpCode, HEADER_LEN};
@@ -200,7 +201,7 @@ impl<'a> Cursor<'a> {
 #[derive(Default)]
 pub struct Scratch {
     out: Vec<u8>,
-    zlib: Option<flate2::Decompress>,
+    zlib: Option<Box<DecompressorOxide>>,
     zstd: Option<zstd::zstd_safe::DCtx<'static>>,
 }
 
@@ -289,11 +290,8 @@ fn decompress(
                 .map_err(|e| fail(e.to_string()))?;
         }
         Compressor::Zlib => {
-            let inflater = scratch
-                .zlib
-                .get_or_insert_with(|| flate2::Decompress::new(true));
-            inflater.reset(true);
-            inflate(inflater, input, size + 1, out).map_err(|e| fail(e.into()))?;
+            let decompressor = scratch.zlib.get_or_insert_with(Box::default);
+            inflate(decompressor, input, size + 1, out).map_err(|e| fail(e.into()))?;
         }
         Compressor::Zstd => {
             let context = scratch
@@ -318,50 +316,55 @@ fn decompress(
 }
 
 /// Inflate the zlib stream `input` into `out`, at most `cap` bytes: what
-/// `flate2::read::ZlibDecoder::new(input).take(cap).read_to_end(out)` does, errors
-/// included, on a reused inflater. Like that reader the input goes in 32 KB at a time
-/// (its buffer), finished (flushed) only once all of it is consumed; running out of it
-/// before the stream's end with nothing more coming out is an incomplete stream, and any
-/// error of the inflater a corrupt one.
+/// `flate2::read::ZlibDecoder::new(input).take(cap).read_to_end(out)` does, on a reused
+/// decompressor: the same bytes, and the same errors (a stream that ends early is
+/// incomplete; any other failure, a wrong checksum included, corrupt) except that a stream
+/// damaged inside may fail at another point, so with another of those reasons.
+///
+/// miniz_oxide's core inflater rather than flate2's stream: given the whole output as one
+/// buffer, it reads back-references from the output itself, where the stream keeps a
+/// 32 KB window that it zeroes on every reset: a 32 KB memset per message, which flushed
+/// the L1 cache each time. The output grows as it fills (doubling, up to `cap`) rather
+/// than being zeroed whole up front: `cap` is the message's claimed size, up to tens of MB
+/// for a garbage header whose stream inflates to a few bytes.
 fn inflate(
-    inflater: &mut flate2::Decompress,
+    decompressor: &mut DecompressorOxide,
     input: &[u8],
     cap: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), &'static str> {
-    use flate2::{FlushDecompress, Status};
-    const CHUNK: usize = 32 * 1024;
-    let (mut pos, mut chunk_end, mut len) = (0, 0, 0);
+    use miniz_oxide::inflate::core::{decompress, inflate_flags::*};
+    use miniz_oxide::inflate::TINFLStatus;
+    const FIRST: usize = 4 * 1024;
+    const FLAGS: u32 = TINFL_FLAG_PARSE_ZLIB_HEADER
+        | TINFL_FLAG_COMPUTE_ADLER32
+        | TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+    decompressor.init();
+    out.clear();
+    out.resize(FIRST.min(cap), 0);
+    let (mut pos, mut len) = (0, 0);
     let result = loop {
-        if pos == chunk_end {
-            chunk_end = input.len().min(pos + CHUNK);
-        }
-        // The output space grows as it fills (doubling, up to `cap`) rather than being
-        // zeroed whole up front: `cap` is the message's claimed size, up to tens of MB
-        // for a garbage header whose stream inflates to a few bytes.
-        if len == out.len() && len < cap {
-            out.resize(len.saturating_mul(2).max(CHUNK).min(cap), 0);
-        }
-        let chunk = &input[pos..chunk_end];
-        let eof = chunk.is_empty();
-        let flush = if eof {
-            FlushDecompress::Finish
+        // As the stream does: "more input may follow" until all of it was taken, then one
+        // call that says it is finished. (Told up front, the inflater reads past the end
+        // as zero bits, and a cut stream fails as corrupt instead of incomplete.)
+        let more = if pos < input.len() {
+            TINFL_FLAG_HAS_MORE_INPUT
         } else {
-            FlushDecompress::None
+            0
         };
-        let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
-        let status = inflater.decompress(chunk, &mut out[len..], flush);
-        let read = (inflater.total_out() - before_out) as usize;
-        pos += (inflater.total_in() - before_in) as usize;
-        len += read;
+        let (status, read, written) =
+            decompress(decompressor, &input[pos..], out, len, FLAGS | more);
+        pos += read;
+        len += written;
         match status {
-            Err(_) => break Err("corrupt deflate stream"),
-            Ok(Status::StreamEnd) => break Ok(()),
-            Ok(Status::Ok | Status::BufError) if len == cap => break Ok(()),
-            Ok(Status::Ok | Status::BufError) if read == 0 && eof => {
+            TINFLStatus::Done => break Ok(()),
+            TINFLStatus::HasMoreOutput if len >= cap => break Ok(()),
+            TINFLStatus::HasMoreOutput => out.resize(len.saturating_mul(2).min(cap), 0),
+            TINFLStatus::NeedsMoreInput if more != 0 => {}
+            TINFLStatus::FailedCannotMakeProgress | TINFLStatus::NeedsMoreInput => {
                 break Err("incomplete deflate stream")
             }
-            Ok(Status::Ok | Status::BufError) => {}
+            _ => break Err("corrupt deflate stream"),
         }
     };
     out.truncate(len);
