@@ -148,6 +148,75 @@ impl FileSource {
         }
     }
 
+    /// The packet record at the start of the unread buffer, with its length, when it
+    /// is of the common kind (a legacy pcap record, or a pcapng Enhanced Packet Block
+    /// without options) and wholly in the buffer. Everything else is left to pcap-parser.
+    ///
+    /// Why by hand: the crate's general block parser (options list, nom plumbing, the
+    /// reader's bookkeeping) cost ~600 instructions a packet, a sixth of the whole
+    /// pipeline's; these records are a few fixed fields. It accepts only what the crate
+    /// accepts too, so results and errors do not change.
+    fn plain_record(&self) -> Option<(usize, Record)> {
+        let rest = self.reader.data();
+        let u32_at = |offset: usize| -> Option<u32> {
+            let bytes: [u8; 4] = rest.get(offset..offset + 4)?.try_into().ok()?;
+            Some(if self.big_endian {
+                u32::from_be_bytes(bytes)
+            } else {
+                u32::from_le_bytes(bytes)
+            })
+        };
+        let (len, iface, ts, caplen, orig_len, start) = match self.legacy {
+            Some(iface) if self.record_header == 16 => {
+                let caplen = u32_at(8)?;
+                let len = 16usize.checked_add(caplen as usize)?;
+                let frac = u32_at(4)? as u64;
+                let ts = Timestamp::from_parts(
+                    u32_at(0)? as i64,
+                    scale_to_nanos(frac, iface.units_per_sec),
+                );
+                (len, iface, ts, caplen, u32_at(12)?, 16)
+            }
+            Some(_) => return None,
+            None => {
+                // An Enhanced Packet Block (type 6): type, length, interface, timestamp
+                // high and low, captured and original length, data padded to 32 bits,
+                // the length again.
+                if u32_at(0)? != 6 {
+                    return None;
+                }
+                let len = u32_at(4)? as usize;
+                let caplen = u32_at(20)?;
+                let padded = (caplen as usize).checked_add(3)? & !3;
+                if len != EPB_DATA.checked_add(padded)?.checked_add(4)?
+                    || u32_at(len - 4)? as usize != len
+                {
+                    return None;
+                }
+                let iface = *self.interfaces.get(u32_at(8)? as usize)?;
+                let raw = ((u32_at(12)? as u64) << 32) | u32_at(16)? as u64;
+                let ts = Timestamp::from_parts(
+                    (raw / iface.units_per_sec) as i64 + iface.offset_secs,
+                    scale_to_nanos(raw % iface.units_per_sec, iface.units_per_sec),
+                );
+                (len, iface, ts, caplen, u32_at(24)?, EPB_DATA)
+            }
+        };
+        if rest.len() < len {
+            return None;
+        }
+        let data = start..start + caplen as usize;
+        Some((
+            len,
+            Record {
+                ts,
+                link: iface.link,
+                orig_len,
+                data,
+            },
+        ))
+    }
+
     /// Advance to the next packet record, leaving its bytes in the read buffer.
     fn next_record(&mut self) -> Result<Option<Record>, CaptureError> {
         if self.finished {
@@ -160,7 +229,7 @@ impl FileSource {
             self.reader.consume_noshift(self.pending_consume);
             self.pending_consume = 0;
         }
-        if let Some((len, record)) = self.plain_record_at(0) {
+        if let Some((len, record)) = self.plain_record() {
             self.pending_consume = len;
             self.stats.packets += 1;
             self.stats.bytes += len as u64;
@@ -368,77 +437,6 @@ impl PacketSource for FileSource {
 
     fn take_notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notes)
-    }
-}
-
-impl FileSource {
-    /// The packet record starting `at` bytes into the read buffer, with its length, when it
-    /// is of the common kind (a legacy pcap record, or a pcapng Enhanced Packet Block
-    /// without options) and wholly in the buffer. Everything else is left to pcap-parser.
-    ///
-    /// Why by hand: the crate's general block parser (options list, nom plumbing, the
-    /// reader's bookkeeping) cost ~600 instructions a packet, a sixth of the whole
-    /// pipeline's; these records are a few fixed fields. It accepts only what the crate
-    /// accepts too, so results and errors do not change.
-    fn plain_record_at(&self, at: usize) -> Option<(usize, Record)> {
-        let rest = self.reader.data().get(at..)?;
-        let u32_at = |offset: usize| -> Option<u32> {
-            let bytes: [u8; 4] = rest.get(offset..offset + 4)?.try_into().ok()?;
-            Some(if self.big_endian {
-                u32::from_be_bytes(bytes)
-            } else {
-                u32::from_le_bytes(bytes)
-            })
-        };
-        let (len, iface, ts, caplen, orig_len, start) = match self.legacy {
-            Some(iface) if self.record_header == 16 => {
-                let caplen = u32_at(8)?;
-                let len = 16usize.checked_add(caplen as usize)?;
-                let frac = u32_at(4)? as u64;
-                let ts = Timestamp::from_parts(
-                    u32_at(0)? as i64,
-                    scale_to_nanos(frac, iface.units_per_sec),
-                );
-                (len, iface, ts, caplen, u32_at(12)?, 16)
-            }
-            Some(_) => return None,
-            None => {
-                // An Enhanced Packet Block (type 6): type, length, interface, timestamp
-                // high and low, captured and original length, data padded to 32 bits,
-                // the length again.
-                if u32_at(0)? != 6 {
-                    return None;
-                }
-                let len = u32_at(4)? as usize;
-                let caplen = u32_at(20)?;
-                let padded = (caplen as usize).checked_add(3)? & !3;
-                if len != EPB_DATA.checked_add(padded)?.checked_add(4)?
-                    || u32_at(len - 4)? as usize != len
-                {
-                    return None;
-                }
-                let iface = *self.interfaces.get(u32_at(8)? as usize)?;
-                let raw = ((u32_at(12)? as u64) << 32) | u32_at(16)? as u64;
-                let ts = Timestamp::from_parts(
-                    (raw / iface.units_per_sec) as i64 + iface.offset_secs,
-                    scale_to_nanos(raw % iface.units_per_sec, iface.units_per_sec),
-                );
-                (len, iface, ts, caplen, u32_at(24)?, EPB_DATA)
-            }
-        };
-        if rest.len() < len {
-            return None;
-        }
-        let data = at + start..at + start + caplen as usize;
-        Some((
-            len,
-            Record {
-                ts,
-                link: iface.link,
-                orig_len,
-                data,
-            },
-        ))
     }
 }
 
