@@ -25,10 +25,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-
-use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::observe::Observations;
@@ -675,10 +674,6 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         }
     }
 
-    // A client with no monitoring connection at all, that is not load balanced, is a
-    // single-threaded client when its own traffic says so (checks mixed with operations)
-    // or it is a libmongoc-based driver holding one connection per node: every pooled
-    // driver monitors every node (SDAM), only single-threaded libmongoc/PHP clients do not.
     let settled: Vec<Settled> = hoods
         .iter()
         .map(|hood| Settled {
@@ -694,6 +689,11 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         .into_iter()
         .filter_map(|(host, beats)| Some((host, median(&beats)?)))
         .collect();
+
+    // A client with no monitoring connection at all, that is not load balanced, is a
+    // single-threaded client when its own traffic says so (checks mixed with operations)
+    // or it is a libmongoc-based driver holding one connection per node: every pooled
+    // driver monitors every node (SDAM), only single-threaded libmongoc/PHP clients do not.
     let mut single = vec![false; hoods.len()];
     for (key, &h) in &hood_index {
         let hood = &hoods[h];
