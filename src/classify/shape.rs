@@ -372,13 +372,7 @@ pub(super) fn classify_keyless(
 
     impl Settled {
         fn of(hood: &Hood, conns: &[Box<Observations>]) -> Settled {
-            let mut streaming = hood.streaming.clone();
-            streaming.sort_unstable();
-            streaming.dedup();
-            let mut nodes: Vec<SocketAddr> =
-                hood.members.iter().map(|&j| conns[j].server).collect();
-            nodes.sort_unstable();
-            nodes.dedup();
+            let servers: Vec<SocketAddr> = hood.members.iter().map(|&j| conns[j].server).collect();
             let start = hood
                 .members
                 .iter()
@@ -390,10 +384,10 @@ pub(super) fn classify_keyless(
                 .map(|&j| conns[j].last_seen)
                 .fold(0.0, f64::max);
             Settled {
-                streaming,
+                streaming: super::sorted_unique(&hood.streaming),
                 heartbeat: super::median(&hood.heartbeats),
                 one_per_node: one_per_node(&hood.members, conns),
-                nodes: nodes.len(),
+                nodes: super::sorted_unique(&servers).len(),
                 watched: (end - start).max(0.0),
             }
         }
