@@ -524,8 +524,11 @@ mod tests {
     type Read = (Vec<(Timestamp, LinkType, Vec<u8>)>, Option<CaptureError>);
 
     fn read_all(bytes: Vec<u8>) -> Read {
-        let mut src =
-            FileSource::from_reader("test.pcap", Box::new(io::Cursor::new(bytes))).expect("opens");
+        read_from(Box::new(io::Cursor::new(bytes)))
+    }
+
+    fn read_from(reader: Box<dyn io::Read + Send>) -> Read {
+        let mut src = FileSource::from_reader("test.pcap", reader).expect("opens");
         let mut out = Vec::new();
         loop {
             match src.next_packet() {
@@ -729,16 +732,7 @@ mod tests {
     }
 
     fn read_trickled(bytes: Vec<u8>) -> Read {
-        let mut src =
-            FileSource::from_reader("t", Box::new(Trickle(io::Cursor::new(bytes)))).expect("opens");
-        let mut out = Vec::new();
-        loop {
-            match src.next_packet() {
-                Ok(Some(p)) => out.push((p.ts, p.link, p.data.to_vec())),
-                Ok(None) => return (out, None),
-                Err(e) => return (out, Some(e)),
-            }
-        }
+        read_from(Box::new(Trickle(io::Cursor::new(bytes))))
     }
 
     /// Payloads of many sizes (0 to ~9 KB, odd and even) filling several read buffers.
