@@ -344,23 +344,13 @@ fn inflate(
     out.resize(FIRST.min(cap), 0);
     let (mut pos, mut len) = (0, 0);
     let result = loop {
-        // As the stream does: "more input may follow" until all of it was taken, then one
-        // call that says it is finished. (Told up front, the inflater reads past the end
-        // as zero bits, and a cut stream fails as corrupt instead of incomplete.)
-        let more = if pos < input.len() {
-            TINFL_FLAG_HAS_MORE_INPUT
-        } else {
-            0
-        };
-        let (status, read, written) =
-            decompress(decompressor, &input[pos..], out, len, FLAGS | more);
+        let (status, read, written) = decompress(decompressor, &input[pos..], out, len, FLAGS);
         pos += read;
         len += written;
         match status {
             TINFLStatus::Done => break Ok(()),
             TINFLStatus::HasMoreOutput if len >= cap => break Ok(()),
             TINFLStatus::HasMoreOutput => out.resize(len.saturating_mul(2).min(cap), 0),
-            TINFLStatus::NeedsMoreInput if more != 0 => {}
             TINFLStatus::FailedCannotMakeProgress | TINFLStatus::NeedsMoreInput => {
                 break Err("incomplete deflate stream")
             }
