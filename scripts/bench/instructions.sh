@@ -21,6 +21,8 @@ cargo build --release --quiet
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 editcap -r "$cap" "$tmp/head.pcapng" "1-$packets"
+# The capture may hold fewer packets than asked for.
+packets=$(capinfos -c -M "$tmp/head.pcapng" | awk -F: '/Number of packets/ {gsub(/ /, "", $2); print $2}')
 valgrind --tool=callgrind --callgrind-out-file="$tmp/out" \
   ./target/release/conn-attrib "$tmp/head.pcapng" -o /dev/null >/dev/null 2>&1 || true
 callgrind_annotate --inclusive=yes "$tmp/out" 2>/dev/null > "$tmp/inclusive"
@@ -32,7 +34,7 @@ stage() { # label, function pattern
   printf '%-44s %14s %7.1f%% %7.0f per packet\n' "$1" "${n:-0}" \
     "$(echo "${n:-0} * 100 / $total" | bc -l)" "$(echo "${n:-0} / $packets" | bc -l)"
 }
-echo "capture: $cap, first $packets packets, $(git rev-parse --short HEAD)"
+echo "capture: $cap, its first $packets packets, $(git rev-parse --short HEAD)"
 printf '%-44s %14s %7.1f%% %7.0f per packet\n' "whole run" "$total" 100 "$(echo "$total / $packets" | bc -l)"
 stage "read records (capture)" "FileSource as conn_attrib::capture::PacketSource>::next_packet"
 stage "per packet: slice + reassemble + observe" "analyzer::Analyzer::packet"
