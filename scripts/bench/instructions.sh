@@ -27,10 +27,16 @@ valgrind --tool=callgrind --callgrind-out-file="$tmp/out" \
   ./target/release/conn-attrib "$tmp/head.pcapng" -o /dev/null >/dev/null 2>&1 || true
 callgrind_annotate --inclusive=yes "$tmp/out" 2>/dev/null > "$tmp/inclusive"
 total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$tmp/inclusive")
-# The first (largest) inclusive count of a function of ours.
-stage() { # label, function pattern
+# The largest inclusive count of a function of ours whose name ends with the pattern
+# (callgrind_annotate appends " [object]" to some entries only).
+stage() { # label, end of the function's name
   local n
-  n=$(grep -F -- "$2 [" "$tmp/inclusive" | grep conn_attrib | head -n 1 | awk '{gsub(",", "", $1); print $1}' || true)
+  n=$(awk -v want="$2" '
+    { line = $0; sub(/ \[[^]]*\]$/, "", line) }
+    line ~ /conn_attrib/ && substr(line, length(line) - length(want) + 1) == want {
+      count = $1; gsub(",", "", count); if (count + 0 > best) best = count + 0
+    }
+    END { printf "%d", best }' "$tmp/inclusive")
   printf '%-44s %14s %7.1f%% %7.0f per packet\n' "$1" "${n:-0}" \
     "$(echo "${n:-0} * 100 / $total" | bc -l)" "$(echo "${n:-0} / $packets" | bc -l)"
 }

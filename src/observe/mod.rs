@@ -729,12 +729,22 @@ impl Observer {
                     obs.hello.rtt_ms.add(elapsed_ms);
                     self.nodes.hello_rtt(server, elapsed_ms);
                 }
-                if let Some(reply) = wire::hello_reply(msg) {
-                    // The first replies describe the server; a later one replaces them
-                    // only when it carries a newer replica-set config (setVersion), so
-                    // a reconfig during the capture is seen.
+                // The first replies describe the server; a later one replaces them only
+                // when it carries a newer replica-set config (setVersion), so a reconfig
+                // during the capture is seen. Most replies are later ones (a monitor's
+                // every heartbeat): their setVersion alone is read unless it is newer.
+                let settled = obs.server_info.is_some() && obs.hello.replies > 2;
+                let reply = if settled {
+                    let known = obs.server_info.as_deref();
+                    newer_config(known, wire::reply_set_version(msg))
+                        .then(|| wire::hello_reply(msg))
+                        .flatten()
+                } else {
+                    wire::hello_reply(msg)
+                };
+                if let Some(reply) = reply {
                     let newer = obs.server_info.is_some()
-                        && newer_config(obs.server_info.as_deref(), &reply);
+                        && newer_config(obs.server_info.as_deref(), reply.set_version);
                     if newer && obs.hello.newer_config_ts.is_none() {
                         obs.hello.newer_config_ts = Some(ts.as_secs_f64());
                     }
@@ -801,7 +811,8 @@ impl Observer {
             self.nodes.heartbeat(server, gap);
         }
         state.last_hello_reply = Some(ts);
-        let newer = obs.server_info.is_some() && newer_config(obs.server_info.as_deref(), &reply);
+        let newer = obs.server_info.is_some()
+            && newer_config(obs.server_info.as_deref(), reply.set_version);
         if newer && obs.hello.newer_config_ts.is_none() {
             obs.hello.newer_config_ts = Some(ts.as_secs_f64());
         }
@@ -925,9 +936,9 @@ fn strings(a: Option<wire::Doc<'_>>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The reply announces a newer replica-set config than `known` (a higher setVersion).
-fn newer_config(known: Option<&ServerInfo>, reply: &wire::HelloReply<'_>) -> bool {
-    match (known.and_then(|k| k.set_version), reply.set_version) {
+/// A reply's `set_version` announces a newer replica-set config than `known`'s.
+fn newer_config(known: Option<&ServerInfo>, set_version: Option<i64>) -> bool {
+    match (known.and_then(|k| k.set_version), set_version) {
         (Some(old), Some(new)) => new > old,
         (None, Some(_)) => true,
         _ => false,

@@ -192,6 +192,19 @@ pub fn hello_reply<'a>(msg: &Message<'a>) -> Option<HelloReply<'a>> {
     Some(r)
 }
 
+/// The `setVersion` of a reply, read alone: what a hello reply after the first ones is
+/// looked at for (whether it announces a newer replica-set config), without the whole
+/// [`hello_reply`] walk and its host lists.
+pub fn reply_set_version(msg: &Message<'_>) -> Option<i64> {
+    if !msg.is_reply() {
+        return None;
+    }
+    Doc::of(msg.command_doc()?)
+        .get("setVersion")?
+        .number()
+        .map(|n| n as i64)
+}
+
 /// The `ok` of a reply; for OP_REPLY the QueryFailure flag also counts as failure.
 pub fn reply_ok(msg: &Message<'_>) -> Option<bool> {
     if let Body::Reply { flags, .. } = msg.body {

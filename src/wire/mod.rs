@@ -19,7 +19,7 @@ pub(crate) mod test_util;
 
 pub use command::{
     cluster_request, hello_reply, hello_request, is_hello_name, reply_errmsg, reply_ok,
-    ClientMetadata, ClusterRequest, HelloReply, HelloRequest, TopologyVersion,
+    reply_set_version, ClientMetadata, ClusterRequest, HelloReply, HelloRequest, TopologyVersion,
 };
 pub use elements::Doc;
 pub use error::WireError;
