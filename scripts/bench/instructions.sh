@@ -36,7 +36,7 @@ stage() { # label, end of the function's name
     line ~ /conn_attrib/ && substr(line, length(line) - length(want) + 1) == want {
       count = $1; gsub(",", "", count); if (count + 0 > best) best = count + 0
     }
-    END { printf "%d", best }' "$tmp/inclusive")
+    END { printf "%.0f", best }' "$tmp/inclusive")
   printf '%-44s %14s %7.1f%% %7.0f per packet\n' "$1" "${n:-0}" \
     "$(echo "${n:-0} * 100 / $total" | bc -l)" "$(echo "${n:-0} / $packets" | bc -l)"
 }
