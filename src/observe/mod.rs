@@ -732,23 +732,11 @@ impl Observer {
                 // The first replies describe the server; a later one replaces them only
                 // when it carries a newer replica-set config (setVersion), so a reconfig
                 // during the capture is seen. Most replies are later ones (a monitor's
-                // every heartbeat): their setVersion alone is read unless it is newer.
-                let settled = obs.server_info.is_some() && obs.hello.replies > 2;
-                let reply = if settled {
-                    let known = obs.server_info.as_deref();
-                    newer_config(known, wire::reply_set_version(msg))
-                        .then(|| wire::hello_reply(msg))
-                        .flatten()
-                } else {
-                    wire::hello_reply(msg)
-                };
-                if let Some(reply) = reply {
-                    let newer = obs.server_info.is_some()
-                        && newer_config(obs.server_info.as_deref(), reply.set_version);
-                    if newer && obs.hello.newer_config_ts.is_none() {
-                        obs.hello.newer_config_ts = Some(ts.as_secs_f64());
-                    }
-                    if obs.server_info.is_none() || obs.hello.replies <= 2 || newer {
+                // every heartbeat): of those only setVersion is read, unless it is newer.
+                let describes = obs.server_info.is_none() || obs.hello.replies <= 2;
+                let newer = note_newer_config(obs, wire::reply_set_version(msg), ts);
+                if describes || newer {
+                    if let Some(reply) = wire::hello_reply(msg) {
                         obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
                     }
                 }
@@ -811,11 +799,7 @@ impl Observer {
             self.nodes.heartbeat(server, gap);
         }
         state.last_hello_reply = Some(ts);
-        let newer = obs.server_info.is_some()
-            && newer_config(obs.server_info.as_deref(), reply.set_version);
-        if newer && obs.hello.newer_config_ts.is_none() {
-            obs.hello.newer_config_ts = Some(ts.as_secs_f64());
-        }
+        let newer = note_newer_config(obs, reply.set_version, ts);
         if obs.server_info.is_none() || newer {
             obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
         }
@@ -936,13 +920,21 @@ fn strings(a: Option<wire::Doc<'_>>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A reply's `set_version` announces a newer replica-set config than `known`'s.
-fn newer_config(known: Option<&ServerInfo>, set_version: Option<i64>) -> bool {
-    match (known.and_then(|k| k.set_version), set_version) {
+/// Whether a hello reply's `set_version` announces a newer replica-set config than the
+/// server description the connection already holds; the first such reply's time is kept.
+fn note_newer_config(obs: &mut Observations, set_version: Option<i64>, ts: Timestamp) -> bool {
+    let Some(known) = obs.server_info.as_deref() else {
+        return false;
+    };
+    let newer = match (known.set_version, set_version) {
         (Some(old), Some(new)) => new > old,
         (None, Some(_)) => true,
         _ => false,
+    };
+    if newer && obs.hello.newer_config_ts.is_none() {
+        obs.hello.newer_config_ts = Some(ts.as_secs_f64());
     }
+    newer
 }
 
 fn server_info_of(reply: &wire::HelloReply<'_>) -> ServerInfo {
