@@ -340,13 +340,12 @@ pub(super) fn classify_keyless(
         .collect();
     for &(i, shape, kind) in &shapes {
         let obs = &conns[i];
-        let group = group_of(obs);
-        let (hood, settled) = (&hoods[&group], &settled[&group]);
+        let settled = &settled[&group_of(obs)];
         let v = decide(
             obs,
             shape,
             kind,
-            settled.view(hood, obs),
+            settled.view(obs),
             settled.heartbeat,
             end_of(obs),
         );
@@ -360,8 +359,9 @@ pub(super) fn classify_keyless(
         });
     }
 
-    /// A group's figures that do not depend on which of its connections asks.
-    struct Settled {
+    /// A group, with its figures that do not depend on which of its connections asks.
+    struct Settled<'h> {
+        hood: &'h Hood,
         /// Sorted and deduplicated, for binary search.
         streaming: Vec<SocketAddr>,
         heartbeat: Option<f64>,
@@ -370,8 +370,8 @@ pub(super) fn classify_keyless(
         watched: f64,
     }
 
-    impl Settled {
-        fn of(hood: &Hood, conns: &[Box<Observations>]) -> Settled {
+    impl<'h> Settled<'h> {
+        fn of(hood: &'h Hood, conns: &[Box<Observations>]) -> Settled<'h> {
             let servers: Vec<SocketAddr> = hood.members.iter().map(|&j| conns[j].server).collect();
             let start = hood
                 .members
@@ -384,6 +384,7 @@ pub(super) fn classify_keyless(
                 .map(|&j| conns[j].last_seen)
                 .fold(0.0, f64::max);
             Settled {
+                hood,
                 streaming: super::sorted_unique(&hood.streaming),
                 heartbeat: super::median(&hood.heartbeats),
                 one_per_node: one_per_node(&hood.members, conns),
@@ -393,15 +394,16 @@ pub(super) fn classify_keyless(
         }
 
         /// What the group says about one of its connections.
-        fn view(&self, hood: &Hood, obs: &Observations) -> HoodView {
+        fn view(&self, obs: &Observations) -> HoodView {
             let same_cadence = |m: f64| {
-                hood.periodic
+                self.hood
+                    .periodic
                     .iter()
                     .any(|(node, other)| *node != obs.server && (other - m).abs() <= 0.25 * m)
             };
             HoodView {
                 streams_to_node: self.streaming.binary_search(&obs.server).is_ok(),
-                monitors: hood.monitors,
+                monitors: self.hood.monitors,
                 same_cadence_elsewhere: obs
                     .shape
                     .as_deref()
