@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use super::Attributed;
 use crate::classify::{Class, Role};
+use crate::net;
 
 /// Membership the user gave instead of (or beside) what the capture shows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -276,11 +277,14 @@ pub fn analyse(connections: &[Attributed], given: Option<&MembershipInput>) -> C
             claimed
                 .entry(set.clone())
                 .or_default()
-                .insert(s.me.clone().unwrap_or_else(|| c.obs.server.to_string()));
+                .insert(s.me.clone().unwrap_or_else(|| net::addr_text(c.obs.server)));
         }
     }
     let display = |addr: &SocketAddr| -> String {
-        names.get(addr).cloned().unwrap_or_else(|| addr.to_string())
+        names
+            .get(addr)
+            .cloned()
+            .unwrap_or_else(|| net::addr_text(*addr))
     };
 
     let mut membership: Vec<Membership> = Vec::new();
@@ -328,7 +332,7 @@ pub fn analyse(connections: &[Attributed], given: Option<&MembershipInput>) -> C
     }
     let is_member = |addr: &SocketAddr| -> bool {
         let name = display(addr);
-        let plain = addr.to_string();
+        let plain = net::addr_text(*addr);
         membership
             .iter()
             .flat_map(|m| m.members.iter())
@@ -336,7 +340,7 @@ pub fn analyse(connections: &[Attributed], given: Option<&MembershipInput>) -> C
     };
     let is_removed = |addr: &SocketAddr| -> bool {
         let name = display(addr);
-        let plain = addr.to_string();
+        let plain = net::addr_text(*addr);
         membership
             .iter()
             .flat_map(|m| m.removed.iter())
@@ -418,8 +422,8 @@ pub fn analyse(connections: &[Attributed], given: Option<&MembershipInput>) -> C
             _ => continue,
         };
         stale.push(StaleConnection {
-            client: c.obs.client.to_string(),
-            server: c.obs.server.to_string(),
+            client: net::addr_text(c.obs.client),
+            server: net::addr_text(c.obs.server),
             host: display(&c.obs.server),
             kind,
             member: origin.clone(),
@@ -559,11 +563,11 @@ fn drops_seen(
             let mut missed = Vec::new();
             for o in member_conns {
                 let name = display(&o.obs.server);
-                let plain = o.obs.server.to_string();
+                let plain = net::addr_text(o.obs.server);
                 let matches =
                     |list: &[String]| list.iter().any(|t| same(t, &name) || same(t, &plain));
                 let entry = TargetedConnection {
-                    client: o.obs.client.to_string(),
+                    client: net::addr_text(o.obs.client),
                     server: plain.clone(),
                     host: name.clone(),
                     role: o.verdict.role.map(Role::name),
@@ -637,7 +641,7 @@ fn drops_seen(
                 ));
             }
             out.push(DropSeen {
-                sender: c.obs.client.to_string(),
+                sender: net::addr_text(c.obs.client),
                 client_id: c.client_id.clone(),
                 member: display(&member_addr),
                 ts: d.ts,

@@ -15,6 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{Class, ClientKey, Verdict};
+use crate::net;
 use crate::observe::{InFlightKey, Observations};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -511,7 +512,7 @@ fn client_of(
         }
     });
 
-    let reached: BTreeSet<String> = nodes.iter().map(|n| n.to_string()).collect();
+    let reached: BTreeSet<String> = nodes.iter().map(|&n| net::addr_text(n)).collect();
     let not_reached: Vec<String> = announced
         .iter()
         .filter(|h| !reached.iter().any(|r| same_host(r, h)))
@@ -713,7 +714,7 @@ fn client_of(
         tls_fingerprint: key.tls_fingerprint.as_deref().map(str::to_string),
         mode,
         mongo_clients,
-        nodes: nodes.iter().map(|n| n.to_string()).collect(),
+        nodes: nodes.iter().map(|&n| net::addr_text(n)).collect(),
         counts,
         expected,
         verdict,

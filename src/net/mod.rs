@@ -12,6 +12,9 @@ use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 use crate::capture::LinkType;
 
+mod addr_text;
+pub use addr_text::{addr_text, host_port_text};
+
 /// TCP control flags we act on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpFlags {

@@ -22,6 +22,7 @@ use crate::analyzer::{Analysis, InputSummary};
 use crate::attribute::cluster::{self, Cluster, MembershipInput};
 use crate::attribute::{Attribution, Counts};
 use crate::classify::{Class, Confidence};
+use crate::net;
 use crate::observe::{Bins, Percentiles};
 use crate::process::ProcessInfo;
 use crate::warnings::Warning;
@@ -146,8 +147,8 @@ impl Report {
     /// A connection endpoint as printers show it: `host-N:port` in a redacted report.
     pub fn endpoint(&self, addr: SocketAddr) -> String {
         match self.endpoint_names.get(&addr.ip()) {
-            Some(name) => format!("{name}:{}", addr.port()),
-            None => addr.to_string(),
+            Some(name) => net::host_port_text(name, addr.port()),
+            None => net::addr_text(addr),
         }
     }
 
