@@ -360,7 +360,7 @@ fn client_of(
 ) -> Client {
     let mut counts = Counts::default();
     let mut nodes: BTreeSet<SocketAddr> = BTreeSet::new();
-    let mut announced: BTreeSet<String> = BTreeSet::new();
+    let mut announced: BTreeSet<&str> = BTreeSet::new();
     let mut load_balanced = false;
     let mut platform = None;
     let mut env = None;
@@ -389,8 +389,9 @@ fn client_of(
             env = env.or_else(|| h.env_name.clone());
         }
         if let Some(s) = &o.server_info {
-            announced.extend(s.hosts.iter().cloned());
-            announced.extend(s.passives.iter().cloned());
+            // Borrowed: each connection repeats its replica set's whole host list.
+            announced.extend(s.hosts.iter().map(String::as_str));
+            announced.extend(s.passives.iter().map(String::as_str));
             if s.max_wire_version.is_some() {
                 max_wire = max_wire.max(s.max_wire_version);
             }
@@ -444,7 +445,7 @@ fn client_of(
     let pool_peaks = per_node_peak(Class::Pool);
     let peak_pool_per_node: BTreeMap<String, u64> = pool_peaks
         .iter()
-        .map(|(n, p)| (n.to_string(), *p))
+        .map(|(&n, &p)| (net::addr_text(n), p))
         .collect();
 
     // minPoolSize: given, or the smallest per-instance pool any monitored node keeps:
@@ -516,7 +517,7 @@ fn client_of(
     let not_reached: Vec<String> = announced
         .iter()
         .filter(|h| !reached.iter().any(|r| same_host(r, h)))
-        .cloned()
+        .map(|h| h.to_string())
         .collect();
     if expected.is_some() {
         // Explain each difference between what is open and what the formula says.
