@@ -23,8 +23,9 @@ pub mod tls;
 pub mod warnings;
 pub mod wire;
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 pub use analyzer::{analyze, analyze_with_hook, Analysis, Analyzer, AnalyzerConfig, Progress};
 
@@ -94,16 +95,16 @@ pub fn analyze_path_bounded(
         }
         let closed = analyzer.take_closed();
         let excess = closed.len().saturating_sub(keep_closed);
-        let release: HashSet<u64> = closed[..excess].iter().map(|o| o.id).collect();
+        let release: FxHashSet<u64> = closed[..excess].iter().map(|o| o.id).collect();
         // A connection's class and client depend on its client's other connections,
         // all from the same host (client keys and neighbourhoods start with the host):
         // only those hosts' connections need concluding; the rest stay as they are.
-        let hosts: HashSet<IpAddr> = closed[..excess].iter().map(|o| o.client.ip()).collect();
+        let hosts: FxHashSet<IpAddr> = closed[..excess].iter().map(|o| o.client.ip()).collect();
         let (involved, mut kept): (Vec<_>, Vec<_>) = closed
             .into_iter()
             .enumerate()
             .partition(|(_, o)| hosts.contains(&o.client.ip()));
-        let position: HashMap<u64, usize> = involved.iter().map(|(at, o)| (o.id, *at)).collect();
+        let position: FxHashMap<u64, usize> = involved.iter().map(|(at, o)| (o.id, *at)).collect();
         let mut conns: Vec<Box<observe::Observations>> =
             involved.into_iter().map(|(_, o)| o).collect();
         conns.extend(

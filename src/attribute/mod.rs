@@ -198,11 +198,11 @@ impl Released {
     /// Fold the connections whose ids are in `ids`, with the class `verdicts` gives them
     /// (index-aligned with `conns`) and the client [`attribute`] would give them, without
     /// the rest of an attribution: what an offline fold needs, at a fraction of the cost.
-    pub fn fold_classified(
+    pub fn fold_classified<S: std::hash::BuildHasher>(
         &mut self,
         conns: &[Box<Observations>],
         verdicts: &[Verdict],
-        ids: &std::collections::HashSet<u64>,
+        ids: &std::collections::HashSet<u64, S>,
     ) {
         let classified = conns
             .iter()
@@ -213,7 +213,11 @@ impl Released {
 
     /// Fold the connections of `attribution` whose ids are in `ids`, with the class and
     /// client the attribution gave them.
-    pub fn fold(&mut self, attribution: &Attribution, ids: &std::collections::HashSet<u64>) {
+    pub fn fold<S: std::hash::BuildHasher>(
+        &mut self,
+        attribution: &Attribution,
+        ids: &std::collections::HashSet<u64, S>,
+    ) {
         let classified = attribution
             .connections
             .iter()
@@ -223,10 +227,10 @@ impl Released {
 
     /// Tally the connections in `ids` under the client key [`attribute`] gives them
     /// ([`resolve_keys`] over the same connections and the same released clients).
-    fn fold_each(
+    fn fold_each<S: std::hash::BuildHasher>(
         &mut self,
         conns: Vec<(&Observations, Class)>,
-        ids: &std::collections::HashSet<u64>,
+        ids: &std::collections::HashSet<u64, S>,
     ) {
         let own: Vec<ClientKey> = conns.iter().map(|(o, _)| ClientKey::of(o)).collect();
         let folded: Vec<(ClientKey<'static>, usize)> = resolve_keys(&own, self)

@@ -266,18 +266,15 @@ pub fn cluster_request<'a>(msg: &Message<'a>, name: Option<&str>) -> Option<Clus
         return None;
     }
     let doc = msg.command_doc()?;
-    let db = msg.database();
     match name {
         "find" | "getMore" => {
-            let coll = if name == "find" {
-                doc.get_str("find").ok()?
-            } else {
-                doc.get_str("collection").ok()?
-            };
-            if coll != "oplog.rs" || db != Some("local") {
+            // Most commands are finds and getMores, so the hand-written walk (not
+            // `RawDocument::get_str`) and the collection before the database.
+            let fields = Doc::of(doc);
+            let coll = fields.get_str(if name == "find" { "find" } else { "collection" });
+            if coll != Some("oplog.rs") || msg.database() != Some("local") {
                 return None;
             }
-            let fields = Doc::of(doc);
             let flag = |k: &str| fields.get(k).and_then(|e| e.truthy()) == Some(true);
             if name == "find" && !(flag("tailable") && flag("awaitData")) {
                 return None;
