@@ -401,3 +401,29 @@ fn tls_connections_are_named_as_such_not_as_garbage() {
         v[0].evidence
     );
 }
+
+#[test]
+fn endless_distinct_command_names_are_counted_within_a_bound() {
+    let mut pcap = Pcap::new(1);
+    let mut c = Conversation::new((CLIENT.0, 50_020), SERVER, 1_000_000);
+    c.open(&mut pcap);
+    c.client(&mut pcap, &op_msg(1, 0, 0, &command("find")));
+    for i in 0..1000 {
+        c.client(
+            &mut pcap,
+            &op_msg(2 + i, 0, 0, &command(&format!("cmd{i}"))),
+        );
+    }
+    c.client(&mut pcap, &op_msg(5000, 0, 0, &command("find")));
+    c.close(&mut pcap);
+    healthy(&mut pcap, 50_021, 2_000_000);
+    let a = analyze_bytes(pcap.bytes);
+    let o = conn_from(&a, 50_020);
+    // Every message is counted; names are kept up to a bound, the rest pooled.
+    assert_eq!(o.operations(), 1002);
+    assert_eq!(o.commands.len(), 129, "{:?}", o.commands.len());
+    assert_eq!(o.command_count("find"), 2);
+    assert_eq!(o.command_count("cmd0"), 1);
+    assert_eq!(o.command_count("(other commands)"), 1000 - 127);
+    assert_healthy(conn_from(&a, 50_021));
+}

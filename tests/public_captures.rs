@@ -28,7 +28,7 @@ fn only(a: &Analysis) -> &Observations {
 fn legacy(o: &Observations, opcode: &str) -> u64 {
     o.legacy_opcodes
         .iter()
-        .find(|c| c.name == opcode)
+        .find(|c| &*c.name == opcode)
         .map_or(0, |c| c.count)
 }
 

@@ -418,7 +418,7 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
     if let Some(cmd) = obs
         .commands
         .iter()
-        .find(|c| INTERNAL_COMMANDS.contains(&c.name.as_str()))
+        .find(|c| INTERNAL_COMMANDS.contains(&&*c.name))
     {
         return Some(internal_verdict(
             obs,

@@ -81,16 +81,25 @@ impl InFlight {
 /// was a third of a big capture's memory. Values no record holds any more are dropped
 /// when the set has doubled, so the set follows the records it serves.
 #[derive(Debug)]
-struct Interner<T> {
+struct Interner<T: ?Sized> {
     values: rustc_hash::FxHashSet<Arc<T>>,
     prune_at: usize,
 }
 
-impl<T> Default for Interner<T> {
+impl<T: ?Sized> Default for Interner<T> {
     fn default() -> Self {
         Interner {
             values: Default::default(),
             prune_at: 1024,
+        }
+    }
+}
+
+impl<T: ?Sized + Hash + Eq> Interner<T> {
+    fn prune_if_grown(&mut self) {
+        if self.values.len() >= self.prune_at {
+            self.values.retain(|v| Arc::strong_count(v) > 1);
+            self.prune_at = (self.values.len() * 2).max(1024);
         }
     }
 }
@@ -100,11 +109,20 @@ impl<T: Hash + Eq> Interner<T> {
         if let Some(shared) = self.values.get(&value) {
             return Arc::clone(shared);
         }
-        if self.values.len() >= self.prune_at {
-            self.values.retain(|v| Arc::strong_count(v) > 1);
-            self.prune_at = (self.values.len() * 2).max(1024);
-        }
+        self.prune_if_grown();
         let shared = Arc::new(value);
+        self.values.insert(Arc::clone(&shared));
+        shared
+    }
+}
+
+impl Interner<str> {
+    fn intern_str(&mut self, value: &str) -> Arc<str> {
+        if let Some(shared) = self.values.get(value) {
+            return Arc::clone(shared);
+        }
+        self.prune_if_grown();
+        let shared: Arc<str> = Arc::from(value);
         self.values.insert(Arc::clone(&shared));
         shared
     }
@@ -200,7 +218,10 @@ pub struct ServerInfo {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CommandCount {
-    pub name: String,
+    /// Shared among connections (interned): comparing a command against a connection's
+    /// list then reads a few hot strings, where one heap string per connection and name
+    /// cost a cache miss for every message.
+    pub name: Arc<str>,
     pub count: u64,
 }
 
@@ -374,7 +395,7 @@ impl Observations {
     pub fn command_count(&self, name: &str) -> u64 {
         self.commands
             .iter()
-            .find(|c| c.name == name)
+            .find(|c| &*c.name == name)
             .map_or(0, |c| c.count)
     }
 }
@@ -456,6 +477,7 @@ pub struct Observer {
     pub nodes: NodeStats,
     pub in_flight: InFlight,
     handshakes: Interner<Handshake>,
+    command_names: Interner<str>,
     server_infos: Interner<ServerInfo>,
     pub warnings: Warnings,
     /// TCP flows that never carried a MongoDB message and touch no server port.
@@ -507,6 +529,7 @@ impl Observer {
             nodes: NodeStats::default(),
             in_flight: InFlight::default(),
             handshakes: Interner::default(),
+            command_names: Interner::default(),
             server_infos: Interner::default(),
             warnings,
             foreign_flows: 0,
@@ -668,13 +691,17 @@ impl Observer {
                 Pending::Other
             }
             Some(name) => {
-                count(&mut obs.commands, name);
+                count(&mut obs.commands, name, &mut self.command_names);
                 cluster_evidence(obs, ts, msg, Some(name));
                 Pending::Operation
             }
             // Legacy writes, and OP_QUERY on a collection (a find, not a command).
             None if matches!(msg.body, wire::Body::Legacy | wire::Body::Query { .. }) => {
-                count(&mut obs.legacy_opcodes, msg.header.op_code.name());
+                count(
+                    &mut obs.legacy_opcodes,
+                    msg.header.op_code.name(),
+                    &mut self.command_names,
+                );
                 cluster_evidence(obs, ts, msg, None);
                 Pending::Operation
             }
@@ -880,11 +907,22 @@ fn is_auth_command(name: &str) -> bool {
     )
 }
 
-fn count(list: &mut Vec<CommandCount>, name: &str) {
-    match list.iter_mut().find(|c| c.name == name) {
+/// Distinct command names counted per connection: real drivers send a few dozen at most,
+/// while a stream of garbage could send a new one with every message.
+const MAX_COMMAND_NAMES: usize = 128;
+/// Where the names beyond [`MAX_COMMAND_NAMES`] are counted.
+const OTHER_COMMANDS: &str = "(other commands)";
+
+fn count(list: &mut Vec<CommandCount>, name: &str, names: &mut Interner<str>) {
+    let name = if list.len() < MAX_COMMAND_NAMES || list.iter().any(|c| &*c.name == name) {
+        name
+    } else {
+        OTHER_COMMANDS
+    };
+    match list.iter_mut().find(|c| &*c.name == name) {
         Some(c) => c.count += 1,
         None => list.push(CommandCount {
-            name: name.to_string(),
+            name: names.intern_str(name),
             count: 1,
         }),
     }
