@@ -17,7 +17,11 @@ fn push_line(out: &mut String, widths: &[usize], cells: &[&str]) {
         if i + 1 == cells.len() {
             out.push_str(c);
         } else {
-            let _ = write!(out, "{c:<w$}  ", w = widths[i]);
+            // As `{c:<w$}` pads (by chars), without the fmt machinery: one call per cell of
+            // every connection row.
+            out.push_str(c);
+            let pad = widths[i].saturating_sub(c.chars().count()) + 2;
+            out.extend(std::iter::repeat_n(' ', pad));
         }
     }
     let kept = start + out[start..].trim_end().len();
