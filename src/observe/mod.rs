@@ -16,6 +16,7 @@ pub mod fixture;
 pub mod shape;
 mod stats;
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::SocketAddr;
@@ -77,7 +78,7 @@ impl InFlight {
 }
 
 /// One shared copy of each distinct value. Tens of thousands of connection records hold
-/// the same few handshakes and server descriptions (strings, host lists); sharing them
+/// the same few handshakes, server descriptions and command names; sharing them
 /// was a third of a big capture's memory. Values no record holds any more are dropped
 /// when the set has doubled, so the set follows the records it serves.
 #[derive(Debug)]
@@ -96,35 +97,30 @@ impl<T: ?Sized> Default for Interner<T> {
 }
 
 impl<T: ?Sized + Hash + Eq> Interner<T> {
-    fn prune_if_grown(&mut self) {
+    /// The shared copy of `value`; `share` makes it the first time the value is seen.
+    fn intern_with<V: Borrow<T>>(&mut self, value: V, share: impl FnOnce(V) -> Arc<T>) -> Arc<T> {
+        if let Some(shared) = self.values.get(value.borrow()) {
+            return Arc::clone(shared);
+        }
         if self.values.len() >= self.prune_at {
             self.values.retain(|v| Arc::strong_count(v) > 1);
             self.prune_at = (self.values.len() * 2).max(1024);
         }
+        let shared = share(value);
+        self.values.insert(Arc::clone(&shared));
+        shared
     }
 }
 
 impl<T: Hash + Eq> Interner<T> {
     fn intern(&mut self, value: T) -> Arc<T> {
-        if let Some(shared) = self.values.get(&value) {
-            return Arc::clone(shared);
-        }
-        self.prune_if_grown();
-        let shared = Arc::new(value);
-        self.values.insert(Arc::clone(&shared));
-        shared
+        self.intern_with(value, Arc::new)
     }
 }
 
 impl Interner<str> {
     fn intern_str(&mut self, value: &str) -> Arc<str> {
-        if let Some(shared) = self.values.get(value) {
-            return Arc::clone(shared);
-        }
-        self.prune_if_grown();
-        let shared: Arc<str> = Arc::from(value);
-        self.values.insert(Arc::clone(&shared));
-        shared
+        self.intern_with(value, Arc::from)
     }
 }
 
