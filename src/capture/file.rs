@@ -41,6 +41,22 @@ struct Interface {
     offset_secs: i64,
 }
 
+impl Interface {
+    /// A legacy pcap record's timestamp: seconds, and a fraction in this file's units.
+    fn legacy_timestamp(&self, secs: u32, frac: u32) -> Timestamp {
+        Timestamp::from_parts(secs as i64, scale_to_nanos(frac as u64, self.units_per_sec))
+    }
+
+    /// An Enhanced Packet Block's timestamp: one 64-bit count of this interface's units.
+    fn block_timestamp(&self, high: u32, low: u32) -> Timestamp {
+        let raw = ((high as u64) << 32) | low as u64;
+        Timestamp::from_parts(
+            (raw / self.units_per_sec) as i64 + self.offset_secs,
+            scale_to_nanos(raw % self.units_per_sec, self.units_per_sec),
+        )
+    }
+}
+
 pub struct FileSource {
     name: String,
     reader: Box<dyn PcapReaderIterator + Send>,
@@ -170,11 +186,7 @@ impl FileSource {
             Some(iface) if self.record_header == 16 => {
                 let caplen = u32_at(8)?;
                 let len = 16usize.checked_add(caplen as usize)?;
-                let frac = u32_at(4)? as u64;
-                let ts = Timestamp::from_parts(
-                    u32_at(0)? as i64,
-                    scale_to_nanos(frac, iface.units_per_sec),
-                );
+                let ts = iface.legacy_timestamp(u32_at(0)?, u32_at(4)?);
                 (len, iface, ts, caplen, u32_at(12)?, 16)
             }
             Some(_) => return None,
@@ -194,11 +206,7 @@ impl FileSource {
                     return None;
                 }
                 let iface = *self.interfaces.get(u32_at(8)? as usize)?;
-                let raw = ((u32_at(12)? as u64) << 32) | u32_at(16)? as u64;
-                let ts = Timestamp::from_parts(
-                    (raw / iface.units_per_sec) as i64 + iface.offset_secs,
-                    scale_to_nanos(raw % iface.units_per_sec, iface.units_per_sec),
-                );
+                let ts = iface.block_timestamp(u32_at(12)?, u32_at(16)?);
                 (len, iface, ts, caplen, u32_at(24)?, EPB_DATA)
             }
         };
@@ -217,6 +225,15 @@ impl FileSource {
         ))
     }
 
+    /// Hand out a record of `len` bytes at the start of the buffer, which is consumed on
+    /// the next call (the packet borrows it until then).
+    fn take(&mut self, len: usize, record: Record) -> Record {
+        self.pending_consume = len;
+        self.stats.packets += 1;
+        self.stats.bytes += len as u64;
+        record
+    }
+
     /// Advance to the next packet record, leaving its bytes in the read buffer.
     fn next_record(&mut self) -> Result<Option<Record>, CaptureError> {
         if self.finished {
@@ -230,10 +247,7 @@ impl FileSource {
             self.pending_consume = 0;
         }
         if let Some((len, record)) = self.plain_record() {
-            self.pending_consume = len;
-            self.stats.packets += 1;
-            self.stats.bytes += len as u64;
-            return Ok(Some(record));
+            return Ok(Some(self.take(len, record)));
         }
         loop {
             // Decide what to do with the block while it borrows the reader; act afterwards.
@@ -260,11 +274,9 @@ impl FileSource {
                             units_per_sec: 1_000_000,
                             offset_secs: 0,
                         });
-                        let frac = record.ts_usec as i64;
-                        let nanos = scale_to_nanos(frac as u64, iface.units_per_sec);
                         Step::Packet(
                             len,
-                            Timestamp::from_parts(record.ts_sec as i64, nanos),
+                            iface.legacy_timestamp(record.ts_sec, record.ts_usec),
                             iface.link,
                             record.origlen,
                             self.record_header..self.record_header + record.data.len(),
@@ -294,15 +306,11 @@ impl FileSource {
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                         match self.interfaces.get(epb.if_id as usize) {
                             Some(iface) => {
-                                let raw = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
-                                let secs = (raw / iface.units_per_sec) as i64 + iface.offset_secs;
-                                let nanos =
-                                    scale_to_nanos(raw % iface.units_per_sec, iface.units_per_sec);
                                 // Block data includes 32-bit padding; the captured length bounds it.
                                 let caplen = (epb.caplen as usize).min(epb.data.len());
                                 Step::Packet(
                                     len,
-                                    Timestamp::from_parts(secs, nanos),
+                                    iface.block_timestamp(epb.ts_high, epb.ts_low),
                                     iface.link,
                                     epb.orig_len(),
                                     EPB_DATA..EPB_DATA + caplen,
@@ -344,19 +352,17 @@ impl FileSource {
                     self.reader.consume_noshift(len);
                 }
                 Step::Packet(len, ts, link, orig_len, range) => {
-                    self.pending_consume = len;
-                    self.stats.packets += 1;
-                    self.stats.bytes += len as u64;
                     // The block was parsed above; its packet bytes sit at a fixed offset
                     // from the block's start, which is the start of the unconsumed buffer.
                     // Slicing them later (instead of returning the parsed block's slice)
                     // keeps the borrow out of the loop without parsing the block twice.
-                    return Ok(Some(Record {
+                    let record = Record {
                         ts,
                         link,
                         orig_len,
                         data: range,
-                    }));
+                    };
+                    return Ok(Some(self.take(len, record)));
                 }
                 Step::End => {
                     self.finished = true;
