@@ -517,10 +517,11 @@ fn client_of(
         }
     });
 
-    let reached: BTreeSet<String> = nodes.iter().map(|&n| net::addr_text(n)).collect();
+    // In the nodes' order: also the report's node list.
+    let node_texts: Vec<String> = nodes.iter().map(|&n| net::addr_text(n)).collect();
     let not_reached: Vec<String> = announced
         .iter()
-        .filter(|h| !reached.iter().any(|r| same_host(r, h)))
+        .filter(|h| !node_texts.iter().any(|r| same_host(r, h)))
         .map(|h| h.to_string())
         .collect();
     if expected.is_some() {
@@ -719,7 +720,7 @@ fn client_of(
         tls_fingerprint: key.tls_fingerprint.as_deref().map(str::to_string),
         mode,
         mongo_clients,
-        nodes: nodes.iter().map(|&n| net::addr_text(n)).collect(),
+        nodes: node_texts,
         counts,
         expected,
         verdict,
