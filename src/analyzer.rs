@@ -3,16 +3,22 @@
 
 use serde::Serialize;
 
-use crate::capture::{CaptureError, LinkType, Packet, PacketSource};
+use crate::capture::{CaptureError, LinkType, Packet, PacketSource, SourceStats};
 use crate::net::{self, SliceError, Sliced};
 use crate::observe::{ConnState, InFlight, NodeStats, Observations, Observer, ObserverConfig};
-use crate::tcp::{ConnInfo, FlowTable, TableConfig, TableStats};
+use crate::tcp::{ConnHandler, ConnInfo, FlowTable, TableConfig, TableStats};
 use crate::warnings::{Warning, Warnings};
+
+mod pipelined;
+pub use pipelined::analyze_pipelined;
 
 #[derive(Clone, Debug, Default)]
 pub struct AnalyzerConfig {
     pub observer: ObserverConfig,
     pub table: TableConfig,
+    /// Read and reassemble on a second thread ([`analyze_pipelined`]), for sources that
+    /// can move to one: the same analysis, sooner on two free cores.
+    pub pipelined: bool,
 }
 
 /// What was read, for the report's `input` section.
@@ -80,18 +86,31 @@ pub struct Analysis {
 }
 
 pub struct Analyzer {
-    table: FlowTable<Box<ConnState>>,
+    front: Front<Box<ConnState>>,
     observer: Observer,
+}
+
+/// Stages 2–4 for one packet, up to the flow table's handler: the part of the analysis
+/// that knows nothing of MongoDB. Generic over the handler's per-connection state so that
+/// the pipelined analyzer ([`pipelined`]) can run it on a thread of its own.
+struct Front<S> {
+    table: FlowTable<S>,
     input: InputSummary,
     warnings: Warnings,
     unsupported_links: Vec<LinkType>,
 }
 
-impl Analyzer {
-    pub fn new(config: AnalyzerConfig) -> Analyzer {
-        Analyzer {
-            table: FlowTable::new(config.table),
-            observer: Observer::new(config.observer),
+/// What the front hands on when the input ends.
+struct FrontEnd {
+    input: InputSummary,
+    warnings: Warnings,
+    table: TableStats,
+}
+
+impl<S> Front<S> {
+    fn new(table: TableConfig) -> Front<S> {
+        Front {
+            table: FlowTable::new(table),
             input: InputSummary {
                 complete: true,
                 ..InputSummary::default()
@@ -101,8 +120,7 @@ impl Analyzer {
         }
     }
 
-    /// Feed one packet through slicing, reassembly and observation.
-    pub fn packet(&mut self, packet: &Packet<'_>) {
+    fn packet<H: ConnHandler<State = S>>(&mut self, packet: &Packet<'_>, handler: &mut H) {
         let input = &mut self.input;
         input.packets += 1;
         let secs = packet.ts.as_secs_f64();
@@ -113,7 +131,7 @@ impl Analyzer {
         match net::slice(packet.link, packet.data, packet.orig_len) {
             Ok(Sliced::Tcp(segment)) => {
                 input.tcp_segments += 1;
-                self.table.segment(packet.ts, &segment, &mut self.observer);
+                self.table.segment(packet.ts, &segment, handler);
             }
             Ok(Sliced::NotTcp) => input.non_tcp_packets += 1,
             Ok(Sliced::Fragment) => input.ip_fragments += 1,
@@ -141,8 +159,7 @@ impl Analyzer {
         }
     }
 
-    /// The source stopped with an error: what came before is still analysed.
-    pub fn source_failed(&mut self, err: &CaptureError) {
+    fn source_failed(&mut self, err: &CaptureError) {
         self.input.complete = false;
         let kind = match err {
             CaptureError::Truncated { .. } => "truncated-file",
@@ -152,24 +169,111 @@ impl Analyzer {
         self.warnings.push(kind, err.to_string());
     }
 
-    pub fn source_notes(&mut self, notes: Vec<String>) {
+    fn source_notes(&mut self, notes: Vec<String>) {
         for note in notes {
             self.warnings.push("capture-note", note);
         }
     }
 
+    /// End of input: every connection still open is handed to `handler` as open.
+    fn finish<H: ConnHandler<State = S>>(mut self, handler: &mut H) -> FrontEnd {
+        self.table.finish(handler);
+        FrontEnd {
+            input: self.input,
+            warnings: self.warnings,
+            table: self.table.stats,
+        }
+    }
+}
+
+/// The input's figures that only the observer knows, added to the front's.
+fn input_with(mut input: InputSummary, observer: &Observer, table: &TableStats) -> InputSummary {
+    input.foreign_flows = observer.foreign_flows;
+    input.tcp_connections = table.connections;
+    input.peak_open_connections = table.peak_open;
+    input
+}
+
+/// Stages 1–5 done: the front's and the observer's results as one analysis.
+fn finish_analysis(front: FrontEnd, mut observer: Observer) -> Analysis {
+    let mut warnings = front.warnings;
+    warnings.merge(std::mem::take(&mut observer.warnings));
+    let undecrypted = observer.tls_connections - observer.tls_decrypted;
+    if undecrypted > 0 {
+        let why = if observer.has_keylog() {
+            "the key log did not decrypt them"
+        } else {
+            "no key log was given (--keylog)"
+        };
+        warnings.push(
+            "tls",
+            format!(
+                "{undecrypted} of {} TLS-encrypted connection(s) on MongoDB ports were not decrypted ({why}): their messages are not visible, so their roles are inferred from TLS record shapes (see each connection's confidence)",
+                observer.tls_connections
+            ),
+        );
+    }
+    let mut input = input_with(front.input, &observer, &front.table);
+    input.reused_ports = front.table.reused_ports;
+    let mut connections = observer.finished;
+    // Cached-key sort permutes with one swap per record; a plain sort moved each
+    // ~1 KB record O(log n) times.
+    connections.sort_by_cached_key(|o| o.id);
+    Analysis {
+        input,
+        warnings: warnings.into_list(),
+        connections,
+        nodes: observer.nodes,
+        in_flight: observer.in_flight,
+        table: front.table,
+    }
+}
+
+/// What a caller's hook between packets may do with the analysis so far: fold old closed
+/// connections away to bound memory. Both analyzers, on one thread or two, offer it.
+pub trait Held {
+    /// Closed connections held in full detail.
+    fn closed_held(&self) -> usize;
+    /// The closed records held, moved out (not copied), oldest closed first. Hand back
+    /// those still wanted with [`Held::restore_closed`]; until then none are held.
+    fn take_closed(&mut self) -> Vec<Box<Observations>>;
+    /// Closed records taken by [`Held::take_closed`] and kept, oldest closed first.
+    fn restore_closed(&mut self, kept: Vec<Box<Observations>>);
+    /// Copies of the open connections whose connection info `wanted` accepts, in no
+    /// particular order.
+    fn peek_open(&self, wanted: &dyn Fn(&ConnInfo) -> bool) -> Vec<Box<Observations>>;
+    /// The time the capture covers so far (see [`InputSummary::window`]).
+    fn window(&self) -> Option<crate::classify::Window>;
+}
+
+impl Analyzer {
+    pub fn new(config: AnalyzerConfig) -> Analyzer {
+        Analyzer {
+            front: Front::new(config.table),
+            observer: Observer::new(config.observer),
+        }
+    }
+
+    /// Feed one packet through slicing, reassembly and observation.
+    pub fn packet(&mut self, packet: &Packet<'_>) {
+        self.front.packet(packet, &mut self.observer);
+    }
+
+    /// The source stopped with an error: what came before is still analysed.
+    pub fn source_failed(&mut self, err: &CaptureError) {
+        self.front.source_failed(err);
+    }
+
+    pub fn source_notes(&mut self, notes: Vec<String>) {
+        self.front.source_notes(notes);
+    }
+
     /// Connections so far, closed and open, without disturbing the analysis.
     pub fn snapshot(&self) -> Vec<Box<Observations>> {
         let mut all = self.observer.finished.clone();
-        self.table
-            .for_each_open(|info, state| all.push(Box::new(self.observer.peek(state, info))));
+        all.extend(self.peek_open(&|_| true));
         all.sort_by_key(|o| o.id);
         all
-    }
-
-    /// Closed connections held in full detail.
-    pub fn closed_held(&self) -> usize {
-        self.observer.finished.len()
     }
 
     /// The oldest closed connections beyond the newest `keep`, to be released.
@@ -189,17 +293,45 @@ impl Analyzer {
         self.analysis_of(self.snapshot())
     }
 
-    /// For a fold: the closed records held, moved out (not copied), oldest closed first.
-    /// Hand back those still wanted with [`Analyzer::restore_closed`]; until then the
-    /// analyzer holds none.
-    pub fn take_closed(&mut self) -> Vec<Box<Observations>> {
+    // Boxed records on purpose: a snapshot moves ~1 KB records as pointers.
+    #[allow(clippy::vec_box)]
+    fn analysis_of(&self, connections: Vec<Box<Observations>>) -> Analysis {
+        let front = &self.front;
+        let mut warnings = front.warnings.clone();
+        warnings.merge(self.observer.warnings.clone());
+        Analysis {
+            input: input_with(front.input.clone(), &self.observer, &front.table.stats),
+            warnings: warnings.into_list(),
+            connections,
+            nodes: self.observer.nodes.clone(),
+            in_flight: self.observer.in_flight.clone(),
+            table: front.table.stats,
+        }
+    }
+
+    pub fn finish(mut self) -> Analysis {
+        let front = self.front.finish(&mut self.observer);
+        finish_analysis(front, self.observer)
+    }
+}
+
+impl Held for Analyzer {
+    fn closed_held(&self) -> usize {
+        self.observer.finished.len()
+    }
+
+    fn take_closed(&mut self) -> Vec<Box<Observations>> {
         std::mem::take(&mut self.observer.finished)
     }
 
-    /// Copies of the open connections whose connection info `wanted` accepts.
-    pub fn peek_open(&self, wanted: impl Fn(&ConnInfo) -> bool) -> Vec<Box<Observations>> {
+    fn restore_closed(&mut self, kept: Vec<Box<Observations>>) {
+        debug_assert!(self.observer.finished.is_empty());
+        self.observer.finished = kept;
+    }
+
+    fn peek_open(&self, wanted: &dyn Fn(&ConnInfo) -> bool) -> Vec<Box<Observations>> {
         let mut open = Vec::new();
-        self.table.for_each_open(|info, state| {
+        self.front.table.for_each_open(|info, state| {
             if wanted(info) {
                 open.push(Box::new(self.observer.peek(state, info)));
             }
@@ -207,72 +339,8 @@ impl Analyzer {
         open
     }
 
-    /// Closed records taken by [`Analyzer::take_closed`] and kept, oldest closed first.
-    pub fn restore_closed(&mut self, kept: Vec<Box<Observations>>) {
-        debug_assert!(self.observer.finished.is_empty());
-        self.observer.finished = kept;
-    }
-
-    /// The time the capture covers so far (see [`InputSummary::window`]).
-    pub fn window(&self) -> Option<crate::classify::Window> {
-        self.input.window()
-    }
-
-    // Boxed records on purpose: a snapshot moves ~1 KB records as pointers.
-    #[allow(clippy::vec_box)]
-    fn analysis_of(&self, connections: Vec<Box<Observations>>) -> Analysis {
-        let mut warnings = self.warnings.clone();
-        warnings.merge(self.observer.warnings.clone());
-        let mut input = self.input.clone();
-        input.foreign_flows = self.observer.foreign_flows;
-        input.tcp_connections = self.table.stats.connections;
-        input.peak_open_connections = self.table.stats.peak_open;
-        Analysis {
-            input,
-            warnings: warnings.into_list(),
-            connections,
-            nodes: self.observer.nodes.clone(),
-            in_flight: self.observer.in_flight.clone(),
-            table: self.table.stats,
-        }
-    }
-
-    pub fn finish(mut self) -> Analysis {
-        self.table.finish(&mut self.observer);
-        let mut warnings = self.warnings;
-        warnings.merge(std::mem::take(&mut self.observer.warnings));
-        let undecrypted = self.observer.tls_connections - self.observer.tls_decrypted;
-        if undecrypted > 0 {
-            let why = if self.observer.has_keylog() {
-                "the key log did not decrypt them"
-            } else {
-                "no key log was given (--keylog)"
-            };
-            warnings.push(
-                "tls",
-                format!(
-                    "{undecrypted} of {} TLS-encrypted connection(s) on MongoDB ports were not decrypted ({why}): their messages are not visible, so their roles are inferred from TLS record shapes (see each connection's confidence)",
-                    self.observer.tls_connections
-                ),
-            );
-        }
-        let mut input = self.input;
-        input.foreign_flows = self.observer.foreign_flows;
-        input.tcp_connections = self.table.stats.connections;
-        input.peak_open_connections = self.table.stats.peak_open;
-        input.reused_ports = self.table.stats.reused_ports;
-        let mut connections = self.observer.finished;
-        // Cached-key sort permutes with one swap per record; a plain sort moved each
-        // ~1 KB record O(log n) times.
-        connections.sort_by_cached_key(|o| o.id);
-        Analysis {
-            input,
-            warnings: warnings.into_list(),
-            connections,
-            nodes: self.observer.nodes,
-            in_flight: self.observer.in_flight,
-            table: self.table.stats,
-        }
+    fn window(&self) -> Option<crate::classify::Window> {
+        self.front.input.window()
     }
 }
 
@@ -287,6 +355,17 @@ pub struct Progress {
     pub done: bool,
 }
 
+impl Progress {
+    fn of(source: SourceStats, connections: u64, done: bool) -> Progress {
+        Progress {
+            packets: source.packets,
+            bytes: source.bytes,
+            connections,
+            done,
+        }
+    }
+}
+
 /// Packets between two progress reports: a power of two, so the hot loop pays one mask
 /// and compare per packet and the callback runs a few hundred times a second at most.
 const PROGRESS_EVERY: u64 = 1 << 12;
@@ -294,53 +373,75 @@ const PROGRESS_EVERY: u64 = 1 << 12;
 /// bound on held connections is kept closely, and a cheap check when nothing is to do.
 const HOOK_EVERY: u64 = 1 << 6;
 
+/// What the read loop hands its caller, in input order.
+enum Step<'a, 'p> {
+    Packet(&'a Packet<'p>),
+    /// Every [`HOOK_EVERY`] packets: where a caller may fold.
+    Hook,
+    /// At the start, every [`PROGRESS_EVERY`] packets, and (done) at the end.
+    Progress(SourceStats, bool),
+    /// The source failed; nothing follows but the final progress.
+    Failed(&'a CaptureError),
+}
+
+/// The read loop both analyzers share, one thread or two.
+fn read_source(source: &mut dyn PacketSource, mut step: impl FnMut(Step<'_, '_>)) {
+    step(Step::Progress(source.stats(), false));
+    let mut packets: u64 = 0;
+    loop {
+        match source.next_packet() {
+            Ok(Some(packet)) => step(Step::Packet(&packet)),
+            Ok(None) => break,
+            Err(err) => {
+                step(Step::Failed(&err));
+                break;
+            }
+        }
+        packets += 1;
+        if packets & (HOOK_EVERY - 1) == 0 {
+            step(Step::Hook);
+            if packets & (PROGRESS_EVERY - 1) == 0 {
+                step(Step::Progress(source.stats(), false));
+            }
+        }
+    }
+    step(Step::Progress(source.stats(), true));
+}
+
+/// The source's own figures, once it is read.
+fn with_source(mut analysis: Analysis, source: &mut dyn PacketSource) -> Analysis {
+    let stats = source.stats();
+    analysis.input.path = source.name().to_string();
+    analysis.input.bytes = stats.bytes;
+    analysis.input.dropped = stats.dropped;
+    analysis
+}
+
 /// Run stages 1–5 over a whole source.
 pub fn analyze(source: &mut dyn PacketSource, config: AnalyzerConfig) -> Analysis {
     analyze_with_hook(source, config, &mut |_| {}, &mut |_| {})
 }
 
 /// [`analyze`], calling `on_progress` at the start, every few thousand packets and at the
-/// end of the input, and handing the analyzer to `between` every few dozen packets:
+/// end of the input, and handing the analysis so far to `between` every few dozen packets:
 /// where a caller folds old closed connections away to bound memory.
 pub fn analyze_with_hook(
     source: &mut dyn PacketSource,
     config: AnalyzerConfig,
     on_progress: &mut dyn FnMut(Progress),
-    between: &mut dyn FnMut(&mut Analyzer),
+    between: &mut dyn FnMut(&mut dyn Held),
 ) -> Analysis {
     let mut analyzer = Analyzer::new(config);
-    let progress = |source: &dyn PacketSource, analyzer: &Analyzer, done: bool| {
-        let stats = source.stats();
-        Progress {
-            packets: stats.packets,
-            bytes: stats.bytes,
-            connections: analyzer.table.stats.connections,
+    read_source(source, |step| match step {
+        Step::Packet(packet) => analyzer.packet(packet),
+        Step::Hook => between(&mut analyzer),
+        Step::Progress(stats, done) => on_progress(Progress::of(
+            stats,
+            analyzer.front.table.stats.connections,
             done,
-        }
-    };
-    on_progress(progress(source, &analyzer, false));
-    loop {
-        match source.next_packet() {
-            Ok(Some(packet)) => analyzer.packet(&packet),
-            Ok(None) => break,
-            Err(err) => {
-                analyzer.source_failed(&err);
-                break;
-            }
-        }
-        if analyzer.input.packets & (HOOK_EVERY - 1) == 0 {
-            between(&mut analyzer);
-            if analyzer.input.packets & (PROGRESS_EVERY - 1) == 0 {
-                on_progress(progress(source, &analyzer, false));
-            }
-        }
-    }
-    on_progress(progress(source, &analyzer, true));
+        )),
+        Step::Failed(err) => analyzer.source_failed(err),
+    });
     analyzer.source_notes(source.take_notes());
-    let stats = source.stats();
-    let mut analysis = analyzer.finish();
-    analysis.input.path = source.name().to_string();
-    analysis.input.bytes = stats.bytes;
-    analysis.input.dropped = stats.dropped;
-    analysis
+    with_source(analyzer.finish(), source)
 }

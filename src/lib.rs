@@ -27,7 +27,10 @@ use std::net::IpAddr;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-pub use analyzer::{analyze, analyze_with_hook, Analysis, Analyzer, AnalyzerConfig, Progress};
+pub use analyzer::{
+    analyze, analyze_pipelined, analyze_with_hook, Analysis, Analyzer, AnalyzerConfig, Held,
+    Progress,
+};
 
 /// Stages 6–8 over an analysis: classify, attribute, and assemble the report.
 pub fn conclude(
@@ -68,8 +71,23 @@ pub fn analyze_path(
     path: &str,
     config: AnalyzerConfig,
 ) -> Result<analyzer::Analysis, capture::CaptureError> {
+    analyze_path_with_hook(path, config, &mut |_| {}, &mut |_| {})
+}
+
+/// Read a capture file, on two threads if `config` asks for it (see
+/// [`analyzer::analyze_with_hook`] and [`analyzer::analyze_pipelined`]).
+fn analyze_path_with_hook(
+    path: &str,
+    config: AnalyzerConfig,
+    on_progress: &mut dyn FnMut(Progress),
+    between: &mut dyn FnMut(&mut dyn Held),
+) -> Result<analyzer::Analysis, capture::CaptureError> {
     let mut source = capture::FileSource::open(path)?;
-    Ok(analyze(&mut source, config))
+    Ok(if config.pipelined {
+        analyzer::analyze_pipelined(&mut source, config, on_progress, between)
+    } else {
+        analyzer::analyze_with_hook(&mut source, config, on_progress, between)
+    })
 }
 
 /// [`analyze_path`] with progress reports (see [`analyzer::analyze_with_hook`]), holding at
@@ -84,12 +102,11 @@ pub fn analyze_path_bounded(
     keep_closed: usize,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<(analyzer::Analysis, attribute::Released), capture::CaptureError> {
-    let mut source = capture::FileSource::open(path)?;
     let mut released = attribute::Released::default();
     // A fold concludes everything held, so it waits until twice `keep_closed` are held:
     // each closed connection then takes part in at most two such conclusions.
     let fold_at = keep_closed.saturating_mul(2).max(1);
-    let mut fold = |analyzer: &mut Analyzer| {
+    let mut fold = |analyzer: &mut dyn Held| {
         if analyzer.closed_held() < fold_at {
             return;
         }
@@ -108,7 +125,7 @@ pub fn analyze_path_bounded(
         let mut conns: Vec<Box<observe::Observations>> =
             involved.into_iter().map(|(_, o)| o).collect();
         conns.extend(
-            analyzer.peek_open(|info| info.endpoints.iter().any(|e| hosts.contains(&e.ip()))),
+            analyzer.peek_open(&|info| info.endpoints.iter().any(|e| hosts.contains(&e.ip()))),
         );
         conns.sort_by_cached_key(|o| o.id);
         // Only classes and client keys are needed: no attribution or report is built.
@@ -123,6 +140,6 @@ pub fn analyze_path_bounded(
         kept.sort_unstable_by_key(|(at, _)| *at);
         analyzer.restore_closed(kept.into_iter().map(|(_, obs)| obs).collect());
     };
-    let analysis = analyzer::analyze_with_hook(&mut source, config, on_progress, &mut fold);
+    let analysis = analyze_path_with_hook(path, config, on_progress, &mut fold)?;
     Ok((analysis, released))
 }

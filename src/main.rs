@@ -80,6 +80,12 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     keep_closed: usize,
 
+    /// Threads to analyse with. With 2, one reads the capture and reassembles TCP while
+    /// the other decodes MongoDB messages and classifies; the report is the same as with
+    /// 1. More than 2 is taken as 2. Default: 2 when this process may use two cores.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+
     #[command(flatten)]
     common: Common,
 }
@@ -364,7 +370,11 @@ fn run(cli: Cli) -> Result<u8, String> {
                 .capture
                 .expect("clap requires a capture without a subcommand");
             cli.common.check_keylog()?;
-            let config = cli.common.analyzer_config(false);
+            let mut config = cli.common.analyzer_config(false);
+            // available_parallelism follows the CPU affinity mask: under `taskset -c 0`
+            // the default is one thread.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            config.pipelined = cli.threads.map_or(cores >= 2, |n| n >= 2);
             let mut display = ProgressDisplay::for_capture(&capture, cli.common.quiet);
             let (analysis, released) =
                 analyze_path_bounded(&capture, config, cli.keep_closed, &mut |p| {

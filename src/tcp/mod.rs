@@ -99,6 +99,10 @@ pub trait ConnHandler {
     );
     /// The connection closed or the capture ended; the state is handed back for good.
     fn close(&mut self, state: Self::State, info: &ConnInfo, stats: [StreamStats; 2]);
+    /// A segment of this open connection was taken in (`info` now says when, and whether
+    /// it is closing), whether or not it delivered bytes. For a handler that keeps its own
+    /// copy of the connection's info; most need nothing.
+    fn touched(&mut self, _state: &mut Self::State, _info: &ConnInfo) {}
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -416,7 +420,7 @@ fn feed<S, H: ConnHandler<State = S>>(
         let fin_seq = payload_seq.wrapping_add(seg.payload.len() as u32 + seg.missing_tail);
         conn.halves[i].fin(fin_seq);
     }
-    if seg.flags.rst || seg.flags.fin {
+    let ended = if seg.flags.rst || seg.flags.fin {
         if conn.info.close.is_none() {
             conn.info.close = Some(Close {
                 ts,
@@ -438,7 +442,9 @@ fn feed<S, H: ConnHandler<State = S>>(
         seg.flags.rst || (conn.fin[0] && conn.fin[1])
     } else {
         false
-    }
+    };
+    handler.touched(&mut conn.state, &conn.info);
+    ended
 }
 
 #[cfg(test)]
