@@ -1,5 +1,6 @@
 //! Criterion benchmarks, one per pipeline stage (capture read, slicing, reassembly,
-//! framing, classification + attribution) and end to end, over real captures.
+//! framing, classification + attribution) and end to end, on one thread and on two,
+//! over real captures.
 //! Run `cargo bench --bench pipeline`; the side-by-side comparison with tshark on a large
 //! generated capture is `scripts/bench/vs-tshark.sh`.
 
@@ -17,7 +18,7 @@ use conn_attrib::tcp::{
     ConnHandler, ConnInfo, FlowTable, Side, StreamEvent, StreamStats, TableConfig,
 };
 use conn_attrib::wire::{FrameEvent, Framer, FramerConfig};
-use conn_attrib::{analyze, conclude, AnalyzerConfig};
+use conn_attrib::{analyze, analyze_pipelined, conclude, AnalyzerConfig};
 
 /// The capture the benchmarks read: the lab's largest bundled case, else a public one.
 fn capture() -> (String, Vec<u8>) {
@@ -147,6 +148,20 @@ fn stages(c: &mut Criterion) {
         b.iter(|| {
             let mut src = source(&bytes);
             let analysis = analyze(&mut src, AnalyzerConfig::default());
+            black_box(conclude(analysis, Default::default(), Default::default()))
+        })
+    });
+
+    // The same on two threads (`--threads 2`): reading and reassembly beside the observer.
+    group.bench_function("end_to_end_two_threads", |b| {
+        b.iter(|| {
+            let mut src = source(&bytes);
+            let analysis = analyze_pipelined(
+                &mut src,
+                AnalyzerConfig::default(),
+                &mut |_| {},
+                &mut |_| {},
+            );
             black_box(conclude(analysis, Default::default(), Default::default()))
         })
     });

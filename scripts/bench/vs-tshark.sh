@@ -28,8 +28,10 @@ run() { # name, command...
 echo "capture: $cap, $((bytes / 1000000)) MB, $packets packets"
 # Read the file once so that the first tool timed does not pay for a cold page cache.
 cat "$cap" > /dev/null
-run "conn-attrib (text report)" ./target/release/conn-attrib "$cap" -o /dev/null
-run "conn-attrib (JSON report)" ./target/release/conn-attrib "$cap" -f json -o /dev/null
+# One thread each, as tshark reads on one; then conn-attrib's default on two cores.
+run "conn-attrib (text report)" ./target/release/conn-attrib "$cap" --threads 1 -o /dev/null
+run "conn-attrib (JSON report)" ./target/release/conn-attrib "$cap" --threads 1 -f json -o /dev/null
+run "conn-attrib (text, --threads 2)" ./target/release/conn-attrib "$cap" --threads 2 -o /dev/null
 run "tshark -q -z conv,tcp" tshark -r "$cap" -q -z conv,tcp
 run "tshark mongo opcodes" tshark -r "$cap" -d tcp.port==27017,mongo -T fields -e mongo.opcode
 read -r ca_s ca_kb < "$tmp/conn-attrib (text report).res"
