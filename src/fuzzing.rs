@@ -9,14 +9,22 @@ use crate::report::{Format, Meta};
 use crate::wire::{self, FrameEvent, Framer, FramerConfig};
 use crate::{conclude, Analyzer, AnalyzerConfig};
 
-/// Arbitrary bytes as a capture file: read it, analyse it, render every report.
+/// Arbitrary bytes as a capture file: read it, analyse it, render every report; and the
+/// same on two threads (`--threads 2`), which must render the same reports.
 pub fn capture(data: &[u8]) {
-    let Ok(mut source) = FileSource::from_reader("fuzz", Box::new(Cursor::new(data.to_vec())))
-    else {
+    let open = || FileSource::from_reader("fuzz", Box::new(Cursor::new(data.to_vec())));
+    let Ok(mut source) = open() else {
         return;
     };
-    let analysis = crate::analyze(&mut source, AnalyzerConfig::default());
-    render_all(analysis);
+    let one = render_all(crate::analyze(&mut source, AnalyzerConfig::default()));
+    let mut source = open().expect("opened once already");
+    let two = render_all(crate::analyze_pipelined(
+        &mut source,
+        AnalyzerConfig::default(),
+        &mut |_| {},
+        &mut |_| {},
+    ));
+    assert!(one == two, "two threads must report what one does");
 }
 
 /// Arbitrary bytes as TCP segments of three flows, built as raw IPv4 packets: each
@@ -133,11 +141,12 @@ fn inspect(msg: &wire::Message<'_>) {
     let _ = wire::reply_ok(msg);
 }
 
-fn render_all(analysis: crate::Analysis) {
+fn render_all(analysis: crate::Analysis) -> Vec<String> {
     let report = conclude(analysis, Default::default(), Meta::default());
-    for format in [Format::Text, Format::Json, Format::Markdown, Format::Html] {
-        let _ = report.render(format);
-    }
+    [Format::Text, Format::Json, Format::Markdown, Format::Html]
+        .into_iter()
+        .map(|format| report.render(format))
+        .collect()
 }
 
 /// Arbitrary bytes as the two directions of a TLS connection, with a key log that holds
