@@ -232,18 +232,29 @@ fn finish_analysis(front: FrontEnd, mut observer: Observer) -> Analysis {
 /// What a caller's hook between packets may do with the analysis so far: fold old closed
 /// connections away to bound memory. Both analyzers, on one thread or two, offer it.
 pub trait Held {
-    /// Closed connections held in full detail.
-    fn closed_held(&self) -> usize;
-    /// The closed records held, moved out (not copied), oldest closed first. Hand back
-    /// those still wanted with [`Held::restore_closed`]; until then none are held.
-    fn take_closed(&mut self) -> Vec<Box<Observations>>;
-    /// Closed records taken by [`Held::take_closed`] and kept, oldest closed first.
-    fn restore_closed(&mut self, kept: Vec<Box<Observations>>);
+    /// The closed records held in full detail, oldest closed first.
+    fn closed(&self) -> &[Box<Observations>];
+    fn closed_mut(&mut self) -> &mut Vec<Box<Observations>>;
     /// Copies of the open connections whose connection info `wanted` accepts, in no
     /// particular order.
     fn peek_open(&self, wanted: &dyn Fn(&ConnInfo) -> bool) -> Vec<Box<Observations>>;
     /// The time the capture covers so far (see [`InputSummary::window`]).
     fn window(&self) -> Option<crate::classify::Window>;
+
+    /// Closed connections held in full detail.
+    fn closed_held(&self) -> usize {
+        self.closed().len()
+    }
+    /// The closed records held, moved out (not copied), oldest closed first. Hand back
+    /// those still wanted with [`Held::restore_closed`]; until then none are held.
+    fn take_closed(&mut self) -> Vec<Box<Observations>> {
+        std::mem::take(self.closed_mut())
+    }
+    /// Closed records taken by [`Held::take_closed`] and kept, oldest closed first.
+    fn restore_closed(&mut self, kept: Vec<Box<Observations>>) {
+        debug_assert!(self.closed().is_empty());
+        *self.closed_mut() = kept;
+    }
 }
 
 impl Analyzer {
@@ -316,17 +327,12 @@ impl Analyzer {
 }
 
 impl Held for Analyzer {
-    fn closed_held(&self) -> usize {
-        self.observer.finished.len()
+    fn closed(&self) -> &[Box<Observations>] {
+        &self.observer.finished
     }
 
-    fn take_closed(&mut self) -> Vec<Box<Observations>> {
-        std::mem::take(&mut self.observer.finished)
-    }
-
-    fn restore_closed(&mut self, kept: Vec<Box<Observations>>) {
-        debug_assert!(self.observer.finished.is_empty());
-        self.observer.finished = kept;
+    fn closed_mut(&mut self) -> &mut Vec<Box<Observations>> {
+        &mut self.observer.finished
     }
 
     fn peek_open(&self, wanted: &dyn Fn(&ConnInfo) -> bool) -> Vec<Box<Observations>> {

@@ -280,17 +280,12 @@ fn slot_of(open: &mut [Option<Open>], slot: Slot) -> &mut Open {
 }
 
 impl Held for Back {
-    fn closed_held(&self) -> usize {
-        self.observer.finished.len()
+    fn closed(&self) -> &[Box<Observations>] {
+        &self.observer.finished
     }
 
-    fn take_closed(&mut self) -> Vec<Box<Observations>> {
-        std::mem::take(&mut self.observer.finished)
-    }
-
-    fn restore_closed(&mut self, kept: Vec<Box<Observations>>) {
-        debug_assert!(self.observer.finished.is_empty());
-        self.observer.finished = kept;
+    fn closed_mut(&mut self) -> &mut Vec<Box<Observations>> {
+        &mut self.observer.finished
     }
 
     fn peek_open(&self, wanted: &dyn Fn(&ConnInfo) -> bool) -> Vec<Box<Observations>> {
