@@ -9,19 +9,19 @@
 //! A pipeline rather than a split of the flows among workers: classification and the
 //! in-flight counts are per client host and the fold's result depends on which
 //! connections were held when it ran, so workers owning disjoint flows would have to meet
-//! at every hook to stay deterministic. Two stages of similar cost need no such meeting;
-//! more threads than two would have nothing to do.
+//! at every hook to stay deterministic. Two stages in a row need no such meeting; more
+//! threads than two would have nothing to do.
 
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use super::{
-    finish_analysis, read_source, with_source, Analysis, AnalyzerConfig, Front, Held, Progress,
-    Step,
+    finish_analysis, read_source, with_source, Analysis, AnalyzerConfig, Front, FrontEnd, Held,
+    Progress, Step,
 };
 use crate::capture::{PacketSource, Timestamp};
 use crate::classify::Window;
 use crate::observe::{ConnState, Observations, Observer};
-use crate::tcp::{Close, ConnHandler, ConnInfo, Side, StreamEvent, StreamStats};
+use crate::tcp::{Close, ConnHandler, ConnInfo, Side, StreamEvent, StreamStats, TableConfig};
 
 /// A batch is handed over once it holds this many calls or this many payload bytes: large
 /// enough that the hand-over costs nothing per packet, small enough that the batches in
@@ -302,7 +302,8 @@ impl Held for Back {
     }
 }
 
-/// [`super::analyze_with_hook`] on two threads, with the same result.
+/// [`super::analyze_with_hook`] on two threads, with the same result; on this thread
+/// alone if no second one can be started.
 pub fn analyze_pipelined(
     source: &mut (dyn PacketSource + Send),
     config: AnalyzerConfig,
@@ -311,51 +312,66 @@ pub fn analyze_pipelined(
 ) -> Analysis {
     let (to_observer, filled) = mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
     let (give_back, emptied) = mpsc::channel::<Batch>();
-    let mut back = Back {
-        observer: Observer::new(config.observer),
-        open: Vec::new(),
-        window: None,
-    };
     let table = config.table;
-    let front = std::thread::scope(|scope| {
-        let front =
-            std::thread::Builder::new()
-                .name("conn-attrib read".into())
-                .spawn_scoped(scope, || {
-                    let mut front = Front::new(table);
-                    let mut forwarder = Forwarder {
-                        batch: Batch::default(),
-                        to_observer,
-                        emptied,
-                        free_slots: Vec::new(),
-                        sent: Vec::new(),
-                        observer_gone: false,
-                    };
-                    read_source(source, |step| match step {
-                        Step::Packet(packet) => front.packet(packet, &mut forwarder),
-                        Step::Hook => forwarder.push(Call::Hook(front.input.window())),
-                        Step::Progress(stats, done) => forwarder.push(Call::Progress(
-                            Progress::of(stats, front.table.stats.connections, done),
-                        )),
-                        Step::Failed(err) => front.source_failed(err),
-                    });
-                    front.source_notes(source.take_notes());
-                    let end = front.finish(&mut forwarder);
-                    forwarder.send();
-                    end
-                    // The forwarder drops its sender here: the observer's loop ends.
-                })
-                .expect("a thread can be started");
+    let pipelined = std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("conn-attrib read".into())
+            .spawn_scoped(scope, || {
+                read_and_forward(source, table, to_observer, emptied)
+            })
+            .ok()?;
+        let mut back = Back {
+            observer: Observer::new(config.observer.clone()),
+            open: Vec::new(),
+            window: None,
+        };
         for mut batch in filled.iter() {
             back.replay(&batch, on_progress, between);
             batch.clear();
-            // The front thread may have finished: then the batch is simply dropped.
+            // The reader may have finished: then the batch is simply dropped.
             let _ = give_back.send(batch);
         }
-        match front.join() {
-            Ok(end) => end,
+        match reader.join() {
+            Ok(end) => Some((end, back.observer)),
             Err(panic) => std::panic::resume_unwind(panic),
         }
     });
-    with_source(finish_analysis(front, back.observer), source)
+    match pipelined {
+        Some((front, observer)) => with_source(finish_analysis(front, observer), source),
+        // No second thread to be had (a process limit): nothing was read yet.
+        None => super::analyze_with_hook(source, config, on_progress, between),
+    }
+}
+
+/// The reading thread: stages 1–3, their calls recorded and sent on in batches.
+fn read_and_forward(
+    source: &mut (dyn PacketSource + Send),
+    table: TableConfig,
+    to_observer: SyncSender<Batch>,
+    emptied: Receiver<Batch>,
+) -> FrontEnd {
+    let mut front = Front::new(table);
+    let mut forwarder = Forwarder {
+        batch: Batch::default(),
+        to_observer,
+        emptied,
+        free_slots: Vec::new(),
+        sent: Vec::new(),
+        observer_gone: false,
+    };
+    read_source(source, |step| match step {
+        Step::Packet(packet) => front.packet(packet, &mut forwarder),
+        Step::Hook => forwarder.push(Call::Hook(front.input.window())),
+        Step::Progress(stats, done) => forwarder.push(Call::Progress(Progress::of(
+            stats,
+            front.table.stats.connections,
+            done,
+        ))),
+        Step::Failed(err) => front.source_failed(err),
+    });
+    front.source_notes(source.take_notes());
+    let end = front.finish(&mut forwarder);
+    forwarder.send();
+    // Dropping the forwarder's sender ends the observer's loop.
+    end
 }
