@@ -11,6 +11,7 @@ pub mod analyzer;
 pub mod attribute;
 pub mod capture;
 pub mod classify;
+mod fold;
 pub mod fuzzing;
 pub mod live;
 pub mod metrics;
@@ -22,10 +23,6 @@ pub mod tcp;
 pub mod tls;
 pub mod warnings;
 pub mod wire;
-
-use std::net::IpAddr;
-
-use rustc_hash::{FxHashMap, FxHashSet};
 
 pub use analyzer::{
     analyze, analyze_pipelined, analyze_with_hook, Analysis, Analyzer, AnalyzerConfig, Held,
@@ -102,44 +99,17 @@ pub fn analyze_path_bounded(
     keep_closed: usize,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<(analyzer::Analysis, attribute::Released), capture::CaptureError> {
-    let mut released = attribute::Released::default();
-    // A fold concludes everything held, so it waits until twice `keep_closed` are held:
-    // each closed connection then takes part in at most two such conclusions.
-    let fold_at = keep_closed.saturating_mul(2).max(1);
-    let mut fold = |analyzer: &mut dyn Held| {
-        if analyzer.closed_held() < fold_at {
-            return;
-        }
-        let closed = analyzer.take_closed();
-        let excess = closed.len().saturating_sub(keep_closed);
-        let release: FxHashSet<u64> = closed[..excess].iter().map(|o| o.id).collect();
-        // A connection's class and client depend on its client's other connections,
-        // all from the same host (client keys and neighbourhoods start with the host):
-        // only those hosts' connections need concluding; the rest stay as they are.
-        let hosts: FxHashSet<IpAddr> = closed[..excess].iter().map(|o| o.client.ip()).collect();
-        let (involved, mut kept): (Vec<_>, Vec<_>) = closed
-            .into_iter()
-            .enumerate()
-            .partition(|(_, o)| hosts.contains(&o.client.ip()));
-        let position: FxHashMap<u64, usize> = involved.iter().map(|(at, o)| (o.id, *at)).collect();
-        let mut conns: Vec<Box<observe::Observations>> =
-            involved.into_iter().map(|(_, o)| o).collect();
-        conns.extend(
-            analyzer.peek_open(&|info| info.endpoints.iter().any(|e| hosts.contains(&e.ip()))),
-        );
-        conns.sort_by_cached_key(|o| o.id);
-        // Only classes and client keys are needed: no attribution or report is built.
-        let verdicts = classify::classify(&conns, analyzer.window());
-        released.fold_classified(&conns, &verdicts, &release);
-        kept.extend(
-            conns
-                .into_iter()
-                .filter(|o| !release.contains(&o.id))
-                .filter_map(|o| position.get(&o.id).map(|&at| (at, o))),
-        );
-        kept.sort_unstable_by_key(|(at, _)| *at);
-        analyzer.restore_closed(kept.into_iter().map(|(_, obs)| obs).collect());
+    let pipelined = config.pipelined;
+    let run = |mut folder: fold::Folder| {
+        let mut analysis =
+            analyze_path_with_hook(path, config, on_progress, &mut |held| folder.hook(held))?;
+        let released = folder.finish(&mut analysis);
+        Ok((analysis, released))
     };
-    let analysis = analyze_path_with_hook(path, config, on_progress, &mut fold)?;
-    Ok((analysis, released))
+    if !pipelined {
+        return run(fold::Folder::in_place(keep_closed));
+    }
+    // Two threads for the analysis, and the folds' classifying on a third that runs while
+    // the reading one waits for the observer.
+    std::thread::scope(|scope| run(fold::Folder::threaded(scope, keep_closed)))
 }
