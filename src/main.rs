@@ -81,8 +81,9 @@ struct Cli {
     keep_closed: usize,
 
     /// Threads to analyse with. With 2, one reads the capture and reassembles TCP while
-    /// the other decodes MongoDB messages and classifies; the report is the same as with
-    /// 1. More than 2 is taken as 2. Default: 2 when this process may use two cores.
+    /// another decodes MongoDB messages (and a helper classifies what --keep-closed folds
+    /// away); the report is the same as with 1. More than 2 is taken as 2. Default: 2 when
+    /// this process may use two cores.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
 
