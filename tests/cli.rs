@@ -148,3 +148,25 @@ fn a_reader_that_stops_early_is_not_an_error() {
         out.status
     );
 }
+
+#[test]
+fn threads_two_and_one_write_the_same_report() {
+    // The text report does not print the command line; the exit code says the same too.
+    let capture = "testdata/lab/pool-churn/capture.pcap";
+    let run = |threads: &str| {
+        let out = bin()
+            .args([capture, "--keep-closed", "2", "--threads", threads])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let one = run("1");
+    assert!(
+        one.1.contains("released from memory"),
+        "folds ran: {}",
+        one.1
+    );
+    assert_eq!(run("2"), one);
+    let out = bin().args([capture, "--threads", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "0 threads is refused");
+}
