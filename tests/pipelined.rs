@@ -35,16 +35,26 @@ fn capture_of(case: &Path) -> PathBuf {
         .unwrap_or_else(|| panic!("no capture in {}", case.display()))
 }
 
-/// The JSON and text reports of one analysis.
-fn reports(capture: &Path, keylog: Option<&Path>, keep_closed: usize, pipelined: bool) -> String {
-    let mut config = AnalyzerConfig {
-        pipelined,
-        ..AnalyzerConfig::default()
-    };
+/// A case's key log, where it has one.
+fn keylog_of(case: &Path) -> Option<PathBuf> {
+    Some(case.join("keylog.txt")).filter(|path| path.exists())
+}
+
+fn config_with(keylog: Option<&Path>) -> AnalyzerConfig {
+    let mut config = AnalyzerConfig::default();
     config.observer.keylog = keylog.map(|path| KeyLogConfig {
         path: path.to_path_buf(),
         follow: false,
     });
+    config
+}
+
+/// The JSON and text reports of one analysis.
+fn reports(capture: &Path, keylog: Option<&Path>, keep_closed: usize, pipelined: bool) -> String {
+    let config = AnalyzerConfig {
+        pipelined,
+        ..config_with(keylog)
+    };
     let (analysis, released) =
         analyze_path_bounded(capture.to_str().unwrap(), config, keep_closed, &mut |_| {})
             .expect("readable");
@@ -68,8 +78,8 @@ fn two_threads_report_what_one_does_on_every_lab_capture() {
     assert!(cases.len() >= 30, "the lab's cases are all here");
     for case in cases {
         let capture = capture_of(&case);
-        let keylog = case.join("keylog.txt");
-        let keylog = keylog.exists().then_some(keylog.as_path());
+        let keylog = keylog_of(&case);
+        let keylog = keylog.as_deref();
         assert_same(&capture, keylog, 10_000);
         // Folds every few dozen packets once four closed connections are held: the
         // hook runs on the observer's thread and must see what it sees on one thread.
@@ -107,11 +117,7 @@ fn two_threads_report_what_one_does_on_a_capture_cut_mid_record() {
 /// What a hook sees at each of its calls: the closed records held, the open connections
 /// peeked, and the window, in Debug form.
 fn hook_views(capture: &Path, keylog: Option<&Path>, pipelined: bool) -> Vec<String> {
-    let mut config = AnalyzerConfig::default();
-    config.observer.keylog = keylog.map(|path| KeyLogConfig {
-        path: path.to_path_buf(),
-        follow: false,
-    });
+    let config = config_with(keylog);
     let mut source = FileSource::open(capture.to_str().unwrap()).expect("readable");
     let mut views = Vec::new();
     let mut look = |held: &mut dyn Held| {
@@ -137,8 +143,8 @@ fn the_hook_sees_the_same_connections_on_two_threads_as_on_one() {
     for case in ["pool-churn", "tls-pymongo", "cut-capture", "pool-growth"] {
         let case = lab.join(case);
         let capture = capture_of(&case);
-        let keylog = case.join("keylog.txt");
-        let keylog = keylog.exists().then_some(keylog.as_path());
+        let keylog = keylog_of(&case);
+        let keylog = keylog.as_deref();
         let one = hook_views(&capture, keylog, false);
         let two = hook_views(&capture, keylog, true);
         assert!(one.len() >= 3, "{}: the hook ran", case.display());
