@@ -129,11 +129,11 @@ impl<'scope> Folder<'scope> {
         if held.closed_held() + out < fold_at {
             return;
         }
+        let mut closed = held.take_closed();
         if let Some(back) = self.take_back() {
-            let newer = held.take_closed();
-            held.restore_closed(back.into_iter().chain(newer).collect());
+            closed = back.into_iter().chain(closed).collect();
         }
-        let (job, uninvolved) = select(held, self.keep_closed);
+        let (job, uninvolved) = select(closed, held, self.keep_closed);
         match &mut self.runner {
             Runner::InPlace(released) => {
                 let kept = in_order(uninvolved, job.run(released));
@@ -210,10 +210,10 @@ fn in_order(mut kept: Placed, more: Placed) -> Vec<Box<Observations>> {
     kept.into_iter().map(|(_, obs)| obs).collect()
 }
 
-/// Take the held closed records: those beyond the newest `keep_closed` are released, and
-/// their hosts' records go into the job; the other hosts' records are kept as they are.
-fn select(held: &mut dyn Held, keep_closed: usize) -> (Job, Placed) {
-    let closed = held.take_closed();
+/// Of the closed records (all of them, oldest closed first), those beyond the newest
+/// `keep_closed` are released, and their hosts' records go into the job with copies of
+/// those hosts' open connections; the other hosts' records are kept as they are.
+fn select(closed: Vec<Box<Observations>>, held: &dyn Held, keep_closed: usize) -> (Job, Placed) {
     let excess = closed.len().saturating_sub(keep_closed);
     let release: FxHashSet<u64> = closed[..excess].iter().map(|o| o.id).collect();
     // A connection's class and client depend on its client's other connections, all from
