@@ -422,7 +422,9 @@ pub struct ConnState {
 struct Core {
     /// Which side sends requests, once a message told us.
     client_side: Option<Side>,
-    pending: [(i32, Timestamp, Pending); PENDING_SLOTS],
+    /// Requests awaiting a reply: request id (`None`: a free slot; 0 is a valid id), when
+    /// sent, and what it was.
+    pending: [(Option<i32>, Timestamp, Pending); PENDING_SLOTS],
     pending_next: usize,
     last_hello_request: Option<Timestamp>,
     last_hello_reply: Option<Timestamp>,
@@ -598,6 +600,13 @@ impl Observer {
         msg: &Message<'_>,
     ) {
         state.traffic[side.index()].messages += 1;
+        // Once the connection says which side is the client (its SYN, a ClientHello or an
+        // earlier message), OP_MSG's direction comes from the side, not from responseTo.
+        let msg = &match info.initiator.or(state.client_side) {
+            Some(client) if side == client => msg.sent_by(wire::Sender::Client),
+            Some(_) => msg.sent_by(wire::Sender::Server),
+            None => *msg,
+        };
         if let Some(c) = msg.compressor {
             state.obs.compression = Some(c.name());
         }
@@ -710,7 +719,7 @@ impl Observer {
             _ => true,
         };
         if expects_reply {
-            state.pending[state.pending_next] = (msg.header.request_id, ts, kind);
+            state.pending[state.pending_next] = (Some(msg.header.request_id), ts, kind);
             state.pending_next = (state.pending_next + 1) % PENDING_SLOTS;
             kind
         } else {
@@ -723,13 +732,13 @@ impl Observer {
         let Some(slot) = state
             .pending
             .iter()
-            .position(|(id, ..)| *id == wanted && wanted != 0)
+            .position(|(id, ..)| *id == Some(wanted))
         else {
             self.on_unmatched_reply(state, server, ts, msg);
             return;
         };
         let (_, sent, kind) = state.pending[slot];
-        state.pending[slot].0 = 0;
+        state.pending[slot].0 = None;
         let elapsed_ms = ts.nanos_since(sent) as f64 / 1e6;
         let streamed = matches!(msg.body, wire::Body::Msg { flags, .. } if flags.more_to_come());
         let obs = &mut state.obs;
@@ -740,7 +749,7 @@ impl Observer {
                     obs.hello.streamed_replies += 1;
                     obs.hello_ticks.record(ts.as_secs_f64() - obs.first_seen);
                     // The next streamed reply will answer this one.
-                    state.pending[slot] = (msg.header.request_id, ts, kind);
+                    state.pending[slot] = (Some(msg.header.request_id), ts, kind);
                 }
                 if let Some(prev) = state.last_hello_reply {
                     let gap = ts.nanos_since(prev) as f64 / 1e9;
@@ -827,7 +836,7 @@ impl Observer {
             obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
         }
         state.pending[state.pending_next] = (
-            msg.header.request_id,
+            Some(msg.header.request_id),
             ts,
             Pending::Hello { awaitable: true },
         );
@@ -1003,7 +1012,7 @@ impl ConnHandler for Observer {
             shape: None,
             core: Core {
                 client_side: None,
-                pending: [(0, Timestamp(0), Pending::Other); PENDING_SLOTS],
+                pending: [(None, Timestamp(0), Pending::Other); PENDING_SLOTS],
                 pending_next: 0,
                 last_hello_request: None,
                 last_hello_reply: None,

@@ -116,6 +116,15 @@ pub struct Message<'a> {
     pub header: Header,
     pub compressor: Option<Compressor>,
     pub body: Body<'a>,
+    /// Who sent it, when the connection says (see [`Message::sent_by`]).
+    sender: Option<Sender>,
+}
+
+/// Which end of a connection sent a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    Client,
+    Server,
 }
 
 /// Checked little-endian reads over a byte slice; every read fails instead of panicking.
@@ -236,6 +245,7 @@ pub fn parse_message<'a>(
             header,
             compressor: None,
             body: parse_body(header, body, HEADER_LEN)?,
+            sender: None,
         });
     }
     let mut cur = Cursor::new(body, HEADER_LEN);
@@ -262,6 +272,7 @@ pub fn parse_message<'a>(
         header: inner,
         compressor: Some(compressor),
         body: parse_body(inner, &scratch.out, HEADER_LEN)?,
+        sender: None,
     })
 }
 
@@ -488,6 +499,7 @@ pub fn parse_prefix(prefix: &[u8], total_len: u32) -> Result<Message<'_>, WireEr
                 body: Body::Partial {
                     first_key: Some(name),
                 },
+                sender: None,
             });
         }
         _ => None,
@@ -508,6 +520,7 @@ pub fn parse_prefix(prefix: &[u8], total_len: u32) -> Result<Message<'_>, WireEr
         header,
         compressor: None,
         body,
+        sender: None,
     })
 }
 
@@ -538,8 +551,18 @@ fn unwrap_query(doc: &RawDocument) -> &RawDocument {
 }
 
 impl<'a> Message<'a> {
-    /// Sent by a client: OP_QUERY, OP_COMMAND, legacy writes, or OP_MSG not answering
-    /// anything (`responseTo == 0`).
+    /// The same message, known to come from `sender`. OP_MSG is used both ways, and
+    /// `responseTo` alone cannot always tell: a driver may number its first request 0
+    /// (the Rust driver's counter starts there), and the reply then answers "0".
+    pub fn sent_by(self, sender: Sender) -> Message<'a> {
+        Message {
+            sender: Some(sender),
+            ..self
+        }
+    }
+
+    /// Sent by a client: OP_QUERY, OP_COMMAND, legacy writes, or OP_MSG from the client
+    /// side (when the sender is not known: OP_MSG not answering anything, `responseTo == 0`).
     pub fn is_request(&self) -> bool {
         match self.header.op_code {
             OpCode::Query
@@ -549,17 +572,24 @@ impl<'a> Message<'a> {
             | OpCode::Delete
             | OpCode::GetMore
             | OpCode::KillCursors => true,
-            OpCode::Msg => self.header.response_to == 0,
+            OpCode::Msg => match self.sender {
+                Some(sender) => sender == Sender::Client,
+                None => self.header.response_to == 0,
+            },
             _ => false,
         }
     }
 
-    /// Sent by a server: OP_REPLY, OP_COMMANDREPLY, or OP_MSG answering a request (exhaust
-    /// replies answer the previous reply).
+    /// Sent by a server: OP_REPLY, OP_COMMANDREPLY, or OP_MSG from the server side (when
+    /// the sender is not known: OP_MSG answering a request; exhaust replies answer the
+    /// previous reply).
     pub fn is_reply(&self) -> bool {
         match self.header.op_code {
             OpCode::Reply | OpCode::CommandReply => true,
-            OpCode::Msg => self.header.response_to != 0,
+            OpCode::Msg => match self.sender {
+                Some(sender) => sender == Sender::Server,
+                None => self.header.response_to != 0,
+            },
             _ => false,
         }
     }

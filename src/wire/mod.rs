@@ -25,7 +25,9 @@ pub use elements::Doc;
 pub use error::WireError;
 pub use frame::{FrameEvent, Framer, FramerConfig};
 pub use header::{Header, HeaderView, OpCode, HEADER_LEN};
-pub use message::{parse_message, parse_prefix, Body, Compressor, Message, MsgFlags, Scratch};
+pub use message::{
+    parse_message, parse_prefix, Body, Compressor, Message, MsgFlags, Scratch, Sender,
+};
 
 /// The server's maxMessageSizeBytes: no valid message is longer.
 pub const DEFAULT_MAX_MESSAGE_LEN: u32 = 48_000_000;

@@ -322,3 +322,34 @@ fn reused_decoders_match_a_new_decoder_per_message() {
         "{reasons_differ} damaged streams failed differently"
     );
 }
+
+#[test]
+fn the_sender_decides_an_op_msgs_direction_when_response_to_is_zero() {
+    // The Rust driver numbers its first request 0, so the server's reply answers 0: by
+    // responseTo alone that reply reads as a request whose command is the reply's first key.
+    let reply = op_msg(
+        7,
+        0,
+        0,
+        &rawdoc! { "helloOk": true, "isWritablePrimary": true, "ok": 1.0 },
+    );
+    let mut scratch = Scratch::default();
+    let guessed = parse_message(&reply, &mut scratch, MAX).unwrap();
+    assert!(guessed.is_request());
+    let known = guessed.sent_by(Sender::Server);
+    assert!(known.is_reply() && !known.is_request());
+    assert_eq!(known.command_name(), None);
+
+    let request = op_msg(0, 0, 0, &rawdoc! { "hello": 1i32, "$db": "admin" });
+    let msg = parse_message(&request, &mut scratch, MAX)
+        .unwrap()
+        .sent_by(Sender::Client);
+    assert!(msg.is_request() && !msg.is_reply());
+    assert_eq!(msg.command_name(), Some("hello"));
+    // An OP_MSG from the client that carries a responseTo is still the client's request.
+    let odd = op_msg(5, 9, 0, &rawdoc! { "ping": 1i32, "$db": "admin" });
+    let msg = parse_message(&odd, &mut scratch, MAX)
+        .unwrap()
+        .sent_by(Sender::Client);
+    assert_eq!(msg.command_name(), Some("ping"));
+}
