@@ -426,6 +426,12 @@ fn client_of(
     } else {
         Mode::Unknown
     };
+    let polls_with_rtt = mode == Mode::Polling
+        && counts.rtt_monitor > 0
+        && match (&key.driver_name, &key.driver_version) {
+            (Some(name), Some(version)) => crate::classify::polls_with_rtt_monitor(name, version),
+            _ => false,
+        };
     let instance_class = match mode {
         Mode::Streaming => Some(Class::StreamingMonitor),
         Mode::Polling => Some(Class::PollingMonitor),
@@ -470,6 +476,11 @@ fn client_of(
         Mode::Streaming | Mode::Polling | Mode::SingleThreaded | Mode::LoadBalanced => {
             let (per_node, formula_name) = match mode {
                 Mode::Streaming => (min_pool as u64 + 2, "(minPoolSize + 2) x nodes"),
+                // A driver that keeps an RTT connection beside each polling monitor
+                // (classify::polls_with_rtt_monitor) holds two monitors per node.
+                Mode::Polling if polls_with_rtt => {
+                    (min_pool as u64 + 2, "(minPoolSize + 2) x nodes")
+                }
                 Mode::Polling => (min_pool as u64 + 1, "(minPoolSize + 1) x nodes"),
                 Mode::SingleThreaded => (1, "1 x nodes"),
                 _ => (min_pool as u64, "minPoolSize x load balancers"),
@@ -503,7 +514,8 @@ fn client_of(
                 e.total
             ),
             Mode::Polling => format!(
-                "({min_pool} + 1) x {node_count} {nodes_word}{instances} = {}",
+                "({min_pool} + {}) x {node_count} {nodes_word}{instances} = {}",
+                e.per_node - min_pool as u64,
                 e.total
             ),
             Mode::SingleThreaded => {
@@ -546,7 +558,13 @@ fn client_of(
             } else {
                 "the server supports streaming, so serverMonitoringMode=poll or a polling-only driver".into()
             };
-            deviations.push(format!("no RTT connections: the client polls ({why})"));
+            if polls_with_rtt {
+                deviations.push(format!(
+                    "the client polls ({why}), and its driver keeps an RTT connection to each node beside the polling monitor (mongo-go-driver 1.4 to 1.12 do; 1.13 and later do not): two monitoring connections per node"
+                ));
+            } else {
+                deviations.push(format!("no RTT connections: the client polls ({why})"));
+            }
         }
         for (node, peak) in &pool_peaks {
             let allowed = min_pool as u64 * mongo_clients as u64;

@@ -863,10 +863,74 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         };
         verdicts[i] = Some(v);
     }
-    verdicts
+    let mut verdicts: Vec<Verdict> = verdicts
         .into_iter()
         .map(|v| v.expect("every connection classified"))
-        .collect()
+        .collect();
+    split_polling_pairs(conns, &keys, &mut verdicts);
+    verdicts
+}
+
+/// Drivers that keep an RTT connection to each server even when they poll: the Go driver
+/// from 1.4 (streaming hello, GODRIVER-1489) to 1.12 starts its RTT monitor in
+/// `Server.Connect` whatever the server supports; 1.13 starts it only once it streams, as
+/// the server-monitoring spec has it. Such a client shows two polling-shaped connections
+/// per node for one MongoClient.
+pub fn polls_with_rtt_monitor(driver_name: &str, driver_version: &str) -> bool {
+    if driver_name != "mongo-go-driver" {
+        return false;
+    }
+    let mut parts = driver_version
+        .trim_start_matches('v')
+        .split(['.', '-', '+']);
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    matches!((major, minor), (Some(1), Some(4..=12)))
+}
+
+/// For a client whose driver polls with an RTT monitor beside ([`polls_with_rtt_monitor`]),
+/// half of its polling-shaped connections to each node are RTT monitors. The check
+/// monitor is the one that also runs immediate checks (server selection asks for them),
+/// so it has the shortest gap between hellos and the most hellos; the RTT monitor ticks
+/// at the heartbeat only.
+fn split_polling_pairs(conns: &[Box<Observations>], keys: &[ClientKey], verdicts: &mut [Verdict]) {
+    let mut groups: FxHashMap<(&ClientKey, std::net::SocketAddr), Vec<usize>> =
+        FxHashMap::default();
+    for (i, key) in keys.iter().enumerate() {
+        let paired = match (&key.driver_name, &key.driver_version) {
+            (Some(name), Some(version)) => polls_with_rtt_monitor(name, version),
+            _ => false,
+        };
+        if paired && verdicts[i].class == Class::PollingMonitor {
+            groups.entry((key, conns[i].server)).or_default().push(i);
+        }
+    }
+    for (_, mut members) in groups {
+        if members.len() < 2 {
+            continue;
+        }
+        let shortest_gap = |i: usize| conns[i].hello.request_intervals.min.unwrap_or(f64::MAX);
+        members.sort_by(|&a, &b| {
+            shortest_gap(a)
+                .total_cmp(&shortest_gap(b))
+                .then(conns[b].hello.requests.cmp(&conns[a].hello.requests))
+                .then(conns[a].first_seen.total_cmp(&conns[b].first_seen))
+        });
+        let monitors = members.len().div_ceil(2);
+        for &i in &members[monitors..] {
+            let obs = &conns[i];
+            let driver = keys[i].driver_version.as_deref().unwrap_or("");
+            verdicts[i] = verdict(
+                Class::RttMonitor,
+                Confidence::Medium,
+                format!(
+                    "{} plain hello{} at the heartbeat, no operations, beside this client's polling monitor to the same node: mongo-go-driver {driver} (1.4 to 1.12) keeps an RTT connection even when it polls; of the pair, the RTT monitor is the one without immediate checks",
+                    obs.hello.requests,
+                    plural(obs.hello.requests as u64)
+                ),
+            );
+        }
+    }
 }
 
 /// A connection that predates the capture and carried no MongoDB message while the capture

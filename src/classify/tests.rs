@@ -425,3 +425,26 @@ fn application_issued_hello_on_a_pooled_clients_connection_is_pool() {
         v[1].evidence
     );
 }
+
+#[test]
+fn go_drivers_from_1_4_to_1_12_poll_with_an_rtt_monitor() {
+    for (version, paired) in [
+        ("v1.3.5", false),
+        ("v1.4.0", true),
+        ("v1.8.4", true),
+        ("v1.12.1", true),
+        ("v1.13.0", false),
+        ("v1.17.3", false),
+        ("v2.2.0", false),
+        ("1.8.4", true),
+        ("v1.11.0-prerelease", true),
+        ("garbage", false),
+    ] {
+        assert_eq!(
+            polls_with_rtt_monitor("mongo-go-driver", version),
+            paired,
+            "{version}"
+        );
+    }
+    assert!(!polls_with_rtt_monitor("PyMongo|c", "v1.8.4"));
+}
