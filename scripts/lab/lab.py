@@ -8,6 +8,9 @@ Truth never comes from conn-attrib. Each connection's role is derived, per drive
 - PyMongo: the name of the driver thread that opened the socket (its monitor and RTT
   threads are named), recorded by the client script, plus the server's log;
 - Node.js: the call stack that opened the socket, plus CMAP events and the server's log;
+- Go: the call stack that dialled the socket (the client's dialer records it), plus the
+  server's log;
+- Rust: the server's log with the driver's documented design (below);
 - libmongoc/PHP single-threaded: the driver's design (one connection per server that
   carries checks and operations), confirmed by the server's log;
 - libmongoc pooled: the server's log (awaitable hellos = streaming monitor; hellos only
@@ -135,6 +138,23 @@ CASES = {
         what="A 24 s PyMongo session (minPoolSize=2, heartbeat 2 s) of which only the last 10 s were kept: every connection predates the capture, no handshake is seen",
         seconds=24, cut_after=14,
         clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="long-running", heartbeatFrequencyMS=2000, minPoolSize=2), min_pool_size=2)]),
+    "go-streaming": dict(
+        what="The Go driver (Debian's 1.8.4), minPoolSize=1, heartbeat 2 s, against a modern replica set: streaming monitor + RTT per node",
+        seconds=12, clients=[dict(driver="go", uri=uri(RS_URI, appName="go-svc", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
+    "rust-streaming": dict(
+        what="The Rust driver (crates.io mongodb 3), minPoolSize=1, heartbeat 2 s, against a modern replica set: streaming monitor + RTT per node",
+        seconds=12, clients=[dict(driver="rust", uri=uri(RS_URI, appName="rust-svc", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
+    "go-legacy-42": dict(
+        what="The Go driver against a 4.2-era server (maxWireVersion 8, no topologyVersion): polling monitors, minPoolSize=1, heartbeat 2 s",
+        seconds=12, server=["--legacy-42"],
+        clients=[dict(driver="go", uri=uri(RS_URI, appName="go-legacy", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "go-cut-capture": dict(
+        what="A 24 s Go driver session (minPoolSize=2, heartbeat 2 s, 2 workers) of which only the last 10 s were kept: no handshake is seen",
+        seconds=24, cut_after=14,
+        clients=[dict(driver="go", uri=uri(RS_URI, appName="go-long-running", heartbeatFrequencyMS=2000, minPoolSize=2), min_pool_size=2, threads=2)]),
+    "rust-poll-mode": dict(
+        what="The Rust driver with serverMonitoringMode=poll against a modern server: one polling monitor per node, no RTT connection, minPoolSize=1, heartbeat 2 s",
+        seconds=12, clients=[dict(driver="rust", uri=uri(RS_URI, appName="rust-poll", serverMonitoringMode="poll", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
     "tls-pymongo": dict(
         what="PyMongo over TLS 1.3 (tls=true, the lab's CA), minPoolSize=1, heartbeat 2 s, with the key log the client wrote",
         seconds=12, tls=dict(),
@@ -184,12 +204,16 @@ CASES.update({
     "tls-load-balanced": tls_twin("load-balanced", "tls-lb", "PyMongo with loadBalanced=true over TLS 1.3 against a mongos behind a load balancer: no monitors, every connection pooled"),
     "tls-legacy-42": tls_twin("legacy-42", "tls-legacy", "PyMongo 4.10 over TLS 1.3 against a 4.2-era server (no topologyVersion): polling monitors, heartbeat 2 s"),
     "tls-mongos": tls_twin("mongos", "tls-via-mongos", "PyMongo over TLS 1.3 against two mongos routers: streaming monitor + RTT per router"),
+    "tls-go": tls_twin("go-streaming", "tls-go", "The Go driver over TLS 1.3 (Go's crypto/tls, the key log through tls.Config.KeyLogWriter), minPoolSize=1, heartbeat 2 s"),
     "tls-multi-client": tls_twin("multi-client", "tls-lambda", "One PyMongo process creating 3 MongoClient instances over TLS 1.3 (a client per request): 3 monitor sets per node, minPoolSize=1, heartbeat 2 s"),
 })
 
 TLS_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
 # Drivers on OpenSSL without a key log option of their own: the lab preloads sslkeylog.so.
 OPENSSL_SHIM_DRIVERS = ("mongoc-single", "mongoc-pooled", "php")
+# Drivers whose client script cannot name the socket of each TLS session: what each
+# connection negotiated is read from its ServerHello in the capture (tshark).
+SERVER_HELLO_TLS_DRIVERS = ("go",)
 
 
 def make_certs(work):
@@ -252,6 +276,10 @@ def client_argv(c, seconds, events, ca=None, keylog=None):
         argv = [os.path.join(BUILD, "mongoc_client"), d.split("-")[1], c["uri"], str(seconds), str(c.get("threads", 2))]
     elif d == "php":
         argv = ["php", os.path.join(HERE, "clients", "php_client.php"), c["uri"], str(seconds)]
+    elif d == "go":
+        argv = [os.path.join(BUILD, "go_client"), c["uri"], str(seconds), str(c.get("threads", 1)), events]
+    elif d == "rust":
+        argv = [os.path.join(BUILD, "rust_client"), c["uri"], str(seconds), str(c.get("threads", 1))]
     else:
         raise ValueError(d)
     return argv
@@ -346,7 +374,10 @@ def write_truth(name, spec, work, capture, cut_ts, final):
             evs = json.load(open(os.path.join(work, "events-%d.json" % i)))
         except (OSError, ValueError):
             evs = []
-        events.append(evs + shim_tls_events(os.path.join(work, "tls-events-%d.jsonl" % i), os.path.join(work, "raw.pcap")))
+        evs = evs + shim_tls_events(os.path.join(work, "tls-events-%d.jsonl" % i), os.path.join(work, "raw.pcap"))
+        if "tls" in spec and spec["clients"][i]["driver"] in SERVER_HELLO_TLS_DRIVERS:
+            evs = evs + server_hello_tls_events(os.path.join(work, "raw.pcap"), spec["clients"][i].get("src", "127.0.0.1"))
+        events.append(evs)
     present = endpoints_in(final) if cut_ts else None
     truth, summary = derive_truth(name, spec, server_log, events, capture, cut_ts, present)
     with open(os.path.join(OUT, name, "truth.json"), "w") as f:
@@ -383,6 +414,28 @@ def shim_tls_events(path, capture):
             raise RuntimeError("%s: the session %s... has keys but no ClientHello was seen" % (path, r[:16]))
         events.append(dict(kind="tls", local=where, version=k["version"], cipher=k["cipher"],
                            source="sslkeylog.so shim; socket from the %s" % ("driver's write" if r in local else "capture's ClientHello")))
+    return events
+
+
+# The IANA suites the lab's servers offer, by code point, named as the other truths name them.
+SUITES = {0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384", 0x1303: "TLS_CHACHA20_POLY1305_SHA256",
+          0xC02F: "ECDHE-RSA-AES128-GCM-SHA256", 0xC030: "ECDHE-RSA-AES256-GCM-SHA384", 0xCCA8: "ECDHE-RSA-CHACHA20-POLY1305"}
+
+
+def server_hello_tls_events(capture, client_host):
+    """`tls` events for every connection of one client host from the ServerHellos in a
+    capture (tshark's dissector, not conn-attrib): the version (supported_versions, else
+    the legacy field) and the suite the server chose for that connection."""
+    out = subprocess.run(["tshark", "-r", capture, "-Y", "tls.handshake.type == 2 && ip.dst == %s" % client_host, "-T", "fields",
+                          "-e", "ip.dst", "-e", "tcp.dstport", "-e", "tls.handshake.extensions.supported_version",
+                          "-e", "tls.handshake.version", "-e", "tls.handshake.ciphersuite"],
+                         check=True, capture_output=True, text=True).stdout
+    names = {0x0304: "TLSv1.3", 0x0303: "TLSv1.2"}
+    events = []
+    for f in (line.split("\t") for line in out.splitlines()):
+        version = int((f[2] or f[3]).split(",")[0], 16)
+        events.append(dict(kind="tls", local="%s:%s" % (f[0], f[1]), version=names[version], cipher=SUITES[int(f[4], 16)],
+                           source="the connection's ServerHello in the capture (tshark)"))
     return events
 
 
@@ -527,6 +580,20 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
                 role = "pool"
             why = "socket opened from %s; server log: %d hellos (%d awaitable), %d operations" % (
                 (stack.split(" | ")[0] if stack else "unknown frame"), c["hellos"], c["awaitable"], c["ops"])
+        elif ob and driver == "go":
+            # The Go driver dials every socket through the client's dialer, on the goroutine
+            # of the code that needs it: Server.update/check (the monitor), rttMonitor, or
+            # the pool's connection creation.
+            stack = ob[2]
+            if "rttMonitor" in stack:
+                role = "rtt-monitor"
+            elif "(*Server).update" in stack or "(*Server).check" in stack or "setupHeartbeatConnection" in stack:
+                role = "streaming-monitor" if c["awaitable"] else "polling-monitor"
+            elif "(*pool)" in stack:
+                role = "pool"
+            frame = next((f for f in stack.split(" | ") if any(k in f for k in ("rttMonitor", "(*Server).", "(*pool)."))), "unknown frame")
+            why = "socket dialled from %s; server log: %d hellos (%d awaitable), %d operations" % (
+                frame.split("(0x")[0].split("(...")[0].rsplit("/", 1)[-1], c["hellos"], c["awaitable"], c["ops"])
         if role is None:
             # Server-log rules, with the driver's design: monitors never run operations
             # or authenticate; the streaming monitor is the one with awaitable hellos.
@@ -576,6 +643,9 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
             mode, per_node, formula = "load-balanced", mp, "minPoolSize x load balancers"
         elif counts["streaming-monitor"]:
             mode, per_node, formula = "streaming", mp + 2, "(minPoolSize + 2) x nodes"
+        elif counts["polling-monitor"] and counts["rtt-monitor"]:
+            # The driver keeps an RTT connection beside each polling monitor (Go 1.4-1.12).
+            mode, per_node, formula = "polling", mp + 2, "(minPoolSize + 2) x nodes"
         elif counts["polling-monitor"]:
             mode, per_node, formula = "polling", mp + 1, "(minPoolSize + 1) x nodes"
         elif counts["single-threaded"]:
