@@ -22,6 +22,9 @@ const EXT_SNI: u16 = 0x0000;
 const EXT_SIGNATURE_ALGORITHMS: u16 = 0x000d;
 const EXT_ALPN: u16 = 0x0010;
 const EXT_SUPPORTED_VERSIONS: u16 = 0x002b;
+const EXT_SESSION_TICKET: u16 = 0x0023;
+const EXT_PRE_SHARED_KEY: u16 = 0x0029;
+const EXT_EARLY_DATA: u16 = 0x002a;
 
 /// RFC 8701 GREASE values: 0x?a?a with both bytes equal.
 fn is_grease(v: u16) -> bool {
@@ -94,6 +97,25 @@ impl HelloParts {
             }
         }
         parts
+    }
+
+    /// JA4 of the full handshake this client's stack makes: the same for its fresh and
+    /// resumed hellos. A hello resuming a session (pre_shared_key) loses pre_shared_key
+    /// and early_data, and offers session_ticket, as the stacks' full hellos do: OpenSSL
+    /// keeps session_ticket beside pre_shared_key, rustls swaps one for the other. A hello
+    /// that does not resume keeps its JA4. JA4 itself would split a client whose TLS
+    /// library resumes sessions (rustls, Java's JSSE) in two.
+    pub fn stack_ja4(&self) -> String {
+        if !self.extensions.contains(&EXT_PRE_SHARED_KEY) {
+            return self.ja4();
+        }
+        let mut full = self.clone();
+        full.extensions
+            .retain(|e| *e != EXT_PRE_SHARED_KEY && *e != EXT_EARLY_DATA);
+        if !full.extensions.contains(&EXT_SESSION_TICKET) {
+            full.extensions.push(EXT_SESSION_TICKET);
+        }
+        full.ja4()
     }
 
     /// The JA4 fingerprint, e.g. `t13i1811h1_85036bcba153_2b3a3e8a4a3f`.
@@ -244,6 +266,32 @@ mod tests {
             ..parts
         };
         assert!(bare.ja4().ends_with("_6d807ffa2a79"), "{}", bare.ja4());
+    }
+
+    /// The extensions of the Rust driver's rustls hellos in the lab's tls-rust capture
+    /// (monitors: fresh; pool connections opened later: resumed), and of an OpenSSL-style
+    /// resumption that keeps session_ticket and adds pre_shared_key and early_data.
+    #[test]
+    fn a_resumed_hello_names_the_same_stack_as_a_fresh_one() {
+        let hello = |extensions: &[u16]| HelloParts {
+            legacy_version: 0x0303,
+            ciphers: vec![0x1302, 0x1301, 0x1303, 0xc02c, 0xc02b],
+            extensions: extensions.to_vec(),
+            supported_versions: vec![0x0304, 0x0303],
+            signature_algorithms: vec![0x0503, 0x0403, 0x0807],
+            first_alpn: None,
+        };
+        let fresh = hello(&[51, 11, 43, 35, 10, 45, 5, 23, 13]);
+        let rustls_resumed = hello(&[43, 51, 5, 45, 11, 13, 10, 23, 41]);
+        let openssl_resumed = hello(&[51, 11, 43, 35, 10, 45, 5, 23, 13, 42, 41]);
+        assert_ne!(rustls_resumed.ja4(), fresh.ja4());
+        assert_ne!(openssl_resumed.ja4(), fresh.ja4());
+        assert_eq!(fresh.stack_ja4(), fresh.ja4());
+        assert_eq!(rustls_resumed.stack_ja4(), fresh.ja4());
+        assert_eq!(openssl_resumed.stack_ja4(), fresh.ja4());
+        // Another stack stays another stack.
+        let other = hello(&[51, 11, 43, 35, 10, 45, 5, 23]);
+        assert_ne!(other.stack_ja4(), fresh.stack_ja4());
     }
 
     /// The hashed text streamed in chunks hashes as the text built whole: lists longer than

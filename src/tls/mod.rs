@@ -111,6 +111,10 @@ pub struct TlsSummary {
     /// JA4 fingerprint of the ClientHello: the client's TLS stack ([`fingerprint`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<String>,
+    /// The stack's fingerprint whether or not the connection resumed a session
+    /// ([`fingerprint::HelloParts::stack_ja4`]): what keyless connections are grouped by.
+    #[serde(skip)]
+    pub stack_ja4: Option<String>,
     /// Application data of this connection was decrypted and went through the wire stage.
     pub decrypted: bool,
     pub keys: KeyStatus,
@@ -216,6 +220,7 @@ pub struct TlsConn {
     suite: Option<Suite>,
     sni: Option<String>,
     ja4: Option<String>,
+    stack_ja4: Option<String>,
     status: KeyStatus,
     records_decrypted: u64,
     records_failed: u64,
@@ -265,6 +270,7 @@ impl TlsConn {
             cipher,
             sni: self.sni.clone(),
             ja4: self.ja4.clone(),
+            stack_ja4: self.stack_ja4.clone(),
             decrypted: self.records_decrypted > 0,
             keys: self.status,
             records_decrypted: self.records_decrypted,
@@ -433,6 +439,7 @@ impl TlsConn {
                     if self.ja4.is_none() {
                         let parts = fingerprint::HelloParts::new(ch.version.0, &ciphers, ch.ext);
                         self.ja4 = Some(parts.ja4());
+                        self.stack_ja4 = Some(parts.stack_ja4());
                     }
                     let exts = ch
                         .ext
