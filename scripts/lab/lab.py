@@ -205,6 +205,7 @@ CASES.update({
     "tls-legacy-42": tls_twin("legacy-42", "tls-legacy", "PyMongo 4.10 over TLS 1.3 against a 4.2-era server (no topologyVersion): polling monitors, heartbeat 2 s"),
     "tls-mongos": tls_twin("mongos", "tls-via-mongos", "PyMongo over TLS 1.3 against two mongos routers: streaming monitor + RTT per router"),
     "tls-go": tls_twin("go-streaming", "tls-go", "The Go driver over TLS 1.3 (Go's crypto/tls, the key log through tls.Config.KeyLogWriter), minPoolSize=1, heartbeat 2 s"),
+    "tls-rust": tls_twin("rust-streaming", "tls-rust", "The Rust driver over TLS 1.3 with rustls (its default), minPoolSize=1, heartbeat 2 s: rustls resumes sessions, so later connections offer pre_shared_key instead of session_ticket; no key log can be had from the unmodified driver, so the case is read keyless only"),
     "tls-multi-client": tls_twin("multi-client", "tls-lambda", "One PyMongo process creating 3 MongoClient instances over TLS 1.3 (a client per request): 3 monitor sets per node, minPoolSize=1, heartbeat 2 s"),
 })
 
@@ -213,7 +214,10 @@ TLS_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
 OPENSSL_SHIM_DRIVERS = ("mongoc-single", "mongoc-pooled", "php")
 # Drivers whose client script cannot name the socket of each TLS session: what each
 # connection negotiated is read from its ServerHello in the capture (tshark).
-SERVER_HELLO_TLS_DRIVERS = ("go",)
+SERVER_HELLO_TLS_DRIVERS = ("go", "rust")
+# Drivers whose TLS stack cannot write a key log without changing the driver: their TLS
+# cases are read keyless only (rustls inside the Rust driver: no KeyLog is configured).
+NO_KEYLOG_DRIVERS = ("rust",)
 
 
 def make_certs(work):
@@ -354,7 +358,7 @@ def run_case(name, spec):
         subprocess.run(["editcap", "-F", "pcapng", raw, final], check=True)
     else:
         shutil.copy(raw, final)
-    if "tls" in spec:
+    if "tls" in spec and not all(c["driver"] in NO_KEYLOG_DRIVERS for c in spec["clients"]):
         with open(os.path.join(OUT, name, "keylog.txt"), "w") as out:
             for i in range(len(spec["clients"])):
                 path = os.path.join(work, "keylog-%d.txt" % i)
@@ -681,7 +685,8 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
                     nodes=sorted({c["server"] for c in conns.values()})),
         drivers=[dict(driver=c["driver"], uri=c["uri"].replace("lab-pass", "***")) for c in spec["clients"]],
         connections=truth_conns, clients=clients,
-        **(dict(keylog="keylog.txt", tls=dict(max_version=spec["tls"].get("max_version", "1.3"), server_ciphers=spec["tls"].get("ciphers"))) if "tls" in spec else {}),
+        **(dict(keylog=None if all(c["driver"] in NO_KEYLOG_DRIVERS for c in spec["clients"]) else "keylog.txt",
+                tls=dict(max_version=spec["tls"].get("max_version", "1.3"), server_ciphers=spec["tls"].get("ciphers"))) if "tls" in spec else {}),
         **(dict(plaintext_twin=spec["plaintext_twin"]) if "plaintext_twin" in spec else {}),
         **(dict(cluster=dict(
             reconfigs=[dict(set_version=r["version"], hosts=r["hosts"], removed=r["removed"]) for r in reconfigs],

@@ -336,6 +336,15 @@ pub fn lab_cases() -> Vec<(PathBuf, Value)> {
         .collect()
 }
 
+/// A lab case whose connections are TLS but that has no key log: the driver's TLS stack
+/// cannot write one (rustls in the Rust driver), so only keyless reading applies.
+pub fn is_keyless_only(truth: &Value) -> bool {
+    truth["keylog"].is_null()
+        && truth["connections"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["tls"].is_object()))
+}
+
 /// A JSON report's connections by their client address ("IP:PORT").
 pub fn connections_by_client(report: &Value) -> HashMap<&str, &Value> {
     report["connections"]
