@@ -288,10 +288,19 @@ const INTERNAL_COMMANDS: &[&str] = &[
 ];
 
 /// Commands a driver sends on a connection as housekeeping rather than application work.
+/// The Java driver 3.x follows every handshake, its monitors' too, with `buildinfo` and
+/// `getlasterror` (the server version and connection id, asked for the old servers'
+/// sake): spelled as it sends them.
 fn is_housekeeping(name: &str) -> bool {
     matches!(
         name,
-        "endSessions" | "killCursors" | "ping" | "buildInfo" | "buildinfo" | "getLastError"
+        "endSessions"
+            | "killCursors"
+            | "ping"
+            | "buildInfo"
+            | "buildinfo"
+            | "getLastError"
+            | "getlasterror"
     )
 }
 
