@@ -11,6 +11,8 @@ Truth never comes from conn-attrib. Each connection's role is derived, per drive
 - Go: the call stack that dialled the socket (the client's dialer records it), plus the
   server's log;
 - Rust: the server's log with the driver's documented design (below);
+- Java: the name of the thread that connected the socket (the client's SocketFactory
+  records it; the driver's monitor threads are named "cluster-..."), plus the server's log;
 - libmongoc/PHP single-threaded: the driver's design (one connection per server that
   carries checks and operations), confirmed by the server's log;
 - libmongoc pooled: the server's log (awaitable hellos = streaming monitor; hellos only
@@ -49,6 +51,9 @@ PY = os.environ.get("LAB_PYTHON", os.path.join(HERE, ".venv", "bin", "python"))
 PY_OLD = os.environ.get("LAB_PYTHON_OLD", os.path.join(HERE, ".venv-old", "bin", "python"))
 NODE_DIR = os.path.join(HERE, "node")
 BUILD = os.environ.get("LAB_BUILD", os.path.join(HERE, "build"))
+
+# Debian's libmongodb-java: the Java driver 3.6.3, unmodified.
+JAVA_DRIVER = "/usr/share/java/mongo-java-driver.jar"
 
 RS = "127.0.0.11:27017,127.0.0.12:27017,127.0.0.13:27017"
 RS_URI = "mongodb://" + RS + "/?replicaSet=rs0"
@@ -155,6 +160,9 @@ CASES = {
     "rust-poll-mode": dict(
         what="The Rust driver with serverMonitoringMode=poll against a modern server: one polling monitor per node, no RTT connection, minPoolSize=1, heartbeat 2 s",
         seconds=12, clients=[dict(driver="rust", uri=uri(RS_URI, appName="rust-poll", serverMonitoringMode="poll", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "java-legacy-driver": dict(
+        what="The Java driver 3.6 (Debian's package) against a modern replica set, minPoolSize=1, heartbeat 2 s, 2 worker threads: a driver from before the streaming protocol polls with isMaster on a monitor thread per node",
+        seconds=12, clients=[dict(driver="java", uri=uri(RS_URI, appName="java-svc", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
     "tls-pymongo": dict(
         what="PyMongo over TLS 1.3 (tls=true, the lab's CA), minPoolSize=1, heartbeat 2 s, with the key log the client wrote",
         seconds=12, tls=dict(),
@@ -284,6 +292,9 @@ def client_argv(c, seconds, events, ca=None, keylog=None):
         argv = [os.path.join(BUILD, "go_client"), c["uri"], str(seconds), str(c.get("threads", 1)), events]
     elif d == "rust":
         argv = [os.path.join(BUILD, "rust_client"), c["uri"], str(seconds), str(c.get("threads", 1))]
+    elif d == "java":
+        argv = ["java", "-cp", os.path.join(BUILD, "java") + ":" + JAVA_DRIVER, "JavaClient", c["uri"], str(seconds),
+                str(c.get("threads", 1)), events]
     else:
         raise ValueError(d)
     return argv
@@ -584,6 +595,17 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
                 role = "pool"
             why = "socket opened from %s; server log: %d hellos (%d awaitable), %d operations" % (
                 (stack.split(" | ")[0] if stack else "unknown frame"), c["hellos"], c["awaitable"], c["ops"])
+        elif ob and driver == "java":
+            # The Java driver's monitor threads are named "cluster-<ClusterId>-<host:port>";
+            # pool connections are opened on the application's threads or the pool's
+            # maintenance timer.
+            thread = ob[1]
+            if thread.startswith("cluster-"):
+                role = "streaming-monitor" if c["awaitable"] else "polling-monitor"
+            else:
+                role = "pool"
+            why = "socket connected on Java thread %s; server log: %d hellos (%d awaitable), %d operations" % (
+                thread.split("ClusterId")[0] + "..." if thread.startswith("cluster-") else thread, c["hellos"], c["awaitable"], c["ops"])
         elif ob and driver == "go":
             # The Go driver dials every socket through the client's dialer, on the goroutine
             # of the code that needs it: Server.update/check (the monitor), rttMonitor, or

@@ -16,6 +16,9 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v openssl >/dev/null || need+=(openssl)  # the TLS cases generate a CA per run
 # sslkeylog.so (the key log of the OpenSSL-based drivers in the TLS cases) builds against it.
 dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q "ok installed" || need+=(libssl-dev)
+# The Java driver 3.6: Debian's package, compiled against with the JDK.
+command -v javac >/dev/null || need+=(default-jdk-headless)
+dpkg-query -W -f='${Status}' libmongodb-java 2>/dev/null | grep -q "ok installed" || need+=(libmongodb-java)
 # The Go driver: Debian's packaged source (1.8.4), built in GOPATH mode with Debian's Go.
 command -v go >/dev/null || need+=(golang-go)
 dpkg-query -W -f='${Status}' golang-mongodb-mongo-driver-dev 2>/dev/null | grep -q "ok installed" || need+=(golang-mongodb-mongo-driver-dev)
@@ -32,6 +35,7 @@ mkdir -p build
 gcc -O1 -o build/mongoc_client clients/mongoc_client.c $(pkg-config --cflags --libs libmongoc-1.0) -lpthread
 gcc -shared -fPIC -o build/bindsrc.so bindsrc.c -ldl
 gcc -shared -fPIC -Wall -o build/sslkeylog.so sslkeylog.c -lssl -lcrypto -ldl -lpthread
+javac -d build/java -cp /usr/share/java/mongo-java-driver.jar clients/java/JavaClient.java
 GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="${GOCACHE:-/tmp/conn-attrib-lab-gocache}" go build -o build/go_client clients/go_client.go
 # The Rust driver from crates.io, pinned by clients/rust_client/Cargo.lock (a few minutes the first time).
 [[ -x build/rust_client ]] || { CARGO_TARGET_DIR=build/rust-target cargo build -q --release --locked --manifest-path clients/rust_client/Cargo.toml && cp build/rust-target/release/rust_client build/; }
