@@ -157,6 +157,13 @@ CASES = {
         what="A 24 s Go driver session (minPoolSize=2, heartbeat 2 s, 2 workers) of which only the last 10 s were kept: no handshake is seen",
         seconds=24, cut_after=14,
         clients=[dict(driver="go", uri=uri(RS_URI, appName="go-long-running", heartbeatFrequencyMS=2000, minPoolSize=2), min_pool_size=2, threads=2)]),
+    "go-load-balanced": dict(
+        what="The Go driver with loadBalanced=true against a mongos behind a load balancer, minPoolSize=2: no monitors, every connection pooled",
+        seconds=10, server=["--topology", "load-balanced"],
+        clients=[dict(driver="go", uri="mongodb://127.0.0.11:27017/?loadBalanced=true&appName=go-lb&minPoolSize=2", min_pool_size=2, threads=2)]),
+    "rust-auth": dict(
+        what="The Rust driver authenticating with SCRAM-SHA-256 (user lab, speculative authentication in the handshake), minPoolSize=2, heartbeat 2 s: pool connections authenticate, monitors do not",
+        seconds=10, clients=[dict(driver="rust", uri="mongodb://lab:lab-pass@" + RS + "/?replicaSet=rs0&authSource=admin&authMechanism=SCRAM-SHA-256&appName=rust-secure&heartbeatFrequencyMS=2000&minPoolSize=2", min_pool_size=2)]),
     "rust-poll-mode": dict(
         what="The Rust driver with serverMonitoringMode=poll against a modern server: one polling monitor per node, no RTT connection, minPoolSize=1, heartbeat 2 s",
         seconds=12, clients=[dict(driver="rust", uri=uri(RS_URI, appName="rust-poll", serverMonitoringMode="poll", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
