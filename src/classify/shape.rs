@@ -97,14 +97,17 @@ fn kind(shape: &Shape, until: f64) -> Kind {
         return Kind::AwaitEach;
     }
     let fast = |interval: f64| s.latency.max < 0.25 * interval;
-    // A check right after the handshake is allowed (libmongoc's RTT monitor starts with
-    // one): the cadence and the one request size keep authentication and bursts out.
-    if c.flights >= 2 && s.pushed == 0 && c.pushed == 0 {
-        if let Some(every) = cadence(c) {
-            if fast(every)
-                && s.flights + 1 >= c.flights
-                && c.near_constant(REQUEST_TOLERANCE)
-                && s.near_constant(REPLY_TOLERANCE)
+    // The quick pairs right after the handshake are left out of the cadence: a monitor
+    // may start with some (libmongoc's RTT monitor checks at once; the Java driver 3.x
+    // sends buildinfo and getlasterror on every connection). The cadence and the one
+    // request size after them keep authenticated pool connections' bursts out.
+    let (pc, ps) = (&shape.steady_client, &shape.steady_server);
+    if pc.flights >= 2 && ps.pushed == 0 && pc.pushed == 0 {
+        if let Some(every) = cadence(pc) {
+            if ps.latency.max < 0.25 * every
+                && ps.flights + 1 >= pc.flights
+                && pc.near_constant(REQUEST_TOLERANCE)
+                && ps.near_constant(REPLY_TOLERANCE)
             {
                 return Kind::Periodic;
             }
@@ -201,14 +204,24 @@ fn facts(shape: &Shape, kind: Kind) -> String {
             "{open}, one request ({}) unanswered for {waited:.1} s until the end",
             bytes(c)
         ),
-        Kind::Periodic => format!(
-            "{open}, {} request/response pairs {} ({} → {}), answered within {:.0} ms, nothing else",
-            c.flights,
-            every(c),
-            bytes(c),
-            bytes(s),
-            s.latency.max * 1e3
-        ),
+        Kind::Periodic => {
+            let (pc, ps) = (&shape.steady_client, &shape.steady_server);
+            let early = match shape.early_round_trips {
+                0 => ",".to_string(),
+                n => format!(
+                    ", {n} quick round trip{} right after the handshake, then",
+                    plural(n as u64)
+                ),
+            };
+            format!(
+                "{open}{early} {} request/response pairs {} ({} → {}), answered within {:.0} ms, nothing else",
+                pc.flights,
+                every(pc),
+                bytes(pc),
+                bytes(ps),
+                ps.latency.max * 1e3
+            )
+        }
         Kind::OneCheck => format!(
             "{open}, one request/response pair ({} → {}) {:.1} s later, answered within {:.0} ms, nothing else",
             bytes(c),
@@ -617,6 +630,28 @@ mod tests {
             m.push((false, 0.013 + 2.0 * k as f64, 524));
         }
         assert_eq!(kind(&shape_of(&m, true), 13.0), Kind::Periodic);
+        // The Java driver 3.x's monitor (the lab's tls-java): buildinfo, getlasterror and an
+        // immediate check right after the handshake, then a check every heartbeat.
+        let mut j = opening();
+        for (k, (ask, answer)) in [(92, 137), (95, 70), (88, 505)].into_iter().enumerate() {
+            j.push((true, 0.04 + 0.02 * k as f64, ask));
+            j.push((false, 0.045 + 0.02 * k as f64, answer));
+        }
+        for k in 1..=5 {
+            j.push((true, 0.08 + 2.0 * k as f64, 88));
+            j.push((false, 0.081 + 2.0 * k as f64, 505));
+        }
+        let java = shape_of(&j, true);
+        assert_eq!(java.early_round_trips, 3);
+        assert_eq!(kind(&java, 11.0), Kind::Periodic);
+        // The same quick pairs followed by application bursts stay application traffic.
+        let mut jb = j[..8].to_vec();
+        for k in 1..=12 {
+            let t = 0.1 + 0.25 * k as f64;
+            jb.push((true, t, if k % 2 == 0 { 198 } else { 147 }));
+            jb.push((false, t + 0.001, 62));
+        }
+        assert_eq!(kind(&shape_of(&jb, true), 4.0), Kind::Busy);
         // A SASL conversation right after the handshake, then idle: not periodic.
         let mut a = opening();
         for (k, size) in [(0, 250), (1, 120)] {

@@ -180,6 +180,13 @@ pub struct Shape {
     pub server: FlightStats,
     /// Quick request/response pairs right after the opening (SASL or first operations).
     pub early_round_trips: u32,
+    /// Each direction's flights after those early pairs: what a monitor's cadence shows
+    /// when its handshake is followed by quick commands (the Java driver 3.x's buildinfo
+    /// and getlasterror, libmongoc's first check).
+    #[serde(skip)]
+    pub steady_client: FlightStats,
+    #[serde(skip)]
+    pub steady_server: FlightStats,
     /// Seconds from the opening reply to the client's next flight.
     pub first_request_after: Option<f64>,
     /// Which side sent the last flight, and when it ended (epoch seconds).
@@ -212,6 +219,8 @@ pub struct ShapeTracker {
     early_open: bool,
     early_request: Option<Timestamp>,
     early_round_trips: u32,
+    /// Flights after the early pairs, per side ([`Shape::steady_client`]).
+    steady: [FlightStats; 2],
     first_request_after: Option<f64>,
     opening_end: Option<Timestamp>,
 }
@@ -281,19 +290,27 @@ impl ShapeTracker {
                 self.first_request_after = Some(secs(f.start, end));
             }
         }
+        let mut early = false;
         if self.early_open {
             let prev_end = self.prev.map_or(f.start, |(_, end)| end);
             let quick = f.start.nanos_since(prev_end) <= EARLY_NS;
             match (from_client, self.early_request) {
-                (true, None) if quick => self.early_request = Some(f.start),
+                (true, None) if quick => {
+                    self.early_request = Some(f.start);
+                    early = true;
+                }
                 (false, Some(_)) if quick => {
                     self.early_round_trips += 1;
                     self.early_request = None;
+                    early = true;
                 }
                 _ => self.early_open = false,
             }
         }
         self.sides[f.side.index()].add(&f, self.prev);
+        if !early {
+            self.steady[f.side.index()].add(&f, self.prev);
+        }
         self.prev = Some((f.side, f.end));
     }
 
@@ -312,6 +329,8 @@ impl ShapeTracker {
             client: t.sides[client.index()],
             server: t.sides[client.other().index()],
             early_round_trips: t.early_round_trips,
+            steady_client: t.steady[client.index()],
+            steady_server: t.steady[client.other().index()],
             first_request_after: t.first_request_after,
             last_from_client: t.prev.map(|(side, _)| side == client),
             last_flight_end: t.prev.map(|(_, end)| end.as_secs_f64()),
