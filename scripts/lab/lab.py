@@ -221,6 +221,7 @@ CASES.update({
     "tls-mongos": tls_twin("mongos", "tls-via-mongos", "PyMongo over TLS 1.3 against two mongos routers: streaming monitor + RTT per router"),
     "tls-go": tls_twin("go-streaming", "tls-go", "The Go driver over TLS 1.3 (Go's crypto/tls, the key log through tls.Config.KeyLogWriter), minPoolSize=1, heartbeat 2 s"),
     "tls-rust": tls_twin("rust-streaming", "tls-rust", "The Rust driver over TLS 1.3 with rustls (its default), minPoolSize=1, heartbeat 2 s: rustls resumes sessions, so later connections offer pre_shared_key instead of session_ticket; no key log can be had from the unmodified driver, so the case is read keyless only"),
+    "tls-java": tls_twin("java-legacy-driver", "tls-java", "The Java driver 3.6 over TLS 1.3 with Java's JSSE (JDK 17), polling, minPoolSize=1, heartbeat 2 s, 2 workers: JSSE resumes sessions; it writes no key log, so the case is read keyless only"),
     "tls-multi-client": tls_twin("multi-client", "tls-lambda", "One PyMongo process creating 3 MongoClient instances over TLS 1.3 (a client per request): 3 monitor sets per node, minPoolSize=1, heartbeat 2 s"),
 })
 
@@ -231,8 +232,9 @@ OPENSSL_SHIM_DRIVERS = ("mongoc-single", "mongoc-pooled", "php")
 # connection negotiated is read from its ServerHello in the capture (tshark).
 SERVER_HELLO_TLS_DRIVERS = ("go", "rust")
 # Drivers whose TLS stack cannot write a key log without changing the driver: their TLS
-# cases are read keyless only (rustls inside the Rust driver: no KeyLog is configured).
-NO_KEYLOG_DRIVERS = ("rust",)
+# cases are read keyless only (rustls inside the Rust driver: no KeyLog is configured;
+# Java's JSSE has no key log at all).
+NO_KEYLOG_DRIVERS = ("rust", "java")
 
 
 def make_certs(work):
@@ -277,7 +279,17 @@ class Procs:
 
 def client_argv(c, seconds, events, ca=None, keylog=None):
     d = c["driver"]
-    if ca:
+    java_tls = []
+    if ca and d == "java":
+        # The Java driver 3.6 knows ssl=true only, and JSSE trusts a key store: the lab's
+        # CA goes into one.
+        store = ca + ".p12"
+        if not os.path.exists(store):
+            subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "lab-ca", "-file", ca, "-keystore", store,
+                            "-storetype", "PKCS12", "-storepass", "lab-store"], check=True, stdout=subprocess.DEVNULL)
+        java_tls = ["-Djavax.net.ssl.trustStore=" + store, "-Djavax.net.ssl.trustStorePassword=lab-store"]
+        c = dict(c, uri=uri(c["uri"], ssl="true"))
+    elif ca:
         c = dict(c, uri=uri(c["uri"], tls="true", tlsCAFile=ca))
     if d in ("pymongo", "pymongo-old"):
         py = PY if d == "pymongo" else PY_OLD
@@ -300,7 +312,7 @@ def client_argv(c, seconds, events, ca=None, keylog=None):
     elif d == "rust":
         argv = [os.path.join(BUILD, "rust_client"), c["uri"], str(seconds), str(c.get("threads", 1))]
     elif d == "java":
-        argv = ["java", "-cp", os.path.join(BUILD, "java") + ":" + JAVA_DRIVER, "JavaClient", c["uri"], str(seconds),
+        argv = ["java"] + java_tls + ["-cp", os.path.join(BUILD, "java") + ":" + JAVA_DRIVER, "JavaClient", c["uri"], str(seconds),
                 str(c.get("threads", 1)), events]
     else:
         raise ValueError(d)

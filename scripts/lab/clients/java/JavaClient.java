@@ -3,7 +3,10 @@
 // The driver is Debian's libmongodb-java (3.6.3), unmodified. Every socket the driver opens
 // comes from the client's SocketFactory, which records the local address and the name of
 // the thread that connected it (the driver's monitor threads are named "cluster-...") into
-// EVENTS as JSON; the server's log adds what each connection carried.
+// EVENTS as JSON; the server's log adds what each connection carried. With ssl=true in the
+// URI the factory hands out the JVM's TLS sockets (JSSE, the trust store given with
+// -Djavax.net.ssl.trustStore) and records each one's thread, protocol and cipher suite
+// when its handshake completes.
 import com.mongodb.MongoClient;
 import com.mongodb.MongoClientOptions;
 import com.mongodb.MongoClientURI;
@@ -11,6 +14,8 @@ import com.mongodb.client.MongoCollection;
 import org.bson.Document;
 
 import javax.net.SocketFactory;
+import javax.net.ssl.SSLSocket;
+import javax.net.ssl.SSLSocketFactory;
 import java.io.FileWriter;
 import java.io.IOException;
 import java.net.InetAddress;
@@ -32,16 +37,40 @@ public class JavaClient {
         @Override
         public void connect(SocketAddress endpoint, int timeout) throws IOException {
             super.connect(endpoint, timeout);
-            InetSocketAddress local = (InetSocketAddress) getLocalSocketAddress();
-            InetSocketAddress peer = (InetSocketAddress) getRemoteSocketAddress();
-            String e = "{\"kind\":\"socket\",\"ts\":" + (System.currentTimeMillis() / 1000.0)
-                + ",\"local\":" + quote(local.getAddress().getHostAddress() + ":" + local.getPort())
-                + ",\"peer\":" + quote(peer.getAddress().getHostAddress() + ":" + peer.getPort())
-                + ",\"thread\":" + quote(Thread.currentThread().getName()) + "}";
-            synchronized (events) {
-                events.add(e);
-            }
+            note(this, Thread.currentThread().getName(), null);
         }
+    }
+
+    static void note(Socket s, String thread, String tls) {
+        InetSocketAddress local = (InetSocketAddress) s.getLocalSocketAddress();
+        InetSocketAddress peer = (InetSocketAddress) s.getRemoteSocketAddress();
+        String e = "{\"kind\":\"socket\",\"ts\":" + (System.currentTimeMillis() / 1000.0)
+            + ",\"local\":" + quote(local.getAddress().getHostAddress() + ":" + local.getPort())
+            + ",\"peer\":" + quote(peer.getAddress().getHostAddress() + ":" + peer.getPort())
+            + ",\"thread\":" + quote(thread) + (tls == null ? "" : "," + tls) + "}";
+        synchronized (events) {
+            events.add(e);
+        }
+    }
+
+    /** JSSE sockets, noted when their handshake completes (on whichever thread). */
+    static class LabTlsSocketFactory extends SSLSocketFactory {
+        final SSLSocketFactory jsse = (SSLSocketFactory) SSLSocketFactory.getDefault();
+
+        Socket watch(Socket s) {
+            String thread = Thread.currentThread().getName();
+            ((SSLSocket) s).addHandshakeCompletedListener(ev -> note(ev.getSocket(), thread,
+                "\"tls\":" + quote(ev.getSession().getProtocol()) + ",\"cipher\":" + quote(ev.getCipherSuite())));
+            return s;
+        }
+        public Socket createSocket() throws IOException { return watch(jsse.createSocket()); }
+        public Socket createSocket(Socket s, String h, int p, boolean c) throws IOException { return watch(jsse.createSocket(s, h, p, c)); }
+        public Socket createSocket(String h, int p) throws IOException { return watch(jsse.createSocket(h, p)); }
+        public Socket createSocket(String h, int p, InetAddress la, int lp) throws IOException { return watch(jsse.createSocket(h, p, la, lp)); }
+        public Socket createSocket(InetAddress h, int p) throws IOException { return watch(jsse.createSocket(h, p)); }
+        public Socket createSocket(InetAddress h, int p, InetAddress la, int lp) throws IOException { return watch(jsse.createSocket(h, p, la, lp)); }
+        public String[] getDefaultCipherSuites() { return jsse.getDefaultCipherSuites(); }
+        public String[] getSupportedCipherSuites() { return jsse.getSupportedCipherSuites(); }
     }
 
     static class LabSocketFactory extends SocketFactory {
@@ -56,7 +85,9 @@ public class JavaClient {
         String uri = args[0];
         long until = System.currentTimeMillis() + (long) (Double.parseDouble(args[1]) * 1000);
         int threads = args.length > 2 ? Integer.parseInt(args[2]) : 1;
-        MongoClientOptions.Builder options = MongoClientOptions.builder().socketFactory(new LabSocketFactory());
+        boolean tls = uri.contains("ssl=true");
+        MongoClientOptions.Builder options = MongoClientOptions.builder()
+            .socketFactory(tls ? new LabTlsSocketFactory() : new LabSocketFactory());
         MongoClient client = new MongoClient(new MongoClientURI(uri, options));
         List<Thread> workers = new ArrayList<>();
         for (int n = 0; n < threads; n++) {
