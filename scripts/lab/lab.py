@@ -49,6 +49,7 @@ OUT = os.path.join(ROOT, "testdata", "lab")
 WORK = os.environ.get("LAB_WORK", "/tmp/conn-attrib-lab")
 PY = os.environ.get("LAB_PYTHON", os.path.join(HERE, ".venv", "bin", "python"))
 PY_OLD = os.environ.get("LAB_PYTHON_OLD", os.path.join(HERE, ".venv-old", "bin", "python"))
+PY_3 = os.environ.get("LAB_PYTHON_3", os.path.join(HERE, ".venv-pymongo3", "bin", "python"))
 NODE_DIR = os.path.join(HERE, "node")
 BUILD = os.environ.get("LAB_BUILD", os.path.join(HERE, "build"))
 
@@ -170,6 +171,9 @@ CASES = {
     "java-legacy-driver": dict(
         what="The Java driver 3.6 (Debian's package) against a modern replica set, minPoolSize=1, heartbeat 2 s, 2 worker threads: a driver from before the streaming protocol polls with isMaster on a monitor thread per node",
         seconds=12, clients=[dict(driver="java", uri=uri(RS_URI, appName="java-svc", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
+    "pymongo3-streaming": dict(
+        what="PyMongo 3.13 (the last 3.x), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set",
+        seconds=12, clients=[dict(driver="pymongo3", uri=uri(RS_URI, appName="py3-svc", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
     "tls-pymongo": dict(
         what="PyMongo over TLS 1.3 (tls=true, the lab's CA), minPoolSize=1, heartbeat 2 s, with the key log the client wrote",
         seconds=12, tls=dict(),
@@ -291,8 +295,8 @@ def client_argv(c, seconds, events, ca=None, keylog=None):
         c = dict(c, uri=uri(c["uri"], ssl="true"))
     elif ca:
         c = dict(c, uri=uri(c["uri"], tls="true", tlsCAFile=ca))
-    if d in ("pymongo", "pymongo-old"):
-        py = PY if d == "pymongo" else PY_OLD
+    if d in ("pymongo", "pymongo-old", "pymongo3"):
+        py = {"pymongo": PY, "pymongo-old": PY_OLD, "pymongo3": PY_3}[d]
         argv = [py, os.path.join(HERE, "clients", "pymongo_client.py"), "--uri", c["uri"], "--seconds", str(seconds),
                 "--clients", str(c.get("instances", 1)), "--threads", str(c.get("threads", 1)),
                 "--pause", str(c.get("pause", 0.5)), "--events", events]

@@ -30,6 +30,8 @@ fi
 [[ -x .venv/bin/python ]] || { python3 -m venv .venv && .venv/bin/pip install -q "pymongo==4.20.1" python-snappy zstandard; }
 # PyMongo 4.10 still accepts a 4.2 server (wire version 8); 4.20 needs 4.4.
 [[ -x .venv-old/bin/python ]] || { python3 -m venv .venv-old && .venv-old/bin/pip install -q "pymongo==4.10.1" python-snappy zstandard; }
+# PyMongo 3.13, the last 3.x: still in many applications.
+[[ -x .venv-pymongo3/bin/python ]] || { python3 -m venv .venv-pymongo3 && .venv-pymongo3/bin/pip install -q "pymongo==3.13.0"; }
 [[ -d node/node_modules/mongodb ]] || (cd node && npm install --no-audit --no-fund -s >/dev/null)
 mkdir -p build
 gcc -O1 -o build/mongoc_client clients/mongoc_client.c $(pkg-config --cflags --libs libmongoc-1.0) -lpthread

@@ -103,13 +103,13 @@ class Pool(monitoring.ConnectionPoolListener):
 
 class Heartbeat(monitoring.ServerHeartbeatListener):
     def started(self, e):
-        note("heartbeat-started", address="%s:%d" % e.connection_id, awaited=e.awaited)
+        note("heartbeat-started", address="%s:%d" % e.connection_id, awaited=getattr(e, "awaited", False))  # PyMongo 3.x has no awaited
 
     def succeeded(self, e):
         pass
 
     def failed(self, e):
-        note("heartbeat-failed", address="%s:%d" % e.connection_id, awaited=e.awaited)
+        note("heartbeat-failed", address="%s:%d" % e.connection_id, awaited=getattr(e, "awaited", False))  # PyMongo 3.x has no awaited
 
 
 def work(client, until, pause, name):
