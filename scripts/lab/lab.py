@@ -67,6 +67,19 @@ def uri(base, **opts):
     return base + sep + "&".join("%s=%s" % kv for kv in opts.items())
 
 
+def rs_case(driver, app, what, min_pool_size=1, threads=1, seconds=12, server=(), cut_after=None, **opts):
+    """One driver against the replica set (modern, or the server's flags), heartbeat 2 s;
+    `cut_after`: keep only the capture after that many seconds."""
+    spec = dict(what=what, seconds=seconds, clients=[dict(
+        driver=driver, uri=uri(RS_URI, appName=app, **opts, heartbeatFrequencyMS=2000, minPoolSize=min_pool_size),
+        min_pool_size=min_pool_size, threads=threads)])
+    if server:
+        spec["server"] = list(server)
+    if cut_after:
+        spec["cut_after"] = cut_after
+    return spec
+
+
 # Each case: the server's flags, the clients (driver, settings, workload), how long.
 # `instances` and `min_pool_size` are what the client was told: the truth's expectation.
 CASES = {
@@ -144,20 +157,12 @@ CASES = {
         what="A 24 s PyMongo session (minPoolSize=2, heartbeat 2 s) of which only the last 10 s were kept: every connection predates the capture, no handshake is seen",
         seconds=24, cut_after=14,
         clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="long-running", heartbeatFrequencyMS=2000, minPoolSize=2), min_pool_size=2)]),
-    "go-streaming": dict(
-        what="The Go driver (Debian's 1.8.4), minPoolSize=1, heartbeat 2 s, against a modern replica set: streaming monitor + RTT per node",
-        seconds=12, clients=[dict(driver="go", uri=uri(RS_URI, appName="go-svc", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
-    "rust-streaming": dict(
-        what="The Rust driver (crates.io mongodb 3), minPoolSize=1, heartbeat 2 s, against a modern replica set: streaming monitor + RTT per node",
-        seconds=12, clients=[dict(driver="rust", uri=uri(RS_URI, appName="rust-svc", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
-    "go-legacy-42": dict(
-        what="The Go driver against a 4.2-era server (maxWireVersion 8, no topologyVersion): polling monitors, minPoolSize=1, heartbeat 2 s",
-        seconds=12, server=["--legacy-42"],
-        clients=[dict(driver="go", uri=uri(RS_URI, appName="go-legacy", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
-    "go-cut-capture": dict(
-        what="A 24 s Go driver session (minPoolSize=2, heartbeat 2 s, 2 workers) of which only the last 10 s were kept: no handshake is seen",
-        seconds=24, cut_after=14,
-        clients=[dict(driver="go", uri=uri(RS_URI, appName="go-long-running", heartbeatFrequencyMS=2000, minPoolSize=2), min_pool_size=2, threads=2)]),
+    "go-streaming": rs_case("go", "go-svc", "The Go driver (Debian's 1.8.4), minPoolSize=1, heartbeat 2 s, against a modern replica set: streaming monitor + RTT per node", threads=2),
+    "rust-streaming": rs_case("rust", "rust-svc", "The Rust driver (crates.io mongodb 3), minPoolSize=1, heartbeat 2 s, against a modern replica set: streaming monitor + RTT per node", threads=2),
+    "go-legacy-42": rs_case("go", "go-legacy", "The Go driver against a 4.2-era server (maxWireVersion 8, no topologyVersion): polling monitors, minPoolSize=1, heartbeat 2 s",
+                            server=["--legacy-42"]),
+    "go-cut-capture": rs_case("go", "go-long-running", "A 24 s Go driver session (minPoolSize=2, heartbeat 2 s, 2 workers) of which only the last 10 s were kept: no handshake is seen",
+                              min_pool_size=2, threads=2, seconds=24, cut_after=14),
     "go-load-balanced": dict(
         what="The Go driver with loadBalanced=true against a mongos behind a load balancer, minPoolSize=2: no monitors, every connection pooled",
         seconds=10, server=["--topology", "load-balanced"],
@@ -165,15 +170,9 @@ CASES = {
     "rust-auth": dict(
         what="The Rust driver authenticating with SCRAM-SHA-256 (user lab, speculative authentication in the handshake), minPoolSize=2, heartbeat 2 s: pool connections authenticate, monitors do not",
         seconds=10, clients=[dict(driver="rust", uri="mongodb://lab:lab-pass@" + RS + "/?replicaSet=rs0&authSource=admin&authMechanism=SCRAM-SHA-256&appName=rust-secure&heartbeatFrequencyMS=2000&minPoolSize=2", min_pool_size=2)]),
-    "rust-poll-mode": dict(
-        what="The Rust driver with serverMonitoringMode=poll against a modern server: one polling monitor per node, no RTT connection, minPoolSize=1, heartbeat 2 s",
-        seconds=12, clients=[dict(driver="rust", uri=uri(RS_URI, appName="rust-poll", serverMonitoringMode="poll", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
-    "java-legacy-driver": dict(
-        what="The Java driver 3.6 (Debian's package) against a modern replica set, minPoolSize=1, heartbeat 2 s, 2 worker threads: a driver from before the streaming protocol polls with isMaster on a monitor thread per node",
-        seconds=12, clients=[dict(driver="java", uri=uri(RS_URI, appName="java-svc", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
-    "pymongo3-streaming": dict(
-        what="PyMongo 3.13 (the last 3.x), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set",
-        seconds=12, clients=[dict(driver="pymongo3", uri=uri(RS_URI, appName="py3-svc", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
+    "rust-poll-mode": rs_case("rust", "rust-poll", "The Rust driver with serverMonitoringMode=poll against a modern server: one polling monitor per node, no RTT connection, minPoolSize=1, heartbeat 2 s", serverMonitoringMode="poll"),
+    "java-legacy-driver": rs_case("java", "java-svc", "The Java driver 3.6 (Debian's package) against a modern replica set, minPoolSize=1, heartbeat 2 s, 2 worker threads: a driver from before the streaming protocol polls with isMaster on a monitor thread per node", threads=2),
+    "pymongo3-streaming": rs_case("pymongo3", "py3-svc", "PyMongo 3.13 (the last 3.x), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set", threads=2),
     "tls-pymongo": dict(
         what="PyMongo over TLS 1.3 (tls=true, the lab's CA), minPoolSize=1, heartbeat 2 s, with the key log the client wrote",
         seconds=12, tls=dict(),
