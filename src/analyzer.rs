@@ -191,6 +191,7 @@ fn input_with(mut input: InputSummary, observer: &Observer, table: &TableStats) 
     input.foreign_flows = observer.foreign_flows;
     input.tcp_connections = table.connections;
     input.peak_open_connections = table.peak_open;
+    input.reused_ports = table.reused_ports;
     input
 }
 
@@ -213,8 +214,7 @@ fn finish_analysis(front: FrontEnd, mut observer: Observer) -> Analysis {
             ),
         );
     }
-    let mut input = input_with(front.input, &observer, &front.table);
-    input.reused_ports = front.table.reused_ports;
+    let input = input_with(front.input, &observer, &front.table);
     let mut connections = observer.finished;
     // Cached-key sort permutes with one swap per record; a plain sort moved each
     // ~1 KB record O(log n) times.

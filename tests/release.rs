@@ -15,6 +15,8 @@ use conn_attrib::{
 };
 use conn_attrib::{Analysis, AnalyzerConfig};
 
+mod common;
+
 fn capture(case: &str, file: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("testdata/lab")
@@ -156,4 +158,31 @@ fn offline_keep_closed_bounds_what_is_held_and_keeps_client_totals() {
         same.attribution.connections.len(),
         full.attribution.connections.len()
     );
+}
+
+#[test]
+fn a_live_snapshot_counts_the_input_as_the_end_does() {
+    // A client port reused: a new SYN with a new ISN on a flow whose end was not
+    // captured. Live snapshots counted the reuse as 0.
+    let mut pcap = common::Pcap::new(1);
+    let mut first =
+        common::Conversation::new(([10, 0, 0, 5], 50_000), ([10, 0, 0, 9], 27017), 1_000_000);
+    first.open(&mut pcap);
+    let mut second =
+        common::Conversation::new(([10, 0, 0, 5], 50_000), ([10, 0, 0, 9], 27017), 3_000_000);
+    second.client_seq = 7_000_000;
+    second.server_seq = 9_000_000;
+    second.open(&mut pcap);
+    let mut source =
+        FileSource::from_reader("reuse.pcap", Box::new(std::io::Cursor::new(pcap.bytes)))
+            .expect("a capture");
+    let mut analyzer = Analyzer::new(AnalyzerConfig::default());
+    while let Some(packet) = source.next_packet().expect("clean capture") {
+        analyzer.packet(&packet);
+    }
+    let snapshot = analyzer.snapshot_analysis().input;
+    let end = analyzer.finish().input;
+    assert_eq!(end.reused_ports, 1);
+    assert_eq!(snapshot.reused_ports, end.reused_ports);
+    assert_eq!(snapshot.tcp_connections, end.tcp_connections);
 }
