@@ -337,3 +337,39 @@ fn libmongoc_pool_below_a_given_min_pool_size_is_explained() {
         a.clients[0].verdict
     );
 }
+
+#[test]
+fn paired_polling_monitors_of_an_unnamed_driver_may_be_one_go_client() {
+    // Two polling monitors per node and no handshake (a cut capture, keyless TLS): two
+    // MongoClients, or one Go driver 1.4 to 1.12 client with its RTT monitors.
+    let polling = |handshake: bool| {
+        let mut conns = Vec::new();
+        for (i, node) in NODES.iter().enumerate() {
+            for k in 0..2u64 {
+                let id = i as u64 * 2 + k;
+                let mut c = conn(id, &format!("10.0.0.6:{}", 40000 + id), node)
+                    .without_syn()
+                    .with_plain_hellos(4, 2.0);
+                if handshake {
+                    c = c.with_handshake("billing", "PyMongo", "4.20.0");
+                }
+                conns.push(c);
+            }
+        }
+        run(conns, Options::default()).clients.remove(0)
+    };
+    let unnamed = polling(false);
+    assert_eq!((unnamed.mode, unnamed.mongo_clients), (Mode::Polling, 2));
+    assert!(
+        unnamed
+            .deviations
+            .iter()
+            .any(|d| d.contains("or 1 MongoClient of a driver that keeps an RTT connection")),
+        "{:?}",
+        unnamed.deviations
+    );
+    // A driver the handshake names as another is two MongoClients, said plainly.
+    let named = polling(true);
+    assert_eq!(named.mongo_clients, 2);
+    assert!(!named.deviations.iter().any(|d| d.contains("Go driver")));
+}
