@@ -432,6 +432,13 @@ fn client_of(
             (Some(name), Some(version)) => crate::classify::polls_with_rtt_monitor(name, version),
             _ => false,
         };
+    let legacy_node_topology = mode == Mode::Unknown
+        && counts.pool == counts.total
+        && matches!((&key.driver_name, &key.driver_version),
+            (Some(name), Some(version)) if crate::classify::may_use_legacy_node_topology(name, version))
+        && members
+            .iter()
+            .any(|&i| crate::classify::checks_between_operations(&conns[i]));
     let instance_class = match mode {
         Mode::Streaming => Some(Class::StreamingMonitor),
         Mode::Polling => Some(Class::PollingMonitor),
@@ -701,6 +708,11 @@ fn client_of(
         }
         _ if counts.total > 0 && counts.internal == counts.total => format!(
             "server-to-server: {} internal connection{} opened by a mongod/mongos (see the cluster section); no driver formula applies",
+            counts.total,
+            if counts.total == 1 { "" } else { "s" }
+        ),
+        _ if legacy_node_topology => format!(
+            "unknown mode: the Node.js driver 3.x legacy topology (no useUnifiedTopology) has no monitoring connections, it checks each server over a connection of its pool between operations, so no SDAM formula applies; {} pool connection{} (useUnifiedTopology: true, or the driver 4.x, monitors on dedicated connections)",
             counts.total,
             if counts.total == 1 { "" } else { "s" }
         ),

@@ -877,7 +877,68 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         .map(|v| v.expect("every connection classified"))
         .collect();
     split_polling_pairs(conns, &keys, &mut verdicts);
+    legacy_node_topology(conns, &keys, &mut verdicts);
     verdicts
+}
+
+/// The Node.js driver 3.x's legacy topology (the default until `useUnifiedTopology`,
+/// removed in 4.0) has no monitoring connections: it checks each server with `ismaster`
+/// over a connection of that server's pool, between operations. A client of such a
+/// version that mixes checks and operations on one connection, and never streams, is
+/// using it; then its check-only connections are pool connections too. (The unified
+/// topology of 3.x monitors on dedicated connections, as the SDAM spec has it.)
+fn legacy_node_topology(conns: &[Box<Observations>], keys: &[ClientKey], verdicts: &mut [Verdict]) {
+    let is_node_3 = |key: &ClientKey| {
+        matches!((&key.driver_name, &key.driver_version),
+            (Some(name), Some(version)) if may_use_legacy_node_topology(name, version))
+    };
+    let mut legacy: FxHashMap<&ClientKey, bool> = FxHashMap::default();
+    for (i, key) in keys.iter().enumerate() {
+        if !is_node_3(key) {
+            continue;
+        }
+        let obs = &conns[i];
+        let entry = legacy.entry(key).or_insert(true);
+        if obs.hello.awaitable > 0 || verdicts[i].class == Class::StreamingMonitor {
+            *entry = false;
+        }
+    }
+    let mixes = |i: usize| checks_between_operations(&conns[i]);
+    legacy.retain(|key, streams_never| {
+        *streams_never && keys.iter().enumerate().any(|(i, k)| k == *key && mixes(i))
+    });
+    for (i, key) in keys.iter().enumerate() {
+        if !legacy.contains_key(key) || (verdicts[i].class == Class::Pool && !mixes(i)) {
+            continue;
+        }
+        let obs = &conns[i];
+        verdicts[i] = verdict(
+            Class::Pool,
+            Confidence::Medium,
+            format!(
+                "{} hello check{} and {} operation{}: the Node.js driver 3.x legacy topology (no useUnifiedTopology) checks each server over a connection of its pool, between operations, and has no monitoring connections",
+                periodic_hellos(obs),
+                plural(periodic_hellos(obs) as u64),
+                application_ops(obs),
+                plural(application_ops(obs))
+            ),
+        );
+    }
+}
+
+/// The Node.js driver before 4.0, whose default topology was the legacy one.
+pub fn may_use_legacy_node_topology(driver_name: &str, driver_version: &str) -> bool {
+    driver_name == "nodejs"
+        && driver_version
+            .split('.')
+            .next()
+            .and_then(|major| major.parse::<u32>().ok())
+            .is_some_and(|major| major < 4)
+}
+
+/// Hello checks after the handshake and operations on the same connection.
+pub fn checks_between_operations(obs: &Observations) -> bool {
+    application_ops(obs) > 0 && periodic_hellos(obs) > 0
 }
 
 /// Drivers that keep an RTT connection to each server even when they poll: the Go driver
