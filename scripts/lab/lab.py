@@ -51,6 +51,7 @@ PY = os.environ.get("LAB_PYTHON", os.path.join(HERE, ".venv", "bin", "python"))
 PY_OLD = os.environ.get("LAB_PYTHON_OLD", os.path.join(HERE, ".venv-old", "bin", "python"))
 PY_3 = os.environ.get("LAB_PYTHON_3", os.path.join(HERE, ".venv-pymongo3", "bin", "python"))
 NODE_DIR = os.path.join(HERE, "node")
+NODE3_DIR = os.path.join(HERE, "node3")
 BUILD = os.environ.get("LAB_BUILD", os.path.join(HERE, "build"))
 
 # Debian's libmongodb-java: the Java driver 3.6.3, unmodified.
@@ -173,6 +174,7 @@ CASES = {
     "rust-poll-mode": rs_case("rust", "rust-poll", "The Rust driver with serverMonitoringMode=poll against a modern server: one polling monitor per node, no RTT connection, minPoolSize=1, heartbeat 2 s", serverMonitoringMode="poll"),
     "java-legacy-driver": rs_case("java", "java-svc", "The Java driver 3.6 (Debian's package) against a modern replica set, minPoolSize=1, heartbeat 2 s, 2 worker threads: a driver from before the streaming protocol polls with isMaster on a monitor thread per node", threads=2),
     "pymongo3-streaming": rs_case("pymongo3", "py3-svc", "PyMongo 3.13 (the last 3.x), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set", threads=2),
+    "node3-legacy-topology": rs_case("node3", "node3-legacy", "The Node.js driver 3.7 with its default legacy topology (no useUnifiedTopology: old mongoose 5 applications), heartbeat 2 s asked (the legacy topology checks every 10 s), 2 workers: no monitoring connections, the servers' checks ride on pool connections", min_pool_size=0, threads=2),
     "tls-pymongo": dict(
         what="PyMongo over TLS 1.3 (tls=true, the lab's CA), minPoolSize=1, heartbeat 2 s, with the key log the client wrote",
         seconds=12, tls=dict(),
@@ -303,7 +305,7 @@ def client_argv(c, seconds, events, ca=None, keylog=None):
             argv += ["--drop", d]
         if c.get("idle"):
             argv.append("--idle-clients")
-    elif d == "node":
+    elif d in ("node", "node3"):
         argv = ["node"] + (["--tls-keylog=" + keylog] if keylog else []) + [os.path.join(HERE, "clients", "node_client.js"), "--uri=" + c["uri"], "--seconds=%s" % seconds,
                 "--clients=%d" % c.get("instances", 1), "--threads=%d" % c.get("threads", 1), "--events=" + events]
     elif d in ("mongoc-single", "mongoc-pooled"):
@@ -356,8 +358,8 @@ def run_case(name, spec):
             if c.get("src"):
                 env["LD_PRELOAD"] = os.path.join(BUILD, "bindsrc.so")
                 env["LAB_SRC_ADDR"] = c["src"]
-            if c["driver"] == "node":
-                env["NODE_PATH"] = os.path.join(NODE_DIR, "node_modules")
+            if c["driver"] in ("node", "node3"):
+                env["NODE_PATH"] = os.path.join(NODE_DIR if c["driver"] == "node" else NODE3_DIR, "node_modules")
             keylog = None
             if ca:
                 keylog = os.path.join(work, "keylog-%d.txt" % i)
@@ -607,7 +609,7 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
             else:
                 role = "pool"
             why = "socket opened by PyMongo thread %s; server log: %d hellos (%d awaitable), %d operations, %d auth commands" % (thread, c["hellos"], c["awaitable"], c["ops"], c["auth"])
-        elif ob and driver == "node":
+        elif ob and driver in ("node", "node3"):
             stack = ob[2]
             if "RTTPinger" in stack or "measureRoundTripTime" in stack or "RTT" in stack:
                 role = "rtt-monitor"
