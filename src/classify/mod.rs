@@ -892,21 +892,20 @@ fn legacy_node_topology(conns: &[Box<Observations>], keys: &[ClientKey], verdict
         matches!((&key.driver_name, &key.driver_version),
             (Some(name), Some(version)) if may_use_legacy_node_topology(name, version))
     };
-    let mut legacy: FxHashMap<&ClientKey, bool> = FxHashMap::default();
+    // Per client key: (never streams, some connection mixes checks and operations).
+    let mixes = |i: usize| checks_between_operations(&conns[i]);
+    let mut legacy: FxHashMap<&ClientKey, (bool, bool)> = FxHashMap::default();
     for (i, key) in keys.iter().enumerate() {
         if !is_node_3(key) {
             continue;
         }
-        let obs = &conns[i];
-        let entry = legacy.entry(key).or_insert(true);
-        if obs.hello.awaitable > 0 || verdicts[i].class == Class::StreamingMonitor {
-            *entry = false;
+        let (streams_never, mixed) = legacy.entry(key).or_insert((true, false));
+        if conns[i].hello.awaitable > 0 || verdicts[i].class == Class::StreamingMonitor {
+            *streams_never = false;
         }
+        *mixed |= mixes(i);
     }
-    let mixes = |i: usize| checks_between_operations(&conns[i]);
-    legacy.retain(|key, streams_never| {
-        *streams_never && keys.iter().enumerate().any(|(i, k)| k == *key && mixes(i))
-    });
+    legacy.retain(|_, (streams_never, mixed)| *streams_never && *mixed);
     for (i, key) in keys.iter().enumerate() {
         if !legacy.contains_key(key) || (verdicts[i].class == Class::Pool && !mixes(i)) {
             continue;
