@@ -336,7 +336,11 @@ impl<'a> ClientKey<'a> {
             driver_version: borrow(hs.and_then(|h| h.driver_version.as_ref())),
             tls_fingerprint: match hs {
                 Some(_) => None,
-                None => borrow(obs.tls_session.as_ref().and_then(|t| t.stack_ja4.as_ref())),
+                None => obs
+                    .tls_session
+                    .as_ref()
+                    .and_then(|t| t.stack_fingerprint())
+                    .map(Cow::Borrowed),
             },
         }
     }

@@ -281,9 +281,7 @@ type Group<'a> = (IpAddr, Option<&'a str>);
 fn group_of(obs: &Observations) -> Group<'_> {
     (
         obs.client.ip(),
-        obs.tls_session
-            .as_ref()
-            .and_then(|t| t.stack_ja4.as_deref()),
+        obs.tls_session.as_ref().and_then(|t| t.stack_fingerprint()),
     )
 }
 

@@ -99,15 +99,15 @@ impl HelloParts {
         parts
     }
 
-    /// JA4 of the full handshake this client's stack makes: the same for its fresh and
-    /// resumed hellos. A hello resuming a session (pre_shared_key) loses pre_shared_key
-    /// and early_data, and offers session_ticket, as the stacks' full hellos do: OpenSSL
-    /// keeps session_ticket beside pre_shared_key, rustls swaps one for the other. A hello
-    /// that does not resume keeps its JA4. JA4 itself would split a client whose TLS
-    /// library resumes sessions (rustls, Java's JSSE) in two.
-    pub fn stack_ja4(&self) -> String {
+    /// For a hello that resumes a session (pre_shared_key), the JA4 of the full handshake
+    /// its stack makes; `None` for a full hello, whose own JA4 is that already. The
+    /// resumed hello loses pre_shared_key and early_data, and offers session_ticket, as
+    /// the stacks' full hellos do: OpenSSL keeps session_ticket beside pre_shared_key,
+    /// rustls swaps one for the other. JA4 itself would split a client whose TLS library
+    /// resumes sessions (rustls, Java's JSSE) in two.
+    pub fn full_handshake_ja4(&self) -> Option<String> {
         if !self.extensions.contains(&EXT_PRE_SHARED_KEY) {
-            return self.ja4();
+            return None;
         }
         let mut full = self.clone();
         full.extensions
@@ -115,7 +115,7 @@ impl HelloParts {
         if !full.extensions.contains(&EXT_SESSION_TICKET) {
             full.extensions.push(EXT_SESSION_TICKET);
         }
-        full.ja4()
+        Some(full.ja4())
     }
 
     /// The JA4 fingerprint, e.g. `t13i1811h1_85036bcba153_2b3a3e8a4a3f`.
@@ -286,12 +286,15 @@ mod tests {
         let openssl_resumed = hello(&[51, 11, 43, 35, 10, 45, 5, 23, 13, 42, 41]);
         assert_ne!(rustls_resumed.ja4(), fresh.ja4());
         assert_ne!(openssl_resumed.ja4(), fresh.ja4());
-        assert_eq!(fresh.stack_ja4(), fresh.ja4());
-        assert_eq!(rustls_resumed.stack_ja4(), fresh.ja4());
-        assert_eq!(openssl_resumed.stack_ja4(), fresh.ja4());
-        // Another stack stays another stack.
+        assert_eq!(fresh.full_handshake_ja4(), None);
+        assert_eq!(rustls_resumed.full_handshake_ja4(), Some(fresh.ja4()));
+        assert_eq!(openssl_resumed.full_handshake_ja4(), Some(fresh.ja4()));
+        // Another stack stays another stack, fresh or resumed.
         let other = hello(&[51, 11, 43, 35, 10, 45, 5, 23]);
-        assert_ne!(other.stack_ja4(), fresh.stack_ja4());
+        assert_eq!(other.full_handshake_ja4(), None);
+        assert_ne!(other.ja4(), fresh.ja4());
+        let other_resumed = hello(&[51, 11, 43, 35, 10, 45, 5, 23, 41]);
+        assert_eq!(other_resumed.full_handshake_ja4(), Some(other.ja4()));
     }
 
     /// The hashed text streamed in chunks hashes as the text built whole: lists longer than

@@ -111,15 +111,23 @@ pub struct TlsSummary {
     /// JA4 fingerprint of the ClientHello: the client's TLS stack ([`fingerprint`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<String>,
-    /// The stack's fingerprint whether or not the connection resumed a session
-    /// ([`fingerprint::HelloParts::stack_ja4`]): what keyless connections are grouped by.
+    /// When the hello resumed a session, the JA4 of its stack's full handshake
+    /// ([`fingerprint::HelloParts::full_handshake_ja4`]); see [`TlsSummary::stack_fingerprint`].
     #[serde(skip)]
-    pub stack_ja4: Option<String>,
+    pub full_handshake_ja4: Option<String>,
     /// Application data of this connection was decrypted and went through the wire stage.
     pub decrypted: bool,
     pub keys: KeyStatus,
     pub records_decrypted: u64,
     pub records_failed: u64,
+}
+
+impl TlsSummary {
+    /// The client's TLS stack, the same for its full and resumed hellos: what keyless
+    /// connections are grouped by.
+    pub fn stack_fingerprint(&self) -> Option<&str> {
+        self.full_handshake_ja4.as_deref().or(self.ja4.as_deref())
+    }
 }
 
 /// A problem following one connection's TLS; the observer names the connection.
@@ -220,7 +228,7 @@ pub struct TlsConn {
     suite: Option<Suite>,
     sni: Option<String>,
     ja4: Option<String>,
-    stack_ja4: Option<String>,
+    full_handshake_ja4: Option<String>,
     status: KeyStatus,
     records_decrypted: u64,
     records_failed: u64,
@@ -270,7 +278,7 @@ impl TlsConn {
             cipher,
             sni: self.sni.clone(),
             ja4: self.ja4.clone(),
-            stack_ja4: self.stack_ja4.clone(),
+            full_handshake_ja4: self.full_handshake_ja4.clone(),
             decrypted: self.records_decrypted > 0,
             keys: self.status,
             records_decrypted: self.records_decrypted,
@@ -439,7 +447,7 @@ impl TlsConn {
                     if self.ja4.is_none() {
                         let parts = fingerprint::HelloParts::new(ch.version.0, &ciphers, ch.ext);
                         self.ja4 = Some(parts.ja4());
-                        self.stack_ja4 = Some(parts.stack_ja4());
+                        self.full_handshake_ja4 = parts.full_handshake_ja4();
                     }
                     let exts = ch
                         .ext
