@@ -428,14 +428,14 @@ fn client_of(
     };
     let polls_with_rtt = mode == Mode::Polling
         && counts.rtt_monitor > 0
-        && match (&key.driver_name, &key.driver_version) {
-            (Some(name), Some(version)) => crate::classify::polls_with_rtt_monitor(name, version),
-            _ => false,
-        };
+        && key
+            .driver()
+            .is_some_and(|(name, version)| crate::classify::polls_with_rtt_monitor(name, version));
     let legacy_node_topology = mode == Mode::Unknown
         && counts.pool == counts.total
-        && matches!((&key.driver_name, &key.driver_version),
-            (Some(name), Some(version)) if crate::classify::may_use_legacy_node_topology(name, version))
+        && key.driver().is_some_and(|(name, version)| {
+            crate::classify::may_use_legacy_node_topology(name, version)
+        })
         && members
             .iter()
             .any(|&i| crate::classify::checks_between_operations(&conns[i]));

@@ -368,6 +368,15 @@ impl<'a> ClientKey<'a> {
         }
     }
 
+    /// The driver's name and version, when the handshake gave both: what the rules for
+    /// particular driver versions read.
+    pub fn driver(&self) -> Option<(&str, &str)> {
+        Some((
+            self.driver_name.as_deref()?,
+            self.driver_version.as_deref()?,
+        ))
+    }
+
     /// The key names a client beyond its host: handshake metadata or a TLS fingerprint.
     pub fn has_metadata(&self) -> bool {
         self.driver_name.is_some() || self.app_name.is_some() || self.tls_fingerprint.is_some()
@@ -893,8 +902,8 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
 /// topology of 3.x monitors on dedicated connections, as the SDAM spec has it.)
 fn legacy_node_topology(conns: &[Box<Observations>], keys: &[ClientKey], verdicts: &mut [Verdict]) {
     let is_node_3 = |key: &ClientKey| {
-        matches!((&key.driver_name, &key.driver_version),
-            (Some(name), Some(version)) if may_use_legacy_node_topology(name, version))
+        key.driver()
+            .is_some_and(|(name, version)| may_use_legacy_node_topology(name, version))
     };
     // Per client key: (never streams, some connection mixes checks and operations).
     let mixes = |i: usize| checks_between_operations(&conns[i]);
@@ -970,10 +979,9 @@ fn split_polling_pairs(conns: &[Box<Observations>], keys: &[ClientKey], verdicts
     let mut groups: FxHashMap<(&ClientKey, std::net::SocketAddr), Vec<usize>> =
         FxHashMap::default();
     for (i, key) in keys.iter().enumerate() {
-        let paired = match (&key.driver_name, &key.driver_version) {
-            (Some(name), Some(version)) => polls_with_rtt_monitor(name, version),
-            _ => false,
-        };
+        let paired = key
+            .driver()
+            .is_some_and(|(name, version)| polls_with_rtt_monitor(name, version));
         if paired && verdicts[i].class == Class::PollingMonitor {
             groups.entry((key, conns[i].server)).or_default().push(i);
         }
