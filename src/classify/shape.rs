@@ -96,7 +96,8 @@ fn kind(shape: &Shape, until: f64) -> Kind {
     {
         return Kind::AwaitEach;
     }
-    let fast = |interval: f64| s.latency.max < 0.25 * interval;
+    // Every reply of `server` came within a quarter of the requests' interval.
+    let fast = |server: &FlightStats, interval: f64| server.latency.max < 0.25 * interval;
     // The quick pairs right after the handshake are left out of the cadence: a monitor
     // may start with some (libmongoc's RTT monitor checks at once; the Java driver 3.x
     // sends buildinfo and getlasterror on every connection). The cadence and the one
@@ -104,7 +105,7 @@ fn kind(shape: &Shape, until: f64) -> Kind {
     let (pc, ps) = (&shape.steady_client, &shape.steady_server);
     if pc.flights >= 2 && ps.pushed == 0 && pc.pushed == 0 {
         if let Some(every) = cadence(pc) {
-            if ps.latency.max < 0.25 * every
+            if fast(ps, every)
                 && ps.flights + 1 >= pc.flights
                 && pc.near_constant(REQUEST_TOLERANCE)
                 && ps.near_constant(REPLY_TOLERANCE)
@@ -118,7 +119,7 @@ fn kind(shape: &Shape, until: f64) -> Kind {
         && shape.early_round_trips == 0
         && shape
             .first_request_after
-            .is_some_and(|t| t >= MIN_CADENCE_SECS && fast(t))
+            .is_some_and(|t| t >= MIN_CADENCE_SECS && fast(s, t))
     {
         return Kind::OneCheck;
     }
