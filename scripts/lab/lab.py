@@ -242,6 +242,11 @@ SERVER_HELLO_TLS_DRIVERS = ("go", "rust")
 NO_KEYLOG_DRIVERS = ("rust", "java")
 
 
+def keyless_only(spec):
+    """A TLS case none of whose drivers can write a key log: it has no keylog.txt."""
+    return "tls" in spec and all(c["driver"] in NO_KEYLOG_DRIVERS for c in spec["clients"])
+
+
 def make_certs(work):
     """A throwaway CA and a server certificate for the lab's addresses (openssl CLI)."""
     ca_key, ca, key, csr, cert = (os.path.join(work, n) for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
@@ -393,7 +398,7 @@ def run_case(name, spec):
         subprocess.run(["editcap", "-F", "pcapng", raw, final], check=True)
     else:
         shutil.copy(raw, final)
-    if "tls" in spec and not all(c["driver"] in NO_KEYLOG_DRIVERS for c in spec["clients"]):
+    if "tls" in spec and not keyless_only(spec):
         with open(os.path.join(OUT, name, "keylog.txt"), "w") as out:
             for i in range(len(spec["clients"])):
                 path = os.path.join(work, "keylog-%d.txt" % i)
@@ -731,7 +736,7 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
                     nodes=sorted({c["server"] for c in conns.values()})),
         drivers=[dict(driver=c["driver"], uri=c["uri"].replace("lab-pass", "***")) for c in spec["clients"]],
         connections=truth_conns, clients=clients,
-        **(dict(keylog=None if all(c["driver"] in NO_KEYLOG_DRIVERS for c in spec["clients"]) else "keylog.txt",
+        **(dict(keylog=None if keyless_only(spec) else "keylog.txt",
                 tls=dict(max_version=spec["tls"].get("max_version", "1.3"), server_ciphers=spec["tls"].get("ciphers"))) if "tls" in spec else {}),
         **(dict(plaintext_twin=spec["plaintext_twin"]) if "plaintext_twin" in spec else {}),
         **(dict(cluster=dict(
