@@ -644,11 +644,24 @@ fn client_of(
                 "pool churn: {pool_total} pool connections over the capture but at most {pool_peak_sum} open at once; {closed} closed (maxIdleTimeMS, errors or pool clears)"
             ));
         }
-        if counts.unknown > 0 {
+        let probes = members
+            .iter()
+            .filter(|&&i| {
+                verdicts[i].class == Class::Unknown
+                    && crate::classify::is_connect_only_probe(&conns[i])
+            })
+            .count() as u64;
+        if probes > 0 {
             deviations.push(format!(
-                "{} connection{} could not be classified (see evidence)",
-                counts.unknown,
-                if counts.unknown == 1 { "" } else { "s" }
+                "{probes} connection{} opened and closed without a byte sent: connect-only probes (the Ruby driver 2.x's address resolver connects to each node once this way; TCP health checks look alike), counted in the total though they never carried MongoDB traffic",
+                if probes == 1 { "" } else { "s" }
+            ));
+        }
+        let unclassified = counts.unknown - probes;
+        if unclassified > 0 {
+            deviations.push(format!(
+                "{unclassified} connection{} could not be classified (see evidence)",
+                if unclassified == 1 { "" } else { "s" }
             ));
         }
         if matches!(mode, Mode::Streaming | Mode::Polling) {

@@ -288,20 +288,39 @@ const INTERNAL_COMMANDS: &[&str] = &[
 ];
 
 /// Commands a driver sends on a connection as housekeeping rather than application work.
+fn is_housekeeping(name: &str) -> bool {
+    POOL_HOUSEKEEPING.contains(&name) || MONITOR_HANDSHAKE_FOLLOW_UPS.contains(&name)
+}
+
+/// Housekeeping only a pool connection carries: a client ends its sessions (at close),
+/// kills cursors and runs pings through its pool, while a monitor sends hello alone
+/// (server-monitoring spec).
+const POOL_HOUSEKEEPING: &[&str] = &["endSessions", "killCursors", "ping"];
+
 /// The Java driver 3.x follows every handshake, its monitors' too, with `buildinfo` and
 /// `getlasterror` (the server version and connection id, asked for the old servers'
-/// sake): spelled as it sends them.
-fn is_housekeeping(name: &str) -> bool {
-    matches!(
-        name,
-        "endSessions"
-            | "killCursors"
-            | "ping"
-            | "buildInfo"
-            | "buildinfo"
-            | "getLastError"
-            | "getlasterror"
-    )
+/// sake): spelled as it sends them. They say nothing of a connection's role.
+const MONITOR_HANDSHAKE_FOLLOW_UPS: &[&str] =
+    &["buildInfo", "buildinfo", "getLastError", "getlasterror"];
+
+/// A connection seen opened and closed with no byte sent either way: never a MongoDB
+/// connection, though the server accepted it.
+pub fn is_connect_only_probe(obs: &Observations) -> bool {
+    obs.syn_seen
+        && obs.closed.is_some()
+        && obs.client_traffic.bytes == 0
+        && obs.server_traffic.bytes == 0
+}
+
+/// The [`POOL_HOUSEKEEPING`] commands a connection carried, as "endSessions 1, ping 2".
+fn pool_only_housekeeping(obs: &Observations) -> Option<String> {
+    let names: Vec<String> = obs
+        .commands
+        .iter()
+        .filter(|c| POOL_HOUSEKEEPING.contains(&&*c.name))
+        .map(|c| format!("{} {}", c.name, c.count))
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }
 
 /// Heartbeat interval assumed when a client shows none (heartbeatFrequencyMS default 10 s).
@@ -612,6 +631,15 @@ pub struct Window {
     pub end: f64,
 }
 
+/// Why a client reads as single-threaded.
+#[derive(Clone, Copy)]
+enum SingleThreadedBy {
+    /// No monitoring connection at all, and its own traffic or driver says so.
+    NoMonitors,
+    /// A connection to this node mixes checks and operations with no monitor beside it.
+    UnmonitoredMix(std::net::SocketAddr),
+}
+
 /// Classify every connection of an analysis. The result is index-aligned with `conns`.
 pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verdict> {
     let capture_end = window.map(|w| w.end);
@@ -631,6 +659,10 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         heartbeat: Vec<f64>,
         conns: Vec<usize>,
         load_balanced: bool,
+        /// Nodes a connection of this client mixes hello checks with operations on.
+        mixing_nodes: Vec<std::net::SocketAddr>,
+        /// Nodes a connection of this client only checks (monitor-like).
+        checked_only_nodes: Vec<std::net::SocketAddr>,
     }
     // Settled once after the first pass: looked up per connection in the second, where
     // recomputing them made a host with thousands of connections quadratic.
@@ -678,6 +710,7 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         // Checks mixed with operations on one connection: the single-threaded pattern.
         if application_ops(obs) > 0 && periodic_hellos(obs) > 0 {
             hood.single_threaded += 1;
+            hood.mixing_nodes.push(obs.server);
         }
         // Monitors never authenticate: any authenticated connection is evidence that
         // this client authenticates its pool connections.
@@ -689,6 +722,7 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         }
         if class.is_none() && application_ops(obs) == 0 && periodic_hellos(obs) > 0 {
             hood.monitor_like += 1;
+            hood.checked_only_nodes.push(obs.server);
             if let Some(m) = obs.hello.request_intervals.median() {
                 hood.heartbeat.push(m);
                 host_heartbeat.entry(host_only(i)).or_default().push(m);
@@ -716,15 +750,31 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
     // single-threaded client when its own traffic says so (checks mixed with operations)
     // or it is a libmongoc-based driver holding one connection per node: every pooled
     // driver monitors every node (SDAM), only single-threaded libmongoc/PHP clients do not.
-    let mut single = vec![false; hoods.len()];
+    //
+    // Its check-only connections do not make it pooled: a single-threaded client that
+    // checks more often than it has work for a node (a short heartbeatFrequencyMS, a long
+    // capture: libmongoc's default is 60 s) holds connections that only check. What tells
+    // it apart is a connection mixing checks and operations to a node with no dedicated
+    // monitor: a pooled driver monitors every node it uses on a connection of its own.
+    let mut single = vec![None; hoods.len()];
     for (key, &h) in &hood_index {
         let hood = &hoods[h];
-        let monitors = !hood.streaming_nodes.is_empty() || hood.monitor_like > 0;
-        single[h] = !monitors
-            && !hood.load_balanced
+        if hood.load_balanced || !hood.streaming_nodes.is_empty() {
+            continue;
+        }
+        let unmonitored_mix = hood
+            .mixing_nodes
+            .iter()
+            .find(|n| !hood.checked_only_nodes.contains(n));
+        single[h] = if hood.monitor_like == 0
             && (hood.single_threaded > 0
                 || (looks_single_threaded_driver(key)
-                    && max_concurrent_per_node(conns, &hood.conns, &verdicts) <= 1));
+                    && max_concurrent_per_node(conns, &hood.conns, &verdicts) <= 1))
+        {
+            Some(SingleThreadedBy::NoMonitors)
+        } else {
+            unmonitored_mix.map(|&node| SingleThreadedBy::UnmonitoredMix(node))
+        };
     }
 
     // Second pass.
@@ -748,7 +798,7 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
             ""
         };
 
-        let v = if single[hood_of[i]] && obs.messages() > 0 {
+        let v = if let Some(by) = single[hood_of[i]].filter(|_| obs.messages() > 0) {
             let what = if ops > 0 {
                 format!("hello and {ops} operation{}", plural(ops))
             } else if checks > 0 {
@@ -760,9 +810,24 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
             verdict(
                 Class::SingleThreaded,
                 Confidence::Medium,
-                format!(
-                    "{what} on the client's only connection to this node, and the client has no monitoring connections: a single-threaded client (libmongoc/PHP style){no_handshake}"
-                ),
+                match by {
+                    SingleThreadedBy::NoMonitors => format!(
+                        "{what} on the client's only connection to this node, and the client has no monitoring connections: a single-threaded client (libmongoc/PHP style){no_handshake}"
+                    ),
+                    SingleThreadedBy::UnmonitoredMix(node) => {
+                        let mixing = if node == obs.server {
+                            "with no monitor beside it".to_string()
+                        } else {
+                            format!(
+                                "and its connection to {} mixes hello checks with operations with no monitor beside it",
+                                crate::net::addr_text(node)
+                            )
+                        };
+                        format!(
+                            "{what} on the client's only connection to this node, {mixing}, while a pooled driver monitors every node on a connection of its own: a single-threaded client, checking each node over its one connection (libmongoc/PHP/Perl style){no_handshake}"
+                        )
+                    }
+                },
             )
         } else if ops > 0 {
             {
@@ -810,6 +875,19 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
                     ),
                 )
             }
+        } else if let Some(commands) = pool_only_housekeeping(obs) {
+            verdict(
+                Class::Pool,
+                if obs.handshake.is_some() {
+                    Confidence::High
+                } else {
+                    Confidence::Medium
+                },
+                format!(
+                    "{}{commands} and no other operation: only a pool connection carries these (a client ends its sessions, kills its cursors and pings through its pool; monitors send hello alone){no_handshake}",
+                    if obs.handshake.is_some() { "handshake, then " } else { "" }
+                ),
+            )
         } else if obs.handshake.is_some() {
             // A handshake and nothing more: an idle pool connection or a monitor that has
             // not reached its next heartbeat yet.
@@ -865,6 +943,8 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
                 Confidence::Low,
                 if obs.client_traffic.bytes + obs.server_traffic.bytes > 0 {
                     "bytes were exchanged but no MongoDB message could be decoded".into()
+                } else if is_connect_only_probe(obs) {
+                    "opened and closed without a byte sent: a connect-only probe (the Ruby driver 2.x's address resolver connects to each node once this way; TCP health checks look alike)".into()
                 } else if obs.syn_seen {
                     "TCP connection with no MongoDB message in the capture".into()
                 } else {
