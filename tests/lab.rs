@@ -516,3 +516,64 @@ fn wrong_keys_and_damaged_records_are_warnings_not_panics() {
     // Records before the damaged one were decrypted: the connection still counts.
     assert!(analysis.connections.iter().all(|o| o.tls_decrypted()));
 }
+
+/// A driver that connects and closes without a byte (the Ruby driver 2.5's address
+/// resolver probes each node this way before its monitor connects): the truth has such
+/// sockets from the driver's own call stacks, as `unknown` with no command in the server's
+/// log. The report must name them as probes, per connection and in the client's verdict,
+/// and not as connections it "could not classify".
+#[test]
+fn connect_only_probes_are_named_in_the_evidence_and_the_verdict() {
+    let mut probes_seen = 0;
+    for dir in cases() {
+        let t = truth(&dir);
+        let case = t["case"].as_str().unwrap();
+        let probes: Vec<&Value> = t["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["role"] == "unknown")
+            .collect();
+        if probes.is_empty() {
+            continue;
+        }
+        let r = report(&dir, &t, None);
+        let found = common::connections_by_client(&r);
+        let mut per_client: BTreeMap<&str, u64> = BTreeMap::new();
+        for p in &probes {
+            probes_seen += 1;
+            let c = found[p["client"].as_str().unwrap()];
+            assert!(
+                c["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .contains("opened and closed without a byte sent"),
+                "{case}: {}: {}",
+                p["client"],
+                c["evidence"]
+            );
+            *per_client
+                .entry(c["client_id"].as_str().unwrap())
+                .or_default() += 1;
+        }
+        for (id, n) in per_client {
+            let client = r["clients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == id)
+                .unwrap();
+            let verdict = client["verdict"].as_str().unwrap();
+            assert!(
+                verdict.contains(&format!(
+                    "{n} connections opened and closed without a byte sent"
+                )) && !verdict.contains("could not be classified"),
+                "{case} {id}: {verdict}"
+            );
+        }
+    }
+    assert!(
+        probes_seen >= 3,
+        "the lab's Ruby case has its resolver probes"
+    );
+}

@@ -13,6 +13,9 @@ Truth never comes from conn-attrib. Each connection's role is derived, per drive
 - Rust: the server's log with the driver's documented design (below);
 - Java: the name of the thread that connected the socket (the client's SocketFactory
   records it; the driver's monitor threads are named "cluster-..."), plus the server's log;
+- Ruby: the call stack that connected the socket (the client script wraps Ruby's own
+  Socket#connect), plus the server's log;
+- Perl: single-threaded by design (one link per server), confirmed by the server's log;
 - libmongoc/PHP single-threaded: the driver's design (one connection per server that
   carries checks and operations), confirmed by the server's log;
 - libmongoc pooled: the server's log (awaitable hellos = streaming monitor; hellos only
@@ -70,10 +73,12 @@ def uri(base, **opts):
 
 def rs_case(driver, app, what, min_pool_size=1, threads=1, seconds=12, server=(), cut_after=None, **opts):
     """One driver against the replica set (modern, or the server's flags), heartbeat 2 s;
-    `cut_after`: keep only the capture after that many seconds."""
+    `cut_after`: keep only the capture after that many seconds; `min_pool_size` None: the
+    URI sets none (a driver without a pool)."""
+    pool = {} if min_pool_size is None else dict(minPoolSize=min_pool_size)
     spec = dict(what=what, seconds=seconds, clients=[dict(
-        driver=driver, uri=uri(RS_URI, appName=app, **opts, heartbeatFrequencyMS=2000, minPoolSize=min_pool_size),
-        min_pool_size=min_pool_size, threads=threads)])
+        driver=driver, uri=uri(RS_URI, appName=app, **opts, heartbeatFrequencyMS=2000, **pool),
+        min_pool_size=min_pool_size or 0, threads=threads)])
     if server:
         spec["server"] = list(server)
     if cut_after:
@@ -173,6 +178,8 @@ CASES = {
         seconds=10, clients=[dict(driver="rust", uri="mongodb://lab:lab-pass@" + RS + "/?replicaSet=rs0&authSource=admin&authMechanism=SCRAM-SHA-256&appName=rust-secure&heartbeatFrequencyMS=2000&minPoolSize=2", min_pool_size=2)]),
     "rust-poll-mode": rs_case("rust", "rust-poll", "The Rust driver with serverMonitoringMode=poll against a modern server: one polling monitor per node, no RTT connection, minPoolSize=1, heartbeat 2 s", serverMonitoringMode="poll"),
     "java-legacy-driver": rs_case("java", "java-svc", "The Java driver 3.6 (Debian's package) against a modern replica set, minPoolSize=1, heartbeat 2 s, 2 worker threads: a driver from before the streaming protocol polls with isMaster on a monitor thread per node", threads=2),
+    "ruby-legacy-driver": rs_case("ruby", "ruby-svc", "The Ruby driver 2.5 (Debian's ruby-mongo) against a modern replica set, minPoolSize=1, heartbeat 2 s, 2 worker threads: a driver from before the streaming protocol polls with ismaster on one monitor connection per node; its address resolver first connects to each node once and closes without a byte sent", threads=2),
+    "perl-single-threaded": rs_case("perl", "perl-app", "The MongoDB Perl driver 2.2 (Debian's libmongodb-perl), heartbeat 2 s: single-threaded, one link per node carrying its topology checks and the operations (the driver has no minPoolSize)", min_pool_size=None),
     "pymongo3-streaming": rs_case("pymongo3", "py3-svc", "PyMongo 3.13 (the last 3.x), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set", threads=2),
     "node3-legacy-topology": rs_case("node3", "node3-legacy", "The Node.js driver 3.7 with its default legacy topology (no useUnifiedTopology: old mongoose 5 applications), heartbeat 2 s asked (the legacy topology checks every 10 s), 2 workers: no monitoring connections, the servers' checks ride on pool connections", min_pool_size=0, threads=2),
     "tls-pymongo": dict(
@@ -321,6 +328,10 @@ def client_argv(c, seconds, events, ca=None, keylog=None):
         argv = [os.path.join(BUILD, "go_client"), c["uri"], str(seconds), str(c.get("threads", 1)), events]
     elif d == "rust":
         argv = [os.path.join(BUILD, "rust_client"), c["uri"], str(seconds), str(c.get("threads", 1))]
+    elif d == "ruby":
+        argv = ["ruby", os.path.join(HERE, "clients", "ruby_client.rb"), c["uri"], str(seconds), str(c.get("threads", 1)), events]
+    elif d == "perl":
+        argv = ["perl", os.path.join(HERE, "clients", "perl_client.pl"), c["uri"], str(seconds)]
     elif d == "java":
         argv = ["java"] + java_tls + ["-cp", os.path.join(BUILD, "java") + ":" + JAVA_DRIVER, "JavaClient", c["uri"], str(seconds),
                 str(c.get("threads", 1)), events]
@@ -582,10 +593,16 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
         if c["awaitable"]:
             streaming_nodes[(peer.rsplit(":", 1)[0], (c["client"] or {}).get("application", {}).get("name"))].add(c["server"])
     # Connections opened by the same process share its handshake metadata; connections of
-    # a process whose first hello was not logged borrow the key of their driver.
+    # a process whose first hello was not logged borrow the key of their driver: a socket
+    # the client's records name (the Ruby driver's resolver probe sends no hello) takes
+    # the metadata of its process's other connections.
+    meta_of_process = {}
+    for peer, c in conns.items():
+        if c["client"] and peer in opened_by:
+            meta_of_process.setdefault(opened_by[peer][0], c["client"])
     for peer, c in sorted(conns.items(), key=lambda kv: kv[1]["opened"]):
         host = peer.rsplit(":", 1)[0]
-        meta = c["client"]
+        meta = c["client"] or meta_of_process.get(opened_by.get(peer, (None,))[0])
         app = ((meta or {}).get("application") or {}).get("name")
         idx, cspec = spec_by_app.get(app, (None, spec["clients"][0]))
         driver = cspec["driver"]
@@ -603,8 +620,8 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
                 i["member"], i["role"], i["target"], "; closed: %s" % i["reason"] if i["reason"] else "; open at the end")
         elif lb:
             role, why = "pool", "loadBalanced handshake (server log): load-balanced clients have no monitors"
-        elif driver in ("mongoc-single", "php"):
-            role, why = "single-threaded", "libmongoc single-threaded design: the only connection to %s, carrying hello checks (%d) and operations (%d) per the server log" % (c["server"], c["hellos"], c["ops"])
+        elif driver in ("mongoc-single", "php", "perl"):
+            role, why = "single-threaded", ("libmongoc" if driver != "perl" else "The Perl driver's") + " single-threaded design: the only connection to %s, carrying hello checks (%d) and operations (%d) per the server log" % (c["server"], c["hellos"], c["ops"])
         elif ob and driver.startswith("pymongo"):
             thread = ob[1]
             if "rtt" in thread:
@@ -635,6 +652,21 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
                 role = "pool"
             why = "socket connected on Java thread %s; server log: %d hellos (%d awaitable), %d operations" % (
                 thread.split("ClusterId")[0] + "..." if thread.startswith("cluster-") else thread, c["hellos"], c["awaitable"], c["ops"])
+        elif ob and driver == "ruby":
+            # The Ruby driver 2.5 connects every socket on the thread that needs it; the
+            # call stack names what for: the monitor's own connection (Monitor::Connection),
+            # a pool connection (Server::Connection), or, before either, the address
+            # resolver's probe (Address#initialize_resolver! connects once per address to
+            # learn its family, then closes the socket without a byte sent).
+            stack = ob[2]
+            if "initialize_resolver!" in stack:
+                role = "unknown"
+            elif "mongo/server/monitor/" in stack:
+                role = "streaming-monitor" if c["awaitable"] else "polling-monitor"
+            elif "mongo/server/connection.rb" in stack:
+                role = "pool"
+            frame = next((f for f in stack.split(" | ") if "initialize_resolver!" in f or "mongo/server/" in f), "unknown frame")
+            why = "socket connected from %s; server log: %d hellos (%d awaitable), %d operations" % (frame, c["hellos"], c["awaitable"], c["ops"])
         elif ob and driver == "go":
             # The Go driver dials every socket through the client's dialer, on the goroutine
             # of the code that needs it: Server.update/check (the monitor), rttMonitor, or

@@ -22,6 +22,9 @@ dpkg-query -W -f='${Status}' libmongodb-java 2>/dev/null | grep -q "ok installed
 # The Go driver: Debian's packaged source (1.8.4), built in GOPATH mode with Debian's Go.
 command -v go >/dev/null || need+=(golang-go)
 dpkg-query -W -f='${Status}' golang-mongodb-mongo-driver-dev 2>/dev/null | grep -q "ok installed" || need+=(golang-mongodb-mongo-driver-dev)
+# The Ruby driver 2.5 and the Perl driver 2.2: Debian's packages (Ruby and Perl come with them).
+dpkg-query -W -f='${Status}' ruby-mongo 2>/dev/null | grep -q "ok installed" || need+=(ruby-mongo)
+dpkg-query -W -f='${Status}' libmongodb-perl 2>/dev/null | grep -q "ok installed" || need+=(libmongodb-perl)
 if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
