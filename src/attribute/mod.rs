@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{Class, ClientKey, Verdict};
+use crate::classify::{peak_overlap, Class, ClientKey, Verdict};
 use crate::net;
 use crate::observe::{InFlightKey, Observations};
 
@@ -331,23 +331,6 @@ pub fn attribute(
     }
 }
 
-/// Peak number of intervals open at once.
-fn peak_overlap(intervals: impl Iterator<Item = (f64, Option<f64>)>) -> u64 {
-    let mut events: Vec<(f64, i32)> = Vec::new();
-    for (open, close) in intervals {
-        events.push((open, 1));
-        events.push((close.unwrap_or(f64::INFINITY), -1));
-    }
-    // Closes sort before opens at the same instant: a replacement is not an overlap.
-    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let (mut open, mut peak) = (0i64, 0i64);
-    for (_, d) in events {
-        open += d as i64;
-        peak = peak.max(open);
-    }
-    peak.max(0) as u64
-}
-
 /// One client's connections: those still held (indices) and those already released.
 struct Group<'a> {
     key: &'a ClientKey<'a>,
@@ -431,14 +414,19 @@ fn client_of(
         && key
             .driver()
             .is_some_and(|(name, version)| crate::classify::polls_with_rtt_monitor(name, version));
-    let legacy_node_topology = mode == Mode::Unknown
+    // No monitors, every connection pool, and checks between operations on one of them:
+    // a driver that checks its servers over its pool (classify: the Node.js driver 3.x
+    // legacy topology from its handshake, or uneven links without monitors).
+    let checks_over_pool = mode == Mode::Unknown
+        && counts.pool > 0
         && counts.pool == counts.total
-        && key.driver().is_some_and(|(name, version)| {
-            crate::classify::may_use_legacy_node_topology(name, version)
-        })
         && members
             .iter()
             .any(|&i| crate::classify::checks_between_operations(&conns[i]));
+    let legacy_node_topology = checks_over_pool
+        && key.driver().is_some_and(|(name, version)| {
+            crate::classify::may_use_legacy_node_topology(name, version)
+        });
     let instance_class = match mode {
         Mode::Streaming => Some(Class::StreamingMonitor),
         Mode::Polling => Some(Class::PollingMonitor),
@@ -726,6 +714,11 @@ fn client_of(
         ),
         _ if legacy_node_topology => format!(
             "unknown mode: the Node.js driver 3.x legacy topology (no useUnifiedTopology) has no monitoring connections, it checks each server over a connection of its pool between operations, so no SDAM formula applies; {} pool connection{} (useUnifiedTopology: true, or the driver 4.x, monitors on dedicated connections)",
+            counts.total,
+            if counts.total == 1 { "" } else { "s" }
+        ),
+        _ if checks_over_pool => format!(
+            "unknown mode: no monitoring connections, the client checks its servers (hello) over its pool connections between operations, as mgo and the Node.js driver 3.x legacy topology do, so no SDAM formula applies; {} pool connection{}",
             counts.total,
             if counts.total == 1 { "" } else { "s" }
         ),

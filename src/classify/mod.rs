@@ -24,7 +24,7 @@
 //! neither pass can place is `unknown`, with the missing evidence spelled out.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
@@ -631,13 +631,22 @@ pub struct Window {
     pub end: f64,
 }
 
-/// Why a client reads as single-threaded.
+/// What a client without monitoring connections is.
 #[derive(Clone, Copy)]
-enum SingleThreadedBy {
-    /// No monitoring connection at all, and its own traffic or driver says so.
-    NoMonitors,
-    /// A connection to this node mixes checks and operations with no monitor beside it.
-    UnmonitoredMix(std::net::SocketAddr),
+enum Unmonitored {
+    /// Single-threaded: no monitoring connection at all, and its own traffic or driver
+    /// says so.
+    SingleThreaded,
+    /// Single-threaded: a connection to this node mixes checks and operations with no
+    /// monitor beside it, and every node has as many links at once.
+    SingleThreadedMix(std::net::SocketAddr),
+    /// A pooled driver checking over its pool: `peak` connections at once to `node`,
+    /// `fewest` to another.
+    ChecksOverPool {
+        node: std::net::SocketAddr,
+        peak: u64,
+        fewest: u64,
+    },
 }
 
 /// Classify every connection of an analysis. The result is index-aligned with `conns`.
@@ -756,7 +765,12 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
     // capture: libmongoc's default is 60 s) holds connections that only check. What tells
     // it apart is a connection mixing checks and operations to a node with no dedicated
     // monitor: a pooled driver monitors every node it uses on a connection of its own.
-    let mut single = vec![None; hoods.len()];
+    //
+    // Unless its links are uneven: a client without monitors holding more connections at
+    // once to one node than to another is a pooled driver that checks its servers over
+    // pool connections (mgo; the Node.js driver 3.x legacy topology), its pool grown
+    // where the work is. A single-threaded client holds one link per node.
+    let mut unmonitored = vec![None; hoods.len()];
     for (key, &h) in &hood_index {
         let hood = &hoods[h];
         if hood.load_balanced || !hood.streaming_nodes.is_empty() {
@@ -766,14 +780,24 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
             .mixing_nodes
             .iter()
             .find(|n| !hood.checked_only_nodes.contains(n));
-        single[h] = if hood.monitor_like == 0
+        unmonitored[h] = if hood.monitor_like == 0
             && (hood.single_threaded > 0
                 || (looks_single_threaded_driver(key)
                     && max_concurrent_per_node(conns, &hood.conns, &verdicts) <= 1))
         {
-            Some(SingleThreadedBy::NoMonitors)
+            Some(Unmonitored::SingleThreaded)
+        } else if let Some(&mixing) = unmonitored_mix {
+            let peaks = peaks_per_node(conns, &hood.conns);
+            let busiest = peaks.iter().max_by_key(|(_, &p)| p);
+            let fewest = peaks.values().copied().min().unwrap_or(0);
+            Some(match busiest {
+                Some((&node, &peak)) if peak > fewest => {
+                    Unmonitored::ChecksOverPool { node, peak, fewest }
+                }
+                _ => Unmonitored::SingleThreadedMix(mixing),
+            })
         } else {
-            unmonitored_mix.map(|&node| SingleThreadedBy::UnmonitoredMix(node))
+            None
         };
     }
 
@@ -798,7 +822,20 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
             ""
         };
 
-        let v = if let Some(by) = single[hood_of[i]].filter(|_| obs.messages() > 0) {
+        let v = if let Some(Unmonitored::ChecksOverPool { node, peak, fewest }) =
+            unmonitored[hood_of[i]].filter(|_| obs.messages() > 0)
+        {
+            verdict(
+                Class::Pool,
+                Confidence::Medium,
+                format!(
+                    "{checks} hello check{} and {ops} operation{}; the client has no monitoring connections and held {peak} connections at once to {} against {fewest} to another node: a pooled driver that checks its servers over pool connections (mgo; the Node.js driver 3.x legacy topology), not a single-threaded client, which holds one per node{no_handshake}",
+                    plural(checks as u64),
+                    plural(ops),
+                    crate::net::addr_text(node)
+                ),
+            )
+        } else if let Some(by) = unmonitored[hood_of[i]].filter(|_| obs.messages() > 0) {
             let what = if ops > 0 {
                 format!("hello and {ops} operation{}", plural(ops))
             } else if checks > 0 {
@@ -807,27 +844,20 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
                 "only the handshake hello (single-threaded clients check every 60 s by default)"
                     .to_string()
             };
+            let how = match by {
+                Unmonitored::SingleThreadedMix(node) if node == obs.server => {
+                    "with no monitor beside it, while a pooled driver monitors every node on a connection of its own: a single-threaded client, checking each node over its one connection (libmongoc/PHP/Perl style)".to_string()
+                }
+                Unmonitored::SingleThreadedMix(node) => format!(
+                    "and its connection to {} mixes hello checks with operations with no monitor beside it, while a pooled driver monitors every node on a connection of its own: a single-threaded client, checking each node over its one connection (libmongoc/PHP/Perl style)",
+                    crate::net::addr_text(node)
+                ),
+                _ => "and the client has no monitoring connections: a single-threaded client (libmongoc/PHP style)".to_string(),
+            };
             verdict(
                 Class::SingleThreaded,
                 Confidence::Medium,
-                match by {
-                    SingleThreadedBy::NoMonitors => format!(
-                        "{what} on the client's only connection to this node, and the client has no monitoring connections: a single-threaded client (libmongoc/PHP style){no_handshake}"
-                    ),
-                    SingleThreadedBy::UnmonitoredMix(node) => {
-                        let mixing = if node == obs.server {
-                            "with no monitor beside it".to_string()
-                        } else {
-                            format!(
-                                "and its connection to {} mixes hello checks with operations with no monitor beside it",
-                                crate::net::addr_text(node)
-                            )
-                        };
-                        format!(
-                            "{what} on the client's only connection to this node, {mixing}, while a pooled driver monitors every node on a connection of its own: a single-threaded client, checking each node over its one connection (libmongoc/PHP/Perl style){no_handshake}"
-                        )
-                    }
-                },
+                format!("{what} on the client's only connection to this node, {how}{no_handshake}"),
             )
         } else if ops > 0 {
             {
@@ -1165,7 +1195,7 @@ fn max_concurrent_per_node(
     members: &[usize],
     verdicts: &[Option<Verdict>],
 ) -> usize {
-    let mut per_node: HashMap<std::net::SocketAddr, Vec<(f64, i32)>> = HashMap::new();
+    let mut per_node: HashMap<std::net::SocketAddr, Vec<(f64, Option<f64>)>> = HashMap::new();
     for &j in members {
         let o = &conns[j];
         if verdicts[j].as_ref().is_some_and(|v| v.class.is_monitor())
@@ -1173,23 +1203,54 @@ fn max_concurrent_per_node(
         {
             continue;
         }
-        let events = per_node.entry(o.server).or_default();
-        events.push((o.first_seen, 1));
-        events.push((o.closed.unwrap_or(f64::INFINITY), -1));
+        per_node
+            .entry(o.server)
+            .or_default()
+            .push((o.first_seen, o.closed));
     }
     per_node
         .into_values()
-        .map(|mut ev| {
-            ev.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let (mut open, mut peak) = (0i32, 0i32);
-            for (_, d) in ev {
-                open += d;
-                peak = peak.max(open);
-            }
-            peak as usize
-        })
+        .map(|spans| peak_overlap(spans.into_iter()) as usize)
         .max()
         .unwrap_or(0)
+}
+
+/// Most connections that carried any MongoDB message open at once, per node.
+fn peaks_per_node(
+    conns: &[Box<Observations>],
+    members: &[usize],
+) -> BTreeMap<std::net::SocketAddr, u64> {
+    let mut per_node: BTreeMap<std::net::SocketAddr, Vec<(f64, Option<f64>)>> = BTreeMap::new();
+    for &j in members {
+        let o = &conns[j];
+        if o.messages() > 0 {
+            per_node
+                .entry(o.server)
+                .or_default()
+                .push((o.first_seen, o.closed));
+        }
+    }
+    per_node
+        .into_iter()
+        .map(|(node, spans)| (node, peak_overlap(spans.into_iter())))
+        .collect()
+}
+
+/// Most of these (open, close) spans open at once; a span never closed stays open.
+pub fn peak_overlap(intervals: impl Iterator<Item = (f64, Option<f64>)>) -> u64 {
+    let mut events: Vec<(f64, i32)> = Vec::new();
+    for (open, close) in intervals {
+        events.push((open, 1));
+        events.push((close.unwrap_or(f64::INFINITY), -1));
+    }
+    // Closes sort before opens at the same instant: a replacement is not an overlap.
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut open, mut peak) = (0i64, 0i64);
+    for (_, d) in events {
+        open += d as i64;
+        peak = peak.max(open);
+    }
+    peak.max(0) as u64
 }
 
 fn sorted_unique<T: Ord + Copy>(values: &[T]) -> Vec<T> {
