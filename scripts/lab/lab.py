@@ -11,6 +11,8 @@ Truth never comes from conn-attrib. Each connection's role is derived, per drive
 - Go: the call stack that dialled the socket (the client's dialer records it), plus the
   server's log;
 - Rust: the server's log with the driver's documented design (below);
+- mgo: the call stack that dialled the socket (DialInfo.DialServer records it), with the
+  driver's design: no monitoring connections, every socket a pool socket;
 - Java: the name of the thread that connected the socket (the client's SocketFactory
   records it; the driver's monitor threads are named "cluster-..."), plus the server's log;
 - Ruby: the call stack that connected the socket (the client script wraps Ruby's own
@@ -182,6 +184,9 @@ CASES = {
     "perl-single-threaded": rs_case("perl", "perl-app", "The MongoDB Perl driver 2.2 (Debian's libmongodb-perl), heartbeat 2 s: single-threaded, one link per node carrying its topology checks and the operations (the driver has no minPoolSize)", min_pool_size=None),
     "perl-cut-capture": rs_case("perl", "perl-long-running", "A 24 s Perl driver session (single-threaded, heartbeat 2 s) of which only the last 10 s were kept: no handshake is seen, the secondaries' links only check", min_pool_size=None, seconds=24, cut_after=14),
     "mongoc-single-heartbeat-2s": rs_case("mongoc-single", "c-single-2s", "libmongoc mongoc_client_t (single-threaded) with heartbeatFrequencyMS=2000: it checks every node more often than it has work for the secondaries, whose links only check (as any single-threaded client does over a capture longer than its 60 s default)", min_pool_size=None),
+    "mgo-legacy-go": dict(
+        what="mgo (gopkg.in/mgo.v2, Debian's r2016.08.01), the community Go driver of many older services, against a 4.2-era server (mgo needs getnonce, which 6.0 removed), 2 workers copying the session per request, 75 s: no handshake metadata and no monitoring connections, its cluster syncs every server with ismaster every 30 s over pool sockets",
+        seconds=75, server=["--legacy-42"], clients=[dict(driver="mgo", uri=uri(RS_URI, appName="mgo-svc"), min_pool_size=0, threads=2)]),
     "pymongo3-streaming": rs_case("pymongo3", "py3-svc", "PyMongo 3.13 (the last 3.x), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set", threads=2),
     "node3-legacy-topology": rs_case("node3", "node3-legacy", "The Node.js driver 3.7 with its default legacy topology (no useUnifiedTopology: old mongoose 5 applications), heartbeat 2 s asked (the legacy topology checks every 10 s), 2 workers: no monitoring connections, the servers' checks ride on pool connections", min_pool_size=0, threads=2),
     "tls-pymongo": dict(
@@ -328,6 +333,12 @@ def client_argv(c, seconds, events, ca=None, keylog=None):
         argv = ["php", os.path.join(HERE, "clients", "php_client.php"), c["uri"], str(seconds)]
     elif d == "go":
         argv = [os.path.join(BUILD, "go_client"), c["uri"], str(seconds), str(c.get("threads", 1)), events]
+    elif d == "mgo":
+        # mgo takes no URI options beyond these; the case's appName names it in the lab only
+        # (mgo sends no client metadata).
+        hosts = c["uri"].split("mongodb://")[1].split("/")[0]
+        rs = c["uri"].split("replicaSet=")[1].split("&")[0]
+        argv = [os.path.join(BUILD, "mgo_client"), hosts, rs, str(seconds), str(c.get("threads", 1)), events]
     elif d == "rust":
         argv = [os.path.join(BUILD, "rust_client"), c["uri"], str(seconds), str(c.get("threads", 1))]
     elif d == "ruby":
@@ -560,7 +571,8 @@ def client_key(host, meta):
     meta = meta or {}
     app = (meta.get("application") or {}).get("name", "")
     drv = meta.get("driver") or {}
-    return "%s|%s|%s %s" % (host, app, drv.get("name", ""), drv.get("version", ""))
+    # A driver that sends no metadata (mgo) has an empty driver part, as in the report.
+    return "%s|%s|%s" % (host, app, ("%s %s" % (drv.get("name", ""), drv.get("version", ""))).strip())
 
 
 def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
@@ -669,6 +681,15 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
                 role = "pool"
             frame = next((f for f in stack.split(" | ") if "initialize_resolver!" in f or "mongo/server/" in f), "unknown frame")
             why = "socket connected from %s; server log: %d hellos (%d awaitable), %d operations" % (frame, c["hellos"], c["awaitable"], c["ops"])
+        elif ob and driver == "mgo":
+            # mgo has no monitoring connections: its cluster syncs each server (ismaster,
+            # every 30 s) over a socket of that server's pool, which sessions also run
+            # operations on. Every socket is a pool socket, whoever dialled it first.
+            stack = ob[2]
+            role = "pool"
+            frame = next((f for f in stack.split(" | ") if "syncServer" in f or "AcquireSocket" in f), "unknown frame")
+            why = "mgo design (no monitors; checks ride on pool sockets); socket dialled from %s; server log: %d hellos, %d operations" % (
+                frame.split("(0x")[0].split("(...")[0].rsplit("/", 1)[-1], c["hellos"], c["ops"])
         elif ob and driver == "go":
             # The Go driver dials every socket through the client's dialer, on the goroutine
             # of the code that needs it: Server.update/check (the monitor), rttMonitor, or

@@ -231,6 +231,12 @@ class Member:
         db = cmd.get("$db", "admin")
         if name in ("ping", "endSessions", "killCursors", "getParameter", "setParameter", "logout"):
             return {"ok": 1.0}
+        if name == "getnonce":
+            # MONGODB-CR's nonce: a 4.2 server still answers it (old drivers such as mgo ask
+            # for it on every new socket); 6.0 removed the command.
+            if self.args.legacy_42:
+                return {"nonce": os.urandom(8).hex(), "ok": 1.0}
+            return {"ok": 0.0, "errmsg": "no such command: 'getnonce'", "code": 59, "codeName": "CommandNotFound"}
         if name in ("buildInfo", "buildinfo"):
             version = "4.2.25" if self.args.legacy_42 else "7.0.14"
             return {"version": version, "versionArray": [int(x) for x in version.split(".")] + [0], "ok": 1.0}

@@ -22,6 +22,8 @@ dpkg-query -W -f='${Status}' libmongodb-java 2>/dev/null | grep -q "ok installed
 # The Go driver: Debian's packaged source (1.8.4), built in GOPATH mode with Debian's Go.
 command -v go >/dev/null || need+=(golang-go)
 dpkg-query -W -f='${Status}' golang-mongodb-mongo-driver-dev 2>/dev/null | grep -q "ok installed" || need+=(golang-mongodb-mongo-driver-dev)
+# mgo (gopkg.in/mgo.v2), the community Go driver: Debian's packaged source, like the Go driver.
+dpkg-query -W -f='${Status}' golang-gopkg-mgo.v2-dev 2>/dev/null | grep -q "ok installed" || need+=(golang-gopkg-mgo.v2-dev)
 # The Ruby driver 2.5 and the Perl driver 2.2: Debian's packages (Ruby and Perl come with them).
 dpkg-query -W -f='${Status}' ruby-mongo 2>/dev/null | grep -q "ok installed" || need+=(ruby-mongo)
 dpkg-query -W -f='${Status}' libmongodb-perl 2>/dev/null | grep -q "ok installed" || need+=(libmongodb-perl)
@@ -44,6 +46,7 @@ gcc -shared -fPIC -o build/bindsrc.so bindsrc.c -ldl
 gcc -shared -fPIC -Wall -o build/sslkeylog.so sslkeylog.c -lssl -lcrypto -ldl -lpthread
 javac -d build/java -cp /usr/share/java/mongo-java-driver.jar clients/java/JavaClient.java
 GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="${GOCACHE:-/tmp/conn-attrib-lab-gocache}" go build -o build/go_client clients/go_client.go
+GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="${GOCACHE:-/tmp/conn-attrib-lab-gocache}" go build -o build/mgo_client clients/mgo_client.go
 # The Rust driver from crates.io, pinned by clients/rust_client/Cargo.lock (a few minutes the first time).
 [[ -x build/rust_client ]] || { CARGO_TARGET_DIR=build/rust-target cargo build -q --release --locked --manifest-path clients/rust_client/Cargo.toml && cp build/rust-target/release/rust_client build/; }
 exec python3 lab.py "$@"
