@@ -752,13 +752,21 @@ fn client_of(
         }
     });
 
-    let driver = key.driver_name.as_ref().map(|n| Driver {
-        name: n.to_string(),
-        version: key
-            .driver_version
-            .as_deref()
-            .unwrap_or_default()
-            .to_string(),
+    // Named as the pool connections name it, where the key dropped PyMongo's "async" part
+    // (classify::ClientKey::of).
+    let async_named = members.iter().find_map(|&i| {
+        let h = conns[i].handshake.as_deref()?;
+        let name = h.driver_name.as_deref()?;
+        (Some(name) != key.driver_name.as_deref())
+            .then(|| (name, h.driver_version.as_deref().unwrap_or_default()))
+    });
+    let driver = key.driver_name.as_ref().map(|n| {
+        let (name, version) =
+            async_named.unwrap_or((n, key.driver_version.as_deref().unwrap_or_default()));
+        Driver {
+            name: name.to_string(),
+            version: version.to_string(),
+        }
     });
     Client {
         id: key.id(),

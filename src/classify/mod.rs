@@ -312,6 +312,44 @@ pub fn is_connect_only_probe(obs: &Observations) -> bool {
         && obs.server_traffic.bytes == 0
 }
 
+/// PyMongo's AsyncMongoClient names its pool connections' driver "PyMongo|c|async" (an
+/// empty "|" version part beside it) but builds its monitors' pools with the synchronous
+/// defaults, so they say "PyMongo|c" (PyMongo 4.x: `PoolOptions(is_sync=...)` is not passed
+/// for monitors). One MongoClient either way: its key drops the "async" part, and the
+/// report names the driver as its pool connections do.
+fn without_async_marker<'a>(
+    name: Option<&'a str>,
+    version: Option<&'a str>,
+) -> (Option<Cow<'a, str>>, Option<Cow<'a, str>>) {
+    let unchanged = (name.map(Cow::Borrowed), version.map(Cow::Borrowed));
+    let Some(n) = name.filter(|n| n.starts_with("PyMongo|")) else {
+        return unchanged;
+    };
+    let Some(at) = n.split('|').position(|part| part == "async") else {
+        return unchanged;
+    };
+    // Part `at` removed; a borrowed prefix when it is the last part (the usual case).
+    let without = |text: &'a str| -> Cow<'a, str> {
+        let parts: Vec<&str> = text.split('|').collect();
+        if at + 1 == parts.len() {
+            let cut = text.len() - parts[at].len() - 1;
+            Cow::Borrowed(&text[..cut])
+        } else {
+            let mut kept = parts;
+            kept.remove(at);
+            Cow::Owned(kept.join("|"))
+        }
+    };
+    let version = version.map(|v| {
+        if v.split('|').nth(at).is_some_and(str::is_empty) {
+            without(v)
+        } else {
+            Cow::Borrowed(v)
+        }
+    });
+    (Some(without(n)), version)
+}
+
 /// The [`POOL_HOUSEKEEPING`] commands a connection carried, as "endSessions 1, ping 2".
 fn pool_only_housekeeping(obs: &Observations) -> Option<String> {
     let names: Vec<String> = obs
@@ -348,11 +386,15 @@ impl<'a> ClientKey<'a> {
     pub fn of(obs: &'a Observations) -> ClientKey<'a> {
         let hs = obs.handshake.as_deref();
         let borrow = |s: Option<&'a String>| s.map(|s| Cow::Borrowed(s.as_str()));
+        let (driver_name, driver_version) = without_async_marker(
+            hs.and_then(|h| h.driver_name.as_deref()),
+            hs.and_then(|h| h.driver_version.as_deref()),
+        );
         ClientKey {
             host: obs.client.ip(),
             app_name: borrow(hs.and_then(|h| h.app_name.as_ref())),
-            driver_name: borrow(hs.and_then(|h| h.driver_name.as_ref())),
-            driver_version: borrow(hs.and_then(|h| h.driver_version.as_ref())),
+            driver_name,
+            driver_version,
             tls_fingerprint: match hs {
                 Some(_) => None,
                 None => obs

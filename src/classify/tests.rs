@@ -448,3 +448,34 @@ fn go_drivers_from_1_4_to_1_12_poll_with_an_rtt_monitor() {
     }
     assert!(!polls_with_rtt_monitor("PyMongo|c", "v1.8.4"));
 }
+
+/// PyMongo's AsyncMongoClient: pool connections say "PyMongo|c|async", its monitors
+/// "PyMongo|c" (lab case pymongo-async). One key for both; other drivers untouched.
+#[test]
+fn pymongo_async_marker_is_not_part_of_the_client_key() {
+    let key = |name: &'static str, version: &'static str| {
+        let (n, v) = without_async_marker(Some(name), Some(version));
+        (n.unwrap().into_owned(), v.unwrap().into_owned())
+    };
+    let same = ("PyMongo|c".to_string(), "4.20.1|".to_string());
+    assert_eq!(key("PyMongo|c|async", "4.20.1||"), same);
+    assert_eq!(key("PyMongo|c", "4.20.1|"), same);
+    assert_eq!(
+        key("PyMongo|async", "4.9.0|"),
+        ("PyMongo".into(), "4.9.0".into())
+    );
+    // A wrapper's DriverInfo appended after the marker.
+    assert_eq!(
+        key("PyMongo|c|async|Beanie", "4.20.1|||1.26"),
+        ("PyMongo|c|Beanie".into(), "4.20.1||1.26".into())
+    );
+    // A version without the matching empty part keeps its own.
+    assert_eq!(
+        key("PyMongo|async", "4.9.0"),
+        ("PyMongo".into(), "4.9.0".into())
+    );
+    assert_eq!(
+        key("nodejs|async", "6.0.0|"),
+        ("nodejs|async".into(), "6.0.0|".into())
+    );
+}
