@@ -6,7 +6,8 @@ Usage: lab.py [CASE ...]   (no argument: every case)
 
 Truth never comes from conn-attrib. Each connection's role is derived, per driver, from:
 - PyMongo: the name of the driver thread that opened the socket (its monitor and RTT
-  threads are named), recorded by the client script, plus the server's log;
+  threads are named; AsyncMongoClient's monitor tasks carry the same names), recorded by
+  the client script, plus the server's log;
 - Node.js: the call stack that opened the socket, plus CMAP events and the server's log;
 - Go: the call stack that dialled the socket (the client's dialer records it), plus the
   server's log;
@@ -187,6 +188,9 @@ CASES = {
     "mgo-legacy-go": dict(
         what="mgo (gopkg.in/mgo.v2, Debian's r2016.08.01), the community Go driver of many older services, against a 4.2-era server (mgo needs getnonce, which 6.0 removed), 2 workers copying the session per request, 75 s: no handshake metadata and no monitoring connections, its cluster syncs every server with ismaster every 30 s over pool sockets",
         seconds=75, server=["--legacy-42"], clients=[dict(driver="mgo", uri=uri(RS_URI, appName="mgo-svc"), min_pool_size=0, threads=2)]),
+    "pymongo-async": dict(
+        what="PyMongo's AsyncMongoClient (asyncio), minPoolSize=1, heartbeat 2 s, 3 worker tasks: its monitors are asyncio tasks, named as the sync driver names its threads",
+        seconds=12, clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="py-async", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=3, **{"async": True})]),
     "pymongo3-streaming": rs_case("pymongo3", "py3-svc", "PyMongo 3.13 (the last 3.x), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set", threads=2),
     "node3-legacy-topology": rs_case("node3", "node3-legacy", "The Node.js driver 3.7 with its default legacy topology (no useUnifiedTopology: old mongoose 5 applications), heartbeat 2 s asked (the legacy topology checks every 10 s), 2 workers: no monitoring connections, the servers' checks ride on pool connections", min_pool_size=0, threads=2),
     "tls-pymongo": dict(
@@ -324,6 +328,8 @@ def client_argv(c, seconds, events, ca=None, keylog=None):
             argv += ["--drop", d]
         if c.get("idle"):
             argv.append("--idle-clients")
+        if c.get("async"):
+            argv.append("--async")
     elif d in ("node", "node3"):
         argv = ["node"] + (["--tls-keylog=" + keylog] if keylog else []) + [os.path.join(HERE, "clients", "node_client.js"), "--uri=" + c["uri"], "--seconds=%s" % seconds,
                 "--clients=%d" % c.get("instances", 1), "--threads=%d" % c.get("threads", 1), "--events=" + events]
@@ -570,7 +576,17 @@ def read_server_log(path):
 def client_key(host, meta):
     meta = meta or {}
     app = (meta.get("application") or {}).get("name", "")
-    drv = meta.get("driver") or {}
+    drv = dict(meta.get("driver") or {})
+    # PyMongo's AsyncMongoClient names its pool connections "PyMongo|c|async" (version
+    # "4.20.1||") but its monitors "PyMongo|c" (their pools get the sync defaults): one
+    # MongoClient, keyed without the "async" part, as the report keys it.
+    names, versions = drv.get("name", "").split("|"), drv.get("version", "").split("|")
+    if names[0] == "PyMongo" and "async" in names:
+        at = names.index("async")
+        del names[at]
+        if at < len(versions) and versions[at] == "":
+            del versions[at]
+        drv.update(name="|".join(names), version="|".join(versions))
     # A driver that sends no metadata (mgo) has an empty driver part, as in the report.
     return "%s|%s|%s" % (host, app, ("%s %s" % (drv.get("name", ""), drv.get("version", ""))).strip())
 
@@ -636,7 +652,9 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
             role, why = "pool", "loadBalanced handshake (server log): load-balanced clients have no monitors"
         elif driver in ("mongoc-single", "php", "perl"):
             role, why = "single-threaded", ("libmongoc" if driver != "perl" else "The Perl driver's") + " single-threaded design: the only connection to %s, carrying hello checks (%d) and operations (%d) per the server log" % (c["server"], c["hellos"], c["ops"])
-        elif ob and driver.startswith("pymongo"):
+        elif ob and driver.startswith("pymongo") and not cspec.get("async"):
+            # (AsyncMongoClient connects in a child task of asyncio.wait_for, named
+            # "Task-N": its sockets fall to the server-log rules below.)
             thread = ob[1]
             if "rtt" in thread:
                 role = "rtt-monitor"

@@ -13,6 +13,7 @@ its own `ssl.SSLContext` (not `create_default_context`, which would honour SSLKE
 so the context's `keylog_filename` is set just before the driver wraps a socket with it.
 """
 import argparse
+import asyncio
 import json
 import os
 import socket
@@ -29,7 +30,8 @@ LOCK = threading.Lock()
 
 def note(kind, **fields):
     with LOCK:
-        fields.update(kind=kind, t=round(time.time(), 6), thread=threading.current_thread().name)
+        fields.update(kind=kind, t=round(time.time(), 6))
+        fields.setdefault("thread", threading.current_thread().name)
         EVENTS.append(fields)
 
 
@@ -47,6 +49,25 @@ def connect(self, address):
 
 
 socket.socket.connect = connect
+
+# AsyncMongoClient connects through the event loop (non-blocking), and its monitors are
+# asyncio tasks named as the sync driver names its threads: the task stands in for the
+# thread.
+_sock_connect = asyncio.selector_events.BaseSelectorEventLoop.sock_connect
+
+
+async def sock_connect(self, sock, address):
+    result = await _sock_connect(self, sock, address)
+    try:
+        task = asyncio.current_task()
+        note("socket", local="%s:%d" % sock.getsockname()[:2], peer="%s:%d" % tuple(address[:2]),
+             thread=task.get_name() if task else "")
+    except OSError:
+        pass
+    return result
+
+
+asyncio.selector_events.BaseSelectorEventLoop.sock_connect = sock_connect
 
 _wrap_socket = ssl.SSLContext.wrap_socket
 
@@ -125,6 +146,35 @@ def work(client, until, pause, name):
         time.sleep(pause)
 
 
+async def work_async(client, until, pause, name):
+    coll = client.labdb[name]
+    i = 0
+    while time.time() < until:
+        try:
+            await coll.insert_one({"i": i, "who": name})
+            await coll.find({"who": name}).limit(3).to_list()
+        except Exception as e:
+            note("op-error", error=repr(e))
+        i += 1
+        await asyncio.sleep(pause)
+
+
+async def main_async(a, listeners):
+    """The same workload through AsyncMongoClient (PyMongo's asyncio API): one task per
+    worker instead of a thread."""
+    until = time.time() + a.seconds
+    clients = [pymongo.AsyncMongoClient(a.uri, event_listeners=listeners) for _ in range(a.clients)]
+    tasks = []
+    for ci, client in enumerate(clients):
+        try:
+            await client.admin.command("ping")
+        except Exception as e:
+            note("op-error", error=repr(e))
+        for ti in range(a.threads):
+            tasks.append(asyncio.create_task(work_async(client, until, a.pause, "w%d_%d" % (ci, ti)), name="app-worker-%d-%d" % (ci, ti)))
+    await asyncio.gather(*tasks)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--uri", required=True)
@@ -137,9 +187,16 @@ def main():
     p.add_argument("--drop", action="append", default=[],
                    help="AT:READPREF:HOST,...: at AT seconds, send dropConnections for HOSTs (as given, "
                         "even without a port) to the member READPREF selects (primary or secondary)")
+    p.add_argument("--async", dest="use_async", action="store_true", help="AsyncMongoClient, asyncio tasks as workers")
     a = p.parse_args()
 
     listeners = [Pool(), Heartbeat()]
+    if a.use_async:
+        asyncio.run(main_async(a, listeners))
+        note("driver", name="PyMongo (async)", version=pymongo.version)
+        with open(a.events, "w") as f:
+            json.dump(EVENTS, f, indent=0)
+        return
     until = time.time() + a.seconds
     clients = [pymongo.MongoClient(a.uri, event_listeners=listeners) for _ in range(a.clients)]
     threads = []
