@@ -89,6 +89,11 @@ def rs_case(driver, app, what, min_pool_size=1, threads=1, seconds=12, server=()
     return spec
 
 
+# What the AWS Lambda runtime sets, as the handshake spec's FaaS detection reads it.
+LAMBDA_ENV = {"AWS_EXECUTION_ENV": "AWS_Lambda_python3.11", "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
+              "AWS_REGION": "us-east-1", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"}
+
+
 # Each case: the server's flags, the clients (driver, settings, workload), how long.
 # `instances` and `min_pool_size` are what the client was told: the truth's expectation.
 CASES = {
@@ -191,6 +196,11 @@ CASES = {
     "pymongo-async": dict(
         what="PyMongo's AsyncMongoClient (asyncio), minPoolSize=1, heartbeat 2 s, 3 worker tasks: its monitors are asyncio tasks, named as the sync driver names its threads",
         seconds=12, clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="py-async", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=3, **{"async": True})]),
+    "faas-lambda": dict(
+        what="PyMongo and the Node.js driver as if in AWS Lambda (AWS_EXECUTION_ENV, AWS_LAMBDA_RUNTIME_API and AWS_REGION set, as the Lambda runtime sets them), default serverMonitoringMode (auto), heartbeat 2 s: in a FaaS environment the drivers poll, with no RTT connection, and say so in the handshake's client.env",
+        seconds=12, clients=[
+            dict(driver="pymongo", uri=uri(RS_URI, appName="lambda-py", heartbeatFrequencyMS=2000), min_pool_size=0, env=LAMBDA_ENV),
+            dict(driver="node", uri=uri(RS_URI, appName="lambda-node", heartbeatFrequencyMS=2000), min_pool_size=0, env=LAMBDA_ENV)]),
     "pymongo3-streaming": rs_case("pymongo3", "py3-svc", "PyMongo 3.13 (the last 3.x), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set", threads=2),
     "node3-legacy-topology": rs_case("node3", "node3-legacy", "The Node.js driver 3.7 with its default legacy topology (no useUnifiedTopology: old mongoose 5 applications), heartbeat 2 s asked (the legacy topology checks every 10 s), 2 workers: no monitoring connections, the servers' checks ride on pool connections", min_pool_size=0, threads=2),
     "tls-pymongo": dict(
@@ -393,6 +403,7 @@ def run_case(name, spec):
             if c.get("src"):
                 env["LD_PRELOAD"] = os.path.join(BUILD, "bindsrc.so")
                 env["LAB_SRC_ADDR"] = c["src"]
+            env.update(c.get("env", {}))
             if c["driver"] in ("node", "node3"):
                 env["NODE_PATH"] = os.path.join(NODE_DIR if c["driver"] == "node" else NODE3_DIR, "node_modules")
             keylog = None
