@@ -322,6 +322,9 @@ pub(super) fn classify_keyless(
         heartbeats: Vec<f64>,
         /// Polling-candidate cadences per node.
         periodic: Vec<(SocketAddr, f64)>,
+        /// Nodes with a monitor-shaped connection, and with an application-shaped one.
+        checked_nodes: Vec<SocketAddr>,
+        busy_nodes: Vec<SocketAddr>,
         members: Vec<usize>,
     }
     let mut hoods: HashMap<Group, Hood> = HashMap::new();
@@ -333,6 +336,10 @@ pub(super) fn classify_keyless(
         }
         if kind.monitor_like() {
             hood.monitors += 1;
+            hood.checked_nodes.push(conns[i].server);
+        }
+        if kind == Kind::Busy {
+            hood.busy_nodes.push(conns[i].server);
         }
         match kind {
             Kind::Exhaust { .. } => hood.heartbeats.extend(cadence(&shape.server)),
@@ -382,6 +389,8 @@ pub(super) fn classify_keyless(
         one_per_node: bool,
         nodes: usize,
         watched: f64,
+        /// A node carrying application traffic with no monitor-shaped connection beside it.
+        unmonitored_busy: Option<SocketAddr>,
     }
 
     impl<'h> Settled<'h> {
@@ -399,6 +408,11 @@ pub(super) fn classify_keyless(
                 .fold(0.0, f64::max);
             Settled {
                 hood,
+                unmonitored_busy: hood
+                    .busy_nodes
+                    .iter()
+                    .find(|n| !hood.checked_nodes.contains(n))
+                    .copied(),
                 streaming: super::sorted_unique(&hood.streaming),
                 heartbeat: super::median(&hood.heartbeats),
                 one_per_node: one_per_node(&hood.members, conns),
@@ -426,6 +440,12 @@ pub(super) fn classify_keyless(
                 one_per_node: self.one_per_node,
                 nodes: self.nodes,
                 watched: self.watched,
+                // The single-threaded pattern with check-only links (see classify's
+                // plaintext rule): one link per node, no streaming, application traffic
+                // to a node no monitor-shaped connection watches.
+                single_threaded_links: self.unmonitored_busy.filter(|_| {
+                    self.one_per_node && self.streaming.is_empty() && self.hood.monitors > 0
+                }),
             }
         }
     }
@@ -443,6 +463,10 @@ struct HoodView {
     nodes: usize,
     /// From the group's first to its last record (seconds).
     watched: f64,
+    /// The node whose application-shaped connection has no monitor beside it, in a group
+    /// that holds one link per node and does not stream: a single-threaded client whose
+    /// other links only check.
+    single_threaded_links: Option<SocketAddr>,
 }
 
 /// Never more than one of `members` open at once to any one node.
@@ -471,6 +495,23 @@ fn decide(
 ) -> Verdict {
     use Confidence::*;
     let facts = facts(shape, kind);
+    if let Some(node) = hood.single_threaded_links {
+        if matches!(
+            kind,
+            Kind::Periodic | Kind::OneCheck | Kind::Busy | Kind::Idle
+        ) {
+            return verdict(
+                Class::SingleThreaded,
+                if hood.nodes >= 2 { Medium } else { Low },
+                format!(
+                    "{facts}; the client (host + JA4) holds one connection per node ({} node{}), does not stream, and its application traffic to {} has no monitor-shaped connection beside it, while a pooled driver monitors every node on a connection of its own: a single-threaded client, its other links only checking",
+                    hood.nodes,
+                    plural(hood.nodes as u64),
+                    crate::net::addr_text(node)
+                ),
+            );
+        }
+    }
     match kind {
         Kind::Exhaust { strong } => verdict(
             Class::StreamingMonitor,
