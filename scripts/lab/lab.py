@@ -255,12 +255,13 @@ CASES.update({
     "tls-go": tls_twin("go-streaming", "tls-go", "The Go driver over TLS 1.3 (Go's crypto/tls, the key log through tls.Config.KeyLogWriter), minPoolSize=1, heartbeat 2 s"),
     "tls-rust": tls_twin("rust-streaming", "tls-rust", "The Rust driver over TLS 1.3 with rustls (its default), minPoolSize=1, heartbeat 2 s: rustls resumes sessions, so later connections offer pre_shared_key instead of session_ticket; no key log can be had from the unmodified driver, so the case is read keyless only"),
     "tls-java": tls_twin("java-legacy-driver", "tls-java", "The Java driver 3.6 over TLS 1.3 with Java's JSSE (JDK 17), polling, minPoolSize=1, heartbeat 2 s, 2 workers: JSSE resumes sessions; it writes no key log, so the case is read keyless only"),
+    "tls-perl": tls_twin("perl-single-threaded", "tls-perl", "The Perl driver 2.2 over TLS 1.3 (IO::Socket::SSL on OpenSSL; key log by the sslkeylog.so shim), heartbeat 2 s: single-threaded, the secondaries' links only check"),
     "tls-multi-client": tls_twin("multi-client", "tls-lambda", "One PyMongo process creating 3 MongoClient instances over TLS 1.3 (a client per request): 3 monitor sets per node, minPoolSize=1, heartbeat 2 s"),
 })
 
 TLS_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
 # Drivers on OpenSSL without a key log option of their own: the lab preloads sslkeylog.so.
-OPENSSL_SHIM_DRIVERS = ("mongoc-single", "mongoc-pooled", "php")
+OPENSSL_SHIM_DRIVERS = ("mongoc-single", "mongoc-pooled", "php", "perl")
 # Drivers whose client script cannot name the socket of each TLS session: what each
 # connection negotiated is read from its ServerHello in the capture (tshark).
 SERVER_HELLO_TLS_DRIVERS = ("go", "rust")
