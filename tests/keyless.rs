@@ -182,12 +182,7 @@ fn keyless_clients_are_grouped_by_host_and_tls_fingerprint() {
                 tclient["key"]
             );
             let id = ids.into_iter().next().unwrap();
-            let client = r["clients"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["id"] == id)
-                .unwrap();
+            let client = common::client_by_id(&r, id);
             // ...named by the host and the ClientHello's JA4, which is also in `tls`.
             let ja4 = client["tls_fingerprint"].as_str().unwrap();
             assert!(ja4.starts_with('t') && ja4.len() == 36, "{case}: {ja4}");

@@ -137,12 +137,7 @@ fn every_client_matches_its_truth() {
                 failures.push(format!("{case}: no connection of {} found", tclient["key"]));
                 continue;
             };
-            let client = r["clients"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["id"] == id.as_str())
-                .unwrap();
+            let client = common::client_by_id(&r, id);
             let key = tclient["key"].as_str().unwrap();
             if client["mode"] != tclient["mode"] {
                 failures.push(format!(
@@ -557,12 +552,7 @@ fn connect_only_probes_are_named_in_the_evidence_and_the_verdict() {
                 .or_default() += 1;
         }
         for (id, n) in per_client {
-            let client = r["clients"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["id"] == id)
-                .unwrap();
+            let client = common::client_by_id(&r, id);
             let verdict = client["verdict"].as_str().unwrap();
             assert!(
                 verdict.contains(&format!(

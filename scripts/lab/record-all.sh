@@ -45,8 +45,8 @@ gcc -O1 -o build/mongoc_client clients/mongoc_client.c $(pkg-config --cflags --l
 gcc -shared -fPIC -o build/bindsrc.so bindsrc.c -ldl
 gcc -shared -fPIC -Wall -o build/sslkeylog.so sslkeylog.c -lssl -lcrypto -ldl -lpthread
 javac -d build/java -cp /usr/share/java/mongo-java-driver.jar clients/java/JavaClient.java
-GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="${GOCACHE:-/tmp/conn-attrib-lab-gocache}" go build -o build/go_client clients/go_client.go
-GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="${GOCACHE:-/tmp/conn-attrib-lab-gocache}" go build -o build/mgo_client clients/mgo_client.go
+GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="${GOCACHE:-/tmp/conn-attrib-lab-gocache}" go build -o build/go_client clients/go_client.go clients/callstack.go
+GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="${GOCACHE:-/tmp/conn-attrib-lab-gocache}" go build -o build/mgo_client clients/mgo_client.go clients/callstack.go
 # The Rust driver from crates.io, pinned by clients/rust_client/Cargo.lock (a few minutes the first time).
 [[ -x build/rust_client ]] || { CARGO_TARGET_DIR=build/rust-target cargo build -q --release --locked --manifest-path clients/rust_client/Cargo.toml && cp build/rust-target/release/rust_client build/; }
 exec python3 lab.py "$@"

@@ -350,6 +350,16 @@ fn without_async_marker<'a>(
     (Some(without(n)), version)
 }
 
+/// High when the handshake was seen (the connection's whole life is in the capture),
+/// medium when it predates the capture.
+fn handshake_confidence(obs: &Observations) -> Confidence {
+    if obs.handshake.is_some() {
+        Confidence::High
+    } else {
+        Confidence::Medium
+    }
+}
+
 /// The [`POOL_HOUSEKEEPING`] commands a connection carried, as "endSessions 1, ping 2".
 fn pool_only_housekeeping(obs: &Observations) -> Option<String> {
     let names: Vec<String> = obs
@@ -913,11 +923,7 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
                 };
                 verdict(
                     Class::Pool,
-                    if obs.handshake.is_some() {
-                        Confidence::High
-                    } else {
-                        Confidence::Medium
-                    },
+                    handshake_confidence(obs),
                     format!("{}{app_hellos}{no_handshake}", activity_sentence(obs)),
                 )
             }
@@ -950,11 +956,7 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         } else if let Some(commands) = pool_only_housekeeping(obs) {
             verdict(
                 Class::Pool,
-                if obs.handshake.is_some() {
-                    Confidence::High
-                } else {
-                    Confidence::Medium
-                },
+                handshake_confidence(obs),
                 format!(
                     "{}{commands} and no other operation: only a pool connection carries these (a client ends its sessions, kills its cursors and pings through its pool; monitors send hello alone){no_handshake}",
                     if obs.handshake.is_some() { "handshake, then " } else { "" }

@@ -355,6 +355,16 @@ pub fn connections_by_client(report: &Value) -> HashMap<&str, &Value> {
         .collect()
 }
 
+/// The report's client with this `id`.
+pub fn client_by_id<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no client {id} in the report"))
+}
+
 /// Client addresses of the truth's connections that belong to truth client `key`.
 pub fn truth_members<'a>(truth: &'a Value, key: &Value) -> Vec<&'a str> {
     truth["connections"]

@@ -18,9 +18,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -42,20 +40,11 @@ func (d *labDialer) DialContext(ctx context.Context, network, address string) (n
 	if err != nil {
 		return conn, err
 	}
-	buf := make([]byte, 1<<16)
-	buf = buf[:runtime.Stack(buf, false)]
-	var frames []string
-	for _, line := range strings.Split(string(buf), "\n") {
-		// Function lines, not the goroutine header or the file:line lines under them.
-		if line != "" && !strings.HasPrefix(line, "\t") && !strings.HasPrefix(line, "goroutine ") {
-			frames = append(frames, line)
-		}
-	}
 	d.mu.Lock()
 	d.events = append(d.events, map[string]interface{}{
 		"kind": "socket", "ts": float64(time.Now().UnixNano()) / 1e9,
 		"local": conn.LocalAddr().String(), "peer": conn.RemoteAddr().String(),
-		"stack": strings.Join(frames, " | "),
+		"stack": callStack(),
 	})
 	d.mu.Unlock()
 	return conn, err

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,19 +34,11 @@ func (r *recorder) dial(addr *mgo.ServerAddr) (net.Conn, error) {
 	if err != nil {
 		return conn, err
 	}
-	buf := make([]byte, 1<<16)
-	buf = buf[:runtime.Stack(buf, false)]
-	var frames []string
-	for _, line := range strings.Split(string(buf), "\n") {
-		if line != "" && !strings.HasPrefix(line, "\t") && !strings.HasPrefix(line, "goroutine ") {
-			frames = append(frames, line)
-		}
-	}
 	r.mu.Lock()
 	r.events = append(r.events, map[string]interface{}{
 		"kind": "socket", "ts": float64(time.Now().UnixNano()) / 1e9,
 		"local": conn.LocalAddr().String(), "peer": conn.RemoteAddr().String(),
-		"stack": strings.Join(frames, " | "),
+		"stack": callStack(),
 	})
 	out, _ := json.Marshal(r.events)
 	_ = os.WriteFile(r.path, out, 0o644)
