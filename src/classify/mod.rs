@@ -828,17 +828,18 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         if hood.load_balanced || !hood.streaming_nodes.is_empty() {
             continue;
         }
-        let unmonitored_mix = hood
-            .mixing_nodes
-            .iter()
-            .find(|n| !hood.checked_only_nodes.contains(n));
+        // Deduplicated first: a busy host holds thousands of connections to a few nodes.
+        let checked = sorted_unique(&hood.checked_only_nodes);
+        let unmonitored_mix = sorted_unique(&hood.mixing_nodes)
+            .into_iter()
+            .find(|n| checked.binary_search(n).is_err());
         unmonitored[h] = if hood.monitor_like == 0
             && (hood.single_threaded > 0
                 || (looks_single_threaded_driver(key)
                     && max_concurrent_per_node(conns, &hood.conns, &verdicts) <= 1))
         {
             Some(Unmonitored::SingleThreaded)
-        } else if let Some(&mixing) = unmonitored_mix {
+        } else if let Some(mixing) = unmonitored_mix {
             let peaks = peaks_per_node(conns, &hood.conns);
             let busiest = peaks.iter().max_by_key(|(_, &p)| p);
             let fewest = peaks.values().copied().min().unwrap_or(0);

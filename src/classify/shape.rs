@@ -408,11 +408,13 @@ pub(super) fn classify_keyless(
                 .fold(0.0, f64::max);
             Settled {
                 hood,
-                unmonitored_busy: hood
-                    .busy_nodes
-                    .iter()
-                    .find(|n| !hood.checked_nodes.contains(n))
-                    .copied(),
+                unmonitored_busy: {
+                    // Deduplicated first: a big group holds many connections to few nodes.
+                    let checked = super::sorted_unique(&hood.checked_nodes);
+                    super::sorted_unique(&hood.busy_nodes)
+                        .into_iter()
+                        .find(|n| checked.binary_search(n).is_err())
+                },
                 streaming: super::sorted_unique(&hood.streaming),
                 heartbeat: super::median(&hood.heartbeats),
                 one_per_node: one_per_node(&hood.members, conns),

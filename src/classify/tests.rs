@@ -479,3 +479,78 @@ fn pymongo_async_marker_is_not_part_of_the_client_key() {
         ("nodejs|async".into(), "6.0.0|".into())
     );
 }
+
+const N3: &str = "10.0.0.11:27017";
+
+/// A client without monitors: one connection mixing checks and operations to N1, links
+/// that only check to N2 and N3 (the Perl driver, libmongoc with a short heartbeat).
+fn checks_and_one_busy_link(busy_links: u64) -> Vec<Observations> {
+    let mut conns: Vec<Observations> = (0..busy_links)
+        .map(|k| {
+            conn(k + 1, &format!("10.0.0.5:{}", 5000 + k), N1)
+                .with_handshake("app", "MongoDB Perl Driver", "2.2.2")
+                .with_plain_hellos(5, 2.0)
+                .with_ops("insert", 20)
+        })
+        .collect();
+    for (k, node) in [N2, N3].into_iter().enumerate() {
+        conns.push(
+            conn(10 + k as u64, &format!("10.0.0.5:{}", 6000 + k), node)
+                .with_handshake("app", "MongoDB Perl Driver", "2.2.2")
+                .with_plain_hellos(5, 2.0),
+        );
+    }
+    conns
+}
+
+#[test]
+fn check_only_links_beside_an_unmonitored_busy_one_are_a_single_threaded_client() {
+    let v = classify(&boxed(&checks_and_one_busy_link(1)), None);
+    for verdict in &v {
+        assert_eq!(verdict.class, Class::SingleThreaded, "{}", verdict.evidence);
+    }
+    assert!(v[1]
+        .evidence
+        .contains("10.0.0.9:27017 mixes hello checks with operations"));
+}
+
+#[test]
+fn uneven_links_without_monitors_are_a_pool_that_checks_over_itself() {
+    // Two busy connections at once to N1, one link to each other node: mgo, the Node.js
+    // driver 3.x legacy topology. Not two single-threaded clients.
+    let v = classify(&boxed(&checks_and_one_busy_link(2)), None);
+    for verdict in &v {
+        assert_eq!(verdict.class, Class::Pool, "{}", verdict.evidence);
+    }
+    assert!(v[0].evidence.contains("held 2 connections at once"));
+}
+
+#[test]
+fn a_polling_monitor_beside_the_busy_link_keeps_the_client_pooled() {
+    let mut conns = checks_and_one_busy_link(1);
+    conns.push(
+        conn(20, "10.0.0.5:7000", N1)
+            .with_handshake("app", "MongoDB Perl Driver", "2.2.2")
+            .with_plain_hellos(5, 2.0),
+    );
+    let v = classify(&boxed(&conns), None);
+    assert_eq!(v[0].class, Class::Pool, "{}", v[0].evidence);
+    assert_eq!(v[3].class, Class::PollingMonitor, "{}", v[3].evidence);
+}
+
+#[test]
+fn pool_only_housekeeping_after_the_handshake_is_a_pool_connection() {
+    let v = one(conn(1, "10.0.0.5:5000", N1)
+        .with_handshake("app", "mongo-ruby-driver", "2.5.1")
+        .with_ops("endSessions", 1)
+        .lived(0.0, Some(0.5)));
+    assert_eq!(v.class, Class::Pool, "{}", v.evidence);
+    assert!(v.evidence.contains("endSessions 1"), "{}", v.evidence);
+    // Java 3.x's monitors follow their handshake with these: they say nothing, and half
+    // a second is too short to call the connection idle.
+    let v = one(conn(1, "10.0.0.5:5000", N1)
+        .with_handshake("app", "mongo-java-driver", "3.6.4")
+        .with_ops("getlasterror", 1)
+        .lived(0.0, Some(0.5)));
+    assert_eq!(v.class, Class::Unknown, "{}", v.evidence);
+}
