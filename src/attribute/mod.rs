@@ -645,7 +645,7 @@ fn client_of(
                 if probes == 1 { "" } else { "s" }
             ));
         }
-        let unclassified = counts.unknown - probes;
+        let unclassified = counts.unknown.saturating_sub(probes);
         if unclassified > 0 {
             deviations.push(format!(
                 "{unclassified} connection{} could not be classified (see evidence)",
