@@ -567,3 +567,80 @@ fn connect_only_probes_are_named_in_the_evidence_and_the_verdict() {
         "the lab's Ruby case has its resolver probes"
     );
 }
+
+/// A node whose pool never reached minPoolSize is named in the client's verdict, and only
+/// such a node: the truth's pool connections per monitored node, against the minPoolSize
+/// the case gave the driver (the Ruby driver 2.5 opens pool connections only when used).
+/// libmongoc-based clients have their own explanation (their minPoolSize opens nothing).
+#[test]
+fn nodes_whose_pool_stays_below_min_pool_size_are_named() {
+    let mut named = 0;
+    for dir in cases() {
+        let t = truth(&dir);
+        let case = t["case"].as_str().unwrap();
+        for tclient in t["clients"].as_array().unwrap() {
+            let min_pool = tclient["min_pool_size"].as_u64().unwrap();
+            let driver = tclient["driver"]["name"].as_str().unwrap();
+            if !["streaming", "polling"].contains(&tclient["mode"].as_str().unwrap())
+                || min_pool == 0
+                || driver.contains("mongoc")
+                || driver.contains("PHP")
+            {
+                continue;
+            }
+            let members: Vec<&Value> = t["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["client_key"] == tclient["key"])
+                .collect();
+            let per_node = |role: &str| -> BTreeMap<&str, u64> {
+                let mut counts = BTreeMap::new();
+                for c in members.iter().filter(|c| c["role"] == role) {
+                    *counts.entry(c["server"].as_str().unwrap()).or_default() += 1;
+                }
+                counts
+            };
+            let pools = per_node("pool");
+            let monitored: Vec<&str> = per_node("streaming-monitor")
+                .into_keys()
+                .chain(per_node("polling-monitor").into_keys())
+                .collect();
+            let wanted = min_pool * tclient["mongo_clients"].as_u64().unwrap();
+            let short: Vec<&str> = monitored
+                .into_iter()
+                .filter(|n| pools.get(n).copied().unwrap_or(0) < wanted)
+                .collect();
+            let r = report(&dir, &t, Some(min_pool as u32));
+            let key = tclient["key"].as_str().unwrap();
+            // The report's client holding this truth client's connections (without a
+            // handshake, in a cut capture, it is keyed by host only).
+            let found = common::connections_by_client(&r);
+            let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+            for c in &members {
+                if let Some(rc) = found.get(c["client"].as_str().unwrap()) {
+                    *votes.entry(rc["client_id"].as_str().unwrap()).or_default() += 1;
+                }
+            }
+            let (id, _) = votes.into_iter().max_by_key(|(_, n)| *n).unwrap();
+            let verdict = common::client_by_id(&r, id)["verdict"].as_str().unwrap();
+            let says = verdict.contains("fewer pool connections than minPoolSize");
+            assert_eq!(
+                says,
+                !short.is_empty(),
+                "{case} {key}: {short:?}: {verdict}"
+            );
+            for node in short {
+                named += 1;
+                assert!(
+                    verdict.contains(&format!("{node} (")),
+                    "{case} {key}: {node}: {verdict}"
+                );
+            }
+        }
+    }
+    assert!(
+        named >= 2,
+        "the Ruby case's secondaries are below minPoolSize"
+    );
+}

@@ -620,6 +620,24 @@ fn client_of(
             deviations.push(format!(
                 "a libmongoc-based pool does not open minPoolSize connections ahead of time: its minPoolSize {min_pool} only caps the idle connections it keeps, so its pool follows concurrent use"
             ));
+        } else if matches!(mode, Mode::Streaming | Mode::Polling) && min_pool > 0 {
+            // Nodes whose pool never reached minPoolSize in the capture (only possible
+            // with a given minPoolSize: an estimate is the smallest pool kept).
+            let allowed = min_pool as u64 * mongo_clients as u64;
+            let short: Vec<String> = monitored
+                .iter()
+                .filter_map(|n| {
+                    let peak = pool_peaks.get(n).copied().unwrap_or(0);
+                    (peak < allowed).then(|| format!("{n} ({peak})"))
+                })
+                .collect();
+            if !short.is_empty() {
+                deviations.push(format!(
+                    "fewer pool connections than minPoolSize {min_pool}{} at any time to {}: the driver had not filled its pool yet (CMAP fills it in the background, from the first check), closed connections, or opens pool connections only when used (the Ruby driver 2.5 does)",
+                    if mongo_clients > 1 { format!(" x {mongo_clients}") } else { String::new() },
+                    short.join(", ")
+                ));
+            }
         }
         let pool_total = counts.pool;
         let pool_peak_sum: u64 = pool_peaks.values().sum();
