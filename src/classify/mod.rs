@@ -24,7 +24,7 @@
 //! neither pass can place is `unknown`, with the missing evidence spelled out.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
@@ -769,7 +769,7 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
             }
         }
         // Checks mixed with operations on one connection: the single-threaded pattern.
-        if application_ops(obs) > 0 && periodic_hellos(obs) > 0 {
+        if checks_between_operations(obs) {
             hood.single_threaded += 1;
             hood.mixing_nodes.push(obs.server);
         }
@@ -828,11 +828,7 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         if hood.load_balanced || !hood.streaming_nodes.is_empty() {
             continue;
         }
-        // Deduplicated first: a busy host holds thousands of connections to a few nodes.
-        let checked = sorted_unique(&hood.checked_only_nodes);
-        let unmonitored_mix = sorted_unique(&hood.mixing_nodes)
-            .into_iter()
-            .find(|n| checked.binary_search(n).is_err());
+        let unmonitored_mix = first_unwatched(&hood.mixing_nodes, &hood.checked_only_nodes);
         unmonitored[h] = if hood.monitor_like == 0
             && (hood.single_threaded > 0
                 || (looks_single_threaded_driver(key)
@@ -840,7 +836,7 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
         {
             Some(Unmonitored::SingleThreaded)
         } else if let Some(mixing) = unmonitored_mix {
-            let peaks = peaks_per_node(conns, &hood.conns);
+            let peaks = peaks_per_node(conns, &hood.conns, |j| conns[j].messages() > 0);
             let busiest = peaks.iter().max_by_key(|(_, &p)| p);
             let fewest = peaks.values().copied().min().unwrap_or(0);
             Some(match busiest {
@@ -1240,45 +1236,48 @@ fn max_concurrent_per_node(
     members: &[usize],
     verdicts: &[Option<Verdict>],
 ) -> usize {
-    let mut per_node: HashMap<std::net::SocketAddr, Vec<(f64, Option<f64>)>> = HashMap::new();
-    for &j in members {
+    let carries_operations = |j: usize| {
         let o = &conns[j];
-        if verdicts[j].as_ref().is_some_and(|v| v.class.is_monitor())
-            || application_ops(o) == 0 && periodic_hellos(o) > 0
-        {
-            continue;
-        }
+        !(verdicts[j].as_ref().is_some_and(|v| v.class.is_monitor())
+            || application_ops(o) == 0 && periodic_hellos(o) > 0)
+    };
+    peaks_per_node(conns, members, carries_operations)
+        .into_values()
+        .max()
+        .unwrap_or(0) as usize
+}
+
+/// Most of the `members` that `keep` accepts open at once, per node.
+fn peaks_per_node(
+    conns: &[Box<Observations>],
+    members: &[usize],
+    keep: impl Fn(usize) -> bool,
+) -> BTreeMap<std::net::SocketAddr, u64> {
+    let mut per_node: BTreeMap<std::net::SocketAddr, Vec<(f64, Option<f64>)>> = BTreeMap::new();
+    for &j in members.iter().filter(|&&j| keep(j)) {
+        let o = &conns[j];
         per_node
             .entry(o.server)
             .or_default()
             .push((o.first_seen, o.closed));
     }
     per_node
-        .into_values()
-        .map(|spans| peak_overlap(spans.into_iter()) as usize)
-        .max()
-        .unwrap_or(0)
-}
-
-/// Most connections that carried any MongoDB message open at once, per node.
-fn peaks_per_node(
-    conns: &[Box<Observations>],
-    members: &[usize],
-) -> BTreeMap<std::net::SocketAddr, u64> {
-    let mut per_node: BTreeMap<std::net::SocketAddr, Vec<(f64, Option<f64>)>> = BTreeMap::new();
-    for &j in members {
-        let o = &conns[j];
-        if o.messages() > 0 {
-            per_node
-                .entry(o.server)
-                .or_default()
-                .push((o.first_seen, o.closed));
-        }
-    }
-    per_node
         .into_iter()
         .map(|(node, spans)| (node, peak_overlap(spans.into_iter())))
         .collect()
+}
+
+/// The first of `nodes` not among `watched`: a node with work and no monitor beside it.
+/// Both lists hold one entry per connection, so they are deduplicated first (a busy host
+/// holds thousands of connections to a few nodes).
+pub(super) fn first_unwatched(
+    nodes: &[std::net::SocketAddr],
+    watched: &[std::net::SocketAddr],
+) -> Option<std::net::SocketAddr> {
+    let watched = sorted_unique(watched);
+    sorted_unique(nodes)
+        .into_iter()
+        .find(|n| watched.binary_search(n).is_err())
 }
 
 /// Most of these (open, close) spans open at once; a span never closed stays open.

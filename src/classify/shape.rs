@@ -408,13 +408,7 @@ pub(super) fn classify_keyless(
                 .fold(0.0, f64::max);
             Settled {
                 hood,
-                unmonitored_busy: {
-                    // Deduplicated first: a big group holds many connections to few nodes.
-                    let checked = super::sorted_unique(&hood.checked_nodes);
-                    super::sorted_unique(&hood.busy_nodes)
-                        .into_iter()
-                        .find(|n| checked.binary_search(n).is_err())
-                },
+                unmonitored_busy: super::first_unwatched(&hood.busy_nodes, &hood.checked_nodes),
                 streaming: super::sorted_unique(&hood.streaming),
                 heartbeat: super::median(&hood.heartbeats),
                 one_per_node: one_per_node(&hood.members, conns),
