@@ -74,13 +74,15 @@ def uri(base, **opts):
     return base + sep + "&".join("%s=%s" % kv for kv in opts.items())
 
 
-def rs_case(driver, app, what, min_pool_size=1, threads=1, seconds=12, server=(), cut_after=None, **opts):
-    """One driver against the replica set (modern, or the server's flags), heartbeat 2 s;
+def rs_case(driver, app, what, min_pool_size=1, threads=1, seconds=12, server=(), cut_after=None, heartbeat_ms=2000, **opts):
+    """One driver against the replica set (modern, or the server's flags), heartbeat 2 s
+    unless `heartbeat_ms` says otherwise (None: the driver's default);
     `cut_after`: keep only the capture after that many seconds; `min_pool_size` None: the
     URI sets none (a driver without a pool)."""
     pool = {} if min_pool_size is None else dict(minPoolSize=min_pool_size)
+    heartbeat = {} if heartbeat_ms is None else dict(heartbeatFrequencyMS=heartbeat_ms)
     spec = dict(what=what, seconds=seconds, clients=[dict(
-        driver=driver, uri=uri(RS_URI, appName=app, **opts, heartbeatFrequencyMS=2000, **pool),
+        driver=driver, uri=uri(RS_URI, appName=app, **opts, **heartbeat, **pool),
         min_pool_size=min_pool_size or 0, threads=threads)])
     if server:
         spec["server"] = list(server)
@@ -203,6 +205,14 @@ CASES = {
             dict(driver="node", uri=uri(RS_URI, appName="lambda-node", heartbeatFrequencyMS=2000), min_pool_size=0, env=LAMBDA_ENV)]),
     "pymongo3-streaming": rs_case("pymongo3", "py3-svc", "PyMongo 3.13 (the last 3.x), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set", threads=2),
     "node3-legacy-topology": rs_case("node3", "node3-legacy", "The Node.js driver 3.7 with its default legacy topology (no useUnifiedTopology: old mongoose 5 applications), heartbeat 2 s asked (the legacy topology checks every 10 s), 2 workers: no monitoring connections, the servers' checks ride on pool connections", min_pool_size=0, threads=2),
+    "cut-default-heartbeat": rs_case("pymongo", "py-default-hb", "A 40 s PyMongo session with the default heartbeat (10 s), minPoolSize=1, 2 workers, of which only the last 14 s were kept: no handshake is seen, and the streaming monitors answer once per maxAwaitTimeMS (10 s) with no request in the window",
+                                     threads=2, seconds=40, cut_after=26, heartbeat_ms=None),
+    "node-cut-default-heartbeat": rs_case("node", "node-default-hb", "A 40 s Node.js driver session with the default heartbeat (10 s), minPoolSize=1, 2 workers, of which only the last 14 s were kept",
+                                          threads=2, seconds=40, cut_after=26, heartbeat_ms=None),
+    "go-cut-default-heartbeat": rs_case("go", "go-default-hb", "A 40 s Go driver session with the default heartbeat (10 s), minPoolSize=1, 2 workers, of which only the last 14 s were kept",
+                                        threads=2, seconds=40, cut_after=26, heartbeat_ms=None),
+    "java-cut-default-heartbeat": rs_case("java", "java-default-hb", "A 40 s Java driver 3.6 session with the default heartbeat (10 s, polling), minPoolSize=1, 2 workers, of which only the last 14 s were kept",
+                                          threads=2, seconds=40, cut_after=26, heartbeat_ms=None),
     "tls-pymongo": dict(
         what="PyMongo over TLS 1.3 (tls=true, the lab's CA), minPoolSize=1, heartbeat 2 s, with the key log the client wrote",
         seconds=12, tls=dict(),

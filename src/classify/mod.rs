@@ -374,6 +374,13 @@ fn pool_only_housekeeping(obs: &Observations) -> Option<String> {
 /// Heartbeat interval assumed when a client shows none (heartbeatFrequencyMS default 10 s).
 const DEFAULT_HEARTBEAT_SECS: f64 = 10.0;
 
+/// How many heartbeats a connection must stay silent before it cannot be a monitor. A
+/// monitor exchanges a hello at least once a heartbeat (a streaming one gets the server's
+/// answer at least every maxAwaitTimeMS, which drivers set to heartbeatFrequencyMS), plus
+/// the check's own round trip: the margin is for a slow check. (It was 1.5 until a cut
+/// capture of 14 s with the default 10 s heartbeat left idle pool connections unknown.)
+const SILENT_HEARTBEATS: f64 = 1.2;
+
 /// The identity a connection's client is grouped by: host, appName, driver.
 ///
 /// The names are borrowed from the connection's observations where they come from
@@ -983,7 +990,7 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
                         if beside_streaming { "; a streaming monitor to the same node exists" } else { "" }
                     ),
                 )
-            } else if lived > heartbeat * 1.5 {
+            } else if lived > heartbeat * SILENT_HEARTBEATS {
                 verdict(
                     Class::Pool,
                     Confidence::Medium,
@@ -996,7 +1003,7 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
                     Class::Unknown,
                     Confidence::Low,
                     format!(
-                        "only the handshake was seen, {lived:.1} s before the capture or the connection ended (less than 1.5 heartbeats of {heartbeat:.0} s): an idle pool connection and a monitor awaiting its next check look alike"
+                        "only the handshake was seen, {lived:.1} s before the capture or the connection ended (less than {SILENT_HEARTBEATS} heartbeats of {heartbeat:.0} s): an idle pool connection and a monitor awaiting its next check look alike"
                     ),
                 )
             }
@@ -1166,7 +1173,7 @@ fn split_polling_pairs(conns: &[Box<Observations>], keys: &[ClientKey], verdicts
 }
 
 /// A connection that predates the capture and carried no MongoDB message while the capture
-/// watched it for longer than 1.5 heartbeats cannot be a monitor (monitors exchange a
+/// watched it for longer than [`SILENT_HEARTBEATS`] cannot be a monitor (monitors exchange a
 /// hello every heartbeat): it is an idle pool connection. Inferred, and said so.
 fn silent_through_window(
     obs: &Observations,
@@ -1179,12 +1186,12 @@ fn silent_through_window(
     }
     let heartbeat = heartbeat.unwrap_or(DEFAULT_HEARTBEAT_SECS);
     let watched = obs.closed.unwrap_or(window.end) - window.start;
-    (watched > heartbeat * 1.5).then(|| {
+    (watched > heartbeat * SILENT_HEARTBEATS).then(|| {
         verdict(
             Class::Pool,
             Confidence::Low,
             format!(
-                "opened before the capture and silent for the {watched:.1} s it was watched{}, longer than 1.5 heartbeats ({heartbeat:.0} s): not a monitor; inferred to be an idle pool connection",
+                "opened before the capture and silent for the {watched:.1} s it was watched{}, longer than {SILENT_HEARTBEATS} heartbeats ({heartbeat:.0} s): not a monitor; inferred to be an idle pool connection",
                 if obs.closed.is_some() { " until it closed" } else { "" }
             ),
         )

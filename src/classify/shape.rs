@@ -26,7 +26,9 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use super::{verdict, Class, Confidence, Verdict, Window, DEFAULT_HEARTBEAT_SECS};
+use super::{
+    verdict, Class, Confidence, Verdict, Window, DEFAULT_HEARTBEAT_SECS, SILENT_HEARTBEATS,
+};
 use crate::observe::{FlightStats, Observations, Shape};
 
 /// minHeartbeatFrequencyMS (500 ms) less some jitter: no monitor checks faster.
@@ -558,7 +560,7 @@ fn decide(
             // not spoken yet (the first check comes a heartbeat after the handshake, 10 s
             // by default) looks alike until then, and a load-balanced client's single
             // connection too.
-            let confidence = if hood.nodes >= 2 && hood.watched > 1.5 * DEFAULT_HEARTBEAT_SECS {
+            let confidence = if hood.nodes >= 2 && hood.watched > SILENT_HEARTBEATS * DEFAULT_HEARTBEAT_SECS {
                 Medium
             } else {
                 Low
@@ -595,12 +597,12 @@ fn decide(
                     Low,
                     format!("{facts}: too little traffic to tell its role"),
                 )
-            } else if idle > 1.5 * beat {
+            } else if idle > SILENT_HEARTBEATS * beat {
                 verdict(
                     Class::Pool,
                     Medium,
                     format!(
-                        "{facts} for {idle:.1} s, longer than 1.5 heartbeats ({beat:.1} s{}): not a monitor; an idle pool connection",
+                        "{facts} for {idle:.1} s, longer than {SILENT_HEARTBEATS} heartbeats ({beat:.1} s{}): not a monitor; an idle pool connection",
                         if heartbeat.is_some() { ", the client's monitors' cadence" } else { " by default" }
                     ),
                 )
@@ -609,7 +611,7 @@ fn decide(
                     Class::Unknown,
                     Low,
                     format!(
-                        "{facts} for {idle:.1} s, less than 1.5 heartbeats ({beat:.1} s): an idle pool connection and a monitor awaiting its next check look alike"
+                        "{facts} for {idle:.1} s, less than {SILENT_HEARTBEATS} heartbeats ({beat:.1} s): an idle pool connection and a monitor awaiting its next check look alike"
                     ),
                 )
             }

@@ -365,7 +365,7 @@ fn silent_through_a_long_window_is_an_idle_pool_connection() {
         "{}",
         v.evidence
     );
-    // Watched for less than 1.5 heartbeats: it could still be a monitor.
+    // Watched for less than 1.2 heartbeats: it could still be a monitor.
     let short = Some(Window {
         start: 1020.0,
         end: 1030.0,

@@ -666,7 +666,7 @@ impl Observer {
                     if hello.legacy_op_query {
                         h.legacy_op_query += 1;
                     }
-                    if obs.handshake.is_none() {
+                    if obs.handshake.is_none() && is_handshake(hello, obs.syn_seen) {
                         obs.handshake = Some(self.handshakes.intern(handshake_of(hello)));
                         obs.handshake_ts = Some(ts.as_secs_f64());
                         if hello.speculative_authenticate {
@@ -935,6 +935,16 @@ fn count(list: &mut Vec<CommandCount>, name: &str, names: &mut Interner<str>) {
 
 fn owned(s: Option<&str>) -> Option<String> {
     s.map(str::to_string)
+}
+
+/// Whether a connection's first hello is its handshake. The handshake spec has a driver send
+/// `client` metadata in the handshake and never after it, and mongod/mongos mark theirs
+/// `internalClient`. A hello with neither is the handshake only on a connection seen to
+/// open (drivers such as mgo send no metadata): on one that predates the capture it is a
+/// monitor's periodic check, and taking it for a handshake made a cut capture's RTT monitor
+/// read as "only the handshake was seen".
+fn is_handshake(hello: &wire::HelloRequest<'_>, syn_seen: bool) -> bool {
+    hello.client.is_some() || hello.internal_client || syn_seen
 }
 
 fn handshake_of(hello: &wire::HelloRequest<'_>) -> Handshake {
