@@ -201,10 +201,12 @@ fn finish_analysis(front: FrontEnd, mut observer: Observer) -> Analysis {
     warnings.merge(std::mem::take(&mut observer.warnings));
     let undecrypted = observer.tls_connections - observer.tls_decrypted;
     if undecrypted > 0 {
-        let why = if observer.has_keylog() {
-            "the key log did not decrypt them"
-        } else {
-            "no key log was given (--keylog)"
+        let why = match observer.tls_without_handshake {
+            _ if !observer.has_keylog() => "no key log was given (--keylog)".to_string(),
+            0 => "the key log did not decrypt them".to_string(),
+            n => format!(
+                "the key log did not decrypt them; {n} of them began before the capture, so the ClientHello whose client random names their keys is missing: capture from before the application connects to decrypt those"
+            ),
         };
         warnings.push(
             "tls",

@@ -266,6 +266,8 @@ CASES.update({
     "tls-rust": tls_twin("rust-streaming", "tls-rust", "The Rust driver over TLS 1.3 with rustls (its default), minPoolSize=1, heartbeat 2 s: rustls resumes sessions, so later connections offer pre_shared_key instead of session_ticket; no key log can be had from the unmodified driver, so the case is read keyless only"),
     "tls-java": tls_twin("java-legacy-driver", "tls-java", "The Java driver 3.6 over TLS 1.3 with Java's JSSE (JDK 17), polling, minPoolSize=1, heartbeat 2 s, 2 workers: JSSE resumes sessions; it writes no key log, so the case is read keyless only"),
     "tls-perl": tls_twin("perl-single-threaded", "tls-perl", "The Perl driver 2.2 over TLS 1.3 (IO::Socket::SSL on OpenSSL; key log by the sslkeylog.so shim), heartbeat 2 s: single-threaded, the secondaries' links only check"),
+    "tls-cut-capture": tls_twin("cut-capture", "tls-long-running", "A 24 s PyMongo session over TLS 1.3 (minPoolSize=2, heartbeat 2 s) of which only the last 10 s were kept: no TLS handshake is seen, so no key of the key log can be matched to a connection, and roles come from record shapes alone"),
+    "tls-cut-default-heartbeat": tls_twin("cut-default-heartbeat", "tls-default-hb", "A 40 s PyMongo session over TLS 1.3 with the default heartbeat (10 s), minPoolSize=1, 2 workers, of which only the last 14 s were kept: no TLS handshake is seen, and the streaming monitors answer once per 10 s"),
     "tls-multi-client": tls_twin("multi-client", "tls-lambda", "One PyMongo process creating 3 MongoClient instances over TLS 1.3 (a client per request): 3 monitor sets per node, minPoolSize=1, heartbeat 2 s"),
 })
 

@@ -771,7 +771,19 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
                 .entry(host_only(i))
                 .or_default()
                 .push(obs.server);
-            if let Some(m) = obs.hello.reply_intervals.mean() {
+            // Read from its replies, or, over TLS without keys, from its pushed flights.
+            let cadence = obs
+                .hello
+                .reply_intervals
+                .mean()
+                .or_else(|| obs.shape.as_ref().and_then(|s| s.server.interval.mean()));
+            if let Some(m) = cadence {
+                host_heartbeat.entry(host_only(i)).or_default().push(m);
+            }
+        }
+        // A monitor read from TLS record shapes keeps its cadence in its request flights.
+        if matches!(class, Some(Class::RttMonitor | Class::PollingMonitor)) {
+            if let Some(m) = obs.shape.as_ref().and_then(|s| s.client.interval.mean()) {
                 host_heartbeat.entry(host_only(i)).or_default().push(m);
             }
         }

@@ -482,6 +482,9 @@ pub struct Observer {
     pub foreign_flows: u64,
     /// Connections on a MongoDB port that carry TLS.
     pub tls_connections: u64,
+    /// TLS connections that began before the capture: no ClientHello, so no client random
+    /// to find their keys by.
+    pub tls_without_handshake: u64,
     /// Of those, connections whose application data was decrypted.
     pub tls_decrypted: u64,
     /// The key log, when one was given.
@@ -532,6 +535,7 @@ impl Observer {
             warnings,
             foreign_flows: 0,
             tls_connections: 0,
+            tls_without_handshake: 0,
         }
     }
 
@@ -545,12 +549,14 @@ impl Observer {
         let mut obs = state.core.obs.clone();
         self.settle(&mut obs, &state.core, info);
         obs.tls_session = state.tls.as_ref().map(|t| t.summary());
-        obs.shape = keyless_shape(state, info);
+        obs.shape = keyless_shape(state, self.client_side(&state.core, info).0);
         obs
     }
 
-    fn settle(&self, obs: &mut Observations, state: &Core, info: &ConnInfo) {
-        let (client_side, orientation) = match (info.initiator, state.client_side) {
+    /// Which side is the client, and what told: the SYN, the messages (or the
+    /// ClientHello), the server port, or a guess (the first captured segment's sender).
+    fn client_side(&self, state: &Core, info: &ConnInfo) -> (Side, Orientation) {
+        match (info.initiator, state.client_side) {
             (Some(side), _) => (side, Orientation::Syn),
             (None, Some(side)) => (side, Orientation::Messages),
             (None, None) => {
@@ -562,7 +568,11 @@ impl Observer {
                     _ => (Side::A, Orientation::Guess),
                 }
             }
-        };
+        }
+    }
+
+    fn settle(&self, obs: &mut Observations, state: &Core, info: &ConnInfo) {
+        let (client_side, orientation) = self.client_side(state, info);
         let server_side = client_side.other();
         obs.client = info.endpoint(client_side);
         obs.server = info.endpoint(server_side);
@@ -846,13 +856,14 @@ impl Observer {
 
 /// The record shapes of a TLS connection none of whose application data was decrypted
 /// (a decrypted one is read from its messages instead).
-fn keyless_shape(state: &ConnState, info: &ConnInfo) -> Option<Box<Shape>> {
+/// `client`: the side the connection's record names as client ([`Observer::client_side`]):
+/// in a capture that began mid-connection, with no SYN or ClientHello, the side on the
+/// server port, not the first segment's sender (a streaming monitor's server speaks first).
+fn keyless_shape(state: &ConnState, client: Side) -> Option<Box<Shape>> {
     let tls = state.tls.as_ref()?;
     if tls.decrypted() {
         return None;
     }
-    // The client as settle names it: the SYN's sender, else the ClientHello's.
-    let client = info.initiator.or(state.core.client_side).unwrap_or(Side::A);
     let tracker = state.shape.as_deref().copied().unwrap_or_default();
     Some(Box::new(tracker.shape(client, tls.tickets())))
 }
@@ -1129,7 +1140,7 @@ impl ConnHandler for Observer {
             self.plain = plain;
         }
         let tls_session = state.tls.as_ref().map(|t| t.summary());
-        let shape = keyless_shape(&state, info);
+        let shape = keyless_shape(&state, self.client_side(&state.core, info).0);
         let mut state = state.core;
         state.obs.tls_session = tls_session;
         state.obs.shape = shape;
@@ -1168,6 +1179,13 @@ impl ConnHandler for Observer {
             self.tls_connections += 1;
             if obs.tls_decrypted() {
                 self.tls_decrypted += 1;
+            }
+            if obs
+                .tls_session
+                .as_ref()
+                .is_some_and(|t| t.keys == crate::tls::KeyStatus::NoHandshake)
+            {
+                self.tls_without_handshake += 1;
             }
         } else if obs.messages() == 0 && obs.client_traffic.bytes + obs.server_traffic.bytes > 0 {
             self.warnings.push(

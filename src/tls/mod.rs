@@ -418,8 +418,12 @@ impl TlsConn {
             (Dir::Plain, APPLICATION_DATA) => {
                 // Protected data without a handshake we saw: the capture began mid-session.
                 if self.client_random.is_none() {
-                    self.status = KeyStatus::NoHandshake;
-                    self.issue(TlsIssue::NoHandshake);
+                    // Said once per connection, not per direction, and only when a key
+                    // log was given: without one there were no keys to look up anyway.
+                    if self.status == KeyStatus::NotNeeded {
+                        self.issue(TlsIssue::NoHandshake);
+                        self.status = KeyStatus::NoHandshake;
+                    }
                 }
                 self.dirs[i] = Dir::Off;
             }
