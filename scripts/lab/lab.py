@@ -56,8 +56,9 @@ WORK = os.environ.get("LAB_WORK", "/tmp/conn-attrib-lab")
 PY = os.environ.get("LAB_PYTHON", os.path.join(HERE, ".venv", "bin", "python"))
 PY_OLD = os.environ.get("LAB_PYTHON_OLD", os.path.join(HERE, ".venv-old", "bin", "python"))
 PY_3 = os.environ.get("LAB_PYTHON_3", os.path.join(HERE, ".venv-pymongo3", "bin", "python"))
-NODE_DIR = os.path.join(HERE, "node")
-NODE3_DIR = os.path.join(HERE, "node3")
+# The Node.js driver, one folder per major version (record-all.sh installs each): "node"
+# is the current one; 3.x has the legacy topology, 4.x is the first unified-only major.
+NODE_DIRS = {d: os.path.join(HERE, d) for d in ("node", "node3", "node4", "node6")}
 BUILD = os.environ.get("LAB_BUILD", os.path.join(HERE, "build"))
 
 # Debian's libmongodb-java: the Java driver 3.6.3, unmodified.
@@ -207,6 +208,8 @@ CASES = {
     "node3-legacy-topology": rs_case("node3", "node3-legacy", "The Node.js driver 3.7 with its default legacy topology (no useUnifiedTopology: old mongoose 5 applications), heartbeat 2 s asked (the legacy topology checks every 10 s), 2 workers: no monitoring connections, the servers' checks ride on pool connections", min_pool_size=0, threads=2),
     "cut-default-heartbeat": rs_case("pymongo", "py-default-hb", "A 40 s PyMongo session with the default heartbeat (10 s), minPoolSize=1, 2 workers, of which only the last 14 s were kept: no handshake is seen, and the streaming monitors answer once per maxAwaitTimeMS (10 s) with no request in the window",
                                      threads=2, seconds=40, cut_after=26, heartbeat_ms=None),
+    "node4-streaming": rs_case("node4", "node4-svc", "The Node.js driver 4.17 (the last 4.x, the first major with only the unified topology), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set", threads=2),
+    "node6-streaming": rs_case("node6", "node6-svc", "The Node.js driver 6.22, minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set", threads=2),
     "node-cut-default-heartbeat": rs_case("node", "node-default-hb", "A 40 s Node.js driver session with the default heartbeat (10 s), minPoolSize=1, 2 workers, of which only the last 14 s were kept",
                                           threads=2, seconds=40, cut_after=26, heartbeat_ms=None),
     "go-cut-default-heartbeat": rs_case("go", "go-default-hb", "A 40 s Go driver session with the default heartbeat (10 s), minPoolSize=1, 2 workers, of which only the last 14 s were kept",
@@ -353,7 +356,7 @@ def client_argv(c, seconds, events, ca=None, keylog=None):
             argv.append("--idle-clients")
         if c.get("async"):
             argv.append("--async")
-    elif d in ("node", "node3"):
+    elif d in NODE_DIRS:
         argv = ["node"] + (["--tls-keylog=" + keylog] if keylog else []) + [os.path.join(HERE, "clients", "node_client.js"), "--uri=" + c["uri"], "--seconds=%s" % seconds,
                 "--clients=%d" % c.get("instances", 1), "--threads=%d" % c.get("threads", 1), "--events=" + events]
     elif d in ("mongoc-single", "mongoc-pooled"):
@@ -417,8 +420,8 @@ def run_case(name, spec):
                 env["LD_PRELOAD"] = os.path.join(BUILD, "bindsrc.so")
                 env["LAB_SRC_ADDR"] = c["src"]
             env.update(c.get("env", {}))
-            if c["driver"] in ("node", "node3"):
-                env["NODE_PATH"] = os.path.join(NODE_DIR if c["driver"] == "node" else NODE3_DIR, "node_modules")
+            if c["driver"] in NODE_DIRS:
+                env["NODE_PATH"] = os.path.join(NODE_DIRS[c["driver"]], "node_modules")
             keylog = None
             if ca:
                 keylog = os.path.join(work, "keylog-%d.txt" % i)
@@ -687,7 +690,7 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
             else:
                 role = "pool"
             why = "socket opened by PyMongo thread %s; server log: %d hellos (%d awaitable), %d operations, %d auth commands" % (thread, c["hellos"], c["awaitable"], c["ops"], c["auth"])
-        elif ob and driver in ("node", "node3"):
+        elif ob and driver in NODE_DIRS:
             stack = ob[2]
             if "RTTPinger" in stack or "measureRoundTripTime" in stack or "RTT" in stack:
                 role = "rtt-monitor"

@@ -38,8 +38,11 @@ fi
 # PyMongo 3.13, the last 3.x: still in many applications.
 [[ -x .venv-pymongo3/bin/python ]] || { python3 -m venv .venv-pymongo3 && .venv-pymongo3/bin/pip install -q "pymongo==3.13.0"; }
 [[ -d node/node_modules/mongodb ]] || (cd node && npm install --no-audit --no-fund -s >/dev/null)
-# The Node.js driver 3.7 (legacy topology by default), in its own folder.
-[[ -d node3/node_modules/mongodb ]] || (cd node3 && npm install --no-audit --no-fund -s >/dev/null)
+# Older majors of the Node.js driver, each in its own folder: 3.7 (legacy topology by
+# default), 4.17 (the first with only the unified topology), 6.22.
+for major in node3 node4 node6; do
+  [[ -d $major/node_modules/mongodb ]] || (cd $major && npm install --no-audit --no-fund -s >/dev/null)
+done
 mkdir -p build
 gcc -O1 -o build/mongoc_client clients/mongoc_client.c $(pkg-config --cflags --libs libmongoc-1.0) -lpthread
 gcc -shared -fPIC -o build/bindsrc.so bindsrc.c -ldl
