@@ -98,6 +98,11 @@ struct Front<S> {
     input: InputSummary,
     warnings: Warnings,
     unsupported_links: Vec<LinkType>,
+    /// TCP segments the snap length cut short, the most bytes such a packet kept, and
+    /// the fewest TCP payload bytes such a segment kept.
+    snapped: u64,
+    snap_len: usize,
+    snapped_payload: usize,
 }
 
 /// What the front hands on when the input ends.
@@ -117,6 +122,9 @@ impl<S> Front<S> {
             },
             warnings: Warnings::default(),
             unsupported_links: Vec::new(),
+            snapped: 0,
+            snap_len: 0,
+            snapped_payload: usize::MAX,
         }
     }
 
@@ -131,6 +139,11 @@ impl<S> Front<S> {
         match net::slice(packet.link, packet.data, packet.orig_len) {
             Ok(Sliced::Tcp(segment)) => {
                 input.tcp_segments += 1;
+                if segment.missing_tail > 0 {
+                    self.snapped += 1;
+                    self.snap_len = self.snap_len.max(packet.data.len());
+                    self.snapped_payload = self.snapped_payload.min(segment.payload.len());
+                }
                 self.table.segment(packet.ts, &segment, handler);
             }
             Ok(Sliced::NotTcp) => input.non_tcp_packets += 1,
@@ -178,6 +191,23 @@ impl<S> Front<S> {
     /// End of input: every connection still open is handed to `handler` as open.
     fn finish<H: ConnHandler<State = S>>(mut self, handler: &mut H) -> FrontEnd {
         self.table.finish(handler);
+        if self.snapped > 0 {
+            // A message's start names its command within its first ~40 bytes (header,
+            // flags, section kind, then the document's first key); a hello's telling
+            // fields follow within ~100.
+            let what = if self.snapped_payload < 64 {
+                "some kept fewer than 64 bytes of TCP payload, too few for a message's command name, so the roles of those connections cannot be read; capture with `tcpdump -s 0` (or at least `-s 512`)"
+            } else {
+                "a message longer than what was kept is read from its start, which holds its command name and a hello's first fields, so roles and operation counts hold, but later fields (a long handshake's client metadata, a reply's host list) may be missing; capture with `tcpdump -s 0` for whole messages"
+            };
+            self.warnings.push(
+                "snap-length",
+                format!(
+                    "{} of {} TCP segments were cut short by the capture's snap length (at most {} bytes of a packet kept): {what}",
+                    self.snapped, self.input.tcp_segments, self.snap_len
+                ),
+            );
+        }
         FrontEnd {
             input: self.input,
             warnings: self.warnings,

@@ -94,6 +94,20 @@ pub fn wire(data: &[u8]) {
         framer.hunt();
     }
     let mut scratch = crate::wire::Scratch::default();
+    let mut on_event = |event: FrameEvent<'_>| match event {
+        FrameEvent::Message(bytes) => {
+            if let Ok(msg) = wire::parse_message(bytes, &mut scratch, wire::DEFAULT_MAX_MESSAGE_LEN)
+            {
+                inspect(&msg);
+            }
+        }
+        FrameEvent::Truncated { prefix, total_len } | FrameEvent::Cut { prefix, total_len } => {
+            if let Ok(msg) = wire::parse_prefix(prefix, total_len) {
+                inspect(&msg);
+            }
+        }
+        _ => {}
+    };
     let mut rest = data;
     let mut i = 0usize;
     while !rest.is_empty() {
@@ -102,24 +116,10 @@ pub fn wire(data: &[u8]) {
         rest = tail;
         i += 1;
         if i % 17 == 0 {
-            framer.gap(n as u64);
+            framer.gap(n as u64, &mut on_event);
             continue;
         }
-        framer.push(chunk, |event| match event {
-            FrameEvent::Message(bytes) => {
-                if let Ok(msg) =
-                    wire::parse_message(bytes, &mut scratch, wire::DEFAULT_MAX_MESSAGE_LEN)
-                {
-                    inspect(&msg);
-                }
-            }
-            FrameEvent::Truncated { prefix, total_len } => {
-                if let Ok(msg) = wire::parse_prefix(prefix, total_len) {
-                    inspect(&msg);
-                }
-            }
-            _ => {}
-        });
+        framer.push(chunk, &mut on_event);
     }
 }
 

@@ -498,6 +498,13 @@ fn not_decrypted_reason(obs: &Observations) -> &'static str {
     }
 }
 
+/// The names a mongod or mongos gives itself in a handshake's `client.driver.name`: its
+/// connection pools' ("NetworkInterfaceTL-<pool>", network_interface_tl.cpp) and
+/// DBClientConnection's ("MongoDB Internal Client").
+fn is_server_client_name(name: &str) -> bool {
+    name.starts_with("NetworkInterfaceTL") || name == "MongoDB Internal Client"
+}
+
 /// First pass: what the connection's own traffic proves.
 pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
     use Confidence::*;
@@ -513,6 +520,17 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
             obs,
             High,
             "handshake carries internalClient: a mongod or mongos is the client",
+        ));
+    }
+    if let Some(name) = hs
+        .and_then(|h| h.driver_name.as_deref())
+        .filter(|n| is_server_client_name(n))
+    {
+        // internalClient comes after the client metadata: a snap length may cut it off.
+        return Some(internal_verdict(
+            obs,
+            High,
+            &format!("handshake names the client {name}: a mongod or mongos's own connection pool"),
         ));
     }
     if let Some(cmd) = obs
@@ -1041,6 +1059,18 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
                     "no MongoDB message in the capture window (opened before it, idle during it)"
                         .into()
                 },
+            )
+        } else if obs.syn_seen {
+            // Messages whose commands could not be read: a snap length too short for
+            // even a command name (the capture's warnings say so).
+            verdict(
+                Class::Unknown,
+                Confidence::Low,
+                format!(
+                    "{} message{} seen, none naming a command that tells its role",
+                    obs.messages(),
+                    plural(obs.messages())
+                ),
             )
         } else {
             verdict(

@@ -281,6 +281,9 @@ pub struct Traffic {
     pub malformed: u64,
     /// Messages longer than the framer buffers whole; only their start was read.
     pub oversized: u64,
+    /// Messages whose end a gap left out (a snap length, lost packets); only their start
+    /// was read.
+    pub cut: u64,
 }
 
 /// Everything later stages know about one connection.
@@ -667,7 +670,7 @@ impl Observer {
                         h.max_await_time_ms = Some(ms);
                     }
                 }
-                if let wire::Body::Msg { flags, .. } = msg.body {
+                if let Some(flags) = msg.msg_flags() {
                     if flags.exhaust_allowed() {
                         h.exhaust_requests += 1;
                     }
@@ -723,9 +726,9 @@ impl Observer {
             None => Pending::Other,
         };
         // Fire-and-forget messages (moreToCome on a request) get no reply.
-        let expects_reply = match msg.body {
-            wire::Body::Msg { flags, .. } => !flags.more_to_come(),
-            wire::Body::Legacy => false,
+        let expects_reply = match (msg.msg_flags(), msg.body) {
+            (Some(flags), _) => !flags.more_to_come(),
+            (None, wire::Body::Legacy) => false,
             _ => true,
         };
         if expects_reply {
@@ -750,7 +753,7 @@ impl Observer {
         let (_, sent, kind) = state.pending[slot];
         state.pending[slot].0 = None;
         let elapsed_ms = ts.nanos_since(sent) as f64 / 1e6;
-        let streamed = matches!(msg.body, wire::Body::Msg { flags, .. } if flags.more_to_come());
+        let streamed = msg.msg_flags().is_some_and(|f| f.more_to_come());
         let obs = &mut state.obs;
         match kind {
             Pending::Hello { awaitable } => {
@@ -777,7 +780,9 @@ impl Observer {
                 // every heartbeat): of those only setVersion is read, unless it is newer.
                 let describes = obs.server_info.is_none() || obs.hello.replies <= 2;
                 let newer = note_newer_config(obs, wire::reply_set_version(msg), ts);
-                if describes || newer {
+                // Only a whole reply describes the server: of one a snap length cut, the
+                // host list is missing, not empty.
+                if (describes || newer) && !msg.is_partial() {
                     if let Some(reply) = wire::hello_reply(msg) {
                         obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
                     }
@@ -821,7 +826,7 @@ impl Observer {
         ts: Timestamp,
         msg: &Message<'_>,
     ) {
-        let streamed = matches!(msg.body, wire::Body::Msg { flags, .. } if flags.more_to_come());
+        let streamed = msg.msg_flags().is_some_and(|f| f.more_to_come());
         if !streamed {
             return;
         }
@@ -842,7 +847,7 @@ impl Observer {
         }
         state.last_hello_reply = Some(ts);
         let newer = note_newer_config(obs, reply.set_version, ts);
-        if obs.server_info.is_none() || newer {
+        if (obs.server_info.is_none() || newer) && !msg.is_partial() {
             obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
         }
         state.pending[state.pending_next] = (
@@ -1025,8 +1030,10 @@ impl ConnHandler for Observer {
         let cfg = self.config.framer.clone();
         let a = info.endpoint(Side::A);
         let mut obs = Observations::new(info.id, a, info.endpoint(Side::B));
-        // Known from the first packet on (settled again at the end): hello ticks count from it.
+        // Known from the first packet on (settled again at the end): hello ticks count from
+        // it, and whether the connection was seen to open tells a handshake apart.
         obs.first_seen = info.first_seen.as_secs_f64();
+        obs.syn_seen = info.initiator.is_some();
         Box::new(ConnState {
             framers: [Framer::new(cfg.clone()), Framer::new(cfg)],
             tls: None,
@@ -1070,7 +1077,12 @@ impl ConnHandler for Observer {
             StreamEvent::Gap(n) => {
                 core.traffic[i].gaps += 1;
                 core.traffic[i].gap_bytes += n;
-                framers[i].gap(n);
+                let max_len = self.config.framer.max_message_len;
+                let mut scratch = std::mem::take(&mut self.scratch);
+                framers[i].gap(n, |event| {
+                    self.handle_frame(core, info, side, ts, event, &mut scratch, max_len)
+                });
+                self.scratch = scratch;
                 if let Some(tls) = tls {
                     tls.gap(side);
                     self.tls_issues(tls, info, side);
@@ -1256,8 +1268,12 @@ impl Observer {
                     );
                 }
             },
-            FrameEvent::Truncated { prefix, total_len } => {
-                state.traffic[i].oversized += 1;
+            FrameEvent::Truncated { prefix, total_len } | FrameEvent::Cut { prefix, total_len } => {
+                if matches!(event, FrameEvent::Cut { .. }) {
+                    state.traffic[i].cut += 1;
+                } else {
+                    state.traffic[i].oversized += 1;
+                }
                 if let Ok(msg) = wire::parse_prefix(prefix, total_len) {
                     self.on_message(state, info, side, ts, &msg);
                 }

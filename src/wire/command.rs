@@ -134,11 +134,12 @@ pub fn hello_request<'a>(msg: &Message<'a>) -> Option<HelloRequest<'a>> {
         internal_client: false,
         client: None,
     };
-    let Some(doc) = msg.command_doc() else {
-        // An oversized hello (never seen in practice): the name is all there is.
+    let Some(doc) = msg.fields() else {
         return Some(req);
     };
-    for value in Doc::of(doc).elements() {
+    // Of a hello cut short (a snap length), the fields that were captured: the command
+    // name, topologyVersion and maxAwaitTimeMS come first in every driver's hello.
+    for value in doc.elements() {
         match value.key {
             b"helloOk" => req.hello_ok = value.truthy().unwrap_or(false),
             b"topologyVersion" => req.topology_version = topology_version(&value),
@@ -160,9 +161,9 @@ pub fn hello_reply<'a>(msg: &Message<'a>) -> Option<HelloReply<'a>> {
     if !msg.is_reply() {
         return None;
     }
-    let doc = msg.command_doc()?;
+    let doc = msg.fields()?;
     let mut r = HelloReply::default();
-    for value in Doc::of(doc).elements() {
+    for value in doc.elements() {
         match value.key {
             b"ok" => r.ok = value.number(),
             b"errmsg" => r.errmsg = value.str(),
@@ -199,10 +200,7 @@ pub fn reply_set_version(msg: &Message<'_>) -> Option<i64> {
     if !msg.is_reply() {
         return None;
     }
-    Doc::of(msg.command_doc()?)
-        .get("setVersion")?
-        .number()
-        .map(|n| n as i64)
+    msg.fields()?.get("setVersion")?.number().map(|n| n as i64)
 }
 
 /// The `ok` of a reply; for OP_REPLY the QueryFailure flag also counts as failure.
@@ -212,10 +210,7 @@ pub fn reply_ok(msg: &Message<'_>) -> Option<bool> {
             return Some(false);
         }
     }
-    Doc::of(msg.command_doc()?)
-        .get("ok")?
-        .number()
-        .map(|n| n == 1.0)
+    msg.fields()?.get("ok")?.number().map(|n| n == 1.0)
 }
 
 /// What a server-to-server request says, for the few commands whose arguments tell a

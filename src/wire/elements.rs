@@ -31,9 +31,25 @@ impl<'a> Doc<'a> {
             .then_some(Doc(bytes))
     }
 
+    /// The start of a document whose end was not captured (a snap length, lost packets):
+    /// its walk ends at the first element that does not fit. When the bytes hold the
+    /// whole document, and more, only the document is kept.
+    pub fn truncated(bytes: &'a [u8]) -> Doc<'a> {
+        match declared_len(bytes) {
+            Some(len) if len <= bytes.len() => Doc(&bytes[..len]),
+            _ => Doc(bytes),
+        }
+    }
+
     pub fn elements(self) -> Elements<'a> {
+        // A whole document ends with a NUL; a truncated one ends where the bytes do.
+        let end = match declared_len(self.0) {
+            Some(len) if len > self.0.len() => self.0.len(),
+            _ => self.0.len().saturating_sub(1),
+        };
         Elements {
-            rest: self.0.get(4..self.0.len().saturating_sub(1)).unwrap_or(&[]),
+            rest: self.0.get(4..end).unwrap_or(&[]),
+            truncated: end == self.0.len(),
         }
     }
 
@@ -59,6 +75,11 @@ impl<'a> Doc<'a> {
     pub fn strings(self) -> impl Iterator<Item = &'a str> {
         self.elements().filter_map(|e| e.str())
     }
+}
+
+/// The int32 a document starts with: its length in bytes.
+fn declared_len(bytes: &[u8]) -> Option<usize> {
+    usize::try_from(i32::from_le_bytes(bytes.get(..4)?.try_into().ok()?)).ok()
 }
 
 /// BSON element types (bsonspec.org) the readers here look at.
@@ -109,8 +130,15 @@ impl<'a> Element<'a> {
         }
     }
 
+    /// A sub-document: whole, or, as the last element of a truncated document, its
+    /// captured start ([`Doc::truncated`]).
     pub fn doc(&self) -> Option<Doc<'a>> {
-        (self.kind == kind::DOCUMENT).then(|| Doc::from_bytes(self.value))?
+        if self.kind != kind::DOCUMENT {
+            return None;
+        }
+        Doc::from_bytes(self.value).or_else(|| {
+            (declared_len(self.value)? > self.value.len()).then(|| Doc::truncated(self.value))
+        })
     }
 
     pub fn array(&self) -> Option<Doc<'a>> {
@@ -123,9 +151,12 @@ impl<'a> Element<'a> {
 }
 
 /// The elements of a document, in order; ends at the first element that does not fit.
+/// Of a truncated document, a sub-document cut short is the last element, so that the
+/// fields it begins with can still be read (a cut handshake's `client.driver`).
 #[derive(Clone, Debug)]
 pub struct Elements<'a> {
     rest: &'a [u8],
+    truncated: bool,
 }
 
 impl<'a> Iterator for Elements<'a> {
@@ -139,11 +170,28 @@ impl<'a> Iterator for Elements<'a> {
                 Some(element)
             }
             None => {
+                let cut = if self.truncated {
+                    cut_sub_document(self.rest)
+                } else {
+                    None
+                };
                 self.rest = &[];
-                None
+                cut
             }
         }
     }
+}
+
+/// A sub-document whose end the bytes do not reach: its type, key and captured start.
+fn cut_sub_document(input: &[u8]) -> Option<Element<'_>> {
+    let (&kind, after_kind) = input.split_first()?;
+    let nul = after_kind.iter().position(|&b| b == 0)?;
+    let value = &after_kind[nul + 1..];
+    (kind == kind::DOCUMENT && value.len() >= 4).then(|| Element {
+        kind,
+        key: &after_kind[..nul],
+        value,
+    })
 }
 
 fn split_element(input: &[u8]) -> Option<(Element<'_>, &[u8])> {

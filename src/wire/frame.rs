@@ -40,6 +40,9 @@ pub enum FrameEvent<'a> {
     Message(&'a [u8]),
     /// The first bytes of a message longer than `max_buffered`; the rest is skipped.
     Truncated { prefix: &'a [u8], total_len: u32 },
+    /// The first bytes of a message whose rest a gap left out (a snap length, lost
+    /// packets): its length still tells where the next one starts.
+    Cut { prefix: &'a [u8], total_len: u32 },
     /// Bytes skipped while hunting for a plausible header.
     Resynced { skipped: u64 },
     /// A header that made no sense where one was expected; the framer now hunts.
@@ -116,8 +119,11 @@ impl Framer {
         self.state = State::Hunt;
     }
 
-    /// `lost` bytes of the stream were not captured.
-    pub fn gap(&mut self, lost: u64) {
+    /// `lost` bytes of the stream were not captured. When they fall inside the message
+    /// being collected, what was collected is handed out as [`FrameEvent::Cut`] and its
+    /// length tells where the next message starts, so no hunting is needed: a capture
+    /// with a short snap length keeps every message's start, and so its command name.
+    pub fn gap<F: FnMut(FrameEvent<'_>)>(&mut self, lost: u64, mut on_event: F) {
         self.offset += lost;
         match self.state {
             State::Skip { remaining } if lost < remaining => {
@@ -125,8 +131,7 @@ impl Framer {
                     remaining: remaining - lost,
                 };
             }
-            // The lost bytes fall inside the message being collected: its length tells
-            // where the next one starts, so no hunting is needed.
+            State::Skip { remaining } if lost == remaining => self.state = State::Sync,
             State::Sync | State::Prefix { .. } if self.buf.len() >= HEADER_LEN => {
                 let total = match self.state {
                     State::Prefix { total } => total as u64,
@@ -135,14 +140,21 @@ impl Framer {
                         .unwrap_or(0),
                 };
                 let have = self.buf.len() as u64;
-                self.buf.clear();
-                if total > have + lost {
-                    self.state = State::Skip {
-                        remaining: total - have - lost,
-                    };
-                } else {
-                    self.state = State::Hunt;
+                // `buf` holds a message's start (whole ones were handed out already).
+                if total > have {
+                    let prefix_len = self.buf.len().min(self.cfg.prefix_len);
+                    on_event(FrameEvent::Cut {
+                        prefix: &self.buf[..prefix_len],
+                        total_len: total as u32,
+                    });
                 }
+                self.buf.clear();
+                self.release_idle_capacity();
+                self.state = match total.checked_sub(have + lost) {
+                    Some(0) => State::Sync,
+                    Some(remaining) => State::Skip { remaining },
+                    None => State::Hunt,
+                };
             }
             _ => self.hunt(),
         }

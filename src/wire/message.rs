@@ -9,6 +9,7 @@
 use bson::RawDocument;
 use miniz_oxide::inflate::core::DecompressorOxide;
 
+use super::elements::Doc;
 use super::error::WireError;
 use super::header::{Header, OpCode, HEADER_LEN};
 
@@ -101,9 +102,13 @@ pub enum Body<'a> {
     CommandReply {
         reply: &'a RawDocument,
     },
-    /// Only the start of an oversized message was kept: its command name, when readable.
+    /// Only the start of the message was read: an oversized one, or one whose end a gap
+    /// left out (a snap length, lost packets). Its command name, OP_MSG flags and those
+    /// elements of its command document that were captured, when it reaches that far.
     Partial {
         first_key: Option<&'a str>,
+        flags: Option<MsgFlags>,
+        doc: Option<Doc<'a>>,
     },
     /// OP_INSERT/UPDATE/DELETE/GET_MORE/KILL_CURSORS: recognised, counted, not decoded.
     Legacy,
@@ -498,13 +503,23 @@ pub fn parse_prefix(prefix: &[u8], total_len: u32) -> Result<Message<'_>, WireEr
                 compressor: None,
                 body: Body::Partial {
                     first_key: Some(name),
+                    flags: None,
+                    doc: None,
                 },
                 sender: None,
             });
         }
+        OpCode::Reply => {
+            cur.take(
+                20,
+                "responseFlags, cursorID, startingFrom and numberReturned",
+            )?;
+            Some((cur.pos, None))
+        }
         _ => None,
     };
-    let first_key = doc_start.and_then(|(pos, _)| first_key_raw(cur.buf.get(pos..)?));
+    let doc_bytes = doc_start.and_then(|(pos, _)| cur.buf.get(pos..));
+    let first_key = doc_bytes.and_then(first_key_raw);
     let body = match (header.op_code, doc_start) {
         (
             OpCode::Insert
@@ -514,7 +529,11 @@ pub fn parse_prefix(prefix: &[u8], total_len: u32) -> Result<Message<'_>, WireEr
             | OpCode::KillCursors,
             _,
         ) => Body::Legacy,
-        _ => Body::Partial { first_key },
+        _ => Body::Partial {
+            first_key,
+            flags: doc_start.and_then(|(_, flags)| flags),
+            doc: doc_bytes.map(Doc::truncated),
+        },
     };
     Ok(Message {
         header,
@@ -536,7 +555,7 @@ fn first_key_raw(doc: &[u8]) -> Option<&str> {
 }
 
 fn first_key(doc: &RawDocument) -> Option<&str> {
-    super::elements::Doc::of(doc).first_key()
+    Doc::of(doc).first_key()
 }
 
 /// Legacy OP_QUERY commands may wrap the command in `$query` (or `query`) when they carry
@@ -610,11 +629,34 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Only the message's start was read ([`Body::Partial`]).
+    pub fn is_partial(&self) -> bool {
+        matches!(self.body, Body::Partial { .. })
+    }
+
+    /// OP_MSG flagBits, from the whole message or its captured start.
+    pub fn msg_flags(&self) -> Option<MsgFlags> {
+        match self.body {
+            Body::Msg { flags, .. } => Some(flags),
+            Body::Partial { flags, .. } => flags,
+            _ => None,
+        }
+    }
+
+    /// The command (or reply) document's elements: the whole document, or, of a message
+    /// only whose start was read, the elements that were captured.
+    pub fn fields(&self) -> Option<Doc<'a>> {
+        match self.body {
+            Body::Partial { doc, .. } => doc,
+            _ => self.command_doc().map(Doc::of),
+        }
+    }
+
     /// The command a request runs: the first key of its command document.
     pub fn command_name(&self) -> Option<&'a str> {
         match self.body {
             Body::Command { command_name, .. } => Some(command_name),
-            Body::Partial { first_key } if self.is_request() => first_key,
+            Body::Partial { first_key, .. } if self.is_request() => first_key,
             Body::Msg { command, .. } if self.is_request() => command.and_then(first_key),
             Body::Query { .. } => self.command_doc().and_then(first_key),
             _ => None,
@@ -623,9 +665,7 @@ impl<'a> Message<'a> {
 
     pub fn database(&self) -> Option<&'a str> {
         match self.body {
-            Body::Msg { command, .. } => {
-                command.and_then(|d| super::elements::Doc::of(d).get_str("$db"))
-            }
+            Body::Msg { command, .. } => command.and_then(|d| Doc::of(d).get_str("$db")),
             Body::Query {
                 full_collection_name,
                 ..

@@ -17,22 +17,33 @@ fn msg(id: i32, size: usize) -> Vec<u8> {
 enum Ev {
     Msg(Vec<u8>),
     Trunc(usize, u32),
+    Cut(usize, u32),
     Resync(u64),
     Bad,
+}
+
+fn owned(e: FrameEvent<'_>) -> Ev {
+    match e {
+        FrameEvent::Message(m) => Ev::Msg(m.to_vec()),
+        FrameEvent::Truncated { prefix, total_len } => Ev::Trunc(prefix.len(), total_len),
+        FrameEvent::Cut { prefix, total_len } => Ev::Cut(prefix.len(), total_len),
+        FrameEvent::Resynced { skipped } => Ev::Resync(skipped),
+        FrameEvent::Malformed { .. } => Ev::Bad,
+    }
 }
 
 fn run(framer: &mut Framer, chunks: &[&[u8]]) -> Vec<Ev> {
     let mut out = Vec::new();
     for c in chunks {
-        framer.push(c, |e| {
-            out.push(match e {
-                FrameEvent::Message(m) => Ev::Msg(m.to_vec()),
-                FrameEvent::Truncated { prefix, total_len } => Ev::Trunc(prefix.len(), total_len),
-                FrameEvent::Resynced { skipped } => Ev::Resync(skipped),
-                FrameEvent::Malformed { .. } => Ev::Bad,
-            })
-        });
+        framer.push(c, |e| out.push(owned(e)));
     }
+    out
+}
+
+/// A gap of `lost` bytes, and what the framer reports of it.
+fn gap(framer: &mut Framer, lost: u64) -> Vec<Ev> {
+    let mut out = Vec::new();
+    framer.gap(lost, |e| out.push(owned(e)));
     out
 }
 
@@ -102,16 +113,51 @@ fn gap_inside_a_known_message_skips_exactly() {
     let b = msg(2, 10);
     let mut f = Framer::new(FramerConfig::default());
     let mut ev = run(&mut f, &[&a[..50]]);
-    f.gap(100);
+    ev.extend(gap(&mut f, 100));
     ev.extend(run(&mut f, &[&a[150..], &b]));
-    assert_eq!(ev, vec![Ev::Msg(b.clone())]);
+    // The message's start is handed out for what it says; the next one is whole.
+    assert_eq!(ev, vec![Ev::Cut(50, a.len() as u32), Ev::Msg(b.clone())]);
+}
+
+#[test]
+fn a_snap_length_keeps_every_messages_start_and_the_framer_in_sync() {
+    // Each message in its own segment, of which the capture kept 40 bytes: the rest of
+    // every segment is a gap, the message's length says where the next one starts.
+    let msgs: Vec<Vec<u8>> = (1..=5).map(|id| msg(id, 100 + id as usize)).collect();
+    let mut f = Framer::new(FramerConfig::default());
+    let mut ev = Vec::new();
+    for m in &msgs {
+        ev.extend(run(&mut f, &[&m[..40]]));
+        ev.extend(gap(&mut f, (m.len() - 40) as u64));
+    }
+    let want: Vec<Ev> = msgs.iter().map(|m| Ev::Cut(40, m.len() as u32)).collect();
+    assert_eq!(ev, want);
+    // A message that fits in what was kept is whole; the gap after it starts the next.
+    let small = msg(9, 1);
+    let mut ev = run(&mut f, &[&small]);
+    ev.extend(run(&mut f, &[&msgs[0][..40]]));
+    ev.extend(gap(&mut f, (msgs[0].len() - 40) as u64));
+    assert_eq!(ev, vec![Ev::Msg(small), Ev::Cut(40, msgs[0].len() as u32)]);
+    // A gap that reaches past the message's end holds the next header: the framer
+    // hunts, and finds the message after it.
+    let mut ev = run(&mut f, &[&msgs[1][..40]]);
+    ev.extend(gap(&mut f, msgs[1].len() as u64));
+    ev.extend(run(&mut f, &[&[0x41; 7], &msgs[2]]));
+    assert_eq!(
+        ev,
+        vec![
+            Ev::Cut(40, msgs[1].len() as u32),
+            Ev::Resync(7),
+            Ev::Msg(msgs[2].clone())
+        ]
+    );
 }
 
 #[test]
 fn gap_then_hunt_through_garbage() {
     let b = msg(2, 10);
     let mut f = Framer::new(FramerConfig::default());
-    f.gap(10);
+    assert!(gap(&mut f, 10).is_empty());
     let mut data = vec![0x41u8; 37];
     data.extend(&b);
     let ev = run(&mut f, &[&data]);
