@@ -206,6 +206,11 @@ CASES = {
             dict(driver="node", uri=uri(RS_URI, appName="lambda-node", heartbeatFrequencyMS=2000), min_pool_size=0, env=LAMBDA_ENV)]),
     "pymongo3-streaming": rs_case("pymongo3", "py3-svc", "PyMongo 3.13 (the last 3.x), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set", threads=2),
     "node3-legacy-topology": rs_case("node3", "node3-legacy", "The Node.js driver 3.7 with its default legacy topology (no useUnifiedTopology: old mongoose 5 applications), heartbeat 2 s asked (the legacy topology checks every 10 s), 2 workers: no monitoring connections, the servers' checks ride on pool connections", min_pool_size=0, threads=2),
+    "no-app-name": dict(
+        what="PyMongo and the Node.js driver on one host with no appName (as most applications run): minPoolSize=1, heartbeat 2 s; each client is told apart by its driver alone",
+        seconds=12, clients=[
+            dict(driver="pymongo", uri=uri(RS_URI, heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1),
+            dict(driver="node", uri=uri(RS_URI, heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
     "cut-default-heartbeat": rs_case("pymongo", "py-default-hb", "A 40 s PyMongo session with the default heartbeat (10 s), minPoolSize=1, 2 workers, of which only the last 14 s were kept: no handshake is seen, and the streaming monitors answer once per maxAwaitTimeMS (10 s) with no request in the window",
                                      threads=2, seconds=40, cut_after=26, heartbeat_ms=None),
     "node4-streaming": rs_case("node4", "node4-svc", "The Node.js driver 4.17 (the last 4.x, the first major with only the unified topology), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set", threads=2),
@@ -275,6 +280,9 @@ CASES.update({
 })
 
 TLS_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+# The name each driver gives itself in the handshake's client.driver.name, for clients run
+# without an appName.
+DRIVER_NAMES = {"pymongo": "PyMongo", "node": "nodejs"}
 # Drivers on OpenSSL without a key log option of their own: the lab preloads sslkeylog.so.
 OPENSSL_SHIM_DRIVERS = ("mongoc-single", "mongoc-pooled", "php", "perl")
 # Drivers whose client script cannot name the socket of each TLS session: what each
@@ -640,8 +648,20 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
     # Clients of the case by source host (each case gives each driver its own address or appName).
     spec_by_app = {}
     for i, c in enumerate(spec["clients"]):
-        app = c["uri"].split("appName=")[1].split("&")[0]
-        spec_by_app[app] = (i, c)
+        if "appName=" in c["uri"]:
+            spec_by_app[c["uri"].split("appName=")[1].split("&")[0]] = (i, c)
+
+    def spec_for(meta):
+        """The case's client a handshake's metadata names: by appName, or, for a client
+        told none, by its driver's name."""
+        app = ((meta or {}).get("application") or {}).get("name")
+        if app in spec_by_app:
+            return spec_by_app[app]
+        name = ((meta or {}).get("driver") or {}).get("name", "")
+        for i, c in enumerate(spec["clients"]):
+            if "appName=" not in c["uri"] and DRIVER_NAMES.get(c["driver"], "\0") in name:
+                return (i, c)
+        return (None, spec["clients"][0])
 
     truth_conns = []
     metas = {}
@@ -661,7 +681,7 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
         host = peer.rsplit(":", 1)[0]
         meta = c["client"] or meta_of_process.get(opened_by.get(peer, (None,))[0])
         app = ((meta or {}).get("application") or {}).get("name")
-        idx, cspec = spec_by_app.get(app, (None, spec["clients"][0]))
+        idx, cspec = spec_for(meta)
         driver = cspec["driver"]
         role, why = None, ""
         ob = opened_by.get(peer)
@@ -789,7 +809,7 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
         by_key[t["client_key"]].append(t)
     for key, members in sorted(by_key.items()):
         app = key.split("|")[1]
-        _, cspec = spec_by_app.get(app, (None, spec["clients"][0]))
+        _, cspec = spec_for(metas.get(key))
         counts = Counter(t["role"] for t in members)
         nodes = sorted({t["server"] for t in members})
         instances = cspec.get("instances", 1)

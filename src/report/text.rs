@@ -188,11 +188,14 @@ pub fn write_text(report: &Report, sink: &mut dyn io::Write) -> io::Result<()> {
     ));
     out.push('\n');
     for c in &report.attribution.clients {
+        // The driver too, as Markdown and HTML give it: without an appName it is what
+        // tells two clients of one host apart.
         let _ = writeln!(
             out,
-            "{} {}: {}",
+            "{} {} ({}): {}",
             c.host,
             c.app_name.as_deref().unwrap_or("-"),
+            driver_label(c),
             c.verdict
         );
         for line in client_notes(report, c) {
