@@ -1224,12 +1224,23 @@ impl Observer {
                 }
                 _ => "tls-decrypt",
             };
+            // A missing handshake is the connection's, not a direction's: name it client
+            // first, the side on a MongoDB port last (its server may have spoken first).
+            let from = match issue {
+                crate::tls::TlsIssue::NoHandshake
+                    if self.is_server_port(info.endpoint(side).port())
+                        && !self.is_server_port(info.endpoint(side.other()).port()) =>
+                {
+                    side.other()
+                }
+                _ => side,
+            };
             self.warnings.push(
                 kind,
                 format!(
                     "{} -> {}: {issue}",
-                    info.endpoint(side),
-                    info.endpoint(side.other())
+                    info.endpoint(from),
+                    info.endpoint(from.other())
                 ),
             );
         }
