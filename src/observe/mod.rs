@@ -550,9 +550,10 @@ impl Observer {
     /// ended now, without changing it.
     pub fn peek(&self, state: &ConnState, info: &ConnInfo) -> Observations {
         let mut obs = state.core.obs.clone();
-        self.settle(&mut obs, &state.core, info);
+        let client = self.client_side(&state.core, info);
+        self.settle(&mut obs, &state.core, info, client);
         obs.tls_session = state.tls.as_ref().map(|t| t.summary());
-        obs.shape = keyless_shape(state, self.client_side(&state.core, info).0);
+        obs.shape = keyless_shape(state, client.0);
         obs
     }
 
@@ -574,8 +575,15 @@ impl Observer {
         }
     }
 
-    fn settle(&self, obs: &mut Observations, state: &Core, info: &ConnInfo) {
-        let (client_side, orientation) = self.client_side(state, info);
+    /// The connection's endpoints, times, close and traffic, its client side decided by
+    /// [`Observer::client_side`].
+    fn settle(
+        &self,
+        obs: &mut Observations,
+        state: &Core,
+        info: &ConnInfo,
+        (client_side, orientation): (Side, Orientation),
+    ) {
         let server_side = client_side.other();
         obs.client = info.endpoint(client_side);
         obs.server = info.endpoint(server_side);
@@ -1085,7 +1093,7 @@ impl ConnHandler for Observer {
                 self.scratch = scratch;
                 if let Some(tls) = tls {
                     tls.gap(side);
-                    self.tls_issues(tls, info, side);
+                    self.tls_issues(tls, core, info, side);
                 }
             }
             StreamEvent::Data(data) => {
@@ -1116,7 +1124,7 @@ impl ConnHandler for Observer {
                         // The ClientHello's sender is the client, messages or not.
                         core.client_side = tls.client_side();
                     }
-                    self.tls_issues(tls, info, side);
+                    self.tls_issues(tls, core, info, side);
                     for (s, chunk) in plain.chunks() {
                         framers[s.index()].push(chunk, |event| {
                             self.handle_frame(core, info, s, ts, event, &mut scratch, max_len)
@@ -1152,7 +1160,8 @@ impl ConnHandler for Observer {
             self.plain = plain;
         }
         let tls_session = state.tls.as_ref().map(|t| t.summary());
-        let shape = keyless_shape(&state, self.client_side(&state.core, info).0);
+        let client = self.client_side(&state.core, info);
+        let shape = keyless_shape(&state, client.0);
         let mut state = state.core;
         state.obs.tls_session = tls_session;
         state.obs.shape = shape;
@@ -1180,7 +1189,7 @@ impl ConnHandler for Observer {
         let placeholder =
             Observations::new(info.id, info.endpoint(Side::A), info.endpoint(Side::B));
         let mut obs = std::mem::replace(&mut state.obs, placeholder);
-        self.settle(&mut obs, &state, info);
+        self.settle(&mut obs, &state, info, client);
         let on_server_port =
             self.is_server_port(obs.server.port()) || self.is_server_port(obs.client.port());
         if obs.messages() == 0 && !on_server_port {
@@ -1216,7 +1225,7 @@ impl ConnHandler for Observer {
 
 impl Observer {
     /// Problems the TLS layer met on this connection, as warnings naming it.
-    fn tls_issues(&mut self, tls: &mut TlsConn, info: &ConnInfo, side: Side) {
+    fn tls_issues(&mut self, tls: &mut TlsConn, core: &Core, info: &ConnInfo, side: Side) {
         for issue in tls.issues.drain(..) {
             let kind = match issue {
                 crate::tls::TlsIssue::NotInKeyLog | crate::tls::TlsIssue::NoHandshake => {
@@ -1225,14 +1234,9 @@ impl Observer {
                 _ => "tls-decrypt",
             };
             // A missing handshake is the connection's, not a direction's: name it client
-            // first, the side on a MongoDB port last (its server may have spoken first).
+            // first, as its record does (its server may have spoken first).
             let from = match issue {
-                crate::tls::TlsIssue::NoHandshake
-                    if self.is_server_port(info.endpoint(side).port())
-                        && !self.is_server_port(info.endpoint(side.other()).port()) =>
-                {
-                    side.other()
-                }
+                crate::tls::TlsIssue::NoHandshake => self.client_side(core, info).0,
                 _ => side,
             };
             self.warnings.push(

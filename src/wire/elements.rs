@@ -35,7 +35,7 @@ impl<'a> Doc<'a> {
     /// its walk ends at the first element that does not fit. When the bytes hold the
     /// whole document, and more, only the document is kept.
     pub fn truncated(bytes: &'a [u8]) -> Doc<'a> {
-        match declared_len(bytes) {
+        match int32_at(bytes, 0) {
             Some(len) if len <= bytes.len() => Doc(&bytes[..len]),
             _ => Doc(bytes),
         }
@@ -43,7 +43,7 @@ impl<'a> Doc<'a> {
 
     pub fn elements(self) -> Elements<'a> {
         // A whole document ends with a NUL; a truncated one ends where the bytes do.
-        let end = match declared_len(self.0) {
+        let end = match int32_at(self.0, 0) {
             Some(len) if len > self.0.len() => self.0.len(),
             _ => self.0.len().saturating_sub(1),
         };
@@ -75,11 +75,6 @@ impl<'a> Doc<'a> {
     pub fn strings(self) -> impl Iterator<Item = &'a str> {
         self.elements().filter_map(|e| e.str())
     }
-}
-
-/// The int32 a document starts with: its length in bytes.
-fn declared_len(bytes: &[u8]) -> Option<usize> {
-    usize::try_from(i32::from_le_bytes(bytes.get(..4)?.try_into().ok()?)).ok()
 }
 
 /// BSON element types (bsonspec.org) the readers here look at.
@@ -136,9 +131,8 @@ impl<'a> Element<'a> {
         if self.kind != kind::DOCUMENT {
             return None;
         }
-        Doc::from_bytes(self.value).or_else(|| {
-            (declared_len(self.value)? > self.value.len()).then(|| Doc::truncated(self.value))
-        })
+        Doc::from_bytes(self.value)
+            .or_else(|| (int32_at(self.value, 0)? > self.value.len()).then_some(Doc(self.value)))
     }
 
     pub fn array(&self) -> Option<Doc<'a>> {
@@ -184,21 +178,20 @@ impl<'a> Iterator for Elements<'a> {
 
 /// A sub-document whose end the bytes do not reach: its type, key and captured start.
 fn cut_sub_document(input: &[u8]) -> Option<Element<'_>> {
+    let (kind, key, value) = split_head(input)?;
+    (kind == kind::DOCUMENT && value.len() >= 4).then_some(Element { kind, key, value })
+}
+
+/// An element's type byte, its key, and the bytes after the key (its value, then the
+/// elements that follow).
+fn split_head(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&kind, after_kind) = input.split_first()?;
     let nul = after_kind.iter().position(|&b| b == 0)?;
-    let value = &after_kind[nul + 1..];
-    (kind == kind::DOCUMENT && value.len() >= 4).then(|| Element {
-        kind,
-        key: &after_kind[..nul],
-        value,
-    })
+    Some((kind, &after_kind[..nul], &after_kind[nul + 1..]))
 }
 
 fn split_element(input: &[u8]) -> Option<(Element<'_>, &[u8])> {
-    let (&kind, after_kind) = input.split_first()?;
-    let nul = after_kind.iter().position(|&b| b == 0)?;
-    let key = &after_kind[..nul];
-    let body = &after_kind[nul + 1..];
+    let (kind, key, body) = split_head(input)?;
     let len = value_len(kind, body)?;
     let (value, rest) = body.split_at_checked(len)?;
     Some((Element { kind, key, value }, rest))
