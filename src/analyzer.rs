@@ -69,7 +69,7 @@ impl InputSummary {
     }
 }
 
-fn is_zero(n: &u64) -> bool {
+pub(crate) fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
@@ -246,6 +246,7 @@ fn finish_analysis(front: FrontEnd, mut observer: Observer) -> Analysis {
             ),
         );
     }
+    node_life_warnings(&observer.nodes, front.input.first_ts, &mut warnings);
     let input = input_with(front.input, &observer, &front.table);
     let mut connections = observer.finished;
     // Cached-key sort permutes with one swap per record; a plain sort moved each
@@ -258,6 +259,59 @@ fn finish_analysis(front: FrontEnd, mut observer: Observer) -> Analysis {
         nodes: observer.nodes,
         in_flight: observer.in_flight,
         table: front.table,
+    }
+}
+
+/// A node that restarted during the capture, or refused or never answered connection
+/// attempts: one warning each, in node order. Such attempts are not connections (the
+/// server never held them), so these warnings are where they are counted.
+fn node_life_warnings(nodes: &NodeStats, start: Option<f64>, warnings: &mut Warnings) {
+    let at = |ts: f64| format!("{:.1} s", ts - start.unwrap_or(ts));
+    let span = |a: &crate::observe::Attempts| match (a.first, a.last) {
+        (Some(first), Some(last)) if last > first => {
+            format!("between {} and {} into the capture", at(first), at(last))
+        }
+        (Some(first), _) => format!("at {} into the capture", at(first)),
+        _ => String::new(),
+    };
+    let attempts = |n: u64| format!("{n} connection attempt{}", if n == 1 { "" } else { "s" });
+    let mut life: Vec<_> = nodes.life.iter().collect();
+    life.sort_by_key(|(node, _)| **node);
+    for (node, life) in life {
+        let restarts: Vec<String> = life.restarts().map(at).collect();
+        let refused = (life.refused.count > 0).then(|| {
+            format!(
+                "{} refused {} (each SYN answered by a RST: nothing listening on the port, as while a mongod is stopped or restarting)",
+                attempts(life.refused.count),
+                span(&life.refused)
+            )
+        });
+        if !restarts.is_empty() {
+            warnings.push(
+                "node-restart",
+                format!(
+                    "{node} restarted during the capture: its hello replies name {} processes (topologyVersion.processId), a new one from {} into the capture. A restart closes every connection to it and its clients reconnect, so their connections to it are counted before and after{}",
+                    life.processes.len(),
+                    restarts.join(", "),
+                    refused.map(|r| format!("; {r}")).unwrap_or_default()
+                ),
+            );
+        } else if let Some(refused) = refused {
+            warnings.push(
+                "refused-connections",
+                format!("{node}: {refused}; they are not counted as connections"),
+            );
+        }
+        if life.unanswered.count > 0 {
+            warnings.push(
+                "unanswered-connections",
+                format!(
+                    "{node}: {} {} never answered (no SYN-ACK: the host down or unreachable, a firewall dropping them, or the capture ended first); they are not counted as connections",
+                    attempts(life.unanswered.count),
+                    span(&life.unanswered)
+                ),
+            );
+        }
     }
 }
 

@@ -427,3 +427,42 @@ fn endless_distinct_command_names_are_counted_within_a_bound() {
     assert_eq!(o.command_count("(other commands)"), 1000 - 127);
     assert_healthy(conn_from(&a, 50_021));
 }
+
+/// Connection attempts that never became connections: a SYN answered by a RST (nothing
+/// listening: refused) and a SYN retransmitted but never answered. The server never held
+/// either, so neither is listed or counted as a connection; each is counted on its node
+/// and named in a warning, and the healthy connection beside them is reported as usual.
+#[test]
+fn failed_connection_attempts_are_counted_on_their_node_not_listed() {
+    const RST_ACK: Flags = Flags {
+        syn: false,
+        ack: true,
+        fin: false,
+        rst: true,
+    };
+    let mut pcap = Pcap::new(1);
+    healthy(&mut pcap, 50_000, 1_000_000);
+    let refused = (CLIENT.0, 50_001);
+    pcap.record(2_000_000, &frame(refused, SERVER, 7, 0, SYN, b""));
+    pcap.record(2_000_100, &frame(SERVER, refused, 0, 8, RST_ACK, b""));
+    let unanswered = (CLIENT.0, 50_002);
+    pcap.record(3_000_000, &frame(unanswered, SERVER, 9, 0, SYN, b""));
+    pcap.record(4_000_000, &frame(unanswered, SERVER, 9, 0, SYN, b""));
+    let a = analyze_bytes(pcap.bytes);
+    assert_eq!(a.connections.len(), 1, "{:#?}", a.connections);
+    assert_healthy(conn_from(&a, 50_000));
+    let kinds: Vec<&str> = a.warnings.iter().map(|w| w.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"refused-connections") && kinds.contains(&"unanswered-connections"),
+        "{:#?}",
+        a.warnings
+    );
+    let report = conn_attrib::conclude(a, Default::default(), Default::default());
+    let json: serde_json::Value =
+        serde_json::from_str(&conn_attrib::report::to_json(&report)).unwrap();
+    let node = &json["nodes"][0];
+    assert_eq!(node["node"], "10.0.0.9:27017");
+    assert_eq!(node["refused_attempts"], 1);
+    assert_eq!(node["unanswered_attempts"], 1);
+    assert_eq!(json["clients"][0]["counts"]["total"], 1);
+}

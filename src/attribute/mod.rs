@@ -277,6 +277,42 @@ fn resolve_keys<'k>(own: &'k [ClientKey<'k>], released: &'k Released) -> Vec<&'k
         .collect()
 }
 
+/// A node some of whose connections heard another process than the first: it restarted
+/// during the capture, and the connections to its new process were opened again.
+fn restart_deviations(members: &[usize], conns: &[Box<Observations>]) -> Vec<String> {
+    // node -> (process -> (its first connection's first packet, connections))
+    type Processes = BTreeMap<[u8; 12], (f64, u64)>;
+    let mut by_node: BTreeMap<SocketAddr, Processes> = BTreeMap::new();
+    for &i in members {
+        let obs = &conns[i];
+        let Some(pid) = obs.server_info.as_ref().and_then(|s| s.process_id) else {
+            continue;
+        };
+        let entry = by_node
+            .entry(obs.server)
+            .or_default()
+            .entry(pid)
+            .or_insert((obs.first_seen, 0));
+        entry.0 = entry.0.min(obs.first_seen);
+        entry.1 += 1;
+    }
+    by_node
+        .into_iter()
+        .filter(|(_, processes)| processes.len() > 1)
+        .map(|(node, processes)| {
+            let mut order: Vec<(f64, u64)> = processes.into_values().collect();
+            order.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let reopened: u64 = order[1..].iter().map(|(_, n)| n).sum();
+            format!(
+                "{node} restarted during the capture ({} processes answered): {reopened} connection{} to it {} opened again to the new process (a restart closes every connection; the driver reopens its monitors and refills its pool)",
+                order.len(),
+                if reopened == 1 { "" } else { "s" },
+                if reopened == 1 { "was" } else { "were" }
+            )
+        })
+        .collect()
+}
+
 /// Group, count, check. `verdicts` is index-aligned with `conns`.
 pub fn attribute(
     conns: Vec<Box<Observations>>,
@@ -650,6 +686,7 @@ fn client_of(
                 "pool churn: {pool_total} pool connections over the capture but at most {pool_peak_sum} open at once; {closed} closed (maxIdleTimeMS, errors or pool clears)"
             ));
         }
+        deviations.extend(restart_deviations(members, conns));
         let probes = members
             .iter()
             .filter(|&&i| {

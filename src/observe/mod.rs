@@ -32,7 +32,10 @@ use crate::warnings::Warnings;
 use crate::wire::{self, FrameEvent, Framer, FramerConfig, Message};
 
 pub use shape::{FlightStats, Opening, Shape, Spread};
-pub use stats::{Bins, HelloTicks, NodeStats, Percentiles, Summary, MAX_HELLO_TICKS};
+pub use stats::{
+    Attempts, Bins, HelloTicks, NodeLife, NodeStats, Percentiles, ProcessSeen, Summary,
+    MAX_HELLO_TICKS,
+};
 
 /// Operations in flight at once, per (client host, appName, server): the pool's real
 /// concurrency, which is what makes it grow past minPoolSize.
@@ -210,6 +213,23 @@ pub struct ServerInfo {
     pub max_wire_version: Option<i32>,
     pub topology_version: bool,
     pub service_id: bool,
+    /// `topologyVersion.processId`: which process answered, so that connections to a
+    /// node that restarted during the capture tell the old process from the new one.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "object_id_hex"
+    )]
+    pub process_id: Option<[u8; 12]>,
+}
+
+fn object_id_hex<S: serde::Serializer>(id: &Option<[u8; 12]>, s: S) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => s.collect_str(&format_args!(
+            "{}",
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -793,6 +813,9 @@ impl Observer {
                 if (describes || newer) && !msg.is_partial() {
                     if let Some(reply) = wire::hello_reply(msg) {
                         obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
+                        if let Some(tv) = reply.topology_version {
+                            self.nodes.process(server, tv.process_id, ts.as_secs_f64());
+                        }
                     }
                 }
             }
@@ -857,6 +880,9 @@ impl Observer {
         let newer = note_newer_config(obs, reply.set_version, ts);
         if (obs.server_info.is_none() || newer) && !msg.is_partial() {
             obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
+        }
+        if let Some(tv) = reply.topology_version.filter(|_| !msg.is_partial()) {
+            self.nodes.process(server, tv.process_id, ts.as_secs_f64());
         }
         state.pending[state.pending_next] = (
             Some(msg.header.request_id),
@@ -1028,6 +1054,7 @@ fn server_info_of(reply: &wire::HelloReply<'_>) -> ServerInfo {
         max_wire_version: reply.max_wire_version,
         topology_version: reply.topology_version.is_some(),
         service_id: reply.service_id,
+        process_id: reply.topology_version.map(|t| t.process_id),
     }
 }
 
@@ -1142,6 +1169,18 @@ impl ConnHandler for Observer {
     }
 
     fn close(&mut self, mut state: Box<ConnState>, info: &ConnInfo, stats: [StreamStats; 2]) {
+        if let Some(failed) = info.failed_attempt(&stats) {
+            // Never a connection: tallied for its server, not listed or counted.
+            let server = info.endpoint(Side::B);
+            if self.is_server_port(server.port()) {
+                let refused = failed == crate::tcp::FailedAttempt::Refused;
+                self.nodes
+                    .failed_attempt(server, refused, info.first_seen.as_secs_f64());
+            } else {
+                self.foreign_flows += 1;
+            }
+            return;
+        }
         if let Some(tls) = state.tls.as_mut() {
             // A connection that went quiet while a followed key log lagged behind: its
             // held records are opened now if the secrets have appeared.

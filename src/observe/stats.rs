@@ -197,11 +197,62 @@ impl NodeHistograms {
     }
 }
 
+/// Processes kept per node: a restart starts a new one, and a few restarts in one
+/// capture are worth naming; more only repeat the story.
+pub const MAX_PROCESSES: usize = 8;
+
+/// One server process, as hello replies name it (`topologyVersion.processId`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProcessSeen {
+    pub process_id: [u8; 12],
+    /// The first and last whole hello reply read from it (epoch seconds).
+    pub first_seen: f64,
+    pub last_seen: f64,
+}
+
+/// Connection attempts a node never accepted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Attempts {
+    pub count: u64,
+    /// The first and last attempt's SYN (epoch seconds).
+    pub first: Option<f64>,
+    pub last: Option<f64>,
+}
+
+impl Attempts {
+    fn add(&mut self, ts: f64) {
+        self.count += 1;
+        self.first = Some(self.first.map_or(ts, |f| f.min(ts)));
+        self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
+    }
+}
+
+/// What a node's traffic says of its life: the processes that answered (more than one:
+/// it restarted during the capture) and the connection attempts it refused or left
+/// unanswered.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeLife {
+    /// In the order first seen; at most [`MAX_PROCESSES`].
+    pub processes: Vec<ProcessSeen>,
+    pub refused: Attempts,
+    pub unanswered: Attempts,
+}
+
+impl NodeLife {
+    /// When each process after the first was first seen: the node's restarts.
+    pub fn restarts(&self) -> impl Iterator<Item = f64> + '_ {
+        self.processes.iter().skip(1).map(|p| p.first_seen)
+    }
+}
+
 /// Histograms per server endpoint.
 #[derive(Clone, Debug, Default)]
 pub struct NodeStats {
     /// FxHash: looked up for every hello and operation reply.
     pub nodes: rustc_hash::FxHashMap<SocketAddr, NodeHistograms>,
+    /// Only for nodes with a process or a failed attempt seen: read once per connection,
+    /// not per message.
+    pub life: rustc_hash::FxHashMap<SocketAddr, NodeLife>,
 }
 
 impl NodeStats {
@@ -221,6 +272,31 @@ impl NodeStats {
     }
     pub fn op_latency(&mut self, server: SocketAddr, ms: f64) {
         let _ = self.node(server).op_latency_us.record((ms * 1000.0) as u64);
+    }
+    /// A whole hello reply from `server` naming its process.
+    pub fn process(&mut self, server: SocketAddr, process_id: [u8; 12], ts: f64) {
+        let processes = &mut self.life.entry(server).or_default().processes;
+        if let Some(p) = processes.iter_mut().find(|p| p.process_id == process_id) {
+            p.first_seen = p.first_seen.min(ts);
+            p.last_seen = p.last_seen.max(ts);
+        } else if processes.len() < MAX_PROCESSES {
+            processes.push(ProcessSeen {
+                process_id,
+                first_seen: ts,
+                last_seen: ts,
+            });
+        }
+        // Replies reach here in capture order, nearly: keep the order exact.
+        processes.sort_by(|a, b| a.first_seen.total_cmp(&b.first_seen));
+    }
+    /// A connection attempt to `server` that never became a connection, sent at `ts`.
+    pub fn failed_attempt(&mut self, server: SocketAddr, refused: bool, ts: f64) {
+        let life = self.life.entry(server).or_default();
+        if refused {
+            life.refused.add(ts);
+        } else {
+            life.unanswered.add(ts);
+        }
     }
 }
 

@@ -58,6 +58,15 @@ pub struct NodeSummary {
     pub op_latency_ms: Option<Percentiles>,
     /// What the node said about itself (set name, role), when a hello reply was seen.
     pub role: Option<String>,
+    /// When a new process first answered (epoch seconds): the node restarted then.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restarts: Vec<f64>,
+    /// Connection attempts it refused (SYN answered by RST) or never answered: not
+    /// connections, so not in `counts`.
+    #[serde(skip_serializing_if = "crate::analyzer::is_zero")]
+    pub refused_attempts: u64,
+    #[serde(skip_serializing_if = "crate::analyzer::is_zero")]
+    pub unanswered_attempts: u64,
     /// Heartbeat intervals (s) and hello round trips (ms) binned for charts (HTML).
     #[serde(skip)]
     pub heartbeat_bins: Option<Bins>,
@@ -220,11 +229,20 @@ fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSum
             });
         }
     }
+    // A node that only refused or left attempts unanswered (down the whole capture) is
+    // listed too: it is where the clients tried to go.
+    for node in analysis.nodes.life.keys() {
+        by_node.entry(*node).or_default();
+    }
     by_node
         .into_iter()
         .map(|(node, (counts, clients, role))| {
             let h = analysis.nodes.nodes.get(&node);
+            let life = analysis.nodes.life.get(&node);
             NodeSummary {
+                restarts: life.map(|l| l.restarts().collect()).unwrap_or_default(),
+                refused_attempts: life.map_or(0, |l| l.refused.count),
+                unanswered_attempts: life.map_or(0, |l| l.unanswered.count),
                 node: node.to_string(),
                 counts,
                 clients: clients.len(),
@@ -257,7 +275,7 @@ pub(crate) fn node_rows(report: &Report) -> Vec<Vec<String>> {
         .map(|n| {
             vec![
                 n.node.clone(),
-                n.role.clone().unwrap_or_else(|| "-".into()),
+                node_role(report, n),
                 n.counts.total.to_string(),
                 n.clients.to_string(),
                 fmt_percentiles(&n.heartbeat_s, " s"),
@@ -266,6 +284,28 @@ pub(crate) fn node_rows(report: &Report) -> Vec<Vec<String>> {
             ]
         })
         .collect()
+}
+
+/// What a node said it is, and what happened to it during the capture.
+fn node_role(report: &Report, n: &NodeSummary) -> String {
+    let start = report.input.first_ts.unwrap_or(0.0);
+    let mut events: Vec<String> = n
+        .restarts
+        .iter()
+        .map(|t| format!("restarted at {:.1} s", t - start))
+        .collect();
+    if n.refused_attempts > 0 {
+        events.push(format!("{} attempts refused", n.refused_attempts));
+    }
+    if n.unanswered_attempts > 0 {
+        events.push(format!("{} attempts unanswered", n.unanswered_attempts));
+    }
+    let role = n.role.as_deref().unwrap_or("-");
+    if events.is_empty() {
+        role.to_string()
+    } else {
+        format!("{role} ({})", events.join(", "))
+    }
 }
 
 pub(crate) const CONNECTION_HEADER: [&str; 4] = ["client", "server", "class", "evidence"];

@@ -74,14 +74,47 @@ pub struct ConnInfo {
     pub endpoints: [SocketAddr; 2],
     /// Set when the SYN or SYN-ACK was captured: the side that opened the connection.
     pub initiator: Option<Side>,
+    /// A SYN-ACK was captured: the server accepted the connection. A SYN answered by a
+    /// RST, or not at all, is a connection attempt that failed, not a connection.
+    pub answered: bool,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
     pub close: Option<Close>,
 }
 
+/// How a connection attempt that never became a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailedAttempt {
+    /// The SYN was answered by a RST: nothing listening on the port (a server down or
+    /// restarting).
+    Refused,
+    /// The SYN was never answered: the host down or unreachable, a firewall dropping it,
+    /// or the capture ended first.
+    Unanswered,
+}
+
 impl ConnInfo {
     pub fn endpoint(&self, side: Side) -> SocketAddr {
         self.endpoints[side.index()]
+    }
+
+    /// A SYN the server never accepted, carrying no byte either way: not a connection
+    /// the server ever held, so not one to count.
+    pub fn failed_attempt(&self, stats: &[StreamStats; 2]) -> Option<FailedAttempt> {
+        if self.answered
+            || self.initiator != Some(Side::A)
+            || stats.iter().any(|s| s.bytes > 0 || s.gap_bytes > 0)
+        {
+            return None;
+        }
+        Some(match self.close {
+            Some(Close {
+                kind: CloseKind::Rst,
+                by: Some(Side::B),
+                ..
+            }) => FailedAttempt::Refused,
+            _ => FailedAttempt::Unanswered,
+        })
     }
 }
 
@@ -277,6 +310,7 @@ impl<S> FlowTable<S> {
                 id: self.next_id,
                 endpoints: [a, b],
                 initiator,
+                answered: false,
                 first_seen: ts,
                 last_seen: ts,
                 close: None,
@@ -391,6 +425,7 @@ fn feed<S, H: ConnHandler<State = S>>(
     let state = &mut conn.state;
 
     if seg.flags.syn {
+        conn.info.answered |= seg.flags.ack;
         conn.isn[i].get_or_insert(seg.seq);
         conn.halves[i].syn(seg.seq);
     }
@@ -604,6 +639,38 @@ mod tests {
         assert_eq!(info.endpoint(Side::A).to_string(), C);
         assert_eq!(info.initiator, Some(Side::A));
         assert_eq!(a, b"hi");
+    }
+
+    #[test]
+    fn a_syn_answered_by_rst_was_never_accepted() {
+        let mut t = FlowTable::new(TableConfig::default());
+        let mut r = Recorder::default();
+        // Refused: the server's RST answers the SYN.
+        t.segment(Timestamp(1), &seg(C, S, 100, None, "S", b""), &mut r);
+        t.segment(Timestamp(2), &seg(S, C, 0, Some(101), "R", b""), &mut r);
+        // Accepted: a SYN-ACK, then the client's RST.
+        handshake(&mut t, &mut r, 500, 10);
+        t.segment(Timestamp(20), &seg(C, S, 501, Some(7001), "R", b""), &mut r);
+        t.finish(&mut r);
+        let no_bytes = [StreamStats::default(); 2];
+        let refused = &r.closed[0].0;
+        assert!(!refused.answered);
+        assert_eq!(
+            refused.failed_attempt(&no_bytes),
+            Some(FailedAttempt::Refused)
+        );
+        assert!(r.closed[1].0.answered);
+        assert_eq!(r.closed[1].0.failed_attempt(&no_bytes), None);
+        // A SYN with no answer by the end of the capture.
+        let mut t = FlowTable::new(TableConfig::default());
+        let mut r = Recorder::default();
+        t.segment(Timestamp(1), &seg(C, S, 100, None, "S", b""), &mut r);
+        t.segment(Timestamp(3), &seg(C, S, 100, None, "S", b""), &mut r);
+        t.finish(&mut r);
+        assert_eq!(
+            r.closed[0].0.failed_attempt(&no_bytes),
+            Some(FailedAttempt::Unanswered)
+        );
     }
 
     #[test]
