@@ -687,3 +687,74 @@ fn nodes_whose_pool_stays_below_min_pool_size_are_named() {
         "the Ruby case's secondaries are below minPoolSize"
     );
 }
+
+/// A member restarted during the capture (`--restart-member`): the report names the
+/// restart on that node (a new topologyVersion.processId), counts the attempts it refused
+/// while down as the capture shows them (SYN answered by RST; tshark), lists none of them
+/// as a connection (every-connection test above), and each client that was connected to
+/// it before and after says so in its verdict. No other node of any case restarts.
+#[test]
+fn a_restarted_member_is_named_and_its_refused_attempts_are_counted_not_listed() {
+    let mut restarts_seen = 0;
+    for dir in cases() {
+        let t = truth(&dir);
+        let case = t["case"].as_str().unwrap();
+        let r = report(&dir, &t, None);
+        let restarts = t["server"]["restarts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for node in r["nodes"].as_array().unwrap() {
+            let name = node["node"].as_str().unwrap();
+            let truth_restart = restarts.iter().find(|x| x["member"] == name);
+            let seen = node["restarts"].as_array().cloned().unwrap_or_default();
+            match truth_restart {
+                None => assert!(seen.is_empty(), "{case}: {name} restarted? {seen:?}"),
+                Some(x) => {
+                    restarts_seen += 1;
+                    let (down, up) = (x["down"].as_f64().unwrap(), x["up"].as_f64().unwrap());
+                    // The new process is seen once a client reconnects: within a heartbeat
+                    // (2 s in the lab) and a connection's handshake of its start.
+                    assert!(
+                        seen.len() == 1 && (up..up + 3.0).contains(&seen[0].as_f64().unwrap()),
+                        "{case}: {name}: restarts {seen:?}, the member was down {down}..{up}"
+                    );
+                }
+            }
+            let refused = t["server"]["refused_attempts"][name].as_u64().unwrap_or(0);
+            assert_eq!(
+                node["refused_attempts"].as_u64().unwrap_or(0),
+                refused,
+                "{case}: {name}: refused attempts"
+            );
+        }
+        for x in &restarts {
+            let (member, down, up) = (
+                x["member"].as_str().unwrap(),
+                x["down"].as_f64().unwrap(),
+                x["up"].as_f64().unwrap(),
+            );
+            let mut spans: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
+            for c in r["connections"].as_array().unwrap() {
+                if c["server"] != member {
+                    continue;
+                }
+                let opened = c["opened"].as_f64().unwrap();
+                let span = spans.entry(c["client_id"].as_str().unwrap()).or_default();
+                span.0 |= opened < down;
+                span.1 |= opened > up;
+            }
+            for (id, _) in spans
+                .into_iter()
+                .filter(|(_, (before, after))| *before && *after)
+            {
+                let verdict = common::client_by_id(&r, id)["verdict"].as_str().unwrap();
+                assert!(
+                    verdict.contains(&format!("{member} restarted during the capture")),
+                    "{case} {id}: {verdict}"
+                );
+            }
+        }
+    }
+    assert!(restarts_seen >= 1, "the lab's member-restart case");
+}

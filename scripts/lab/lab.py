@@ -237,6 +237,12 @@ CASES = {
         what="The Node.js driver over TLS 1.2 with ECDHE-RSA-CHACHA20-POLY1305 (RFC 7905), minPoolSize=1, heartbeat 2 s",
         seconds=12, tls=dict(max_version="1.2", ciphers="ECDHE-RSA-CHACHA20-POLY1305"),
         clients=[dict(driver="node", uri=uri(RS_URI, appName="tls12-chacha", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1)]),
+    "member-restart": dict(
+        what="One step of a rolling restart: secondary 127.0.0.12 stops about 6 s into the run (its clients' sockets closed, new connections refused) and is back 4 s later as a new process (a new topologyVersion.processId); PyMongo on 127.0.0.21 and the Node.js driver on 127.0.0.22, minPoolSize=1, heartbeat 2 s, 2 workers each: each driver replaces its monitor, RTT and pool connections to that member, and its connection attempts while the member is down are refused (SYN answered by RST)",
+        seconds=18, server=["--restart-member", "127.0.0.12:27017", "--restart-at", "7", "--restart-down", "4"],
+        clients=[
+            dict(driver="pymongo", src="127.0.0.21", uri=uri(RS_URI, appName="orders-api", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2),
+            dict(driver="node", src="127.0.0.22", uri=uri(RS_URI, appName="billing", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
     "cluster-stale": dict(
         what="A replica set's own connections, emulated as mongod opens them (internal handshake, heartbeats, oplog fetcher, replSetUpdatePosition), with 127.0.0.13 removed at 8 s (setVersion 2); PyMongo then sends dropConnections for it to the primary (host:port: its connections close) and to the secondary (no port: silently ignored, they stay open); a monitoring agent keeps monitoring the removed member directly",
         seconds=16, server=["--emulate-members", "--remove-member", "127.0.0.13:27017", "--remove-at", "8"],
@@ -489,6 +495,12 @@ def write_truth(name, spec, work, capture, cut_ts, final):
         events.append(evs)
     present = endpoints_in(final) if cut_ts else None
     truth, summary = derive_truth(name, spec, server_log, events, capture, cut_ts, present)
+    restarts = read_restarts(server_log)
+    if restarts:
+        # Attempts while a member is down never become connections: the report counts
+        # them per node instead of listing them.
+        truth["server"]["restarts"] = restarts
+        truth["server"]["refused_attempts"] = dict(refused_attempts_in(final))
     with open(os.path.join(OUT, name, "truth.json"), "w") as f:
         json.dump(truth, f, indent=1)
     with open(os.path.join(OUT, name, "server-connections.json"), "w") as f:
@@ -560,6 +572,39 @@ def endpoints_in(pcap):
     out = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "ip.src", "-e", "tcp.srcport"],
                          check=True, capture_output=True, text=True).stdout
     return {"%s:%s" % tuple(line.split("\t")) for line in out.splitlines() if "\t" in line}
+
+
+def refused_attempts_in(pcap):
+    """Server ip:port -> how many connection attempts to it a capture shows refused: a SYN
+    the server answered with a RST and never a SYN-ACK (read with tshark)."""
+    out = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst",
+                          "-e", "tcp.dstport", "-e", "tcp.flags.syn", "-e", "tcp.flags.ack", "-e", "tcp.flags.reset"],
+                         check=True, capture_output=True, text=True).stdout
+    syn, syn_ack, rst = set(), set(), set()
+    for line in out.splitlines():
+        f = line.split("\t")
+        if len(f) != 7:
+            continue
+        src, dst = "%s:%s" % (f[0], f[1]), "%s:%s" % (f[2], f[3])
+        on = lambda v: v in ("1", "True")
+        if on(f[4]) and not on(f[5]):
+            syn.add((src, dst))
+        elif on(f[4]):
+            syn_ack.add((dst, src))
+        elif on(f[6]):
+            rst.add((dst, src))
+    return Counter(server for flow in syn - syn_ack if flow in rst for server in [flow[1]])
+
+
+def read_restarts(path):
+    """The members the test server restarted (--restart-member): when each went down and
+    came back."""
+    restarts = {}
+    for line in open(path):
+        e = json.loads(line)
+        if e["event"] == "restart":
+            restarts.setdefault(e["member"], {})[e["phase"]] = e["ts"]
+    return [dict(member=m, down=r.get("down"), up=r.get("up")) for m, r in sorted(restarts.items())]
 
 
 def read_internal(path):

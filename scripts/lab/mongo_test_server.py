@@ -18,7 +18,9 @@ secondary's oplog fetcher and replSetUpdatePosition reporter to the primary. Wit
 bumped, hello replies list the remaining hosts, the removed member answers like a mongod
 without a config, and the other members' connections to it stay open (idle) until a
 dropConnections naming it (host:port; an element without a port is ignored, as real
-servers do) closes them.
+servers do) closes them. With --restart-member HOST --restart-at S --restart-down D, that
+member stops at S seconds (its clients' sockets closed, new connections refused) and
+comes back D seconds later as a new process (a new topologyVersion.processId).
 
 Bounded: it exits by itself after --max-seconds.
 """
@@ -166,6 +168,8 @@ class Member:
         self.store = {}
         self.index = index
         self.outgoing = []  # Outgoing connections this member opened
+        self.incoming = set()  # Connections accepted and still open
+        self.server = None  # the listener (asyncio.Server)
         self.cursor_id = 7000 + index
 
     def request_id(self):
@@ -320,6 +324,19 @@ class Connection:
         member.next_conn_id += 1
         self.compressor = None  # negotiated name
         self.closed = False
+        self.close_logged = False
+
+    def shut(self, reason):
+        """Close from the server's side, as a stopping mongod closes its clients' sockets."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_logged = True
+        self.log.write(event="close", peer=self.peer, local=self.m.name, reason=reason)
+        try:
+            self.writer.close()
+        except Exception:
+            pass
 
     async def read_message(self):
         header = await self.reader.readexactly(16)
@@ -377,6 +394,7 @@ class Connection:
     async def serve(self):
         local = self.writer.get_extra_info("sockname")
         self.log.write(event="accept", peer=self.peer, local="%s:%d" % (local[0], local[1]), conn_id=self.state["conn_id"])
+        self.m.incoming.add(self)
         try:
             while True:
                 request_id, _, opcode, body, compressor = await self.read_message()
@@ -387,7 +405,9 @@ class Connection:
             self.log.write(event="error", peer=self.peer, local=self.m.name, error=repr(e))
         finally:
             self.closed = True
-            self.log.write(event="close", peer=self.peer, local=self.m.name)
+            self.m.incoming.discard(self)
+            if not self.close_logged:
+                self.log.write(event="close", peer=self.peer, local=self.m.name)
             try:
                 self.writer.close()
             except Exception:
@@ -430,6 +450,8 @@ class Connection:
             if awaitable:
                 wait = min(float(cmd.get("maxAwaitTimeMS", 10000)) / 1000.0, 60.0)
                 await asyncio.sleep(wait)
+                if self.closed:
+                    return
             reply = self.m.hello_reply(cmd, self.state)
             self.negotiate(reply)
             if exhaust:
@@ -624,6 +646,24 @@ async def remove_member(members, args, log, name, after):
     log.write(event="reconfig", version=config["version"], hosts=config["hosts"], removed=name)
 
 
+async def restart_member(members, args, log, name, after, down, listen):
+    """Stop one member as a restart does (listener closed, every client's socket closed,
+    connection attempts refused while it is down), then start it again `down` seconds
+    later as a new process: a new topologyVersion.processId, the counter from 0."""
+    await asyncio.sleep(after)
+    m = next(m for m in members if m.name == name)
+    m.server.close()
+    for conn in list(m.incoming):
+        conn.shut("member restarting")
+    log.write(event="restart", member=name, phase="down")
+    await asyncio.sleep(down)
+    m.process_id = bson.ObjectId()
+    m.counter = 0
+    m.next_conn_id = 1
+    m.server = await listen(m)
+    log.write(event="restart", member=name, phase="up")
+
+
 async def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--topology", choices=["replset", "standalone", "mongos", "load-balanced"], default="replset")
@@ -640,6 +680,9 @@ async def main():
     p.add_argument("--emulate-members", action="store_true", help="open the members' own connections to each other")
     p.add_argument("--remove-member", help="host:port removed from the set at --remove-at seconds")
     p.add_argument("--remove-at", type=float, default=6.0)
+    p.add_argument("--restart-member", help="host:port stopped at --restart-at seconds and started again --restart-down seconds later")
+    p.add_argument("--restart-at", type=float, default=6.0)
+    p.add_argument("--restart-down", type=float, default=4.0)
     args = p.parse_args()
     tls = None
     if args.tls_cert:
@@ -656,17 +699,19 @@ async def main():
     log = Log(args.log)
     args.log = log
     args.config = {"version": 1, "hosts": list(hosts), "removed": set()}
-    servers = []
     members = []
+
+    async def listen(member):
+        def handler(reader, writer):
+            return Connection(member, reader, writer, log).serve()
+
+        return await asyncio.start_server(handler, member.host, member.port, reuse_address=True, ssl=tls)
+
     for i, h in enumerate(hosts):
         host, port = h.rsplit(":", 1)
         member = Member(args, host, int(port), hosts, i)
         members.append(member)
-
-        def handler(reader, writer, member=member):
-            return Connection(member, reader, writer, log).serve()
-
-        servers.append(await asyncio.start_server(handler, host, int(port), reuse_address=True, ssl=tls))
+        member.server = await listen(member)
     log.write(event="listening", hosts=hosts, topology=args.topology, legacy_42=args.legacy_42,
               tls=bool(tls), tls_max_version=args.tls_max_version if tls else None)
     print("listening on " + ",".join(hosts), flush=True)
@@ -675,6 +720,9 @@ async def main():
         await emulate_members(members, log)
     if args.remove_member:
         asyncio.get_running_loop().create_task(remove_member(members, args, log, args.remove_member, args.remove_at))
+    if args.restart_member:
+        asyncio.get_running_loop().create_task(restart_member(
+            members, args, log, args.restart_member, args.restart_at, args.restart_down, listen))
     await asyncio.sleep(args.max_seconds)
 
 
