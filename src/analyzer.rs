@@ -425,7 +425,7 @@ impl Held for Analyzer {
         let mut open = Vec::new();
         self.front.table.for_each_open(|info, state| {
             if wanted(info) {
-                open.push(Box::new(self.observer.peek(state, info)));
+                open.extend(self.observer.peek(state, info).map(Box::new));
             }
         });
         open

@@ -466,3 +466,36 @@ fn failed_connection_attempts_are_counted_on_their_node_not_listed() {
     assert_eq!(node["unanswered_attempts"], 1);
     assert_eq!(json["clients"][0]["counts"]["total"], 1);
 }
+
+/// A live snapshot taken while a SYN waits for its answer lists the connections, not the
+/// attempt; once answered, it is a connection like any other.
+#[test]
+fn a_snapshot_does_not_list_a_syn_waiting_for_its_answer() {
+    fn snapshot_ports(bytes: Vec<u8>) -> Vec<u16> {
+        use conn_attrib::capture::{FileSource, PacketSource};
+        let mut src = FileSource::from_reader("test.pcap", Box::new(std::io::Cursor::new(bytes)))
+            .expect("a capture");
+        let mut analyzer = conn_attrib::Analyzer::new(AnalyzerConfig::default());
+        while let Some(packet) = src.next_packet().expect("readable") {
+            analyzer.packet(&packet);
+        }
+        let mut ports: Vec<u16> = analyzer
+            .snapshot()
+            .iter()
+            .map(|o| o.client.port())
+            .collect();
+        ports.sort_unstable();
+        ports
+    }
+    let mut pcap = Pcap::new(1);
+    healthy(&mut pcap, 50_000, 1_000_000);
+    // A second connection's SYN, SYN-ACK and ACK: records of 16 + 54 bytes after the
+    // 24-byte file header.
+    let mut later = Pcap::new(1);
+    Conversation::new((CLIENT.0, 50_001), SERVER, 2_000_000).open(&mut later);
+    let (syn, answer) = later.bytes[24..].split_at(70);
+    pcap.bytes.extend_from_slice(syn);
+    assert_eq!(snapshot_ports(pcap.bytes.clone()), [50_000]);
+    pcap.bytes.extend_from_slice(answer);
+    assert_eq!(snapshot_ports(pcap.bytes), [50_000, 50_001]);
+}

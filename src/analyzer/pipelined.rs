@@ -293,7 +293,7 @@ impl Held for Back {
             .iter()
             .flatten()
             .filter(|open| wanted(&open.info))
-            .map(|open| Box::new(self.observer.peek(&open.state, &open.info)))
+            .filter_map(|open| self.observer.peek(&open.state, &open.info).map(Box::new))
             .collect()
     }
 

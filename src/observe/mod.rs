@@ -567,14 +567,20 @@ impl Observer {
     }
 
     /// The observations of a connection still open (live snapshots): settled as if it
-    /// ended now, without changing it.
-    pub fn peek(&self, state: &ConnState, info: &ConnInfo) -> Observations {
+    /// ended now, without changing it. None for a SYN not answered yet: an attempt, not
+    /// (yet) a connection.
+    pub fn peek(&self, state: &ConnState, info: &ConnInfo) -> Option<Observations> {
+        let traffic = &state.core.traffic;
+        if !info.answered && info.initiator == Some(Side::A) && traffic.iter().all(|t| t.bytes == 0)
+        {
+            return None;
+        }
         let mut obs = state.core.obs.clone();
         let client = self.client_side(&state.core, info);
         self.settle(&mut obs, &state.core, info, client);
         obs.tls_session = state.tls.as_ref().map(|t| t.summary());
         obs.shape = keyless_shape(state, client.0);
-        obs
+        Some(obs)
     }
 
     /// Which side is the client, and what told: the SYN, the messages (or the
