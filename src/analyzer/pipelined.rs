@@ -46,6 +46,8 @@ enum Call {
         slot: Slot,
         last_seen: Timestamp,
         close: Option<Close>,
+        answered: bool,
+        closing_since: Option<Timestamp>,
     },
     Stream {
         slot: Slot,
@@ -96,7 +98,7 @@ struct Forwarder {
     emptied: Receiver<Batch>,
     free_slots: Vec<Slot>,
     /// By slot: the info's changing part as last sent.
-    sent: Vec<(Timestamp, Option<Close>)>,
+    sent: Vec<Changing>,
     /// The observer thread is gone (it can only have panicked): batches are dropped.
     observer_gone: bool,
 }
@@ -123,7 +125,7 @@ impl Forwarder {
 
     /// Keep the observer's copy of the connection's info up to date.
     fn update(&mut self, slot: Slot, info: &ConnInfo) {
-        let now = (info.last_seen, info.close);
+        let now = changing(info);
         let sent = &mut self.sent[slot as usize];
         if *sent != now {
             *sent = now;
@@ -131,16 +133,30 @@ impl Forwarder {
                 slot,
                 last_seen: info.last_seen,
                 close: info.close,
+                answered: info.answered,
+                closing_since: info.closing_since,
             });
         }
     }
+}
+
+/// The part of a connection's info that changes after it opens.
+type Changing = (Timestamp, Option<Close>, bool, Option<Timestamp>);
+
+fn changing(info: &ConnInfo) -> Changing {
+    (
+        info.last_seen,
+        info.close,
+        info.answered,
+        info.closing_since,
+    )
 }
 
 impl ConnHandler for Forwarder {
     type State = Slot;
 
     fn open(&mut self, info: &ConnInfo) -> Slot {
-        let now = (info.last_seen, info.close);
+        let now = changing(info);
         let slot = match self.free_slots.pop() {
             Some(slot) => {
                 self.sent[slot as usize] = now;
@@ -237,10 +253,14 @@ impl Back {
                     slot,
                     last_seen,
                     close,
+                    answered,
+                    closing_since,
                 } => {
                     let info = &mut slot_of(&mut self.open, slot).info;
                     info.last_seen = last_seen;
                     info.close = close;
+                    info.answered = answered;
+                    info.closing_since = closing_since;
                 }
                 Call::Stream {
                     slot,

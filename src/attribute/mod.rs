@@ -428,7 +428,7 @@ fn client_of(
                     members
                         .iter()
                         .filter(|&&i| verdicts[i].class == class && conns[i].server == *node)
-                        .map(|&i| (conns[i].first_seen, conns[i].closed)),
+                        .map(|&i| conns[i].span()),
                 );
                 (*node, peak)
             })

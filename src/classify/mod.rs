@@ -1305,10 +1305,7 @@ fn peaks_per_node(
     let mut per_node: BTreeMap<std::net::SocketAddr, Vec<(f64, Option<f64>)>> = BTreeMap::new();
     for &j in members.iter().filter(|&&j| keep(j)) {
         let o = &conns[j];
-        per_node
-            .entry(o.server)
-            .or_default()
-            .push((o.first_seen, o.closed));
+        per_node.entry(o.server).or_default().push(o.span());
     }
     per_node
         .into_iter()

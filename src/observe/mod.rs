@@ -317,6 +317,9 @@ pub struct Observations {
     /// The SYN's timestamp, when captured.
     pub opened: Option<f64>,
     pub closed: Option<f64>,
+    /// The first FIN or RST from either side (see `ConnInfo::closing_since`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closing: Option<f64>,
     /// "client" or "server": whose FIN/RST came first.
     pub closed_by: Option<&'static str>,
     /// "fin", "rst" or "reused".
@@ -373,6 +376,7 @@ impl Observations {
             syn_seen: false,
             opened: None,
             closed: None,
+            closing: None,
             closed_by: None,
             close_kind: None,
             first_seen: 0.0,
@@ -407,6 +411,15 @@ impl Observations {
     pub fn operations(&self) -> u64 {
         self.commands.iter().map(|c| c.count).sum::<u64>()
             + self.legacy_opcodes.iter().map(|c| c.count).sum::<u64>()
+    }
+    /// From its first packet until either side began to close it (or, never closed, to
+    /// the end): the time it counted against its pool or monitor set. A replacement
+    /// opened while the old connection's close is still in flight is not an overlap.
+    pub fn span(&self) -> (f64, Option<f64>) {
+        // A connection older than the capture whose first captured packet is its FIN was
+        // open all along: it ends with its last packet, not at the instant it appeared.
+        let closing = self.closing.filter(|&c| c > self.first_seen);
+        (self.first_seen, closing.or(self.closed))
     }
     pub fn messages(&self) -> u64 {
         self.client_traffic.messages + self.server_traffic.messages
@@ -619,6 +632,7 @@ impl Observer {
         obs.first_seen = info.first_seen.as_secs_f64();
         obs.last_seen = info.last_seen.as_secs_f64();
         obs.mid_stream = state.mid_stream[0] || state.mid_stream[1];
+        obs.closing = info.closing_since.map(|t| t.as_secs_f64());
         if let Some(close) = info.close {
             obs.closed = Some(close.ts.as_secs_f64());
             obs.close_kind = Some(match close.kind {

@@ -80,6 +80,10 @@ pub struct ConnInfo {
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
     pub close: Option<Close>,
+    /// The first FIN or RST, from either side: from then on one side has given the
+    /// connection up (a restarting server closes its side long before a driver notices
+    /// and closes its own). Kept when the capture ends half-closed.
+    pub closing_since: Option<Timestamp>,
 }
 
 /// How a connection attempt that never became a connection ended.
@@ -314,6 +318,7 @@ impl<S> FlowTable<S> {
                 first_seen: ts,
                 last_seen: ts,
                 close: None,
+                closing_since: None,
             };
             self.next_id += 1;
             self.stats.connections += 1;
@@ -456,6 +461,7 @@ fn feed<S, H: ConnHandler<State = S>>(
         conn.halves[i].fin(fin_seq);
     }
     let ended = if seg.flags.rst || seg.flags.fin {
+        conn.info.closing_since.get_or_insert(ts);
         if conn.info.close.is_none() {
             conn.info.close = Some(Close {
                 ts,
