@@ -243,6 +243,8 @@ CASES = {
         clients=[
             dict(driver="pymongo", src="127.0.0.21", uri=uri(RS_URI, appName="orders-api", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2),
             dict(driver="node", src="127.0.0.22", uri=uri(RS_URI, appName="billing", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
+    "go-member-restart": rs_case("go", "go-restart", "The Go driver through the same rolling-restart step as member-restart (secondary 127.0.0.12 stopped about 6 s in, back 4 s later as a new process), minPoolSize=1, heartbeat 2 s, 2 workers",
+                                 threads=2, seconds=18, server=("--restart-member", "127.0.0.12:27017", "--restart-at", "7", "--restart-down", "4")),
     "cluster-stale": dict(
         what="A replica set's own connections, emulated as mongod opens them (internal handshake, heartbeats, oplog fetcher, replSetUpdatePosition), with 127.0.0.13 removed at 8 s (setVersion 2); PyMongo then sends dropConnections for it to the primary (host:port: its connections close) and to the secondary (no port: silently ignored, they stay open); a monitoring agent keeps monitoring the removed member directly",
         seconds=16, server=["--emulate-members", "--remove-member", "127.0.0.13:27017", "--remove-at", "8"],
