@@ -582,13 +582,13 @@ def refused_attempts_in(pcap):
     out = subprocess.run(["tshark", "-r", pcap, "-T", "fields", "-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst",
                           "-e", "tcp.dstport", "-e", "tcp.flags.syn", "-e", "tcp.flags.ack", "-e", "tcp.flags.reset"],
                          check=True, capture_output=True, text=True).stdout
+    on = lambda v: v in ("1", "True")  # tshark prints flags either way, by version
     syn, syn_ack, rst = set(), set(), set()
     for line in out.splitlines():
         f = line.split("\t")
         if len(f) != 7:
             continue
         src, dst = "%s:%s" % (f[0], f[1]), "%s:%s" % (f[2], f[3])
-        on = lambda v: v in ("1", "True")
         if on(f[4]) and not on(f[5]):
             syn.add((src, dst))
         elif on(f[4]):

@@ -224,10 +224,7 @@ pub struct ServerInfo {
 
 fn object_id_hex<S: serde::Serializer>(id: &Option<[u8; 12]>, s: S) -> Result<S::Ok, S::Error> {
     match id {
-        Some(id) => s.collect_str(&format_args!(
-            "{}",
-            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        )),
+        Some(id) => s.serialize_str(&bson::oid::ObjectId::from_bytes(*id).to_hex()),
         None => s.serialize_none(),
     }
 }
@@ -583,9 +580,7 @@ impl Observer {
     /// ended now, without changing it. None for a SYN not answered yet: an attempt, not
     /// (yet) a connection.
     pub fn peek(&self, state: &ConnState, info: &ConnInfo) -> Option<Observations> {
-        let traffic = &state.core.traffic;
-        if !info.answered && info.initiator == Some(Side::A) && traffic.iter().all(|t| t.bytes == 0)
-        {
+        if info.never_accepted() && state.core.traffic.iter().all(|t| t.bytes == 0) {
             return None;
         }
         let mut obs = state.core.obs.clone();
@@ -1193,9 +1188,8 @@ impl ConnHandler for Observer {
             // Never a connection: tallied for its server, not listed or counted.
             let server = info.endpoint(Side::B);
             if self.is_server_port(server.port()) {
-                let refused = failed == crate::tcp::FailedAttempt::Refused;
                 self.nodes
-                    .failed_attempt(server, refused, info.first_seen.as_secs_f64());
+                    .failed_attempt(server, failed, info.first_seen.as_secs_f64());
             } else {
                 self.foreign_flows += 1;
             }

@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 
 use hdrhistogram::Histogram;
+
+use crate::tcp::FailedAttempt;
 use serde::Serialize;
 
 /// Samples kept per summary for medians; the first ones are representative enough for
@@ -205,9 +207,8 @@ pub const MAX_PROCESSES: usize = 8;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ProcessSeen {
     pub process_id: [u8; 12],
-    /// The first and last whole hello reply read from it (epoch seconds).
+    /// The first whole hello reply read from it (epoch seconds).
     pub first_seen: f64,
-    pub last_seen: f64,
 }
 
 /// Connection attempts a node never accepted.
@@ -278,24 +279,21 @@ impl NodeStats {
         let processes = &mut self.life.entry(server).or_default().processes;
         if let Some(p) = processes.iter_mut().find(|p| p.process_id == process_id) {
             p.first_seen = p.first_seen.min(ts);
-            p.last_seen = p.last_seen.max(ts);
         } else if processes.len() < MAX_PROCESSES {
             processes.push(ProcessSeen {
                 process_id,
                 first_seen: ts,
-                last_seen: ts,
             });
         }
         // Replies reach here in capture order, nearly: keep the order exact.
         processes.sort_by(|a, b| a.first_seen.total_cmp(&b.first_seen));
     }
     /// A connection attempt to `server` that never became a connection, sent at `ts`.
-    pub fn failed_attempt(&mut self, server: SocketAddr, refused: bool, ts: f64) {
+    pub fn failed_attempt(&mut self, server: SocketAddr, how: FailedAttempt, ts: f64) {
         let life = self.life.entry(server).or_default();
-        if refused {
-            life.refused.add(ts);
-        } else {
-            life.unanswered.add(ts);
+        match how {
+            FailedAttempt::Refused => life.refused.add(ts),
+            FailedAttempt::Unanswered => life.unanswered.add(ts),
         }
     }
 }

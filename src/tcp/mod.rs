@@ -102,13 +102,15 @@ impl ConnInfo {
         self.endpoints[side.index()]
     }
 
+    /// Opened by a captured SYN that no SYN-ACK answered (yet).
+    pub fn never_accepted(&self) -> bool {
+        !self.answered && self.initiator == Some(Side::A)
+    }
+
     /// A SYN the server never accepted, carrying no byte either way: not a connection
     /// the server ever held, so not one to count.
     pub fn failed_attempt(&self, stats: &[StreamStats; 2]) -> Option<FailedAttempt> {
-        if self.answered
-            || self.initiator != Some(Side::A)
-            || stats.iter().any(|s| s.bytes > 0 || s.gap_bytes > 0)
-        {
+        if !self.never_accepted() || stats.iter().any(|s| s.bytes > 0 || s.gap_bytes > 0) {
             return None;
         }
         Some(match self.close {
