@@ -57,7 +57,11 @@ fn attribution_of(
     released: &attribute::Released,
     opts: attribute::Options,
 ) -> attribute::Attribution {
-    let verdicts = classify::classify(&analysis.connections, analysis.input.window());
+    let verdicts = classify::classify_after(
+        &analysis.connections,
+        analysis.input.window(),
+        &released.prior(),
+    );
     let connections = std::mem::take(&mut analysis.connections);
     let peaks = analysis.in_flight.peaks();
     attribute::attribute(connections, verdicts, opts, &peaks, released)

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use conn_attrib::attribute::{Options, Released};
 use conn_attrib::capture::{FileSource, PacketSource};
+use conn_attrib::observe::KeyLogConfig;
 use conn_attrib::report::{Meta, Report};
 use conn_attrib::{
     analyze_path, analyze_path_bounded, conclude, conclude_with_released, live, Analyzer,
@@ -104,6 +105,66 @@ fn released_connections_still_count_in_their_clients() {
         text.contains("released from memory"),
         "the report says connections were released:\n{text}"
     );
+}
+
+/// What releasing must leave as it was: every client whole (mode, MongoClients, formula,
+/// verdict and each deviation, pool peaks), every node's row, the cluster's membership and
+/// its count of internal connections.
+fn what_releasing_keeps(r: &Report) -> String {
+    format!(
+        "{:#?}\n{:#?}\n{:#?}\ninternal connections: {}",
+        r.attribution.clients, r.nodes, r.cluster.membership, r.cluster.internal_connections
+    )
+}
+
+#[test]
+fn every_lab_case_reads_the_same_with_its_closed_connections_released() {
+    // Releasing as early as possible: a fold once two closed connections are held, and a
+    // live refresh every 50 packets keeping one. Folded connections must still give
+    // their clients' MongoClient count, monitored nodes and pool peaks: these were lost,
+    // and a client whose first connections were released read "exceeds: (0 + 2) x 1 node".
+    let mut released_somewhere = 0;
+    for (dir, truth) in common::lab_cases() {
+        let path = dir.join(truth["capture"].as_str().unwrap());
+        let path = path.to_str().unwrap();
+        let mut config = AnalyzerConfig::default();
+        config.observer.keylog = truth["keylog"].as_str().map(|k| KeyLogConfig {
+            path: dir.join(k),
+            follow: false,
+        });
+        let full = conclude(
+            analyze_path(path, config.clone()).unwrap(),
+            Options::default(),
+            Meta::default(),
+        );
+        let expected = what_releasing_keeps(&full);
+        for pipelined in [false, true] {
+            let config = AnalyzerConfig {
+                pipelined,
+                ..config.clone()
+            };
+            let (analysis, released) = analyze_path_bounded(path, config, 1, &mut |_| {}).unwrap();
+            let bounded =
+                conclude_with_released(analysis, &released, Options::default(), Meta::default());
+            released_somewhere += bounded.input.released_connections;
+            assert_eq!(
+                what_releasing_keeps(&bounded),
+                expected,
+                "{path}: --keep-closed 1 (pipelined {pipelined}, {} released) changed the report",
+                bounded.input.released_connections
+            );
+        }
+        if truth["keylog"].is_null() {
+            let (live, _) = with_releases(path, 50, 1);
+            assert_eq!(
+                what_releasing_keeps(&live),
+                expected,
+                "{path}: live releases ({} released) changed the report",
+                live.input.released_connections
+            );
+        }
+    }
+    assert!(released_somewhere >= 300, "{released_somewhere} released");
 }
 
 #[test]

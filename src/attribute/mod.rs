@@ -8,15 +8,17 @@
 //! client keeps open at once to one node: every instance monitors every node once.
 
 pub mod cluster;
+mod footprint;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{peak_overlap, Class, ClientKey, Verdict};
+use crate::classify::{Class, ClientKey, Verdict};
 use crate::net;
 use crate::observe::{InFlightKey, Observations};
+use footprint::Footprint;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
@@ -171,27 +173,41 @@ pub struct Attributed {
 pub struct Attribution {
     pub connections: Vec<Attributed>,
     pub clients: Vec<Client>,
+    /// Connections released during the capture, per node ([`Released::nodes`]).
+    pub released_nodes: BTreeMap<SocketAddr, NodeTally>,
 }
 
 /// Peak operations in flight per (client host, appName, server), from observation.
 pub type InFlightPeaks = HashMap<InFlightKey, u32>;
 
-/// Closed connections released from memory during a long live capture, folded per client:
-/// their classes still count in the client's totals and nodes, their per-connection
-/// details (evidence, timings) are gone. This is what keeps live mode's memory bounded by
-/// open connections plus a fixed number of recent closed ones, however long it runs.
+/// Closed connections released from memory during a long capture, folded per client and
+/// per node: they still count in their clients' totals, modes, MongoClient estimates and
+/// formulas, and in their nodes' rows; their per-connection details (evidence, timings)
+/// are gone. This is what keeps memory bounded by open connections plus a fixed number of
+/// recent closed ones, however long the capture.
+///
+/// Peaks (connections of a class open at once to a node) fold exactly, up to the classes
+/// the fold gave: a released connection ended before its fold, so every connection open at
+/// any instant it covers was known then, held or released in that fold, or released by an
+/// earlier one only if it ended before that earlier fold. Each fold takes the peak over
+/// all of a client's known connections, which is exact from the client's previous fold on
+/// and a lower bound before it; the end takes it over what is held. The largest is the
+/// peak over the whole capture.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Released {
-    clients: BTreeMap<ClientKey<'static>, ReleasedTally>,
+    clients: BTreeMap<ClientKey<'static>, Footprint>,
+    nodes: BTreeMap<SocketAddr, NodeTally>,
     /// Connections folded in so far.
     pub connections: u64,
 }
 
+/// A node's released connections: their classes, clients and the role they heard.
 #[derive(Clone, Debug, Default, PartialEq)]
-struct ReleasedTally {
-    counts: Counts,
-    nodes: BTreeSet<SocketAddr>,
-    opened_before_capture: u64,
+pub struct NodeTally {
+    pub counts: Counts,
+    /// Client ids ([`Client::id`]).
+    pub clients: BTreeSet<String>,
+    pub role: Option<String>,
 }
 
 impl Released {
@@ -225,29 +241,70 @@ impl Released {
         self.fold_each(classified.collect(), ids);
     }
 
+    /// What the released connections showed of their clients, for classifying the
+    /// connections still held ([`crate::classify::classify_after`]).
+    pub fn prior(&self) -> crate::classify::Prior {
+        let streaming_nodes = self
+            .clients
+            .iter()
+            .flat_map(|(key, footprint)| {
+                footprint
+                    .peaks
+                    .keys()
+                    .filter(|(class, _)| *class == Class::StreamingMonitor)
+                    .map(move |&(_, node)| (key.clone(), node))
+            })
+            .collect();
+        crate::classify::Prior { streaming_nodes }
+    }
+
+    /// The released connections per node.
+    pub fn nodes(&self) -> &BTreeMap<SocketAddr, NodeTally> {
+        &self.nodes
+    }
+
     /// Tally the connections in `ids` under the client key [`attribute`] gives them
-    /// ([`resolve_keys`] over the same connections and the same released clients).
+    /// ([`resolve_keys`] over the same connections and the same released clients). `conns`
+    /// are all the connections of the released ones' hosts still held, for the peaks.
     fn fold_each<S: std::hash::BuildHasher>(
         &mut self,
         conns: Vec<(&Observations, Class)>,
         ids: &std::collections::HashSet<u64, S>,
     ) {
         let own: Vec<ClientKey> = conns.iter().map(|(o, _)| ClientKey::of(o)).collect();
-        let folded: Vec<(ClientKey<'static>, usize)> = resolve_keys(&own, self)
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| ids.contains(&conns[*i].0.id))
-            .map(|(i, key)| (key.clone().into_owned(), i))
-            .collect();
-        for (key, i) in folded {
-            let (obs, class) = conns[i];
-            let tally = self.clients.entry(key).or_default();
-            tally.counts.add(class);
-            tally.nodes.insert(obs.server);
-            if !obs.syn_seen {
-                tally.opened_before_capture += 1;
+        // Per client: (its connections released now, all its connections).
+        let mut groups: BTreeMap<&ClientKey, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+        for (i, key) in resolve_keys(&own, self).into_iter().enumerate() {
+            let group = groups.entry(key).or_default();
+            if ids.contains(&conns[i].0.id) {
+                group.0.push(i);
             }
-            self.connections += 1;
+            group.1.push(i);
+        }
+        let groups: Vec<(ClientKey<'static>, Vec<usize>, Vec<usize>)> = groups
+            .into_iter()
+            .filter(|(_, (released, _))| !released.is_empty())
+            .map(|(key, (released, all))| (key.clone().into_owned(), released, all))
+            .collect();
+        for (key, released, all) in groups {
+            let pick = |members: &[usize]| -> Vec<(&Observations, Class)> {
+                members.iter().map(|&i| conns[i]).collect()
+            };
+            let mut part = Footprint::of(&key, &pick(&released));
+            part.peaks = footprint::peaks_of(&pick(&all));
+            let id = key.id();
+            for &(obs, class) in &pick(&released) {
+                let node = self.nodes.entry(obs.server).or_default();
+                node.counts.add(class);
+                if !node.clients.contains(&id) {
+                    node.clients.insert(id.clone());
+                }
+                if node.role.is_none() {
+                    node.role = obs.server_info.as_ref().map(|s| s.role());
+                }
+            }
+            self.connections += released.len() as u64;
+            self.clients.entry(key).or_default().merge(&part);
         }
     }
 }
@@ -279,23 +336,7 @@ fn resolve_keys<'k>(own: &'k [ClientKey<'k>], released: &'k Released) -> Vec<&'k
 
 /// A node some of whose connections heard another process than the first: it restarted
 /// during the capture, and the connections to its new process were opened again.
-fn restart_deviations(members: &[usize], conns: &[Box<Observations>]) -> Vec<String> {
-    // node -> (process -> (its first connection's first packet, connections))
-    type Processes = BTreeMap<[u8; 12], (f64, u64)>;
-    let mut by_node: BTreeMap<SocketAddr, Processes> = BTreeMap::new();
-    for &i in members {
-        let obs = &conns[i];
-        let Some(pid) = obs.server_info.as_ref().and_then(|s| s.process_id) else {
-            continue;
-        };
-        let entry = by_node
-            .entry(obs.server)
-            .or_default()
-            .entry(pid)
-            .or_insert((obs.first_seen, 0));
-        entry.0 = entry.0.min(obs.first_seen);
-        entry.1 += 1;
-    }
+fn restart_deviations(by_node: BTreeMap<SocketAddr, footprint::Processes>) -> Vec<String> {
     by_node
         .into_iter()
         .filter(|(_, processes)| processes.len() > 1)
@@ -327,7 +368,7 @@ pub fn attribute(
     let keys = resolve_keys(&own, released);
 
     // Each client's connections still held, and its released tally.
-    type Members<'r> = (Vec<usize>, Option<&'r ReleasedTally>);
+    type Members<'r> = (Vec<usize>, Option<&'r Footprint>);
     let mut groups: BTreeMap<&ClientKey, Members> = BTreeMap::new();
     for (i, k) in keys.into_iter().enumerate() {
         groups.entry(k).or_default().0.push(i);
@@ -364,6 +405,7 @@ pub fn attribute(
     Attribution {
         connections,
         clients,
+        released_nodes: released.nodes.clone(),
     }
 }
 
@@ -371,7 +413,7 @@ pub fn attribute(
 struct Group<'a> {
     key: &'a ClientKey<'a>,
     members: &'a [usize],
-    released: Option<&'a ReleasedTally>,
+    released: Option<&'a Footprint>,
 }
 
 fn client_of(
@@ -381,57 +423,39 @@ fn client_of(
     opts: Options,
     in_flight: &InFlightPeaks,
 ) -> Client {
-    let mut counts = Counts::default();
-    let mut nodes: BTreeSet<SocketAddr> = BTreeSet::new();
-    let mut announced: BTreeSet<&str> = BTreeSet::new();
-    let mut load_balanced = false;
-    let mut platform = None;
-    let mut env = None;
-    let mut opened_before_capture = 0;
-    let mut max_wire: Option<i32> = None;
     let Group {
         key,
         members,
         released,
     } = group;
+    let held: Vec<(&Observations, Class)> = members
+        .iter()
+        .map(|&i| (&*conns[i], verdicts[i].class))
+        .collect();
+    let mut footprint = Footprint::of(key, &held);
     if let Some(r) = released {
-        counts.merge(&r.counts);
-        nodes.extend(r.nodes.iter().copied());
-        opened_before_capture += r.opened_before_capture;
+        footprint.merge(r);
     }
-    for &i in members {
-        let (o, v) = (&conns[i], &verdicts[i]);
-        counts.add(v.class);
-        nodes.insert(o.server);
-        if !o.syn_seen {
-            opened_before_capture += 1;
-        }
-        if let Some(h) = &o.handshake {
-            load_balanced |= h.load_balanced;
-            platform = platform.or_else(|| h.platform.clone());
-            env = env.or_else(|| h.env_name.clone());
-        }
-        if let Some(s) = &o.server_info {
-            // Borrowed: each connection repeats its replica set's whole host list.
-            announced.extend(s.hosts.iter().map(String::as_str));
-            announced.extend(s.passives.iter().map(String::as_str));
-            if s.max_wire_version.is_some() {
-                max_wire = max_wire.max(s.max_wire_version);
-            }
-        }
-    }
+    let Footprint {
+        counts,
+        nodes,
+        opened_before_capture,
+        load_balanced,
+        platform,
+        env,
+        announced,
+        max_wire,
+        peaks,
+        closed_pool,
+        connect_only_probes,
+        checks_between_operations,
+        processes,
+        handshake_driver,
+    } = footprint;
     let per_node_peak = |class: Class| -> BTreeMap<SocketAddr, u64> {
         nodes
             .iter()
-            .map(|node| {
-                let peak = peak_overlap(
-                    members
-                        .iter()
-                        .filter(|&&i| verdicts[i].class == class && conns[i].server == *node)
-                        .map(|&i| conns[i].span()),
-                );
-                (*node, peak)
-            })
+            .map(|&node| (node, peaks.get(&(class, node)).copied().unwrap_or(0)))
             .collect()
     };
     let mode = if load_balanced {
@@ -456,9 +480,7 @@ fn client_of(
     let checks_over_pool = mode == Mode::Unknown
         && counts.pool > 0
         && counts.pool == counts.total
-        && members
-            .iter()
-            .any(|&i| crate::classify::checks_between_operations(&conns[i]));
+        && checks_between_operations;
     let legacy_node_topology = checks_over_pool
         && key.driver().is_some_and(|(name, version)| {
             crate::classify::may_use_legacy_node_topology(name, version)
@@ -475,10 +497,10 @@ fn client_of(
         .max(1) as u32;
     // Nodes the client monitors (or, for single-threaded and LB, talks to).
     let monitored: BTreeSet<SocketAddr> = match instance_class {
-        Some(c) => members
-            .iter()
-            .filter(|&&i| verdicts[i].class == c)
-            .map(|&i| conns[i].server)
+        Some(class) => peaks
+            .keys()
+            .filter(|(c, _)| *c == class)
+            .map(|&(_, node)| node)
             .collect(),
         None => nodes.clone(),
     };
@@ -678,22 +700,12 @@ fn client_of(
         let pool_total = counts.pool;
         let pool_peak_sum: u64 = pool_peaks.values().sum();
         if pool_total > pool_peak_sum {
-            let closed = members
-                .iter()
-                .filter(|&&i| verdicts[i].class == Class::Pool && conns[i].closed.is_some())
-                .count();
             deviations.push(format!(
-                "pool churn: {pool_total} pool connections over the capture but at most {pool_peak_sum} open at once; {closed} closed (maxIdleTimeMS, errors or pool clears)"
+                "pool churn: {pool_total} pool connections over the capture but at most {pool_peak_sum} open at once; {closed_pool} closed (maxIdleTimeMS, errors or pool clears)"
             ));
         }
-        deviations.extend(restart_deviations(members, conns));
-        let probes = members
-            .iter()
-            .filter(|&&i| {
-                verdicts[i].class == Class::Unknown
-                    && crate::classify::is_connect_only_probe(&conns[i])
-            })
-            .count() as u64;
+        deviations.extend(restart_deviations(processes));
+        let probes = connect_only_probes;
         if probes > 0 {
             deviations.push(format!(
                 "{probes} connection{} opened and closed without a byte sent: connect-only probes (the Ruby driver 2.x's address resolver connects to each node once this way; TCP health checks look alike), counted in the total though they never carried MongoDB traffic",
@@ -709,11 +721,8 @@ fn client_of(
         }
         if matches!(mode, Mode::Streaming | Mode::Polling) {
             for node in &nodes {
-                let monitors = members
-                    .iter()
-                    .filter(|&&i| conns[i].server == *node && verdicts[i].class.is_monitor())
-                    .count();
-                if monitors == 0 {
+                let monitored = peaks.keys().any(|&(c, n)| n == *node && c.is_monitor());
+                if !monitored {
                     deviations.push(format!("no monitoring connection to {node} in the capture"));
                 }
             }
@@ -809,19 +818,17 @@ fn client_of(
 
     // Named as the pool connections name it, where the key dropped PyMongo's "async" part
     // (classify::ClientKey::of).
-    let async_named = members.iter().find_map(|&i| {
-        let h = conns[i].handshake.as_deref()?;
-        let name = h.driver_name.as_deref()?;
-        (Some(name) != key.driver_name.as_deref())
-            .then(|| (name, h.driver_version.as_deref().unwrap_or_default()))
-    });
     let driver = key.driver_name.as_ref().map(|n| {
-        let (name, version) =
-            async_named.unwrap_or((n, key.driver_version.as_deref().unwrap_or_default()));
-        Driver {
-            name: name.to_string(),
-            version: version.to_string(),
-        }
+        let (name, version) = handshake_driver.unwrap_or_else(|| {
+            (
+                n.to_string(),
+                key.driver_version
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        });
+        Driver { name, version }
     });
     Client {
         id: key.id(),

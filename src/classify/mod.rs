@@ -728,6 +728,24 @@ enum Unmonitored {
 
 /// Classify every connection of an analysis. The result is index-aligned with `conns`.
 pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verdict> {
+    classify_after(conns, window, &Prior::default())
+}
+
+/// What earlier connections of a long capture, already released from memory, showed of
+/// their clients: the neighbourhood a connection is classified in includes them. An RTT
+/// monitor whose streaming sibling was released first is still beside a streaming monitor.
+#[derive(Clone, Debug, Default)]
+pub struct Prior {
+    /// Nodes each client had a streaming monitor to.
+    pub streaming_nodes: Vec<(ClientKey<'static>, std::net::SocketAddr)>,
+}
+
+/// [`classify`], with what released connections showed of the same clients.
+pub fn classify_after(
+    conns: &[Box<Observations>],
+    window: Option<Window>,
+    prior: &Prior,
+) -> Vec<Verdict> {
     let capture_end = window.map(|w| w.end);
     let mut verdicts: Vec<Option<Verdict>> = conns.iter().map(|o| intrinsic(o)).collect();
     shape::classify_keyless(conns, &mut verdicts, window);
@@ -826,6 +844,18 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
                 host_heartbeat.entry(host_only(i)).or_default().push(m);
             }
         }
+    }
+
+    for (key, node) in &prior.streaming_nodes {
+        let group = if key.has_metadata() {
+            key.clone()
+        } else {
+            ClientKey::host_only(key.host)
+        };
+        if let Some(&h) = hood_index.get(&group) {
+            hoods[h].streaming_nodes.push(*node);
+        }
+        host_streaming.entry(key.host).or_default().push(*node);
     }
 
     let settled: Vec<Settled> = hoods

@@ -222,6 +222,27 @@ pub struct ServerInfo {
     pub process_id: Option<[u8; 12]>,
 }
 
+impl ServerInfo {
+    /// The node's role as its hello reply states it: "primary of rs0", "mongos", ….
+    pub fn role(&self) -> String {
+        let role = if self.is_mongos {
+            "mongos"
+        } else if self.service_id {
+            "behind a load balancer"
+        } else if self.is_writable_primary == Some(true) {
+            "primary"
+        } else if self.secondary == Some(true) {
+            "secondary"
+        } else {
+            "standalone or unknown"
+        };
+        match &self.set_name {
+            Some(set) => format!("{role} of {set}"),
+            None => role.to_string(),
+        }
+    }
+}
+
 fn object_id_hex<S: serde::Serializer>(id: &Option<[u8; 12]>, s: S) -> Result<S::Ok, S::Error> {
     match id {
         Some(id) => s.serialize_str(&bson::oid::ObjectId::from_bytes(*id).to_hex()),

@@ -106,7 +106,7 @@ pub struct Report {
 impl Report {
     pub fn new(analysis: Analysis, attribution: Attribution, meta: Meta) -> Report {
         let nodes = node_summaries(&analysis, &attribution);
-        let cluster = cluster::analyse(&attribution.connections, None);
+        let cluster = cluster_of(&attribution, None);
         Report {
             meta,
             input: analysis.input,
@@ -124,7 +124,7 @@ impl Report {
     /// Judge stale hosts against the membership the user gave (`--members`,
     /// `--members-file`) instead of the one hello replies announced.
     pub fn with_membership(mut self, given: &MembershipInput) -> Report {
-        self.cluster = cluster::analyse(&self.attribution.connections, Some(given));
+        self.cluster = cluster_of(&self.attribution, Some(given));
         self
     }
 
@@ -200,6 +200,20 @@ impl Report {
     }
 }
 
+fn cluster_of(
+    attribution: &Attribution,
+    given: Option<&cluster::MembershipInput>,
+) -> cluster::Cluster {
+    let mut cluster = cluster::analyse(&attribution.connections, given);
+    // Internal connections released during the capture are counted, though not listed.
+    cluster.internal_connections += attribution
+        .released_nodes
+        .values()
+        .map(|n| n.counts.internal as usize)
+        .sum::<usize>();
+    cluster
+}
+
 fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSummary> {
     let mut by_node: BTreeMap<
         std::net::SocketAddr,
@@ -210,23 +224,16 @@ fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSum
         entry.0.add(c.verdict.class);
         entry.1.insert(&c.client_id);
         if entry.2.is_none() {
-            entry.2 = c.obs.server_info.as_ref().map(|s| {
-                let role = if s.is_mongos {
-                    "mongos".to_string()
-                } else if s.service_id {
-                    "behind a load balancer".to_string()
-                } else if s.is_writable_primary == Some(true) {
-                    "primary".to_string()
-                } else if s.secondary == Some(true) {
-                    "secondary".to_string()
-                } else {
-                    "standalone or unknown".to_string()
-                };
-                match &s.set_name {
-                    Some(set) => format!("{role} of {set}"),
-                    None => role,
-                }
-            });
+            entry.2 = c.obs.server_info.as_ref().map(|s| s.role());
+        }
+    }
+    // Connections released during the capture count on their nodes as on their clients.
+    for (node, tally) in attribution.released_nodes.iter() {
+        let entry = by_node.entry(*node).or_default();
+        entry.0.merge(&tally.counts);
+        entry.1.extend(tally.clients.iter().map(String::as_str));
+        if entry.2.is_none() {
+            entry.2.clone_from(&tally.role);
         }
     }
     // A node that only refused or left attempts unanswered (down the whole capture) is

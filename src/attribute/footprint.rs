@@ -1,0 +1,159 @@
+//! What a client's verdict reads from its connections, in a form that folds: a client's
+//! connections released during a long capture ([`super::Released`]) and those still held
+//! at the end each give a [`Footprint`], and the merged footprint is what the verdict is
+//! built from. Without it a client whose older connections were released lost its
+//! monitored nodes, pool peaks and MongoClient estimate.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use super::Counts;
+use crate::classify::{self, peak_overlap, Class, ClientKey};
+use crate::observe::Observations;
+
+/// The processes a node answered with: processId → (first packet of the first connection
+/// that heard it, connections that heard it).
+pub(super) type Processes = BTreeMap<[u8; 12], (f64, u64)>;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct Footprint {
+    pub counts: Counts,
+    pub nodes: BTreeSet<SocketAddr>,
+    pub opened_before_capture: u64,
+    pub load_balanced: bool,
+    pub platform: Option<String>,
+    pub env: Option<String>,
+    /// Hosts the servers announced (hello `hosts` and `passives`).
+    pub announced: BTreeSet<String>,
+    pub max_wire: Option<i32>,
+    /// Most connections of a class open at once to a node; an entry for every (class,
+    /// node) the client had a connection of.
+    pub peaks: BTreeMap<(Class, SocketAddr), u64>,
+    /// Pool connections seen closed.
+    pub closed_pool: u64,
+    /// Unclassified connections that never carried a byte.
+    pub connect_only_probes: u64,
+    /// Some connection checked its server (hello) between operations.
+    pub checks_between_operations: bool,
+    pub processes: BTreeMap<SocketAddr, Processes>,
+    /// The driver as a connection's handshake names it, where the key dropped a part of
+    /// it (PyMongo's "async").
+    pub handshake_driver: Option<(String, String)>,
+}
+
+impl Footprint {
+    /// The footprint of `conns`, one client's, with their classes; peaks over them alone.
+    pub fn of(key: &ClientKey, conns: &[(&Observations, Class)]) -> Self {
+        let mut footprint = Footprint::default();
+        for &(obs, class) in conns {
+            footprint.add(key, obs, class);
+        }
+        footprint.peaks = peaks_of(conns);
+        footprint
+    }
+
+    fn add(&mut self, key: &ClientKey, obs: &Observations, class: Class) {
+        self.counts.add(class);
+        self.nodes.insert(obs.server);
+        if !obs.syn_seen {
+            self.opened_before_capture += 1;
+        }
+        if class == Class::Pool && obs.closed.is_some() {
+            self.closed_pool += 1;
+        }
+        if class == Class::Unknown && classify::is_connect_only_probe(obs) {
+            self.connect_only_probes += 1;
+        }
+        self.checks_between_operations |= classify::checks_between_operations(obs);
+        if let Some(h) = &obs.handshake {
+            self.load_balanced |= h.load_balanced;
+            if self.platform.is_none() {
+                self.platform.clone_from(&h.platform);
+            }
+            if self.env.is_none() {
+                self.env.clone_from(&h.env_name);
+            }
+            if self.handshake_driver.is_none() {
+                if let Some(name) = h.driver_name.as_deref() {
+                    if Some(name) != key.driver_name.as_deref() {
+                        let version = h.driver_version.clone().unwrap_or_default();
+                        self.handshake_driver = Some((name.to_string(), version));
+                    }
+                }
+            }
+        }
+        if let Some(s) = &obs.server_info {
+            // Each connection repeats its replica set's whole host list: copied once.
+            for host in s.hosts.iter().chain(&s.passives) {
+                if !self.announced.contains(host) {
+                    self.announced.insert(host.clone());
+                }
+            }
+            if s.max_wire_version.is_some() {
+                self.max_wire = self.max_wire.max(s.max_wire_version);
+            }
+            if let Some(pid) = s.process_id {
+                let heard = self
+                    .processes
+                    .entry(obs.server)
+                    .or_default()
+                    .entry(pid)
+                    .or_insert((obs.first_seen, 0));
+                heard.0 = heard.0.min(obs.first_seen);
+                heard.1 += 1;
+            }
+        }
+    }
+
+    /// Add `other`, another part of the same client's connections. Peaks take the larger:
+    /// each part's peaks are exact over the times its connections cover (see
+    /// [`super::Released`]), and no part's exceed the whole's.
+    pub fn merge(&mut self, other: &Footprint) {
+        self.counts.merge(&other.counts);
+        self.nodes.extend(other.nodes.iter().copied());
+        self.opened_before_capture += other.opened_before_capture;
+        self.load_balanced |= other.load_balanced;
+        if self.platform.is_none() {
+            self.platform.clone_from(&other.platform);
+        }
+        if self.env.is_none() {
+            self.env.clone_from(&other.env);
+        }
+        self.announced.extend(other.announced.iter().cloned());
+        self.max_wire = self.max_wire.max(other.max_wire);
+        for (at, &peak) in &other.peaks {
+            let mine = self.peaks.entry(*at).or_default();
+            *mine = (*mine).max(peak);
+        }
+        self.closed_pool += other.closed_pool;
+        self.connect_only_probes += other.connect_only_probes;
+        self.checks_between_operations |= other.checks_between_operations;
+        for (node, processes) in &other.processes {
+            let mine = self.processes.entry(*node).or_default();
+            for (pid, &(first, n)) in processes {
+                let heard = mine.entry(*pid).or_insert((first, 0));
+                heard.0 = heard.0.min(first);
+                heard.1 += n;
+            }
+        }
+        if self.handshake_driver.is_none() {
+            self.handshake_driver.clone_from(&other.handshake_driver);
+        }
+    }
+}
+
+/// Most connections of each class open at once to each node, among `conns`.
+pub(super) fn peaks_of(conns: &[(&Observations, Class)]) -> BTreeMap<(Class, SocketAddr), u64> {
+    type Span = (f64, Option<f64>);
+    let mut spans: BTreeMap<(Class, SocketAddr), Vec<Span>> = BTreeMap::new();
+    for &(obs, class) in conns {
+        spans
+            .entry((class, obs.server))
+            .or_default()
+            .push(obs.span());
+    }
+    spans
+        .into_iter()
+        .map(|(at, spans)| (at, peak_overlap(spans.into_iter())))
+        .collect()
+}
