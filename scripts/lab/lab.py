@@ -153,6 +153,16 @@ CASES = {
         what="PyMongo with loadBalanced=true against a mongos behind a load balancer: no monitors, every connection pooled",
         seconds=10, server=["--topology", "load-balanced"],
         clients=[dict(driver="pymongo", uri="mongodb://127.0.0.11:27017/?loadBalanced=true&appName=lb-app&minPoolSize=2", min_pool_size=2)]),
+    "lb-backends": dict(
+        what="loadBalanced=true through an L4 load balancer in front of 3 mongos (the test server's --backends 3: connections go to each in turn, each mongos answering with its own serviceId and topologyVersion.processId); PyMongo on 127.0.0.21 and the Node.js driver on 127.0.0.22, minPoolSize=2, 2 workers each: no monitors, every connection pooled, and three processes behind one address that never restarted",
+        seconds=10, server=["--topology", "load-balanced", "--backends", "3"],
+        clients=[
+            dict(driver="pymongo", src="127.0.0.21", uri="mongodb://127.0.0.11:27017/?loadBalanced=true&appName=lb-py&minPoolSize=2", min_pool_size=2, threads=2),
+            dict(driver="node", src="127.0.0.22", uri="mongodb://127.0.0.11:27017/?loadBalanced=true&appName=lb-node&minPoolSize=2", min_pool_size=2, threads=2)]),
+    "mongos-backends": dict(
+        what="PyMongo without loadBalanced against one mongos address that is an L4 load balancer in front of 2 mongos (the test server's --backends 2): the driver sees one mongos and monitors it as one, while its monitor, RTT and pool connections land on either process; minPoolSize=1, heartbeat 2 s",
+        seconds=10, server=["--topology", "mongos", "--hosts", "127.0.0.11:27017", "--backends", "2"],
+        clients=[dict(driver="pymongo", uri="mongodb://127.0.0.11:27017/?appName=via-l4&heartbeatFrequencyMS=2000&minPoolSize=1", min_pool_size=1, threads=2)]),
     "mongos": dict(
         what="PyMongo against two mongos routers (msg isdbgrid)",
         seconds=10, server=["--topology", "mongos", "--hosts", "127.0.0.11:27017,127.0.0.12:27017"],
@@ -503,6 +513,10 @@ def write_truth(name, spec, work, capture, cut_ts, final):
         # them per node instead of listing them.
         truth["server"]["restarts"] = restarts
         truth["server"]["refused_attempts"] = dict(refused_attempts_in(final))
+    backends = read_backends(server_log)
+    if backends:
+        # Several processes answering at one address (--backends): not restarts.
+        truth["server"]["backends"] = backends
     with open(os.path.join(OUT, name, "truth.json"), "w") as f:
         json.dump(truth, f, indent=1)
     with open(os.path.join(OUT, name, "server-connections.json"), "w") as f:
@@ -607,6 +621,16 @@ def read_restarts(path):
         if e["event"] == "restart":
             restarts.setdefault(e["member"], {})[e["phase"]] = e["ts"]
     return [dict(member=m, down=r.get("down"), up=r.get("up")) for m, r in sorted(restarts.items())]
+
+
+def read_backends(path):
+    """Per address, how many processes behind it (--backends) accepted a connection."""
+    seen = {}
+    for line in open(path):
+        e = json.loads(line)
+        if e["event"] == "accept" and "backend" in e:
+            seen.setdefault(e["local"], set()).add(e["backend"])
+    return {local: len(b) for local, b in sorted(seen.items())}
 
 
 def read_internal(path):

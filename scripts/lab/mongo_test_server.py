@@ -20,7 +20,9 @@ without a config, and the other members' connections to it stay open (idle) unti
 dropConnections naming it (host:port; an element without a port is ignored, as real
 servers do) closes them. With --restart-member HOST --restart-at S --restart-down D, that
 member stops at S seconds (its clients' sockets closed, new connections refused) and
-comes back D seconds later as a new process (a new topologyVersion.processId).
+comes back D seconds later as a new process (a new topologyVersion.processId). With
+--backends N (mongos, load-balanced), N processes answer at each address, connections
+going to each in turn, as behind an L4 load balancer in front of several mongos.
 
 Bounded: it exits by itself after --max-seconds.
 """
@@ -162,6 +164,9 @@ class Member:
         self.all_hosts = all_hosts
         self.primary = index == 0
         self.process_id = bson.ObjectId()
+        # --backends: the processes behind this address, one per accepted connection in
+        # turn, as an L4 load balancer spreads connections over several mongos.
+        self.backends = [self.process_id] + [bson.ObjectId() for _ in range(args.backends - 1)]
         self.counter = 0
         self.next_request_id = 1000 * (index + 1)
         self.next_conn_id = 1
@@ -204,10 +209,11 @@ class Member:
             reply[writable_key] = True
         if topology in ("mongos", "load-balanced"):
             reply["msg"] = "isdbgrid"
+        process_id = state.get("process_id", self.process_id)
         if topology == "load-balanced" and cmd.get("loadBalanced"):
-            reply["serviceId"] = self.process_id
+            reply["serviceId"] = process_id
         if not legacy:
-            reply["topologyVersion"] = {"processId": self.process_id, "counter": bson.Int64(self.counter)}
+            reply["topologyVersion"] = {"processId": process_id, "counter": bson.Int64(self.counter)}
         reply.update({
             "maxBsonObjectSize": 16777216,
             "maxMessageSizeBytes": 48000000,
@@ -321,6 +327,8 @@ class Connection:
         peer = writer.get_extra_info("peername")
         self.peer = "%s:%d" % (peer[0], peer[1])
         self.state = {"conn_id": member.next_conn_id}
+        if len(member.backends) > 1:
+            self.state["process_id"] = member.backends[(member.next_conn_id - 1) % len(member.backends)]
         member.next_conn_id += 1
         self.compressor = None  # negotiated name
         self.closed = False
@@ -393,7 +401,9 @@ class Connection:
 
     async def serve(self):
         local = self.writer.get_extra_info("sockname")
-        self.log.write(event="accept", peer=self.peer, local="%s:%d" % (local[0], local[1]), conn_id=self.state["conn_id"])
+        backend = self.m.backends.index(self.state["process_id"]) if "process_id" in self.state else None
+        self.log.write(event="accept", peer=self.peer, local="%s:%d" % (local[0], local[1]), conn_id=self.state["conn_id"],
+                       **({"backend": backend} if backend is not None else {}))
         self.m.incoming.add(self)
         try:
             while True:
@@ -683,6 +693,8 @@ async def main():
     p.add_argument("--restart-member", help="host:port stopped at --restart-at seconds and started again --restart-down seconds later")
     p.add_argument("--restart-at", type=float, default=6.0)
     p.add_argument("--restart-down", type=float, default=4.0)
+    p.add_argument("--backends", type=int, default=1,
+                   help="processes behind each address (mongos, load-balanced): connections go to each in turn, each answering with its own topologyVersion.processId and serviceId")
     args = p.parse_args()
     tls = None
     if args.tls_cert:
@@ -712,7 +724,7 @@ async def main():
         member = Member(args, host, int(port), hosts, i)
         members.append(member)
         member.server = await listen(member)
-    log.write(event="listening", hosts=hosts, topology=args.topology, legacy_42=args.legacy_42,
+    log.write(event="listening", hosts=hosts, topology=args.topology, legacy_42=args.legacy_42, backends=args.backends,
               tls=bool(tls), tls_max_version=args.tls_max_version if tls else None)
     print("listening on " + ",".join(hosts), flush=True)
     if args.emulate_members and args.topology == "replset":
