@@ -286,6 +286,16 @@ fn node_life_warnings(nodes: &NodeStats, start: Option<f64>, warnings: &mut Warn
                 span(&life.refused)
             )
         });
+        if life.concurrent() {
+            let n = life.processes.len();
+            warnings.push(
+                "several-processes",
+                format!(
+                    "{node}: {}{n} server processes answered at this address side by side (hello replies name different topologyVersion.processId on connections open at the same time): a load balancer or proxy in front of several mongos or mongod, not restarts; its connections are spread over them",
+                    if n >= crate::observe::MAX_PROCESSES { "at least " } else { "" }
+                ),
+            );
+        }
         if !restarts.is_empty() {
             warnings.push(
                 "node-restart",

@@ -765,3 +765,48 @@ fn a_restarted_member_is_named_and_its_refused_attempts_are_counted_not_listed()
     }
     assert!(restarts_seen >= 1, "the lab's member-restart case");
 }
+
+#[test]
+fn processes_side_by_side_behind_one_address_are_counted_not_called_restarts() {
+    // lb-backends and mongos-backends: the test server answers at one address with 3 and
+    // 2 processes in turn, as a TCP load balancer in front of several mongos does; each
+    // names its own topologyVersion.processId. Read as restarts, they were "restarted at
+    // 0.0 s, 0.1 s".
+    let mut seen = 0;
+    for dir in cases() {
+        let t = truth(&dir);
+        let Some(backends) = t["server"]["backends"].as_object() else {
+            continue;
+        };
+        let case = t["case"].as_str().unwrap();
+        let r = report(&dir, &t, None);
+        for (address, n) in backends {
+            seen += 1;
+            let node = r["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["node"] == address.as_str())
+                .unwrap_or_else(|| panic!("{case}: {address} listed"));
+            assert_eq!(node["concurrent_processes"], *n, "{case}: {node}");
+            assert!(node["restarts"].is_null(), "{case}: {node}");
+        }
+        let warnings = r["warnings"].as_array().unwrap();
+        assert!(
+            warnings.iter().any(|w| w["kind"] == "several-processes"),
+            "{case}: {warnings:?}"
+        );
+        assert!(
+            !warnings.iter().any(|w| w["kind"] == "node-restart"),
+            "{case}: {warnings:?}"
+        );
+        for c in r["clients"].as_array().unwrap() {
+            assert!(
+                !c["verdict"].as_str().unwrap().contains("restarted")
+                    && !c["deviations"].to_string().contains("restarted"),
+                "{case}: {c}"
+            );
+        }
+    }
+    assert!(seen >= 2, "the lab's backends cases");
+}

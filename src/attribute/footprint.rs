@@ -4,6 +4,7 @@
 //! built from. Without it a client whose older connections were released lost its
 //! monitored nodes, pool peaks and MongoClient estimate.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -11,9 +12,31 @@ use super::Counts;
 use crate::classify::{self, peak_overlap, Class, ClientKey};
 use crate::observe::Observations;
 
-/// The processes a node answered with: processId → (first packet of the first connection
-/// that heard it, connections that heard it).
-pub(super) type Processes = BTreeMap<[u8; 12], (f64, u64)>;
+/// The processes a node answered with, by processId.
+pub(super) type Processes = BTreeMap<[u8; 12], Heard>;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Heard {
+    /// The first packet of the first connection that heard it.
+    pub first: f64,
+    /// Until when a connection that heard it was open (infinite: to the end).
+    pub until: f64,
+    pub connections: u64,
+}
+
+fn hear(processes: &mut Processes, pid: [u8; 12], heard: Heard) {
+    match processes.entry(pid) {
+        Entry::Vacant(slot) => {
+            slot.insert(heard);
+        }
+        Entry::Occupied(mut slot) => {
+            let known = slot.get_mut();
+            known.first = known.first.min(heard.first);
+            known.until = known.until.max(heard.until);
+            known.connections += heard.connections;
+        }
+    }
+}
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(super) struct Footprint {
@@ -93,14 +116,12 @@ impl Footprint {
                 self.max_wire = self.max_wire.max(s.max_wire_version);
             }
             if let Some(pid) = s.process_id {
-                let heard = self
-                    .processes
-                    .entry(obs.server)
-                    .or_default()
-                    .entry(pid)
-                    .or_insert((obs.first_seen, 0));
-                heard.0 = heard.0.min(obs.first_seen);
-                heard.1 += 1;
+                let heard = Heard {
+                    first: obs.first_seen,
+                    until: obs.span().1.unwrap_or(f64::INFINITY),
+                    connections: 1,
+                };
+                hear(self.processes.entry(obs.server).or_default(), pid, heard);
             }
         }
     }
@@ -130,10 +151,8 @@ impl Footprint {
         self.checks_between_operations |= other.checks_between_operations;
         for (node, processes) in &other.processes {
             let mine = self.processes.entry(*node).or_default();
-            for (pid, &(first, n)) in processes {
-                let heard = mine.entry(*pid).or_insert((first, 0));
-                heard.0 = heard.0.min(first);
-                heard.1 += n;
+            for (pid, &heard) in processes {
+                hear(mine, *pid, heard);
             }
         }
         if self.handshake_driver.is_none() {

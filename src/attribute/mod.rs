@@ -334,16 +334,21 @@ fn resolve_keys<'k>(own: &'k [ClientKey<'k>], released: &'k Released) -> Vec<&'k
         .collect()
 }
 
-/// A node some of whose connections heard another process than the first: it restarted
-/// during the capture, and the connections to its new process were opened again.
+/// A node some of whose connections heard another process than the first, each process
+/// answering only once the one before it had no connection left: it restarted during the
+/// capture, and the connections to its new process were opened again. Processes that
+/// answered side by side are several behind one address (NodeLife::concurrent).
 fn restart_deviations(by_node: BTreeMap<SocketAddr, footprint::Processes>) -> Vec<String> {
     by_node
         .into_iter()
-        .filter(|(_, processes)| processes.len() > 1)
-        .map(|(node, processes)| {
-            let mut order: Vec<(f64, u64)> = processes.into_values().collect();
-            order.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let reopened: u64 = order[1..].iter().map(|(_, n)| n).sum();
+        .filter_map(|(node, processes)| {
+            let mut order: Vec<footprint::Heard> = processes.into_values().collect();
+            order.sort_by(|a, b| a.first.total_cmp(&b.first));
+            let successive = !crate::observe::side_by_side(order.iter().map(|h| (h.first, h.until)));
+            (order.len() > 1 && successive).then_some((node, order))
+        })
+        .map(|(node, order)| {
+            let reopened: u64 = order[1..].iter().map(|h| h.connections).sum();
             format!(
                 "{node} restarted during the capture ({} processes answered): {reopened} connection{} to it {} opened again to the new process (a restart closes every connection; the driver reopens its monitors and refills its pool)",
                 order.len(),

@@ -33,8 +33,8 @@ use crate::wire::{self, FrameEvent, Framer, FramerConfig, Message};
 
 pub use shape::{FlightStats, Opening, Shape, Spread};
 pub use stats::{
-    Attempts, Bins, HelloTicks, NodeLife, NodeStats, Percentiles, ProcessSeen, Summary,
-    MAX_HELLO_TICKS,
+    side_by_side, Attempts, Bins, HelloTicks, NodeLife, NodeStats, Percentiles, ProcessSeen,
+    Summary, MAX_HELLO_TICKS, MAX_PROCESSES,
 };
 
 /// Operations in flight at once, per (client host, appName, server): the pool's real
@@ -1264,6 +1264,11 @@ impl ConnHandler for Observer {
             Observations::new(info.id, info.endpoint(Side::A), info.endpoint(Side::B));
         let mut obs = std::mem::replace(&mut state.obs, placeholder);
         self.settle(&mut obs, &state, info, client);
+        if let Some(pid) = obs.server_info.as_ref().and_then(|s| s.process_id) {
+            // Open to the end of the capture: it outlived every process seen after it.
+            let until = obs.closing.or(obs.closed).unwrap_or(f64::INFINITY);
+            self.nodes.process_heard_until(obs.server, pid, until);
+        }
         let on_server_port =
             self.is_server_port(obs.server.port()) || self.is_server_port(obs.client.port());
         if obs.messages() == 0 && !on_server_port {

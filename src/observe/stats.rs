@@ -209,6 +209,9 @@ pub struct ProcessSeen {
     pub process_id: [u8; 12],
     /// The first whole hello reply read from it (epoch seconds).
     pub first_seen: f64,
+    /// Until when a connection that heard it was open: its first FIN or RST, or forever
+    /// when none was captured.
+    pub heard_until: f64,
 }
 
 /// Connection attempts a node never accepted.
@@ -240,10 +243,37 @@ pub struct NodeLife {
 }
 
 impl NodeLife {
-    /// When each process after the first was first seen: the node's restarts.
+    /// When each process after the first was first seen: the node's restarts. None when
+    /// its processes answered at the same time ([`NodeLife::concurrent`]).
     pub fn restarts(&self) -> impl Iterator<Item = f64> + '_ {
-        self.processes.iter().skip(1).map(|p| p.first_seen)
+        let successive = !self.concurrent();
+        self.processes
+            .iter()
+            .skip(1)
+            .filter(move |_| successive)
+            .map(|p| p.first_seen)
     }
+
+    /// Two processes answered at once: a connection that heard one was still open when
+    /// another first answered. A restarted mongod's old process is gone, its sockets
+    /// closed, before the new one answers; processes behind a load balancer or proxy (a
+    /// set of mongos behind one address) answer side by side.
+    pub fn concurrent(&self) -> bool {
+        side_by_side(self.processes.iter().map(|p| (p.first_seen, p.heard_until)))
+    }
+}
+
+/// Whether processes, each as (first answered, heard until), answered side by side: one
+/// was still heard when another first answered.
+pub fn side_by_side(processes: impl Iterator<Item = (f64, f64)>) -> bool {
+    let mut order: Vec<(f64, f64)> = processes.collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut heard_until = f64::NEG_INFINITY;
+    order.into_iter().any(|(first, until)| {
+        let overlaps = heard_until > first;
+        heard_until = heard_until.max(until);
+        overlaps
+    })
 }
 
 /// Histograms per server endpoint.
@@ -279,14 +309,27 @@ impl NodeStats {
         let processes = &mut self.life.entry(server).or_default().processes;
         if let Some(p) = processes.iter_mut().find(|p| p.process_id == process_id) {
             p.first_seen = p.first_seen.min(ts);
+            p.heard_until = p.heard_until.max(ts);
         } else if processes.len() < MAX_PROCESSES {
             processes.push(ProcessSeen {
                 process_id,
                 first_seen: ts,
+                heard_until: ts,
             });
         }
         // Replies reach here in capture order, nearly: keep the order exact.
         processes.sort_by(|a, b| a.first_seen.total_cmp(&b.first_seen));
+    }
+    /// A connection that heard `process_id` (at `server`) was open until `until`.
+    pub fn process_heard_until(&mut self, server: SocketAddr, process_id: [u8; 12], until: f64) {
+        let heard = self.life.get_mut(&server).and_then(|life| {
+            life.processes
+                .iter_mut()
+                .find(|p| p.process_id == process_id)
+        });
+        if let Some(p) = heard {
+            p.heard_until = p.heard_until.max(until);
+        }
     }
     /// A connection attempt to `server` that never became a connection, sent at `ts`.
     pub fn failed_attempt(&mut self, server: SocketAddr, how: FailedAttempt, ts: f64) {
@@ -301,6 +344,30 @@ impl NodeStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restart_is_processes_one_after_another_and_a_balancer_side_by_side() {
+        let node: SocketAddr = "10.0.0.1:27017".parse().unwrap();
+        let (old, new) = ([1; 12], [2; 12]);
+        // The old process's connections close at 6 s; the new one answers at 10 s.
+        let mut stats = NodeStats::default();
+        stats.process(node, old, 1.0);
+        stats.process_heard_until(node, old, 6.0);
+        stats.process(node, new, 10.0);
+        stats.process_heard_until(node, new, f64::INFINITY);
+        let life = &stats.life[&node];
+        assert!(!life.concurrent());
+        assert_eq!(life.restarts().collect::<Vec<_>>(), vec![10.0]);
+        // Behind a balancer: a connection to the first is still open when the second
+        // answers, though the first answered no handshake after it.
+        stats.process_heard_until(node, old, 12.0);
+        let life = &stats.life[&node];
+        assert!(life.concurrent());
+        assert_eq!(life.restarts().count(), 0);
+        // A process heard only later than another ended: successive, in any order given.
+        assert!(!side_by_side([(5.0, 9.0), (1.0, 5.0)].into_iter()));
+        assert!(side_by_side([(5.0, 9.0), (1.0, 3.0), (2.0, 6.0)].into_iter()));
+    }
 
     #[test]
     fn hello_ticks_are_bounded_and_thinned_evenly() {

@@ -61,6 +61,10 @@ pub struct NodeSummary {
     /// When a new process first answered (epoch seconds): the node restarted then.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub restarts: Vec<f64>,
+    /// Server processes that answered at this address side by side (a load balancer or
+    /// proxy in front of several): 0 unless more than one did.
+    #[serde(skip_serializing_if = "crate::analyzer::is_zero")]
+    pub concurrent_processes: u64,
     /// Connection attempts it refused (SYN answered by RST) or never answered: not
     /// connections, so not in `counts`.
     #[serde(skip_serializing_if = "crate::analyzer::is_zero")]
@@ -248,6 +252,9 @@ fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSum
             let life = analysis.nodes.life.get(&node);
             NodeSummary {
                 restarts: life.map(|l| l.restarts().collect()).unwrap_or_default(),
+                concurrent_processes: life
+                    .filter(|l| l.concurrent())
+                    .map_or(0, |l| l.processes.len() as u64),
                 refused_attempts: life.map_or(0, |l| l.refused.count),
                 unanswered_attempts: life.map_or(0, |l| l.unanswered.count),
                 node: node.to_string(),
@@ -301,6 +308,12 @@ fn node_role(report: &Report, n: &NodeSummary) -> String {
         .iter()
         .map(|t| format!("restarted at {:.1} s", t - start))
         .collect();
+    if n.concurrent_processes > 0 {
+        events.push(format!(
+            "{} processes behind this address",
+            n.concurrent_processes
+        ));
+    }
     if n.refused_attempts > 0 {
         events.push(format!("{} attempts refused", n.refused_attempts));
     }
