@@ -13,7 +13,12 @@ use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use crate::capture::LinkType;
 
 mod addr_text;
+mod tunnel;
 pub use addr_text::{addr_text, host_port_text};
+
+/// Tunnels peeled inside one another at most: mirrored traffic is wrapped once, rarely
+/// twice; a frame claiming more is crafted.
+const MAX_TUNNELS: u8 = 3;
 
 /// TCP control flags we act on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,6 +88,16 @@ mod field {
 /// Slice one captured frame of the given link type. `orig_len` is the frame's length on
 /// the wire; the difference to `data.len()` is what the snap length cut off.
 pub fn slice(link: LinkType, data: &[u8], orig_len: u32) -> Result<Sliced<'_>, SliceError> {
+    slice_within(link, data, orig_len, 0)
+}
+
+/// [`slice`] of a frame found inside `tunnels` tunnels.
+fn slice_within(
+    link: LinkType,
+    data: &[u8],
+    orig_len: u32,
+    tunnels: u8,
+) -> Result<Sliced<'_>, SliceError> {
     // Nearly every packet of a capture is a whole, unfragmented IPv4 TCP segment behind
     // untagged Ethernet. etherparse's header slices read those in place; its lax slicer
     // (below) handles everything else, but builds a description of every layer, which
@@ -95,11 +110,16 @@ pub fn slice(link: LinkType, data: &[u8], orig_len: u32) -> Result<Sliced<'_>, S
             }
         }
     }
-    slice_any(link, data, orig_len)
+    slice_any(link, data, orig_len, tunnels)
 }
 
 /// [`slice`] without the fast path: every link type, truncated and odd packets.
-fn slice_any(link: LinkType, data: &[u8], orig_len: u32) -> Result<Sliced<'_>, SliceError> {
+fn slice_any(
+    link: LinkType,
+    data: &[u8],
+    orig_len: u32,
+    tunnels: u8,
+) -> Result<Sliced<'_>, SliceError> {
     let lax = match link {
         LinkType::Ethernet => LaxSlicedPacket::from_ethernet(data)
             .map_err(|_| SliceError::Truncated { layer: "Ethernet" })?,
@@ -143,6 +163,15 @@ fn slice_any(link: LinkType, data: &[u8], orig_len: u32) -> Result<Sliced<'_>, S
     };
     if fragmented {
         return Ok(Sliced::Fragment);
+    }
+    if let Some(inner) = tunnelled(&lax).filter(|_| tunnels < MAX_TUNNELS) {
+        let (link, frame) = match inner {
+            tunnel::Inner::Ethernet(frame) => (LinkType::Ethernet, frame),
+            tunnel::Inner::Ip(packet) => (LinkType::Raw, packet),
+        };
+        // The inner frame is a tail of this one: what the snap length cut is cut from it.
+        let outer = (frame.as_ptr() as usize).saturating_sub(data.as_ptr() as usize) as u32;
+        return slice_within(link, frame, orig_len.saturating_sub(outer), tunnels + 1);
     }
     let tcp = match lax.transport {
         Some(TransportSlice::Tcp(tcp)) => tcp,
@@ -210,6 +239,21 @@ fn whole_ipv4_tcp(ip: &[u8]) -> Option<TcpSegment<'_>> {
     Some(segment(src.into(), dst.into(), &tcp, payload, 0))
 }
 
+/// The frame a tunnel packet carries (see [`tunnel`]).
+fn tunnelled<'a>(lax: &LaxSlicedPacket<'a>) -> Option<tunnel::Inner<'a>> {
+    match &lax.transport {
+        Some(TransportSlice::Udp(udp)) => tunnel::udp(udp.destination_port(), udp.payload()),
+        Some(_) => None,
+        None => {
+            let ip = lax.net.as_ref()?.ip_payload_ref()?;
+            if ip.ip_number != etherparse::IpNumber(tunnel::GRE) {
+                return None;
+            }
+            tunnel::gre(ip.payload)
+        }
+    }
+}
+
 fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, SliceError> {
     LaxSlicedPacket::from_ip(data).map_err(|_| SliceError::Malformed { layer: "IP" })
 }
@@ -274,7 +318,7 @@ mod tests {
                 };
                 while let Ok(Some(p)) = source.next_packet() {
                     let fast = slice(p.link, p.data, p.orig_len);
-                    let general = slice_any(p.link, p.data, p.orig_len);
+                    let general = slice_any(p.link, p.data, p.orig_len, 0);
                     assert!(
                         same(&fast, &general),
                         "{}: {fast:?} vs {general:?}",
@@ -300,7 +344,7 @@ mod tests {
         ] {
             assert!(same(
                 &slice(LinkType::Ethernet, data, orig),
-                &slice_any(LinkType::Ethernet, data, orig)
+                &slice_any(LinkType::Ethernet, data, orig, 0)
             ));
         }
     }

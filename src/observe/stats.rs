@@ -366,7 +366,9 @@ mod tests {
         assert_eq!(life.restarts().count(), 0);
         // A process heard only later than another ended: successive, in any order given.
         assert!(!side_by_side([(5.0, 9.0), (1.0, 5.0)].into_iter()));
-        assert!(side_by_side([(5.0, 9.0), (1.0, 3.0), (2.0, 6.0)].into_iter()));
+        assert!(side_by_side(
+            [(5.0, 9.0), (1.0, 3.0), (2.0, 6.0)].into_iter()
+        ));
     }
 
     #[test]
