@@ -253,6 +253,12 @@ CASES = {
         clients=[
             dict(driver="pymongo", src="127.0.0.21", uri=uri(RS_URI, appName="orders-api", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2),
             dict(driver="node", src="127.0.0.22", uri=uri(RS_URI, appName="billing", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
+    "stepdown": dict(
+        what="A failover: the primary 127.0.0.11 steps down about 7 s into the run and 127.0.0.12 is elected (4.2+ behaviour: no connection closed, the topologyVersion counters move); PyMongo on 127.0.0.21 and the Node.js driver on 127.0.0.22, minPoolSize=1, heartbeat 2 s, 2 workers each: their monitors hear the new roles and writes move to the new primary",
+        seconds=16, server=["--stepdown-at", "7"],
+        clients=[
+            dict(driver="pymongo", src="127.0.0.21", uri=uri(RS_URI, appName="orders-api", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2),
+            dict(driver="node", src="127.0.0.22", uri=uri(RS_URI, appName="billing", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
     "go-member-restart": rs_case("go", "go-restart", "The Go driver through the same rolling-restart step as member-restart (secondary 127.0.0.12 stopped about 6 s in, back 4 s later as a new process), minPoolSize=1, heartbeat 2 s, 2 workers",
                                  threads=2, seconds=18, server=("--restart-member", "127.0.0.12:27017", "--restart-at", "7", "--restart-down", "4")),
     "cluster-stale": dict(
@@ -513,6 +519,10 @@ def write_truth(name, spec, work, capture, cut_ts, final):
         # them per node instead of listing them.
         truth["server"]["restarts"] = restarts
         truth["server"]["refused_attempts"] = dict(refused_attempts_in(final))
+    stepdowns = [dict(at=e["ts"], old=e["old"], new=e["new"])
+                 for e in map(json.loads, open(server_log)) if e["event"] == "stepdown"]
+    if stepdowns:
+        truth["server"]["stepdowns"] = stepdowns
     backends = read_backends(server_log)
     if backends:
         # Several processes answering at one address (--backends): not restarts.

@@ -21,6 +21,8 @@ dropConnections naming it (host:port; an element without a port is ignored, as r
 servers do) closes them. With --restart-member HOST --restart-at S --restart-down D, that
 member stops at S seconds (its clients' sockets closed, new connections refused) and
 comes back D seconds later as a new process (a new topologyVersion.processId). With
+--stepdown-at S the primary steps down at S seconds and the next member is elected (4.2+:
+no connection closed). With
 --backends N (mongos, load-balanced), N processes answer at each address, connections
 going to each in turn, as behind an L4 load balancer in front of several mongos.
 
@@ -203,7 +205,7 @@ class Member:
             reply["setName"] = self.args.set_name
             reply["setVersion"] = config["version"]
             reply["hosts"] = list(config["hosts"])
-            reply["primary"] = config["hosts"][0]
+            reply["primary"] = config.get("primary", config["hosts"][0])
             reply["me"] = self.name
         else:
             reply[writable_key] = True
@@ -656,6 +658,19 @@ async def remove_member(members, args, log, name, after):
     log.write(event="reconfig", version=config["version"], hosts=config["hosts"], removed=name)
 
 
+async def step_down(members, args, log, after):
+    """The primary steps down and the next member is elected, as replSetStepDown does on a
+    4.2+ server: roles swap, topologyVersion counters move, no connection is closed."""
+    await asyncio.sleep(after)
+    old = next(m for m in members if m.primary)
+    new = members[(members.index(old) + 1) % len(members)]
+    old.primary, new.primary = False, True
+    args.config["primary"] = new.name
+    for m in members:
+        m.counter += 1
+    log.write(event="stepdown", old=old.name, new=new.name)
+
+
 async def restart_member(members, args, log, name, after, down, listen):
     """Stop one member as a restart does (listener closed, every client's socket closed,
     connection attempts refused while it is down), then start it again `down` seconds
@@ -693,6 +708,7 @@ async def main():
     p.add_argument("--restart-member", help="host:port stopped at --restart-at seconds and started again --restart-down seconds later")
     p.add_argument("--restart-at", type=float, default=6.0)
     p.add_argument("--restart-down", type=float, default=4.0)
+    p.add_argument("--stepdown-at", type=float, help="seconds after which the primary steps down and the next member becomes primary")
     p.add_argument("--backends", type=int, default=1,
                    help="processes behind each address (mongos, load-balanced): connections go to each in turn, each answering with its own topologyVersion.processId and serviceId")
     args = p.parse_args()
@@ -732,6 +748,8 @@ async def main():
         await emulate_members(members, log)
     if args.remove_member:
         asyncio.get_running_loop().create_task(remove_member(members, args, log, args.remove_member, args.remove_at))
+    if args.stepdown_at is not None and args.topology == "replset":
+        asyncio.get_running_loop().create_task(step_down(members, args, log, args.stepdown_at))
     if args.restart_member:
         asyncio.get_running_loop().create_task(restart_member(
             members, args, log, args.restart_member, args.restart_at, args.restart_down, listen))
