@@ -286,6 +286,27 @@ fn node_life_warnings(nodes: &NodeStats, start: Option<f64>, warnings: &mut Warn
                 span(&life.refused)
             )
         });
+        if life.roles.len() > 1 {
+            let steps: Vec<String> = life
+                .roles
+                .windows(2)
+                .map(|pair| {
+                    format!(
+                        "{} until {}, then {}",
+                        pair[0].text(),
+                        at(pair[1].since),
+                        pair[1].text()
+                    )
+                })
+                .collect();
+            warnings.push(
+                "role-change",
+                format!(
+                    "{node} changed role during the capture: {} (a stepdown, an election or a reconfig; drivers move their writes to the new primary, whose pool grows, without closing their connections to the old one on 4.2+ servers)",
+                    steps.join("; ")
+                ),
+            );
+        }
         if life.concurrent() {
             let n = life.processes.len();
             warnings.push(

@@ -810,3 +810,67 @@ fn processes_side_by_side_behind_one_address_are_counted_not_called_restarts() {
     }
     assert!(seen >= 2, "the lab's backends cases");
 }
+
+#[test]
+fn a_failover_shows_on_both_nodes_from_when_it_was_heard() {
+    // stepdown: the primary 127.0.0.11 steps down and 127.0.0.12 is elected; no connection
+    // closes (4.2+). The nodes kept the role their first connections heard, "primary" for
+    // the old primary, to the end. A member removed from the set (cluster-stale) changes
+    // too: it answers without the set's fields.
+    let mut failovers = 0;
+    for dir in cases() {
+        let t = truth(&dir);
+        let case = t["case"].as_str().unwrap();
+        let r = report(&dir, &t, None);
+        let mut expected: BTreeMap<String, (String, String, f64)> = BTreeMap::new();
+        for s in t["server"]["stepdowns"].as_array().into_iter().flatten() {
+            let at = s["at"].as_f64().unwrap();
+            let set = "rs0";
+            expected.insert(
+                s["old"].as_str().unwrap().to_string(),
+                (format!("primary of {set}"), format!("secondary of {set}"), at),
+            );
+            expected.insert(
+                s["new"].as_str().unwrap().to_string(),
+                (format!("secondary of {set}"), format!("primary of {set}"), at),
+            );
+        }
+        let removed: Vec<&str> = t["cluster"]["reconfigs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["removed"].as_str())
+            .collect();
+        for node in r["nodes"].as_array().unwrap() {
+            let name = node["node"].as_str().unwrap();
+            let changes = node["role_changes"].as_array().cloned().unwrap_or_default();
+            match expected.get(name) {
+                Some((from, to, at)) => {
+                    failovers += 1;
+                    assert_eq!(changes.len(), 1, "{case}: {name}: {changes:?}");
+                    let heard = changes[0]["at"].as_f64().unwrap();
+                    // Heard on the monitors' next heartbeat (2 s in the lab).
+                    assert!(
+                        (*at..at + 3.0).contains(&heard),
+                        "{case}: {name}: heard at {heard}, stepped down at {at}"
+                    );
+                    assert_eq!(changes[0]["from"], from.as_str(), "{case}: {name}");
+                    assert_eq!(changes[0]["to"], to.as_str(), "{case}: {name}");
+                    assert_eq!(node["role"], to.as_str(), "{case}: {name}");
+                }
+                None if removed.contains(&name) => {
+                    assert_eq!(changes.len(), 1, "{case}: {name}: {changes:?}");
+                }
+                None => assert!(changes.is_empty(), "{case}: {name}: {changes:?}"),
+            }
+        }
+        let warned = r["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["kind"] == "role-change")
+            .count();
+        assert_eq!(warned, expected.len() + removed.len(), "{case}");
+    }
+    assert!(failovers >= 2, "the lab's stepdown case");
+}

@@ -225,6 +225,12 @@ pub struct ServerInfo {
 impl ServerInfo {
     /// The node's role as its hello reply states it: "primary of rs0", "mongos", ….
     pub fn role(&self) -> String {
+        let (role, set) = self.role_parts();
+        stats::role_text(role, set)
+    }
+
+    /// The role, and the replica set it is held in.
+    pub fn role_parts(&self) -> (&'static str, Option<&str>) {
         let role = if self.is_mongos {
             "mongos"
         } else if self.service_id {
@@ -236,10 +242,7 @@ impl ServerInfo {
         } else {
             "standalone or unknown"
         };
-        match &self.set_name {
-            Some(set) => format!("{role} of {set}"),
-            None => role.to_string(),
-        }
+        (role, self.set_name.as_deref())
     }
 }
 
@@ -842,13 +845,22 @@ impl Observer {
                 // when it carries a newer replica-set config (setVersion), so a reconfig
                 // during the capture is seen. Most replies are later ones (a monitor's
                 // every heartbeat): of those only setVersion is read, unless it is newer.
+                // A later one is read whole, too, when its role changed (a stepdown, an
+                // election): only the role fields are read first.
                 let describes = obs.server_info.is_none() || obs.hello.replies <= 2;
-                let newer = note_newer_config(obs, wire::reply_set_version(msg), ts);
+                let glance = wire::reply_state(msg);
+                let newer = note_newer_config(obs, glance.set_version, ts);
+                let role_changed = obs
+                    .server_info
+                    .as_deref()
+                    .is_some_and(|known| changes_role(glance, known));
                 // Only a whole reply describes the server: of one a snap length cut, the
                 // host list is missing, not empty.
-                if (describes || newer) && !msg.is_partial() {
+                if (describes || newer || role_changed) && !msg.is_partial() {
                     if let Some(reply) = wire::hello_reply(msg) {
-                        obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
+                        let info = self.server_infos.intern(server_info_of(&reply));
+                        self.nodes.role(server, info.role_parts(), ts.as_secs_f64());
+                        obs.server_info = Some(info);
                         if let Some(tv) = reply.topology_version {
                             self.nodes.process(server, tv.process_id, ts.as_secs_f64());
                         }
@@ -914,8 +926,14 @@ impl Observer {
         }
         state.last_hello_reply = Some(ts);
         let newer = note_newer_config(obs, reply.set_version, ts);
-        if (obs.server_info.is_none() || newer) && !msg.is_partial() {
-            obs.server_info = Some(self.server_infos.intern(server_info_of(&reply)));
+        let role_changed = obs.server_info.as_deref().is_some_and(|known| {
+            (reply.is_writable_primary, reply.secondary)
+                != (known.is_writable_primary, known.secondary)
+        });
+        if (obs.server_info.is_none() || newer || role_changed) && !msg.is_partial() {
+            let info = self.server_infos.intern(server_info_of(&reply));
+            self.nodes.role(server, info.role_parts(), ts.as_secs_f64());
+            obs.server_info = Some(info);
         }
         if let Some(tv) = reply.topology_version.filter(|_| !msg.is_partial()) {
             self.nodes.process(server, tv.process_id, ts.as_secs_f64());
@@ -1061,6 +1079,14 @@ fn strings(a: Option<wire::Doc<'_>>) -> Vec<String> {
 
 /// Whether a hello reply's `set_version` announces a newer replica-set config than the
 /// server description the connection already holds; the first such reply's time is kept.
+/// A later hello reply states a role other than `known`'s (fields it leaves out say
+/// nothing).
+fn changes_role(glance: wire::ReplyState, known: &ServerInfo) -> bool {
+    let differs = |now: Option<bool>, was: Option<bool>| now.is_some() && now != was;
+    differs(glance.is_writable_primary, known.is_writable_primary)
+        || differs(glance.secondary, known.secondary)
+}
+
 fn note_newer_config(obs: &mut Observations, set_version: Option<i64>, ts: Timestamp) -> bool {
     let Some(known) = obs.server_info.as_deref() else {
         return false;

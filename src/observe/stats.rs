@@ -214,6 +214,32 @@ pub struct ProcessSeen {
     pub heard_until: f64,
 }
 
+/// Role changes kept per node: a few failovers are worth naming; more only repeat them.
+pub const MAX_ROLES: usize = 16;
+
+/// A role a node's hello replies stated ([`crate::observe::ServerInfo::role_parts`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleSeen {
+    /// When a reply first stated it (epoch seconds).
+    pub since: f64,
+    pub role: &'static str,
+    pub set_name: Option<String>,
+}
+
+impl RoleSeen {
+    /// "primary of rs0".
+    pub fn text(&self) -> String {
+        role_text(self.role, self.set_name.as_deref())
+    }
+}
+
+pub fn role_text(role: &str, set: Option<&str>) -> String {
+    match set {
+        Some(set) => format!("{role} of {set}"),
+        None => role.to_string(),
+    }
+}
+
 /// Connection attempts a node never accepted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Attempts {
@@ -238,6 +264,9 @@ impl Attempts {
 pub struct NodeLife {
     /// In the order first seen; at most [`MAX_PROCESSES`].
     pub processes: Vec<ProcessSeen>,
+    /// The roles its hello replies stated, each from when first heard: more than one when
+    /// it stepped down or was elected during the capture. At most [`MAX_ROLES`].
+    pub roles: Vec<RoleSeen>,
     pub refused: Attempts,
     pub unanswered: Attempts,
 }
@@ -281,8 +310,8 @@ pub fn side_by_side(processes: impl Iterator<Item = (f64, f64)>) -> bool {
 pub struct NodeStats {
     /// FxHash: looked up for every hello and operation reply.
     pub nodes: rustc_hash::FxHashMap<SocketAddr, NodeHistograms>,
-    /// Only for nodes with a process or a failed attempt seen: read once per connection,
-    /// not per message.
+    /// Only for nodes with a whole hello reply or a failed attempt seen: written once per
+    /// connection or role change, not per message.
     pub life: rustc_hash::FxHashMap<SocketAddr, NodeLife>,
 }
 
@@ -319,6 +348,19 @@ impl NodeStats {
         }
         // Replies reach here in capture order, nearly: keep the order exact.
         processes.sort_by(|a, b| a.first_seen.total_cmp(&b.first_seen));
+    }
+    /// A whole hello reply from `server` at `ts` stated this role: a change is recorded.
+    pub fn role(&mut self, server: SocketAddr, (role, set): (&'static str, Option<&str>), ts: f64) {
+        let roles = &mut self.life.entry(server).or_default().roles;
+        let same = |r: &RoleSeen| r.role == role && r.set_name.as_deref() == set;
+        if roles.last().is_some_and(same) || roles.len() >= MAX_ROLES {
+            return;
+        }
+        roles.push(RoleSeen {
+            since: ts,
+            role,
+            set_name: set.map(str::to_string),
+        });
     }
     /// A connection that heard `process_id` (at `server`) was open until `until`.
     pub fn process_heard_until(&mut self, server: SocketAddr, process_id: [u8; 12], until: f64) {

@@ -44,6 +44,14 @@ pub enum Format {
     Html,
 }
 
+/// A node's new role, from when its hello replies first stated it (epoch seconds).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RoleChange {
+    pub at: f64,
+    pub from: String,
+    pub to: String,
+}
+
 /// Per server node: who connects and how it behaves.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NodeSummary {
@@ -61,6 +69,10 @@ pub struct NodeSummary {
     /// When a new process first answered (epoch seconds): the node restarted then.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub restarts: Vec<f64>,
+    /// Each change of the role its hello replies stated (a stepdown, an election, a
+    /// removal from the set), when first stated. `role` is the last one's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub role_changes: Vec<RoleChange>,
     /// Server processes that answered at this address side by side (a load balancer or
     /// proxy in front of several): 0 unless more than one did.
     #[serde(skip_serializing_if = "crate::analyzer::is_zero")]
@@ -252,6 +264,18 @@ fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSum
             let life = analysis.nodes.life.get(&node);
             NodeSummary {
                 restarts: life.map(|l| l.restarts().collect()).unwrap_or_default(),
+                role_changes: life
+                    .map(|l| {
+                        l.roles
+                            .windows(2)
+                            .map(|pair| RoleChange {
+                                at: pair[1].since,
+                                from: pair[0].text(),
+                                to: pair[1].text(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 concurrent_processes: life
                     .filter(|l| l.concurrent())
                     .map_or(0, |l| l.processes.len() as u64),
@@ -263,7 +287,7 @@ fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSum
                 heartbeat_s: h.and_then(|h| h.heartbeat()),
                 hello_rtt_ms: h.and_then(|h| h.hello_rtt()),
                 op_latency_ms: h.and_then(|h| h.op_latency()),
-                role,
+                role: life.and_then(|l| l.roles.last()).map(|r| r.text()).or(role),
                 heartbeat_bins: h.and_then(|h| h.heartbeat_bins()),
                 hello_rtt_bins: h.and_then(|h| h.hello_rtt_bins()),
             }
@@ -308,6 +332,9 @@ fn node_role(report: &Report, n: &NodeSummary) -> String {
         .iter()
         .map(|t| format!("restarted at {:.1} s", t - start))
         .collect();
+    for change in &n.role_changes {
+        events.push(format!("{} until {:.1} s", change.from, change.at - start));
+    }
     if n.concurrent_processes > 0 {
         events.push(format!(
             "{} processes behind this address",

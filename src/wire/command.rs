@@ -193,14 +193,30 @@ pub fn hello_reply<'a>(msg: &Message<'a>) -> Option<HelloReply<'a>> {
     Some(r)
 }
 
-/// The `setVersion` of a reply, read alone: what a hello reply after the first ones is
-/// looked at for (whether it announces a newer replica-set config), without the whole
-/// [`hello_reply`] walk and its host lists.
-pub fn reply_set_version(msg: &Message<'_>) -> Option<i64> {
-    if !msg.is_reply() {
-        return None;
+/// What a hello reply after the first ones is read for, in one walk without the whole
+/// [`hello_reply`] and its host lists: whether it announces a newer replica-set config
+/// (`setVersion`) or another role (a stepdown, an election).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyState {
+    pub set_version: Option<i64>,
+    pub is_writable_primary: Option<bool>,
+    pub secondary: Option<bool>,
+}
+
+pub fn reply_state(msg: &Message<'_>) -> ReplyState {
+    let mut state = ReplyState::default();
+    let Some(fields) = msg.fields().filter(|_| msg.is_reply()) else {
+        return state;
+    };
+    for e in fields.elements() {
+        match e.key {
+            b"setVersion" => state.set_version = e.number().map(|n| n as i64),
+            b"isWritablePrimary" | b"ismaster" => state.is_writable_primary = e.truthy(),
+            b"secondary" => state.secondary = e.truthy(),
+            _ => {}
+        }
     }
-    msg.fields()?.get("setVersion")?.number().map(|n| n as i64)
+    state
 }
 
 /// The `ok` of a reply; for OP_REPLY the QueryFailure flag also counts as failure.

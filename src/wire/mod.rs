@@ -19,7 +19,8 @@ pub(crate) mod test_util;
 
 pub use command::{
     cluster_request, hello_reply, hello_request, is_hello_name, reply_errmsg, reply_ok,
-    reply_set_version, ClientMetadata, ClusterRequest, HelloReply, HelloRequest, TopologyVersion,
+    reply_state, ClientMetadata, ClusterRequest, HelloReply, HelloRequest, ReplyState,
+    TopologyVersion,
 };
 pub use elements::Doc;
 pub use error::WireError;
