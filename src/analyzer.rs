@@ -299,10 +299,18 @@ fn node_life_warnings(nodes: &NodeStats, start: Option<f64>, warnings: &mut Warn
                     )
                 })
                 .collect();
+            let was_primary = life.roles.iter().any(|r| r.role == "primary");
+            let why = if was_primary {
+                " (a stepdown or an election: drivers move their writes to the new primary, whose pool grows, and on 4.2+ servers keep their connections to the old one)"
+            } else if life.roles.iter().any(|r| r.set_name.is_none()) {
+                " (a reconfig removed it from the set, or it lost its config: drivers drop it once they see the new config)"
+            } else {
+                ""
+            };
             warnings.push(
                 "role-change",
                 format!(
-                    "{node} changed role during the capture: {} (a stepdown, an election or a reconfig; drivers move their writes to the new primary, whose pool grows, without closing their connections to the old one on 4.2+ servers)",
+                    "{node} changed role during the capture: {}{why}",
                     steps.join("; ")
                 ),
             );

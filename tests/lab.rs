@@ -825,15 +825,10 @@ fn a_failover_shows_on_both_nodes_from_when_it_was_heard() {
         let mut expected: BTreeMap<String, (String, String, f64)> = BTreeMap::new();
         for s in t["server"]["stepdowns"].as_array().into_iter().flatten() {
             let at = s["at"].as_f64().unwrap();
-            let set = "rs0";
-            expected.insert(
-                s["old"].as_str().unwrap().to_string(),
-                (format!("primary of {set}"), format!("secondary of {set}"), at),
-            );
-            expected.insert(
-                s["new"].as_str().unwrap().to_string(),
-                (format!("secondary of {set}"), format!("primary of {set}"), at),
-            );
+            let (primary, secondary) = ("primary of rs0", "secondary of rs0");
+            let (old, new) = (s["old"].as_str().unwrap(), s["new"].as_str().unwrap());
+            expected.insert(old.into(), (primary.into(), secondary.into(), at));
+            expected.insert(new.into(), (secondary.into(), primary.into(), at));
         }
         let removed: Vec<&str> = t["cluster"]["reconfigs"]
             .as_array()

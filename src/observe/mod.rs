@@ -213,6 +213,10 @@ pub struct ServerInfo {
     pub max_wire_version: Option<i32>,
     pub topology_version: bool,
     pub service_id: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub arbiter_only: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub is_replica_set: bool,
     /// `topologyVersion.processId`: which process answered, so that connections to a
     /// node that restarted during the capture tell the old process from the new one.
     #[serde(
@@ -231,16 +235,26 @@ impl ServerInfo {
 
     /// The role, and the replica set it is held in.
     pub fn role_parts(&self) -> (&'static str, Option<&str>) {
-        let role = if self.is_mongos {
+        let role = if self.service_id {
+            "mongos behind a load balancer"
+        } else if self.is_mongos {
             "mongos"
-        } else if self.service_id {
-            "behind a load balancer"
+        } else if self.set_name.is_none() {
+            // A member without a valid config says isreplicaset instead of a set name.
+            if self.is_replica_set {
+                "member removed from its set or not initiated"
+            } else {
+                "standalone"
+            }
         } else if self.is_writable_primary == Some(true) {
             "primary"
         } else if self.secondary == Some(true) {
             "secondary"
+        } else if self.arbiter_only {
+            "arbiter"
         } else {
-            "standalone or unknown"
+            // RECOVERING, STARTUP2 (initial sync), ROLLBACK: a member serving no reads.
+            "recovering member"
         };
         (role, self.set_name.as_deref())
     }
@@ -1116,6 +1130,8 @@ fn server_info_of(reply: &wire::HelloReply<'_>) -> ServerInfo {
         max_wire_version: reply.max_wire_version,
         topology_version: reply.topology_version.is_some(),
         service_id: reply.service_id,
+        arbiter_only: reply.arbiter_only == Some(true),
+        is_replica_set: reply.is_replica_set,
         process_id: reply.topology_version.map(|t| t.process_id),
     }
 }

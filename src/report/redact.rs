@@ -437,6 +437,10 @@ impl Report {
         for n in &mut self.nodes {
             n.node = names.address(&n.node);
             n.role = n.role.as_deref().map(|r| names.text(r));
+            for change in &mut n.role_changes {
+                change.from = names.text(&change.from);
+                change.to = names.text(&change.to);
+            }
         }
         for w in &mut self.warnings {
             w.message = names.text(&w.message);

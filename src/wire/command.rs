@@ -68,6 +68,9 @@ pub struct HelloReply<'a> {
     pub is_writable_primary: Option<bool>,
     pub secondary: Option<bool>,
     pub arbiter_only: Option<bool>,
+    /// `isreplicaset`: a replica-set member without a valid config (removed, or not yet
+    /// initiated) says so instead of naming a set.
+    pub is_replica_set: bool,
     pub hidden: Option<bool>,
     pub set_name: Option<&'a str>,
     pub set_version: Option<i64>,
@@ -172,6 +175,7 @@ pub fn hello_reply<'a>(msg: &Message<'a>) -> Option<HelloReply<'a>> {
             }
             b"secondary" => r.secondary = value.truthy(),
             b"arbiterOnly" => r.arbiter_only = value.truthy(),
+            b"isreplicaset" => r.is_replica_set = value.truthy() == Some(true),
             b"hidden" => r.hidden = value.truthy(),
             b"setName" => r.set_name = value.str(),
             b"setVersion" => r.set_version = value.number().map(|n| n as i64),
