@@ -1,6 +1,7 @@
 //! Captures taken where mirrored traffic is delivered: AWS VPC Traffic Mirroring and Azure
 //! vTAP wrap each frame in VXLAN, AWS Gateway Load Balancer in Geneve, SPAN sessions and
-//! TAPs in ERSPAN over GRE. A lab capture of real drivers, every frame wrapped as a mirror
+//! TAPs in ERSPAN over GRE; and on a Kubernetes node's interface, where pod traffic is in
+//! VXLAN on port 8472 (flannel, Cilium) or IP in IP (Calico). A lab capture of real drivers, every frame wrapped as a mirror
 //! target receives it (outer addresses of the mirror source and target), must read as the
 //! capture itself: same clients, same connections, same classes.
 
@@ -79,6 +80,14 @@ fn wrap(kind: &str, frame: &[u8], seq: u32) -> Vec<u8> {
             ),
             frame,
         ),
+        // flannel's and Cilium's VXLAN port on a Kubernetes node.
+        "vxlan-8472" => outer_ipv4(
+            17,
+            &udp_header(8472, &[0x08, 0, 0, 0, 0, 0, 1, 0], frame.len()),
+            frame,
+        ),
+        // Calico's IP in IP: the pod's IP packet, without its Ethernet header.
+        "ipip" => outer_ipv4(4, &[], &frame[14..]),
         // GRE with a sequence number, then the ERSPAN type II header (session 1).
         "erspan" => {
             let mut gre = vec![0x10, 0x00, 0x88, 0xbe];
@@ -137,7 +146,14 @@ fn mirrored_traffic_reads_as_the_capture_itself() {
         Meta::default(),
     );
     assert!(plain.attribution.connections.len() >= 20);
-    for kind in ["vxlan", "geneve", "erspan", "vxlan-twice"] {
+    for kind in [
+        "vxlan",
+        "vxlan-8472",
+        "geneve",
+        "erspan",
+        "ipip",
+        "vxlan-twice",
+    ] {
         let analysis = common::analyze_bytes(wrapped_capture(&path, kind));
         let mirrored = conclude(analysis, Options::default(), Meta::default());
         assert_eq!(summary(&mirrored), summary(&plain), "{kind}");

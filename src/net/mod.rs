@@ -246,10 +246,7 @@ fn tunnelled<'a>(lax: &LaxSlicedPacket<'a>) -> Option<tunnel::Inner<'a>> {
         Some(_) => None,
         None => {
             let ip = lax.net.as_ref()?.ip_payload_ref()?;
-            if ip.ip_number != etherparse::IpNumber(tunnel::GRE) {
-                return None;
-            }
-            tunnel::gre(ip.payload)
+            tunnel::ip(ip.ip_number.0, ip.payload)
         }
     }
 }

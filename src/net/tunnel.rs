@@ -2,7 +2,9 @@
 //! holds the driver's frames inside a tunnel: AWS VPC Traffic Mirroring and Azure virtual
 //! network TAP send VXLAN (UDP 4789), AWS Gateway Load Balancer Geneve (UDP 6081), SPAN
 //! sessions and network TAPs ERSPAN over GRE (types I/II: 0x88BE, III: 0x22EB), and GRE
-//! tunnels carry Ethernet or IP. Each header here is a few fixed fields that no crate we
+//! tunnels carry Ethernet or IP. So does pod traffic captured on a Kubernetes node's own
+//! interface: flannel and Cilium use VXLAN on UDP 8472 (Linux's default port), Calico IP
+//! in IP. Each header here is a few fixed fields that no crate we
 //! use parses (etherparse stops at UDP and at the GRE protocol number), so they are read by
 //! hand, as views over the packet: the inner frame borrows it.
 
@@ -15,10 +17,15 @@ pub(super) enum Inner<'a> {
 }
 
 pub const VXLAN_PORT: u16 = 4789;
+/// Linux's VXLAN port before IANA assigned 4789: flannel's and Cilium's default.
+pub const VXLAN_LINUX_PORT: u16 = 8472;
 pub const VXLAN_GPE_PORT: u16 = 4790;
 pub const GENEVE_PORT: u16 = 6081;
 /// GRE's IP protocol number.
 pub const GRE: u8 = 47;
+/// IPv4 in IP (RFC 2003) and IPv6 in IP (RFC 4213).
+pub const IP_IN_IP: u8 = 4;
+pub const IPV6_IN_IP: u8 = 41;
 
 const TRANSPARENT_ETHERNET: u16 = 0x6558;
 const IPV4: u16 = 0x0800;
@@ -42,7 +49,9 @@ fn by_ether_type(ether_type: u16, payload: &[u8]) -> Option<Inner<'_>> {
 pub(super) fn udp(dst_port: u16, payload: &[u8]) -> Option<Inner<'_>> {
     match dst_port {
         // RFC 7348: flags (I set: the VNI is valid), 3 reserved, VNI, 1 reserved.
-        VXLAN_PORT if payload.first()? & 0x08 != 0 => Some(Inner::Ethernet(payload.get(8..)?)),
+        VXLAN_PORT | VXLAN_LINUX_PORT if payload.first()? & 0x08 != 0 => {
+            Some(Inner::Ethernet(payload.get(8..)?))
+        }
         // VXLAN-GPE: the fourth byte names what follows.
         VXLAN_GPE_PORT => match payload.get(3)? {
             1 | 2 => Some(Inner::Ip(payload.get(8..)?)),
@@ -63,8 +72,17 @@ pub(super) fn udp(dst_port: u16, payload: &[u8]) -> Option<Inner<'_>> {
     }
 }
 
+/// The frame inside an IP packet of protocol `ip_number`, or `None` when it is no tunnel.
+pub(super) fn ip(ip_number: u8, payload: &[u8]) -> Option<Inner<'_>> {
+    match ip_number {
+        GRE => gre(payload),
+        IP_IN_IP | IPV6_IN_IP => Some(Inner::Ip(payload)),
+        _ => None,
+    }
+}
+
 /// The frame inside a GRE packet (RFC 2784/2890), ERSPAN included.
-pub(super) fn gre(payload: &[u8]) -> Option<Inner<'_>> {
+fn gre(payload: &[u8]) -> Option<Inner<'_>> {
     let flags = be16(payload, 0)?;
     // Version 1 is PPTP's enhanced GRE, which carries PPP, not frames; routing (RFC
     // 1701) is long deprecated.
@@ -104,6 +122,9 @@ mod tests {
     fn vxlan_and_geneve_headers_are_skipped_to_the_inner_frame() {
         let vxlan = with(&[0x08, 0, 0, 0, 0, 0x12, 0x34, 0]);
         assert_eq!(udp(4789, &vxlan), Some(Inner::Ethernet(FRAME)));
+        assert_eq!(udp(8472, &vxlan), Some(Inner::Ethernet(FRAME)));
+        assert_eq!(ip(4, FRAME), Some(Inner::Ip(FRAME)));
+        assert_eq!(ip(6, FRAME), None);
         // Without the I flag it is not VXLAN as RFC 7348 sends it.
         assert_eq!(udp(4789, &with(&[0; 8])), None);
         assert_eq!(udp(53, &vxlan), None);
