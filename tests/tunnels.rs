@@ -19,33 +19,20 @@ const MIRROR_TARGET: [u8; 4] = [172, 31, 9, 20];
 
 /// Outer Ethernet + IPv4 (protocol `proto`) around `inner`, which starts with `tunnel`.
 fn outer_ipv4(proto: u8, tunnel: &[u8], inner: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
-    let total = 20 + tunnel.len() + inner.len();
-    let mut ip = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        0,
-        0x40,
-        0,
-        64,
-        proto,
-        0,
-        0,
-    ];
-    ip.extend(MIRROR_SOURCE);
-    ip.extend(MIRROR_TARGET);
-    let sum = !ip
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .fold(0u32, |a, b| {
-            let s = a + b;
-            (s & 0xffff) + (s >> 16)
-        }) as u16;
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    frame.extend(ip);
+    use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header};
+    let mut frame = Vec::new();
+    Ethernet2Header {
+        source: [2, 0, 0, 0, 0, 1],
+        destination: [2, 0, 0, 0, 0, 2],
+        ether_type: EtherType::IPV4,
+    }
+    .write(&mut frame)
+    .unwrap();
+    let payload = (tunnel.len() + inner.len()) as u16;
+    let mut ip = Ipv4Header::new(payload, 64, IpNumber(proto), MIRROR_SOURCE, MIRROR_TARGET)
+        .expect("a small payload");
+    ip.header_checksum = ip.calc_header_checksum();
+    ip.write(&mut frame).unwrap();
     frame.extend(tunnel);
     frame.extend(inner);
     frame
@@ -53,13 +40,9 @@ fn outer_ipv4(proto: u8, tunnel: &[u8], inner: &[u8]) -> Vec<u8> {
 
 /// UDP (checksum 0: none, as VXLAN senders do) to `port`, then the tunnel header.
 fn udp_header(port: u16, tunnel: &[u8], inner_len: usize) -> Vec<u8> {
-    let len = 8 + tunnel.len() + inner_len;
-    let mut udp = vec![0xc3, 0x50];
-    udp.extend(port.to_be_bytes());
-    udp.extend((len as u16).to_be_bytes());
-    udp.extend([0, 0]);
-    udp.extend(tunnel);
-    udp
+    let udp = etherparse::UdpHeader::without_ipv4_checksum(50_000, port, tunnel.len() + inner_len)
+        .expect("a small datagram");
+    [&udp.to_bytes()[..], tunnel].concat()
 }
 
 fn wrap(kind: &str, frame: &[u8], seq: u32) -> Vec<u8> {
