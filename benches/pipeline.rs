@@ -140,6 +140,7 @@ fn stages(c: &mut Criterion) {
                 Options::default(),
                 &peaks,
                 &Default::default(),
+                &[],
             ))
         })
     });

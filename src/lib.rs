@@ -64,7 +64,26 @@ fn attribution_of(
     );
     let connections = std::mem::take(&mut analysis.connections);
     let peaks = analysis.in_flight.peaks();
-    attribute::attribute(connections, verdicts, opts, &peaks, released)
+    let failovers = primary_changes(&analysis.nodes);
+    attribute::attribute(connections, verdicts, opts, &peaks, released, &failovers)
+}
+
+/// Each node's steps into and out of the primary role, from its hello replies.
+fn primary_changes(nodes: &observe::NodeStats) -> Vec<attribute::PrimaryChange> {
+    let mut changes = Vec::new();
+    for (node, life) in &nodes.life {
+        for pair in life.roles.windows(2) {
+            let (was, is) = (pair[0].role == "primary", pair[1].role == "primary");
+            if was != is {
+                changes.push(attribute::PrimaryChange {
+                    node: *node,
+                    at: pair[1].since,
+                    elected: is,
+                });
+            }
+        }
+    }
+    changes
 }
 
 /// Read a capture file ("-" for stdin) and run the whole pipeline.

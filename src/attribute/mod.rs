@@ -334,6 +334,42 @@ fn resolve_keys<'k>(own: &'k [ClientKey<'k>], released: &'k Released) -> Vec<&'k
         .collect()
 }
 
+/// Writes follow the primary: after a failover a client holds pool connections to the old
+/// primary and to the new one, where before it needed only one of them.
+fn failover_deviation(
+    failovers: &[PrimaryChange],
+    pool_peaks: &BTreeMap<SocketAddr, u64>,
+) -> Option<String> {
+    let pooled = |change: &&PrimaryChange| pool_peaks.get(&change.node).is_some_and(|&p| p > 0);
+    let stepped_down: BTreeSet<SocketAddr> = failovers
+        .iter()
+        .filter(|c| !c.elected)
+        .filter(pooled)
+        .map(|c| c.node)
+        .collect();
+    let elected: BTreeSet<SocketAddr> = failovers
+        .iter()
+        .filter(|c| c.elected)
+        .filter(pooled)
+        .map(|c| c.node)
+        .collect();
+    if stepped_down.is_empty() || elected.is_empty() {
+        return None;
+    }
+    let list = |nodes: &BTreeSet<SocketAddr>| {
+        nodes
+            .iter()
+            .map(|&n| net::addr_text(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(format!(
+        "a failover during the capture: {} stepped down and {} was elected; writes follow the primary, so the pool holds connections to both (those to the old primary stay until idle or reused for reads)",
+        list(&stepped_down),
+        list(&elected)
+    ))
+}
+
 /// A node some of whose connections heard another process than the first, each process
 /// answering only once the one before it had no connection left: it restarted during the
 /// capture, and the connections to its new process were opened again. Processes that
@@ -359,6 +395,16 @@ fn restart_deviations(by_node: BTreeMap<SocketAddr, footprint::Processes>) -> Ve
         .collect()
 }
 
+/// A node that became, or stopped being, the primary during the capture (from its hello
+/// replies: `NodeLife::roles`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PrimaryChange {
+    pub node: SocketAddr,
+    /// When its replies first stated the new role (epoch seconds).
+    pub at: f64,
+    pub elected: bool,
+}
+
 /// Group, count, check. `verdicts` is index-aligned with `conns`.
 pub fn attribute(
     conns: Vec<Box<Observations>>,
@@ -366,6 +412,7 @@ pub fn attribute(
     opts: Options,
     in_flight: &InFlightPeaks,
     released: &Released,
+    failovers: &[PrimaryChange],
 ) -> Attribution {
     // Keys borrow the connections' names: grouping copies no string, and a client's id
     // is formatted once and copied to its connections.
@@ -390,7 +437,7 @@ pub fn attribute(
                 members,
                 released: *released,
             };
-            let client = client_of(group, &conns, &verdicts, opts, in_flight);
+            let client = client_of(group, &conns, &verdicts, opts, in_flight, failovers);
             for &i in members {
                 client_ids[i].clone_from(&client.id);
             }
@@ -427,6 +474,7 @@ fn client_of(
     verdicts: &[Verdict],
     opts: Options,
     in_flight: &InFlightPeaks,
+    failovers: &[PrimaryChange],
 ) -> Client {
     let Group {
         key,
@@ -710,6 +758,7 @@ fn client_of(
             ));
         }
         deviations.extend(restart_deviations(processes));
+        deviations.extend(failover_deviation(failovers, &pool_peaks));
         let probes = connect_only_probes;
         if probes > 0 {
             deviations.push(format!(

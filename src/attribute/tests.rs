@@ -36,6 +36,7 @@ fn run(conns: Vec<Observations>, opts: Options) -> Attribution {
         opts,
         &Default::default(),
         &Default::default(),
+        &[],
     )
 }
 
@@ -242,6 +243,7 @@ fn growth_names_the_peak_of_operations_in_flight() {
         Options::default(),
         &peaks,
         &Default::default(),
+        &[],
     )
     .clients[0];
     assert!(
@@ -281,6 +283,7 @@ fn folding_classified_connections_matches_folding_an_attribution() {
         Options::default(),
         &Default::default(),
         &Default::default(),
+        &[],
     );
     let mut full = Released::default();
     full.fold(&attribution, &ids);

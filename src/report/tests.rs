@@ -42,6 +42,7 @@ fn sample() -> Report {
         Options::default(),
         &Default::default(),
         &Default::default(),
+        &[],
     );
     Report::new(
         analysis,
