@@ -299,7 +299,7 @@ fn node_life_warnings(nodes: &NodeStats, start: Option<f64>, warnings: &mut Warn
                     )
                 })
                 .collect();
-            let was_primary = life.roles.iter().any(|r| r.role == "primary");
+            let was_primary = life.roles.iter().any(|r| r.is_primary());
             let why = if was_primary {
                 " (a stepdown or an election: drivers move their writes to the new primary, whose pool grows, and on 4.2+ servers keep their connections to the old one)"
             } else if life.roles.iter().any(|r| r.set_name.is_none()) {

@@ -73,7 +73,7 @@ fn primary_changes(nodes: &observe::NodeStats) -> Vec<attribute::PrimaryChange> 
     let mut changes = Vec::new();
     for (node, life) in &nodes.life {
         for pair in life.roles.windows(2) {
-            let (was, is) = (pair[0].role == "primary", pair[1].role == "primary");
+            let (was, is) = (pair[0].is_primary(), pair[1].is_primary());
             if was != is {
                 changes.push(attribute::PrimaryChange {
                     node: *node,

@@ -227,6 +227,10 @@ pub struct RoleSeen {
 }
 
 impl RoleSeen {
+    pub fn is_primary(&self) -> bool {
+        self.role == "primary"
+    }
+
     /// "primary of rs0".
     pub fn text(&self) -> String {
         role_text(self.role, self.set_name.as_deref())
