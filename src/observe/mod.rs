@@ -940,10 +940,15 @@ impl Observer {
         }
         state.last_hello_reply = Some(ts);
         let newer = note_newer_config(obs, reply.set_version, ts);
-        let role_changed = obs.server_info.as_deref().is_some_and(|known| {
-            (reply.is_writable_primary, reply.secondary)
-                != (known.is_writable_primary, known.secondary)
-        });
+        let glance = wire::ReplyState {
+            set_version: reply.set_version,
+            is_writable_primary: reply.is_writable_primary,
+            secondary: reply.secondary,
+        };
+        let role_changed = obs
+            .server_info
+            .as_deref()
+            .is_some_and(|known| changes_role(glance, known));
         if (obs.server_info.is_none() || newer || role_changed) && !msg.is_partial() {
             let info = self.server_infos.intern(server_info_of(&reply));
             self.nodes.role(server, info.role_parts(), ts.as_secs_f64());
@@ -1091,8 +1096,6 @@ fn strings(a: Option<wire::Doc<'_>>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Whether a hello reply's `set_version` announces a newer replica-set config than the
-/// server description the connection already holds; the first such reply's time is kept.
 /// A later hello reply states a role other than `known`'s (fields it leaves out say
 /// nothing).
 fn changes_role(glance: wire::ReplyState, known: &ServerInfo) -> bool {
@@ -1101,6 +1104,8 @@ fn changes_role(glance: wire::ReplyState, known: &ServerInfo) -> bool {
         || differs(glance.secondary, known.secondary)
 }
 
+/// Whether a hello reply's `set_version` announces a newer replica-set config than the
+/// server description the connection already holds; the first such reply's time is kept.
 fn note_newer_config(obs: &mut Observations, set_version: Option<i64>, ts: Timestamp) -> bool {
     let Some(known) = obs.server_info.as_deref() else {
         return false;
