@@ -259,6 +259,10 @@ CASES = {
         clients=[
             dict(driver="pymongo", src="127.0.0.21", uri=uri(RS_URI, appName="orders-api", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2),
             dict(driver="node", src="127.0.0.22", uri=uri(RS_URI, appName="billing", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, threads=2)]),
+    "go-stepdown": rs_case("go", "go-failover", "The Go driver through the same failover as stepdown (primary 127.0.0.11 steps down about 7 s in, 127.0.0.12 elected, no connection closed), minPoolSize=1, heartbeat 2 s, 2 workers",
+                           threads=2, seconds=16, server=("--stepdown-at", "7")),
+    "mongoc-single-stepdown": rs_case("mongoc-single", "c-single-failover", "libmongoc mongoc_client_t (single-threaded) with heartbeatFrequencyMS=2000 through the same failover as stepdown: no monitors, its one connection per node checks and carries the operations, and hears the new roles on its next check",
+                                      min_pool_size=None, seconds=16, server=("--stepdown-at", "7")),
     "go-member-restart": rs_case("go", "go-restart", "The Go driver through the same rolling-restart step as member-restart (secondary 127.0.0.12 stopped about 6 s in, back 4 s later as a new process), minPoolSize=1, heartbeat 2 s, 2 workers",
                                  threads=2, seconds=18, server=("--restart-member", "127.0.0.12:27017", "--restart-at", "7", "--restart-down", "4")),
     "cluster-stale": dict(
