@@ -416,7 +416,11 @@ impl Analyzer {
     pub fn closed_beyond(&self, keep: usize) -> std::collections::HashSet<u64> {
         let finished = &self.observer.finished;
         let excess = finished.len().saturating_sub(keep);
-        finished[..excess].iter().map(|o| o.id).collect()
+        finished[..excess]
+            .iter()
+            .filter(|o| o.releasable())
+            .map(|o| o.id)
+            .collect()
     }
 
     /// Drop these closed connections' records (they were folded into a summary).

@@ -215,11 +215,12 @@ fn in_order(mut kept: Placed, more: Placed) -> Vec<Box<Observations>> {
 /// those hosts' open connections; the other hosts' records are kept as they are.
 fn select(closed: Vec<Box<Observations>>, held: &dyn Held, keep_closed: usize) -> (Job, Placed) {
     let excess = closed.len().saturating_sub(keep_closed);
-    let release: FxHashSet<u64> = closed[..excess].iter().map(|o| o.id).collect();
+    let releasable = || closed[..excess].iter().filter(|o| o.releasable());
+    let release: FxHashSet<u64> = releasable().map(|o| o.id).collect();
     // A connection's class and client depend on its client's other connections, all from
     // the same host (client keys and neighbourhoods start with the host): only those
     // hosts' connections need concluding; the rest stay as they are.
-    let hosts: FxHashSet<IpAddr> = closed[..excess].iter().map(|o| o.client.ip()).collect();
+    let hosts: FxHashSet<IpAddr> = releasable().map(|o| o.client.ip()).collect();
     let (involved, uninvolved): (Placed, Placed) = closed
         .into_iter()
         .enumerate()

@@ -108,11 +108,17 @@ fn released_connections_still_count_in_their_clients() {
 }
 
 /// What releasing must leave as it was: every client whole (mode, MongoClients, formula,
-/// verdict and each deviation, pool peaks), every node's row, the cluster's membership and
-/// its count of internal connections.
+/// verdict and each deviation, pool peaks), every node's row, the cluster's membership,
+/// its count of internal connections and each dropConnections seen.
 fn what_releasing_keeps(r: &Report) -> String {
+    let drops: Vec<_> = r
+        .cluster
+        .drop_connections_seen
+        .iter()
+        .map(|d| (&d.sender, &d.member, &d.targets, d.ok))
+        .collect();
     format!(
-        "{:#?}\n{:#?}\n{:#?}\ninternal connections: {}",
+        "{:#?}\n{:#?}\n{:#?}\ninternal connections: {}\n{drops:?}",
         r.attribution.clients, r.nodes, r.cluster.membership, r.cluster.internal_connections
     )
 }

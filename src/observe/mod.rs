@@ -456,6 +456,12 @@ impl Observations {
         let closing = self.closing.filter(|&c| c > self.first_seen);
         (self.first_seen, closing.or(self.closed))
     }
+    /// Whether a bound on memory may fold this closed connection into its client's
+    /// tally. One that sent `dropConnections` stays listed: the cluster section reports
+    /// each such command with what it closed, from the sender's record. They are few.
+    pub fn releasable(&self) -> bool {
+        self.cluster.drop_connections.is_empty()
+    }
     pub fn messages(&self) -> u64 {
         self.client_traffic.messages + self.server_traffic.messages
     }

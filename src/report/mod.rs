@@ -227,6 +227,29 @@ fn cluster_of(
         .values()
         .map(|n| n.counts.internal as usize)
         .sum::<usize>();
+    // A dropConnections is checked against the connections still held: say so where some
+    // to its targets were released (--keep-closed) and could be among those it closed.
+    for drop in &mut cluster.drop_connections_seen {
+        let released: u64 = attribution
+            .released_nodes
+            .iter()
+            .filter(|(node, _)| {
+                let node = crate::net::addr_text(**node);
+                drop.targets
+                    .iter()
+                    .flatten()
+                    .any(|t| t.eq_ignore_ascii_case(&node))
+            })
+            .map(|(_, n)| n.counts.internal)
+            .sum();
+        if released > 0 {
+            drop.summary.push_str(&format!(
+                "; but {released} internal connection{} to its targets {} released from memory before the end (--keep-closed): those it closed may be among them",
+                if released == 1 { "" } else { "s" },
+                if released == 1 { "was" } else { "were" }
+            ));
+        }
+    }
     cluster
 }
 
