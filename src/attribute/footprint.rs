@@ -4,7 +4,6 @@
 //! built from. Without it a client whose older connections were released lost its
 //! monitored nodes, pool peaks and MongoClient estimate.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -12,8 +11,52 @@ use super::Counts;
 use crate::classify::{self, peak_overlap, Class, ClientKey};
 use crate::observe::Observations;
 
-/// The processes a node answered with, by processId.
-pub(super) type Processes = BTreeMap<[u8; 12], Heard>;
+/// A small map kept as a sorted vector. A client's footprint holds a handful of entries
+/// per map, and a long capture keeps one footprint per released client: a `BTreeMap`'s
+/// first node (eleven slots) is several times what these need.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct SmallMap<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for SmallMap<K, V> {
+    fn default() -> Self {
+        SmallMap(Vec::new())
+    }
+}
+
+impl<K: Ord, V> SmallMap<K, V> {
+    pub fn get(&self, key: &K) -> Option<&V> {
+        let at = self.0.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+        Some(&self.0[at].1)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(K, V)> {
+        self.0.iter()
+    }
+
+    /// Insert `value`, or fold it into the value already there.
+    fn upsert(&mut self, key: K, value: V, fold: impl FnOnce(&mut V, V)) {
+        match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(at) => fold(&mut self.0[at].1, value),
+            Err(at) => self.0.insert(at, (key, value)),
+        }
+    }
+}
+
+impl<K: Ord, V> FromIterator<(K, V)> for SmallMap<K, V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        let mut entries: Vec<(K, V)> = entries.into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|a, b| a.0 == b.0);
+        SmallMap(entries)
+    }
+}
+
+/// The processes each node answered with: (node, processId) → what heard it.
+pub(super) type Processes = SmallMap<(SocketAddr, [u8; 12]), Heard>;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Heard {
@@ -24,18 +67,12 @@ pub(super) struct Heard {
     pub connections: u64,
 }
 
-fn hear(processes: &mut Processes, pid: [u8; 12], heard: Heard) {
-    match processes.entry(pid) {
-        Entry::Vacant(slot) => {
-            slot.insert(heard);
-        }
-        Entry::Occupied(mut slot) => {
-            let known = slot.get_mut();
-            known.first = known.first.min(heard.first);
-            known.until = known.until.max(heard.until);
-            known.connections += heard.connections;
-        }
-    }
+fn hear(processes: &mut Processes, at: (SocketAddr, [u8; 12]), heard: Heard) {
+    processes.upsert(at, heard, |known, heard| {
+        known.first = known.first.min(heard.first);
+        known.until = known.until.max(heard.until);
+        known.connections += heard.connections;
+    });
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -51,14 +88,14 @@ pub(super) struct Footprint {
     pub max_wire: Option<i32>,
     /// Most connections of a class open at once to a node; an entry for every (class,
     /// node) the client had a connection of.
-    pub peaks: BTreeMap<(Class, SocketAddr), u64>,
+    pub peaks: SmallMap<(Class, SocketAddr), u64>,
     /// Pool connections seen closed.
     pub closed_pool: u64,
     /// Unclassified connections that never carried a byte.
     pub connect_only_probes: u64,
     /// Some connection checked its server (hello) between operations.
     pub checks_between_operations: bool,
-    pub processes: BTreeMap<SocketAddr, Processes>,
+    pub processes: Processes,
     /// The driver as a connection's handshake names it, where the key dropped a part of
     /// it (PyMongo's "async").
     pub handshake_driver: Option<(String, String)>,
@@ -121,7 +158,7 @@ impl Footprint {
                     until: obs.span().1.unwrap_or(f64::INFINITY),
                     connections: 1,
                 };
-                hear(self.processes.entry(obs.server).or_default(), pid, heard);
+                hear(&mut self.processes, (obs.server, pid), heard);
             }
         }
     }
@@ -142,18 +179,15 @@ impl Footprint {
         }
         self.announced.extend(other.announced.iter().cloned());
         self.max_wire = self.max_wire.max(other.max_wire);
-        for (at, &peak) in &other.peaks {
-            let mine = self.peaks.entry(*at).or_default();
-            *mine = (*mine).max(peak);
+        for &(at, peak) in other.peaks.iter() {
+            self.peaks
+                .upsert(at, peak, |mine, peak| *mine = (*mine).max(peak));
         }
         self.closed_pool += other.closed_pool;
         self.connect_only_probes += other.connect_only_probes;
         self.checks_between_operations |= other.checks_between_operations;
-        for (node, processes) in &other.processes {
-            let mine = self.processes.entry(*node).or_default();
-            for (pid, &heard) in processes {
-                hear(mine, *pid, heard);
-            }
+        for &(at, heard) in other.processes.iter() {
+            hear(&mut self.processes, at, heard);
         }
         if self.handshake_driver.is_none() {
             self.handshake_driver.clone_from(&other.handshake_driver);
@@ -162,7 +196,7 @@ impl Footprint {
 }
 
 /// Most connections of each class open at once to each node, among `conns`.
-pub(super) fn peaks_of(conns: &[(&Observations, Class)]) -> BTreeMap<(Class, SocketAddr), u64> {
+pub(super) fn peaks_of(conns: &[(&Observations, Class)]) -> SmallMap<(Class, SocketAddr), u64> {
     type Span = (f64, Option<f64>);
     let mut spans: BTreeMap<(Class, SocketAddr), Vec<Span>> = BTreeMap::new();
     for &(obs, class) in conns {

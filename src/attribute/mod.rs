@@ -374,11 +374,14 @@ fn failover_deviation(
 /// answering only once the one before it had no connection left: it restarted during the
 /// capture, and the connections to its new process were opened again. Processes that
 /// answered side by side are several behind one address (NodeLife::concurrent).
-fn restart_deviations(by_node: BTreeMap<SocketAddr, footprint::Processes>) -> Vec<String> {
+fn restart_deviations(processes: footprint::Processes) -> Vec<String> {
+    let mut by_node: BTreeMap<SocketAddr, Vec<footprint::Heard>> = BTreeMap::new();
+    for &((node, _), heard) in processes.iter() {
+        by_node.entry(node).or_default().push(heard);
+    }
     by_node
         .into_iter()
-        .filter_map(|(node, processes)| {
-            let mut order: Vec<footprint::Heard> = processes.into_values().collect();
+        .filter_map(|(node, mut order)| {
             order.sort_by(|a, b| a.first.total_cmp(&b.first));
             let successive = !crate::observe::side_by_side(order.iter().map(|h| (h.first, h.until)));
             (order.len() > 1 && successive).then_some((node, order))
