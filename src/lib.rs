@@ -79,6 +79,10 @@ fn primary_changes(nodes: &observe::NodeStats) -> Vec<attribute::PrimaryChange> 
                     node: *node,
                     at: pair[1].since,
                     elected: is,
+                    set_name: pair[0]
+                        .set_name
+                        .clone()
+                        .or_else(|| pair[1].set_name.clone()),
                 });
             }
         }

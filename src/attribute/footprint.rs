@@ -99,6 +99,9 @@ pub(super) struct Footprint {
     /// The driver as a connection's handshake names it, where the key dropped a part of
     /// it (PyMongo's "async").
     pub handshake_driver: Option<(String, String)>,
+    /// The heartbeat its RTT or polling monitors kept (median of a monitor's plain hello
+    /// intervals): the yardstick for its idle connections once the monitors are released.
+    pub heartbeat: Option<f64>,
 }
 
 impl Footprint {
@@ -125,6 +128,9 @@ impl Footprint {
             self.connect_only_probes += 1;
         }
         self.checks_between_operations |= classify::checks_between_operations(obs);
+        if matches!(class, Class::RttMonitor | Class::PollingMonitor) && self.heartbeat.is_none() {
+            self.heartbeat = obs.hello.request_intervals.median();
+        }
         if let Some(h) = &obs.handshake {
             self.load_balanced |= h.load_balanced;
             if self.platform.is_none() {
@@ -192,6 +198,7 @@ impl Footprint {
         if self.handshake_driver.is_none() {
             self.handshake_driver.clone_from(&other.handshake_driver);
         }
+        self.heartbeat = self.heartbeat.or(other.heartbeat);
     }
 }
 

@@ -255,7 +255,15 @@ impl Released {
                     .map(move |&(_, node)| (key.clone(), node))
             })
             .collect();
-        crate::classify::Prior { streaming_nodes }
+        let heartbeats = self
+            .clients
+            .iter()
+            .filter_map(|(key, footprint)| Some((key.clone(), footprint.heartbeat?)))
+            .collect();
+        crate::classify::Prior {
+            streaming_nodes,
+            heartbeats,
+        }
     }
 
     /// The released connections per node.
@@ -339,35 +347,30 @@ fn resolve_keys<'k>(own: &'k [ClientKey<'k>], released: &'k Released) -> Vec<&'k
 fn failover_deviation(
     failovers: &[PrimaryChange],
     pool_peaks: &BTreeMap<SocketAddr, u64>,
-) -> Option<String> {
-    let pooled = |change: &&PrimaryChange| pool_peaks.get(&change.node).is_some_and(|&p| p > 0);
-    let stepped_down: BTreeSet<SocketAddr> = failovers
-        .iter()
-        .filter(|c| !c.elected)
-        .filter(pooled)
-        .map(|c| c.node)
-        .collect();
-    let elected: BTreeSet<SocketAddr> = failovers
-        .iter()
-        .filter(|c| c.elected)
-        .filter(pooled)
-        .map(|c| c.node)
-        .collect();
-    if stepped_down.is_empty() || elected.is_empty() {
-        return None;
+) -> Vec<String> {
+    // Per replica set, the nodes that stepped down or were elected and that this client's
+    // pool reached. A node can be both, re-elected after a second failover.
+    let mut by_set: BTreeMap<Option<&str>, BTreeSet<SocketAddr>> = BTreeMap::new();
+    for change in failovers {
+        if pool_peaks.get(&change.node).is_some_and(|&p| p > 0) {
+            by_set
+                .entry(change.set_name.as_deref())
+                .or_default()
+                .insert(change.node);
+        }
     }
-    let list = |nodes: &BTreeSet<SocketAddr>| {
-        nodes
-            .iter()
-            .map(|&n| net::addr_text(n))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Some(format!(
-        "a failover during the capture: {} stepped down and {} was elected; writes follow the primary, so the pool holds connections to both (those to the old primary stay until idle or reused for reads)",
-        list(&stepped_down),
-        list(&elected)
-    ))
+    by_set
+        .into_iter()
+        .filter(|(_, nodes)| nodes.len() > 1)
+        .map(|(set, nodes)| {
+            let list: Vec<String> = nodes.iter().map(|&n| net::addr_text(n)).collect();
+            format!(
+                "a failover during the capture: the primary{} moved between {}; writes follow the primary, so the pool holds connections to each (those to a former primary stay until idle or reused for reads)",
+                set.map(|s| format!(" of {s}")).unwrap_or_default(),
+                list.join(" and ")
+            )
+        })
+        .collect()
 }
 
 /// A node some of whose connections heard another process than the first, each process
@@ -400,12 +403,13 @@ fn restart_deviations(processes: footprint::Processes) -> Vec<String> {
 
 /// A node that became, or stopped being, the primary during the capture (from its hello
 /// replies: `NodeLife::roles`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PrimaryChange {
     pub node: SocketAddr,
     /// When its replies first stated the new role (epoch seconds).
     pub at: f64,
     pub elected: bool,
+    pub set_name: Option<String>,
 }
 
 /// Group, count, check. `verdicts` is index-aligned with `conns`.
@@ -507,6 +511,7 @@ fn client_of(
         checks_between_operations,
         processes,
         handshake_driver,
+        ..
     } = footprint;
     let per_node_peak = |class: Class| -> BTreeMap<SocketAddr, u64> {
         nodes

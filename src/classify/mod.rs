@@ -738,6 +738,8 @@ pub fn classify(conns: &[Box<Observations>], window: Option<Window>) -> Vec<Verd
 pub struct Prior {
     /// Nodes each client had a streaming monitor to.
     pub streaming_nodes: Vec<(ClientKey<'static>, std::net::SocketAddr)>,
+    /// The heartbeat each client's released monitors kept.
+    pub heartbeats: Vec<(ClientKey<'static>, f64)>,
 }
 
 /// [`classify`], with what released connections showed of the same clients.
@@ -846,16 +848,25 @@ pub fn classify_after(
         }
     }
 
-    for (key, node) in &prior.streaming_nodes {
+    let hood_of_key = |key: &ClientKey| {
         let group = if key.has_metadata() {
             key.clone()
         } else {
             ClientKey::host_only(key.host)
         };
-        if let Some(&h) = hood_index.get(&group) {
+        hood_index.get(&group).copied()
+    };
+    for (key, node) in &prior.streaming_nodes {
+        if let Some(h) = hood_of_key(key) {
             hoods[h].streaming_nodes.push(*node);
         }
         host_streaming.entry(key.host).or_default().push(*node);
+    }
+    for (key, beat) in &prior.heartbeats {
+        if let Some(h) = hood_of_key(key) {
+            hoods[h].heartbeat.push(*beat);
+        }
+        host_heartbeat.entry(key.host).or_default().push(*beat);
     }
 
     let settled: Vec<Settled> = hoods
