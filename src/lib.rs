@@ -73,12 +73,9 @@ fn primary_changes(nodes: &observe::NodeStats) -> Vec<attribute::PrimaryChange> 
     let mut changes = Vec::new();
     for (node, life) in &nodes.life {
         for pair in life.roles.windows(2) {
-            let (was, is) = (pair[0].is_primary(), pair[1].is_primary());
-            if was != is {
+            if pair[0].is_primary() != pair[1].is_primary() {
                 changes.push(attribute::PrimaryChange {
                     node: *node,
-                    at: pair[1].since,
-                    elected: is,
                     set_name: pair[0]
                         .set_name
                         .clone()

@@ -107,11 +107,19 @@ pub(super) struct Footprint {
 impl Footprint {
     /// The footprint of `conns`, one client's, with their classes; peaks over them alone.
     pub fn of(key: &ClientKey, conns: &[(&Observations, Class)]) -> Self {
+        Footprint {
+            peaks: peaks_of(conns),
+            ..Footprint::tally(key, conns)
+        }
+    }
+
+    /// [`Footprint::of`] without the peaks, for a caller that takes them over more
+    /// connections than it tallies (a fold).
+    pub fn tally(key: &ClientKey, conns: &[(&Observations, Class)]) -> Self {
         let mut footprint = Footprint::default();
         for &(obs, class) in conns {
             footprint.add(key, obs, class);
         }
-        footprint.peaks = peaks_of(conns);
         footprint
     }
 

@@ -201,13 +201,13 @@ pub struct Released {
     pub connections: u64,
 }
 
-/// A node's released connections: their classes, clients and the role they heard.
+/// A node's released connections: their classes and clients. (Its role is the
+/// observer's: `NodeLife::roles`.)
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeTally {
     pub counts: Counts,
     /// Client ids ([`Client::id`]).
     pub clients: BTreeSet<String>,
-    pub role: Option<String>,
 }
 
 impl Released {
@@ -266,11 +266,6 @@ impl Released {
         }
     }
 
-    /// The released connections per node.
-    pub fn nodes(&self) -> &BTreeMap<SocketAddr, NodeTally> {
-        &self.nodes
-    }
-
     /// Tally the connections in `ids` under the client key [`attribute`] gives them
     /// ([`resolve_keys`] over the same connections and the same released clients). `conns`
     /// are all the connections of the released ones' hosts still held, for the peaks.
@@ -298,17 +293,16 @@ impl Released {
             let pick = |members: &[usize]| -> Vec<(&Observations, Class)> {
                 members.iter().map(|&i| conns[i]).collect()
             };
-            let mut part = Footprint::of(&key, &pick(&released));
+            let released = pick(&released);
+            // Tallied from the released connections; peaks over all the client's known.
+            let mut part = Footprint::tally(&key, &released);
             part.peaks = footprint::peaks_of(&pick(&all));
             let id = key.id();
-            for &(obs, class) in &pick(&released) {
+            for &(obs, class) in &released {
                 let node = self.nodes.entry(obs.server).or_default();
                 node.counts.add(class);
                 if !node.clients.contains(&id) {
                     node.clients.insert(id.clone());
-                }
-                if node.role.is_none() {
-                    node.role = obs.server_info.as_ref().map(|s| s.role());
                 }
             }
             self.connections += released.len() as u64;
@@ -401,14 +395,11 @@ fn restart_deviations(processes: footprint::Processes) -> Vec<String> {
         .collect()
 }
 
-/// A node that became, or stopped being, the primary during the capture (from its hello
-/// replies: `NodeLife::roles`).
+/// A node that became, or stopped being, the primary of its replica set during the
+/// capture (from its hello replies: `NodeLife::roles`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PrimaryChange {
     pub node: SocketAddr,
-    /// When its replies first stated the new role (epoch seconds).
-    pub at: f64,
-    pub elected: bool,
     pub set_name: Option<String>,
 }
 

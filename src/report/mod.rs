@@ -271,9 +271,6 @@ fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSum
         let entry = by_node.entry(*node).or_default();
         entry.0.merge(&tally.counts);
         entry.1.extend(tally.clients.iter().map(String::as_str));
-        if entry.2.is_none() {
-            entry.2.clone_from(&tally.role);
-        }
     }
     // A node that only refused or left attempts unanswered (down the whole capture) is
     // listed too: it is where the clients tried to go.
