@@ -265,6 +265,9 @@ fn finish_analysis(front: FrontEnd, mut observer: Observer) -> Analysis {
 /// A node that restarted during the capture, or refused or never answered connection
 /// attempts: one warning each, in node order. Such attempts are not connections (the
 /// server never held them), so these warnings are where they are counted.
+/// Role changes a warning spells out; the report's node table has them all.
+const MAX_ROLE_STEPS_TOLD: usize = 4;
+
 fn node_life_warnings(nodes: &NodeStats, start: Option<f64>, warnings: &mut Warnings) {
     let at = |ts: f64| format!("{:.1} s", ts - start.unwrap_or(ts));
     let span = |a: &crate::observe::Attempts| match (a.first, a.last) {
@@ -286,23 +289,24 @@ fn node_life_warnings(nodes: &NodeStats, start: Option<f64>, warnings: &mut Warn
                 span(&life.refused)
             )
         });
-        if life.roles.len() > 1 {
-            let steps: Vec<String> = life
-                .roles
-                .windows(2)
-                .map(|pair| {
-                    format!(
-                        "{} until {}, then {}",
-                        pair[0].text(),
-                        at(pair[1].since),
-                        pair[1].text()
-                    )
+        let changes = life.role_changes();
+        if !changes.is_empty() {
+            let steps: Vec<String> = changes
+                .iter()
+                .take(MAX_ROLE_STEPS_TOLD)
+                .map(|(from, to)| {
+                    format!("{} until {}, then {}", from.text(), at(to.since), to.text())
                 })
                 .collect();
-            let was_primary = life.roles.iter().any(|r| r.is_primary());
+            let more = match changes.len().saturating_sub(MAX_ROLE_STEPS_TOLD) {
+                0 => String::new(),
+                n => format!("; and {n} more (each node's role_changes in the report)"),
+            };
+            let roles = changes.iter().flat_map(|(from, to)| [from, to]);
+            let was_primary = roles.clone().any(|r| r.is_primary());
             let why = if was_primary {
                 " (a stepdown or an election: drivers move their writes to the new primary, whose pool grows, and on 4.2+ servers keep their connections to the old one)"
-            } else if life.roles.iter().any(|r| r.set_name.is_none()) {
+            } else if roles.clone().any(|r| r.set_name.is_none()) {
                 " (a reconfig removed it from the set, or it lost its config: drivers drop it once they see the new config)"
             } else {
                 ""
@@ -310,17 +314,27 @@ fn node_life_warnings(nodes: &NodeStats, start: Option<f64>, warnings: &mut Warn
             warnings.push(
                 "role-change",
                 format!(
-                    "{node} changed role during the capture: {}{why}",
+                    "{node} changed role during the capture: {}{more}{why}",
                     steps.join("; ")
                 ),
             );
         }
         if life.concurrent() {
             let n = life.processes.len();
+            let roles = life.side_by_side_roles();
+            let answering = if roles.len() > 1 {
+                let texts: Vec<String> = roles.iter().map(|r| r.text()).collect();
+                format!(
+                    ". They answer in different roles ({}): a proxy or Service that spreads one address over members in different roles, so a driver that connects through it directly sends operations to whichever member its connection reached",
+                    texts.join(", ")
+                )
+            } else {
+                String::new()
+            };
             warnings.push(
                 "several-processes",
                 format!(
-                    "{node}: {}{n} server processes answered at this address side by side (hello replies name different topologyVersion.processId on connections open at the same time): a load balancer or proxy in front of several mongos or mongod, not restarts; its connections are spread over them",
+                    "{node}: {}{n} server processes answered at this address side by side (hello replies name different topologyVersion.processId on connections open at the same time): a load balancer or proxy in front of several mongos or mongod, not restarts; its connections are spread over them{answering}",
                     if n >= crate::observe::MAX_PROCESSES { "at least " } else { "" }
                 ),
             );

@@ -72,14 +72,11 @@ fn attribution_of(
 fn primary_changes(nodes: &observe::NodeStats) -> Vec<attribute::PrimaryChange> {
     let mut changes = Vec::new();
     for (node, life) in &nodes.life {
-        for pair in life.roles.windows(2) {
-            if pair[0].is_primary() != pair[1].is_primary() {
+        for (from, to) in life.role_changes() {
+            if from.is_primary() != to.is_primary() {
                 changes.push(attribute::PrimaryChange {
                     node: *node,
-                    set_name: pair[0]
-                        .set_name
-                        .clone()
-                        .or_else(|| pair[1].set_name.clone()),
+                    set_name: from.set_name.clone().or_else(|| to.set_name.clone()),
                 });
             }
         }

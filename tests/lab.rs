@@ -790,6 +790,23 @@ fn processes_side_by_side_behind_one_address_are_counted_not_called_restarts() {
                 .unwrap_or_else(|| panic!("{case}: {address} listed"));
             assert_eq!(node["concurrent_processes"], *n, "{case}: {node}");
             assert!(node["restarts"].is_null(), "{case}: {node}");
+            // proxy-members: one address in front of a whole replica set. Each process
+            // keeps its own role; answering in turn as primary and secondary is not a
+            // role change (nor a failover), it is named as the proxy it is.
+            if t["server"]["topology"] == "replset" {
+                let role = node["role"].as_str().unwrap();
+                assert!(
+                    role.contains("primary of rs0") && role.contains("secondary of rs0"),
+                    "{case}: {node}"
+                );
+                assert!(node["role_changes"].is_null(), "{case}: {node}");
+                assert!(
+                    warnings_of(&r, "several-processes")
+                        .any(|w| w.contains(address.as_str()) && w.contains("different roles")),
+                    "{case}: {:?}",
+                    r["warnings"]
+                );
+            }
         }
         let warnings = r["warnings"].as_array().unwrap();
         assert!(
@@ -880,4 +897,14 @@ fn a_failover_shows_on_both_nodes_from_when_it_was_heard() {
         }
     }
     assert!(failovers >= 6, "the lab's stepdown cases");
+}
+
+/// The messages of a report's warnings of one kind.
+fn warnings_of<'a>(report: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a str> {
+    report["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(move |w| w["kind"] == kind)
+        .filter_map(|w| w["message"].as_str())
 }

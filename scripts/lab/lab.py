@@ -163,6 +163,12 @@ CASES = {
         what="PyMongo without loadBalanced against one mongos address that is an L4 load balancer in front of 2 mongos (the test server's --backends 2): the driver sees one mongos and monitors it as one, while its monitor, RTT and pool connections land on either process; minPoolSize=1, heartbeat 2 s",
         seconds=10, server=["--topology", "mongos", "--hosts", "127.0.0.11:27017", "--backends", "2"],
         clients=[dict(driver="pymongo", uri="mongodb://127.0.0.11:27017/?appName=via-l4&heartbeatFrequencyMS=2000&minPoolSize=1", min_pool_size=1, threads=2)]),
+    "proxy-members": dict(
+        what="One address, 127.0.0.10, that is a TCP proxy (a Kubernetes Service selecting every member, HAProxy) in front of the whole replica set: the test server's --proxy passes each new connection to the next member in turn. PyMongo on 127.0.0.21 and the Node.js driver on 127.0.0.22 connect through it with directConnection=true, minPoolSize=2, heartbeat 2 s, 2 workers each: each sees one server and monitors it as one, while its monitor, RTT and pool connections land on the primary or a secondary. (The test server accepts writes on secondaries; a real one refuses them with NotWritablePrimary.)",
+        seconds=10, server=["--proxy", "127.0.0.10:27017"],
+        clients=[
+            dict(driver="pymongo", src="127.0.0.21", uri="mongodb://127.0.0.10:27017/?directConnection=true&appName=via-service&heartbeatFrequencyMS=2000&minPoolSize=2", min_pool_size=2, threads=2),
+            dict(driver="node", src="127.0.0.22", uri="mongodb://127.0.0.10:27017/?directConnection=true&appName=via-service-node&heartbeatFrequencyMS=2000&minPoolSize=2", min_pool_size=2, threads=2)]),
     "mongos": dict(
         what="PyMongo against two mongos routers (msg isdbgrid)",
         seconds=10, server=["--topology", "mongos", "--hosts", "127.0.0.11:27017,127.0.0.12:27017"],

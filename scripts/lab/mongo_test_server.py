@@ -24,7 +24,10 @@ comes back D seconds later as a new process (a new topologyVersion.processId). W
 --stepdown-at S the primary steps down at S seconds and the next member is elected (4.2+:
 no connection closed). With
 --backends N (mongos, load-balanced), N processes answer at each address, connections
-going to each in turn, as behind an L4 load balancer in front of several mongos.
+going to each in turn, as behind an L4 load balancer in front of several mongos. With
+--proxy HOST:PORT (replset), one more address passes each new connection to the next
+member in turn, as a Kubernetes Service or TCP proxy in front of a whole replica set does:
+each connection through it answers as the member it reached (its role, "me", processId).
 
 Bounded: it exits by itself after --max-seconds.
 """
@@ -322,8 +325,9 @@ class Member:
 
 
 class Connection:
-    def __init__(self, member, reader, writer, log):
+    def __init__(self, member, reader, writer, log, via_proxy=False):
         self.m = member
+        self.via_proxy = via_proxy
         self.reader, self.writer = reader, writer
         self.log = log
         peer = writer.get_extra_info("peername")
@@ -404,6 +408,8 @@ class Connection:
     async def serve(self):
         local = self.writer.get_extra_info("sockname")
         backend = self.m.backends.index(self.state["process_id"]) if "process_id" in self.state else None
+        if self.via_proxy:
+            backend = self.m.index
         self.log.write(event="accept", peer=self.peer, local="%s:%d" % (local[0], local[1]), conn_id=self.state["conn_id"],
                        **({"backend": backend} if backend is not None else {}))
         self.m.incoming.add(self)
@@ -709,6 +715,7 @@ async def main():
     p.add_argument("--restart-at", type=float, default=6.0)
     p.add_argument("--restart-down", type=float, default=4.0)
     p.add_argument("--stepdown-at", type=float, help="seconds after which the primary steps down and the next member becomes primary")
+    p.add_argument("--proxy", help="host:port of a TCP proxy passing each connection to the next member in turn (replset)")
     p.add_argument("--backends", type=int, default=1,
                    help="processes behind each address (mongos, load-balanced): connections go to each in turn, each answering with its own topologyVersion.processId and serviceId")
     args = p.parse_args()
@@ -740,7 +747,16 @@ async def main():
         member = Member(args, host, int(port), hosts, i)
         members.append(member)
         member.server = await listen(member)
-    log.write(event="listening", hosts=hosts, topology=args.topology, legacy_42=args.legacy_42, backends=args.backends,
+    if args.proxy:
+        turn = iter(range(1 << 62))
+
+        def via_proxy(reader, writer):
+            member = members[next(turn) % len(members)]
+            return Connection(member, reader, writer, log, via_proxy=True).serve()
+
+        proxy_host, proxy_port = args.proxy.rsplit(":", 1)
+        await asyncio.start_server(via_proxy, proxy_host, int(proxy_port), reuse_address=True, ssl=tls)
+    log.write(event="listening", hosts=hosts, proxy=args.proxy, topology=args.topology, legacy_42=args.legacy_42, backends=args.backends,
               tls=bool(tls), tls_max_version=args.tls_max_version if tls else None)
     print("listening on " + ",".join(hosts), flush=True)
     if args.emulate_members and args.topology == "replset":

@@ -879,7 +879,9 @@ impl Observer {
                 if (describes || newer || role_changed) && !msg.is_partial() {
                     if let Some(reply) = wire::hello_reply(msg) {
                         let info = self.server_infos.intern(server_info_of(&reply));
-                        self.nodes.role(server, info.role_parts(), ts.as_secs_f64());
+                        let process = reply.topology_version.map(|tv| tv.process_id);
+                        self.nodes
+                            .role(server, info.role_parts(), process, ts.as_secs_f64());
                         obs.server_info = Some(info);
                         if let Some(tv) = reply.topology_version {
                             self.nodes.process(server, tv.process_id, ts.as_secs_f64());
@@ -957,7 +959,9 @@ impl Observer {
             .is_some_and(|known| changes_role(glance, known));
         if (obs.server_info.is_none() || newer || role_changed) && !msg.is_partial() {
             let info = self.server_infos.intern(server_info_of(&reply));
-            self.nodes.role(server, info.role_parts(), ts.as_secs_f64());
+            let process = reply.topology_version.map(|tv| tv.process_id);
+            self.nodes
+                .role(server, info.role_parts(), process, ts.as_secs_f64());
             obs.server_info = Some(info);
         }
         if let Some(tv) = reply.topology_version.filter(|_| !msg.is_partial()) {

@@ -224,11 +224,18 @@ pub struct RoleSeen {
     pub since: f64,
     pub role: &'static str,
     pub set_name: Option<String>,
+    /// The process that stated it (`topologyVersion.processId`; servers before 4.4 name
+    /// none).
+    pub process: Option<[u8; 12]>,
 }
 
 impl RoleSeen {
     pub fn is_primary(&self) -> bool {
         self.role == "primary"
+    }
+
+    pub fn same_role(&self, other: &RoleSeen) -> bool {
+        self.role == other.role && self.set_name == other.set_name
     }
 
     /// "primary of rs0".
@@ -294,6 +301,63 @@ impl NodeLife {
     pub fn concurrent(&self) -> bool {
         side_by_side(self.processes.iter().map(|p| (p.first_seen, p.heard_until)))
     }
+
+    /// Its changes of role, as (from, to), in time order. Processes that answer side by
+    /// side each keep their own role, so only a process's own steps are changes there;
+    /// successive processes (restarts) are one timeline.
+    pub fn role_changes(&self) -> Vec<(&RoleSeen, &RoleSeen)> {
+        let concurrent = self.concurrent();
+        let mut changes: Vec<(&RoleSeen, &RoleSeen)> = Vec::new();
+        for (i, to) in self.roles.iter().enumerate() {
+            let from = if concurrent {
+                self.roles[..i]
+                    .iter()
+                    .rev()
+                    .find(|r| r.process == to.process)
+            } else {
+                // One timeline: a restarted process restating its role is no change.
+                changes.last().map(|c| c.1).or(self.roles.first())
+            };
+            if let Some(from) = from.filter(|from| !from.same_role(to)) {
+                changes.push((from, to));
+            }
+        }
+        changes
+    }
+
+    /// The roles its side-by-side processes stated last, distinct, in the order first
+    /// seen: more than one when a proxy spreads one address over members in different
+    /// roles. Empty unless [`NodeLife::concurrent`].
+    pub fn side_by_side_roles(&self) -> Vec<&RoleSeen> {
+        if !self.concurrent() {
+            return Vec::new();
+        }
+        let mut last: Vec<&RoleSeen> = Vec::new();
+        for role in &self.roles {
+            match last.iter_mut().find(|r| r.process == role.process) {
+                Some(seen) => *seen = role,
+                None => last.push(role),
+            }
+        }
+        let mut distinct: Vec<&RoleSeen> = Vec::new();
+        for role in last {
+            if !distinct.iter().any(|d| d.same_role(role)) {
+                distinct.push(role);
+            }
+        }
+        distinct
+    }
+
+    /// The role it answers in now: the last stated, or all of its side-by-side
+    /// processes' roles ("primary of rs0 / secondary of rs0").
+    pub fn current_role(&self) -> Option<String> {
+        let side_by_side = self.side_by_side_roles();
+        if side_by_side.len() > 1 {
+            let texts: Vec<String> = side_by_side.iter().map(|r| r.text()).collect();
+            return Some(texts.join(" / "));
+        }
+        self.roles.last().map(RoleSeen::text)
+    }
 }
 
 /// Whether processes, each as (first answered, heard until), answered side by side: one
@@ -353,17 +417,26 @@ impl NodeStats {
         // Replies reach here in capture order, nearly: keep the order exact.
         processes.sort_by(|a, b| a.first_seen.total_cmp(&b.first_seen));
     }
-    /// A whole hello reply from `server` at `ts` stated this role: a change is recorded.
-    pub fn role(&mut self, server: SocketAddr, (role, set): (&'static str, Option<&str>), ts: f64) {
+    /// A whole hello reply from `server` at `ts`, from `process` when it named one,
+    /// stated this role: a change of that process's role is recorded.
+    pub fn role(
+        &mut self,
+        server: SocketAddr,
+        (role, set): (&'static str, Option<&str>),
+        process: Option<[u8; 12]>,
+        ts: f64,
+    ) {
         let roles = &mut self.life.entry(server).or_default().roles;
         let same = |r: &RoleSeen| r.role == role && r.set_name.as_deref() == set;
-        if roles.last().is_some_and(same) || roles.len() >= MAX_ROLES {
+        let last_of_process = roles.iter().rev().find(|r| r.process == process);
+        if last_of_process.is_some_and(same) || roles.len() >= MAX_ROLES {
             return;
         }
         roles.push(RoleSeen {
             since: ts,
             role,
             set_name: set.map(str::to_string),
+            process,
         });
     }
     /// A connection that heard `process_id` (at `server`) was open until `until`.
@@ -390,6 +463,60 @@ impl NodeStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_side_by_side_keep_their_own_roles_and_a_restart_continues_the_timeline() {
+        let node: SocketAddr = "10.0.0.1:27017".parse().unwrap();
+        let primary = ("primary", Some("rs0"));
+        let secondary = ("secondary", Some("rs0"));
+        let (a, b) = ([1; 12], [2; 12]);
+        // A proxy in front of two members: its connections answer in turn as each.
+        let mut stats = NodeStats::default();
+        for (i, ts) in [1.0, 2.0, 3.0, 4.0].into_iter().enumerate() {
+            let (process, role) = if i % 2 == 0 {
+                (a, primary)
+            } else {
+                (b, secondary)
+            };
+            stats.process(node, process, ts);
+            stats.role(node, role, Some(process), ts);
+        }
+        stats.process_heard_until(node, a, f64::INFINITY);
+        let life = &stats.life[&node];
+        assert!(life.concurrent());
+        assert!(life.role_changes().is_empty());
+        assert_eq!(
+            life.current_role().as_deref(),
+            Some("primary of rs0 / secondary of rs0")
+        );
+        // One of them steps down: that is a change, of that process.
+        stats.role(node, secondary, Some(a), 5.0);
+        let life = &stats.life[&node];
+        let changes: Vec<(String, String, f64)> = life
+            .role_changes()
+            .into_iter()
+            .map(|(from, to)| (from.text(), to.text(), to.since))
+            .collect();
+        assert_eq!(
+            changes,
+            vec![("primary of rs0".into(), "secondary of rs0".into(), 5.0)]
+        );
+        assert_eq!(life.current_role().as_deref(), Some("secondary of rs0"));
+
+        // A restart: the new process restating the old one's role is no change; coming
+        // back as a secondary is.
+        let mut stats = NodeStats::default();
+        stats.process(node, a, 1.0);
+        stats.role(node, primary, Some(a), 1.0);
+        stats.process_heard_until(node, a, 2.0);
+        stats.process(node, b, 3.0);
+        stats.role(node, primary, Some(b), 3.0);
+        assert!(stats.life[&node].role_changes().is_empty());
+        stats.role(node, secondary, Some(b), 4.0);
+        let life = &stats.life[&node];
+        assert_eq!(life.role_changes().len(), 1);
+        assert_eq!(life.current_role().as_deref(), Some("secondary of rs0"));
+    }
 
     #[test]
     fn a_restart_is_processes_one_after_another_and_a_balancer_side_by_side() {

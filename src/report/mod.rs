@@ -23,7 +23,7 @@ use crate::attribute::cluster::{self, Cluster, MembershipInput};
 use crate::attribute::{Attribution, Counts};
 use crate::classify::{Class, Confidence};
 use crate::net;
-use crate::observe::{Bins, Percentiles};
+use crate::observe::{Bins, NodeLife, Percentiles};
 use crate::process::ProcessInfo;
 use crate::warnings::Warning;
 
@@ -286,12 +286,12 @@ fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSum
                 restarts: life.map(|l| l.restarts().collect()).unwrap_or_default(),
                 role_changes: life
                     .map(|l| {
-                        l.roles
-                            .windows(2)
-                            .map(|pair| RoleChange {
-                                at: pair[1].since,
-                                from: pair[0].text(),
-                                to: pair[1].text(),
+                        l.role_changes()
+                            .into_iter()
+                            .map(|(from, to)| RoleChange {
+                                at: to.since,
+                                from: from.text(),
+                                to: to.text(),
                             })
                             .collect()
                     })
@@ -307,7 +307,7 @@ fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSum
                 heartbeat_s: h.and_then(|h| h.heartbeat()),
                 hello_rtt_ms: h.and_then(|h| h.hello_rtt()),
                 op_latency_ms: h.and_then(|h| h.op_latency()),
-                role: life.and_then(|l| l.roles.last()).map(|r| r.text()).or(role),
+                role: life.and_then(NodeLife::current_role).or(role),
                 heartbeat_bins: h.and_then(|h| h.heartbeat_bins()),
                 hello_rtt_bins: h.and_then(|h| h.hello_rtt_bins()),
             }
