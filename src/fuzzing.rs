@@ -174,8 +174,8 @@ pub fn tls(data: &[u8]) {
         rest = tail;
         out.clear();
         conn.data(side, chunk, Some(&mut keys), &mut out);
-        if rest.first() == Some(&0xff) {
-            conn.gap(side);
+        if let [0xff, lost, ..] = rest {
+            conn.gap(side, u64::from(*lost));
         }
     }
     let _ = conn.summary();

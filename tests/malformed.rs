@@ -393,7 +393,12 @@ fn tls_connections_are_named_as_such_not_as_garbage() {
     assert!(o.tls);
     let v = conn_attrib::classify::classify(&a.connections, None);
     // One record each way and an unreadable handshake: too little to infer a role from.
-    assert_eq!(v[0].class, conn_attrib::classify::Class::Unknown);
+    assert_eq!(
+        v[0].class,
+        conn_attrib::classify::Class::Unknown,
+        "{}",
+        v[0].evidence
+    );
     assert!(
         v[0].evidence.starts_with("inferred from TLS record shapes")
             && v[0].evidence.contains("too few flights"),

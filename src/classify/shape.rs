@@ -91,7 +91,7 @@ fn kind(shape: &Shape, until: f64) -> Kind {
         }
     }
     if c.flights >= 2
-        && s.pushed == 0
+        && s.pushed <= c.gaps
         && s.latency.count >= 2
         && s.latency.min >= MIN_CADENCE_SECS
         && c.near_constant(REQUEST_TOLERANCE)
@@ -105,10 +105,11 @@ fn kind(shape: &Shape, until: f64) -> Kind {
     // sends buildinfo and getlasterror on every connection). The cadence and the one
     // request size after them keep authenticated pool connections' bursts out.
     let (pc, ps) = (&shape.steady_client, &shape.steady_server);
-    if pc.flights >= 2 && ps.pushed == 0 && pc.pushed == 0 {
+    // A capture gap may have lost a request (its reply then looks pushed) or a reply.
+    if pc.flights >= 2 && ps.pushed <= pc.gaps && pc.pushed <= ps.gaps {
         if let Some(every) = cadence(pc) {
             if fast(ps, every)
-                && ps.flights + 1 >= pc.flights
+                && ps.flights + 1 + ps.gaps >= pc.flights
                 && pc.near_constant(REQUEST_TOLERANCE)
                 && ps.near_constant(REPLY_TOLERANCE)
             {

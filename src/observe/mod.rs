@@ -981,6 +981,14 @@ impl Observer {
 /// `client`: the side the connection's record names as client ([`Observer::client_side`]):
 /// in a capture that began mid-connection, with no SYN or ClientHello, the side on the
 /// server port, not the first segment's sender (a streaming monitor's server speaks first).
+/// The connection's record-shape tracker, started with the first records (or gap).
+fn shape_of<'a>(
+    shape: &'a mut Option<Box<shape::ShapeTracker>>,
+    tls: &TlsConn,
+) -> &'a mut shape::ShapeTracker {
+    shape.get_or_insert_with(|| Box::new(shape::ShapeTracker::new(tls.client_side())))
+}
+
 fn keyless_shape(state: &ConnState, client: Side) -> Option<Box<Shape>> {
     let tls = state.tls.as_ref()?;
     if tls.decrypted() {
@@ -1205,15 +1213,27 @@ impl ConnHandler for Observer {
             StreamEvent::Gap(n) => {
                 core.traffic[i].gaps += 1;
                 core.traffic[i].gap_bytes += n;
-                let max_len = self.config.framer.max_message_len;
-                let mut scratch = std::mem::take(&mut self.scratch);
-                framers[i].gap(n, |event| {
-                    self.handle_frame(core, info, side, ts, event, &mut scratch, max_len)
-                });
-                self.scratch = scratch;
                 if let Some(tls) = tls {
-                    tls.gap(side);
+                    // Ciphertext was lost: how much plaintext is not known, so a
+                    // decrypted direction's framer hunts for its next message.
+                    framers[i].hunt();
+                    let (cut, records_lost) = tls.gap(side, n);
+                    // Before any application record there are no flights to excuse.
+                    if cut.records > 0 || shape.is_some() {
+                        let tracker = shape_of(shape, tls);
+                        tracker.add(side, ts, cut.records, cut.bytes);
+                        if records_lost {
+                            tracker.lost(side);
+                        }
+                    }
                     self.tls_issues(tls, core, info, side);
+                } else {
+                    let max_len = self.config.framer.max_message_len;
+                    let mut scratch = std::mem::take(&mut self.scratch);
+                    framers[i].gap(n, |event| {
+                        self.handle_frame(core, info, side, ts, event, &mut scratch, max_len)
+                    });
+                    self.scratch = scratch;
                 }
             }
             StreamEvent::Data(data) => {
@@ -1223,7 +1243,11 @@ impl ConnHandler for Observer {
                 let undecided = core.traffic[0].messages + core.traffic[1].messages == 0;
                 if undecided && !core.obs.tls && looks_like_tls(data) {
                     core.obs.tls = true;
-                    *tls = Some(Box::new(TlsConn::new(self.keys.is_some())));
+                    let mut conn = TlsConn::new(self.keys.is_some());
+                    if let Some(opener) = info.initiator {
+                        conn.opened_by(opener);
+                    }
+                    *tls = Some(Box::new(conn));
                 }
                 core.traffic[i].bytes += data.len() as u64;
                 let max_len = self.config.framer.max_message_len;
@@ -1234,11 +1258,7 @@ impl ConnHandler for Observer {
                     plain.clear();
                     let app = tls.data(side, data, self.keys.as_mut(), &mut plain);
                     if app.records > 0 {
-                        shape
-                            .get_or_insert_with(|| {
-                                Box::new(shape::ShapeTracker::new(tls.client_side()))
-                            })
-                            .add(side, ts, app.records, app.bytes);
+                        shape_of(shape, tls).add(side, ts, app.records, app.bytes);
                     }
                     if core.client_side.is_none() {
                         // The ClientHello's sender is the client, messages or not.

@@ -98,8 +98,12 @@ pub struct FlightStats {
     /// From the end of the other direction's flight to the start of this one (seconds):
     /// for the server, response latency.
     pub latency: Spread,
-    /// Between the starts of consecutive flights of this direction (seconds).
+    /// Between the starts of consecutive flights of this direction (seconds); not across
+    /// a gap, which may have swallowed flights between them.
     pub interval: Spread,
+    /// Gaps in this direction that may have swallowed whole records: as many flights of
+    /// the other direction may look pushed, their request or reply lost.
+    pub gaps: u32,
     #[serde(skip)]
     sizes: [u32; DISTINCT],
     #[serde(skip)]
@@ -236,6 +240,17 @@ impl ShapeTracker {
                 Phase::NoOpening
             },
             ..ShapeTracker::default()
+        }
+    }
+
+    /// `side`'s direction lost bytes that may have held whole records (a capture gap).
+    pub fn lost(&mut self, side: Side) {
+        for stats in [
+            &mut self.sides[side.index()],
+            &mut self.steady[side.index()],
+        ] {
+            stats.gaps += 1;
+            stats.last_start = None;
         }
     }
 

@@ -361,6 +361,35 @@ impl RecordKeys {
         self.seq += 1;
         Ok(kind)
     }
+
+    /// A record of this direction was lost whole or in part (a capture gap inside it):
+    /// the next one has the following sequence number.
+    pub fn skip_record(&mut self) {
+        self.seq += 1;
+    }
+
+    /// Open the first record after a gap that may have swallowed whole records: each
+    /// sequence number from the current one on, `max_lost` records further at most, is
+    /// tried until one authenticates (the AEAD's tag leaves no doubt which one it is).
+    pub fn open_after_loss(
+        &mut self,
+        header: &[u8; 5],
+        body: &[u8],
+        out: &mut Vec<u8>,
+        max_lost: u64,
+    ) -> Result<u8, DecryptError> {
+        let base = self.seq;
+        let mut last = DecryptError::Auth;
+        for lost in 0..=max_lost {
+            self.seq = base + lost;
+            match self.open(header, body, out) {
+                Ok(kind) => return Ok(kind),
+                Err(e) => last = e,
+            }
+        }
+        self.seq = base;
+        Err(last)
+    }
 }
 
 #[cfg(test)]

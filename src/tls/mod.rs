@@ -32,6 +32,11 @@ pub use keylog::{KeyLog, KeyLogError};
 /// Encrypted records held per connection while a followed (live) key log does not have
 /// the session's secrets yet.
 const MAX_QUEUED: usize = 256 << 10;
+/// Handshake message type of a ClientHello (RFC 8446 §4).
+const CLIENT_HELLO: u8 = 1;
+/// Records a gap may have swallowed whole, as far as the next record's sequence number is
+/// searched for (each guess is one AEAD open of that record).
+const MAX_LOST_RECORDS: u64 = 64;
 /// Records a TLS 1.3 direction may fail to open with its application key before the keys
 /// are called wrong, when no handshake secret is logged to check them (the handshake
 /// flight is a handful of records).
@@ -136,7 +141,7 @@ pub enum TlsIssue {
     #[error("{0}; this direction is not followed further")]
     BadRecord(BadRecord),
     #[error(
-        "bytes missing from the capture inside the TLS stream: later records cannot be decrypted"
+        "bytes missing from the capture inside the TLS stream: the records they held are lost, the next ones are decrypted again"
     )]
     Gap,
     #[error("the key log has no secrets for this TLS session (client random not found)")]
@@ -221,6 +226,11 @@ pub struct TlsConn {
     /// order: side byte (0 = A), header, body.
     queued: Vec<u8>,
     client: Option<Side>,
+    /// The side that opened the TCP connection (its SYN captured): the client, should
+    /// the ClientHello be lost.
+    opener: Option<Side>,
+    /// Bytes were lost before the version was known: the ServerHello may be among them.
+    handshake_gap: bool,
     client_random: Option<[u8; 32]>,
     server_random: Option<[u8; 32]>,
     version: Option<u16>,
@@ -233,8 +243,9 @@ pub struct TlsConn {
     records_decrypted: u64,
     records_failed: u64,
     scratch: Vec<u8>,
-    /// A direction whose record boundaries were lost (gap, damaged record): not read on.
-    lost: [bool; 2],
+    /// A direction that lost records to a gap or a damaged header: how many is unknown, so
+    /// its next record's sequence number is searched for.
+    seq_unknown: [bool; 2],
     app_filter: AppFilter,
     /// Application records of the current `data` call.
     app: AppRecords,
@@ -292,21 +303,35 @@ impl TlsConn {
         }
     }
 
-    /// Bytes were lost in `side`'s direction: its records cannot be followed any more.
-    pub fn gap(&mut self, side: Side) {
+    /// `lost` bytes of `side`'s direction were not captured. The record they cut into is
+    /// lost (it cannot be authenticated), but when the gap ended inside it the next
+    /// records are read and decrypted as before; otherwise the reader hunts for the next
+    /// header and the decrypter for its sequence number. Returns the cut record when it
+    /// carried application data (its size still shapes the connection), and whether whole
+    /// records may have been lost.
+    pub fn gap(&mut self, side: Side, lost: u64) -> (AppRecords, bool) {
         let i = side.index();
+        let outcome = self.readers[i].gap(lost);
+        self.handshake_gap |= self.version.is_none();
         if matches!(self.dirs[i], Dir::App { .. } | Dir::Handshake13 { .. }) {
             self.issue(TlsIssue::Gap);
         }
-        self.stop_following(i);
-    }
-
-    /// Direction `i` lost its record boundaries (a gap, a damaged record): nothing more of
-    /// it is read.
-    fn stop_following(&mut self, i: usize) {
-        self.dirs[i] = Dir::Off;
-        self.readers[i] = RecordReader::default();
-        self.lost[i] = true;
+        let mut app = AppRecords::default();
+        if let Some((kind, len)) = outcome.cut {
+            if self.is_app_record(side, kind, len) {
+                app.records = 1;
+                app.bytes = len as u64;
+            }
+        }
+        let protected = outcome
+            .cut
+            .is_some_and(|(kind, _)| kind != CHANGE_CIPHER_SPEC);
+        match &mut self.dirs[i] {
+            Dir::App { keys, .. } if outcome.in_sync && protected => keys.skip_record(),
+            _ if outcome.in_sync && !protected => {}
+            _ => self.seq_unknown[i] = true,
+        }
+        (app, !outcome.in_sync)
     }
 
     /// Some application data was decrypted.
@@ -314,9 +339,16 @@ impl TlsConn {
         self.records_decrypted > 0
     }
 
-    /// The side that sent the ClientHello, when it was captured.
+    /// The TCP connection was opened by `side` (its SYN was captured).
+    pub fn opened_by(&mut self, side: Side) {
+        self.opener = Some(side);
+    }
+
+    /// The client: the side that sent the ClientHello, or, when that was lost to a gap,
+    /// the one the ServerHello went to or that opened the connection. (A handshake that
+    /// was captured but does not parse names no client.)
     pub fn client_side(&self) -> Option<Side> {
-        self.client
+        self.client.or(self.opener.filter(|_| self.handshake_gap))
     }
 
     /// NewSessionTicket records told apart from application data (TLS 1.3).
@@ -324,12 +356,40 @@ impl TlsConn {
         self.app_filter.tickets
     }
 
+    /// TLS 1.3: everything after the ServerHello is protected, both ways.
+    fn protect_both_ways(&mut self) {
+        for d in &mut self.dirs {
+            if matches!(d, Dir::Plain) {
+                *d = Dir::Encrypted;
+            }
+        }
+    }
+
+    /// The ServerHello may have been lost to a gap: the client's next record names the
+    /// version. Under TLS 1.3 it is protected, as application_data (its
+    /// Finished; a middlebox-compatibility CCS before it says nothing); under TLS 1.2 it
+    /// is a handshake record (ClientKeyExchange, or the Finished after its CCS). A second
+    /// ClientHello (after a HelloRetryRequest) is a handshake record too, but a readable one.
+    fn infer_version(&mut self, side: Side, rec: &Record<'_>) {
+        if self.version.is_some() || !self.handshake_gap || self.client_side() != Some(side) {
+            return;
+        }
+        match (rec.kind(), rec.body.first()) {
+            (APPLICATION_DATA, _) => {
+                self.version = Some(0x0304);
+                self.protect_both_ways();
+            }
+            (HANDSHAKE, Some(&kind)) if kind != CLIENT_HELLO => self.version = Some(0x0303),
+            _ => {}
+        }
+    }
+
     /// Whether a protected record of `side` carries application data (see [`AppFilter`]).
-    fn is_app_record(&mut self, side: Side, rec: &Record<'_>) -> bool {
-        if rec.kind() != APPLICATION_DATA {
+    fn is_app_record(&mut self, side: Side, kind: u8, body_len: usize) -> bool {
+        if kind != APPLICATION_DATA {
             return false;
         }
-        let Some(client) = self.client else {
+        let Some(client) = self.client_side() else {
             return true; // the handshake predates the capture: every record is data
         };
         let f = &mut self.app_filter;
@@ -346,7 +406,7 @@ impl TlsConn {
                 f.tickets += 1;
                 return false;
             }
-            if rec.body.len() < MIN_TLS13_APP_RECORD && !f.last_full[i] {
+            if body_len < MIN_TLS13_APP_RECORD && !f.last_full[i] {
                 return false;
             }
         } else if self.version.is_none() {
@@ -355,7 +415,7 @@ impl TlsConn {
         if side == client {
             f.client_requested = true;
         }
-        f.last_full[i] = rec.body.len() >= 1 << 14;
+        f.last_full[i] = body_len >= 1 << 14;
         true
     }
 
@@ -371,13 +431,11 @@ impl TlsConn {
     ) -> AppRecords {
         let i = side.index();
         self.app = AppRecords::default();
-        if self.lost[i] {
-            return self.app;
-        }
         let mut reader = std::mem::take(&mut self.readers[i]);
         let mut keys = keys;
         let result = reader.push(data, |rec| {
-            if self.is_app_record(side, &rec) {
+            self.infer_version(side, &rec);
+            if self.is_app_record(side, rec.kind(), rec.body.len()) {
                 self.app.records += 1;
                 self.app.bytes += rec.body.len() as u64;
             }
@@ -388,7 +446,8 @@ impl TlsConn {
             if !matches!(self.dirs[i], Dir::Off) {
                 self.issue(TlsIssue::BadRecord(bad));
             }
-            self.stop_following(i);
+            // The reader hunted past it; records in between may be lost.
+            self.seq_unknown[i] = true;
         }
         self.app
     }
@@ -465,6 +524,8 @@ impl TlsConn {
                     }
                 }
                 TlsMessageHandshake::ServerHello(sh) => {
+                    // A ClientHello lost to a gap: the ServerHello names the client too.
+                    self.client.get_or_insert(side.other());
                     self.server_random = sh.random.try_into().ok();
                     self.cipher_id = Some(sh.cipher.0);
                     let mut version = sh.version.0;
@@ -491,12 +552,7 @@ impl TlsConn {
                         }
                     }
                     if version == 0x0304 {
-                        // Everything after the ServerHello is protected, both ways.
-                        for d in &mut self.dirs {
-                            if matches!(d, Dir::Plain) {
-                                *d = Dir::Encrypted;
-                            }
-                        }
+                        self.protect_both_ways();
                     }
                 }
                 _ => {}
@@ -646,6 +702,7 @@ impl TlsConn {
     fn open(&mut self, side: Side, header: &[u8; HEADER_LEN], body: &[u8], out: &mut Plaintext) {
         let i = side.index();
         let mut plain = std::mem::take(&mut self.scratch);
+        let after_loss = std::mem::take(&mut self.seq_unknown[i]);
         let opened = match &mut self.dirs[i] {
             Dir::Handshake13 {
                 hs, app, failures, ..
@@ -656,7 +713,12 @@ impl TlsConn {
                 {
                     None // a handshake-flight record, opened with the handshake key
                 } else {
-                    match app.open(header, body, &mut plain) {
+                    let opened = if after_loss {
+                        app.open_after_loss(header, body, &mut plain, MAX_LOST_RECORDS)
+                    } else {
+                        app.open(header, body, &mut plain)
+                    };
+                    match opened {
                         Ok(kind) => {
                             let Dir::Handshake13 { app, secret, .. } =
                                 std::mem::take(&mut self.dirs[i])
@@ -679,7 +741,12 @@ impl TlsConn {
             }
             Dir::App { keys, .. } => {
                 let seq = keys.seq();
-                Some(keys.open(header, body, &mut plain).map_err(|error| {
+                let opened = if after_loss {
+                    keys.open_after_loss(header, body, &mut plain, MAX_LOST_RECORDS)
+                } else {
+                    keys.open(header, body, &mut plain)
+                };
+                Some(opened.map_err(|error| {
                     if seq == 0 {
                         TlsIssue::WrongKeys
                     } else {

@@ -3,6 +3,11 @@
 //! Records that lie inside one push are handed out straight from the caller's slice; only
 //! a record that spans pushes is copied, into a buffer that never holds more than one
 //! record (header + at most 2^14 + 2048 bytes, the TLS 1.2 ciphertext limit).
+//!
+//! A capture that lost packets loses bytes of a record, not the stream: a gap inside a
+//! record's body keeps the boundaries (the header said where the record ends), and a gap
+//! over a header, or a header that makes no sense, makes the reader *hunt* for the next
+//! plausible header, as the wire framer does for MongoDB messages.
 
 /// The largest record body any TLS version allows (TLSCiphertext, RFC 5246 §6.2.3).
 pub const MAX_BODY: usize = (1 << 14) + 2048;
@@ -37,6 +42,41 @@ pub struct RecordReader {
     partial: Vec<u8>,
     /// Stream bytes consumed so far (for messages).
     offset: u64,
+    /// The rest of a record a gap cut: skipped when it comes.
+    skip: usize,
+    /// Record boundaries were lost: scanning for a plausible header.
+    hunting: bool,
+}
+
+/// What a gap did to the record being read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GapOutcome {
+    /// The record the gap cut into, when its header had been read: (type, body length).
+    pub cut: Option<(u8, usize)>,
+    /// Record boundaries are still known: the gap ended inside, or at the end of, the
+    /// record it cut. Otherwise records may have been lost whole and the reader hunts.
+    pub in_sync: bool,
+}
+
+/// Whether a record header plausibly starts at `at`: a known type, a TLS record version,
+/// a length within the limit, and the next header (when `data` holds it) plausible too or
+/// the record ending exactly where `data` ends. Ciphertext looks random, so a false match
+/// needs three fixed bytes by chance and survives the next header's check only rarely.
+fn plausible_header_at(data: &[u8], at: usize) -> bool {
+    let Some(h) = data.get(at..at + HEADER_LEN) else {
+        return false;
+    };
+    let one = |h: &[u8]| (21..=23).contains(&h[0]) && h[1] == 3 && (1..=3).contains(&h[2]);
+    let len = u16::from_be_bytes([h[3], h[4]]) as usize;
+    if !one(h) || len > MAX_BODY {
+        return false;
+    }
+    let next = at + HEADER_LEN + len;
+    match data.get(next..) {
+        None | Some([]) => true,
+        Some(rest) if rest.len() >= 3 => one(rest),
+        Some(_) => true,
+    }
 }
 
 /// The body length of a valid header, read with `tls-parser`.
@@ -61,11 +101,89 @@ fn body_len(header: &[u8; HEADER_LEN], offset: u64) -> Result<usize, BadRecord> 
 
 impl RecordReader {
     /// Hand every complete record in `data` (after what earlier pushes left) to `f`.
+    /// A header that makes no sense is returned as the error, after the reader has
+    /// hunted on through `data` (and goes on hunting in later pushes) for the next one.
     pub fn push(
         &mut self,
         mut data: &[u8],
         mut f: impl FnMut(Record<'_>),
     ) -> Result<(), BadRecord> {
+        let mut first_bad = None;
+        loop {
+            match self.push_in_sync(data, &mut f) {
+                Ok(()) => break,
+                Err((bad, at)) => {
+                    first_bad.get_or_insert(bad);
+                    self.hunting = true;
+                    // Past the bad header's first byte: hunt in the rest.
+                    data = &data[(at + 1).min(data.len())..];
+                    self.offset += 1;
+                }
+            }
+        }
+        match first_bad {
+            Some(bad) => Err(bad),
+            None => Ok(()),
+        }
+    }
+
+    /// `lost` bytes of the direction were not captured.
+    pub fn gap(&mut self, lost: u64) -> GapOutcome {
+        self.offset += lost;
+        let lost = usize::try_from(lost).unwrap_or(usize::MAX);
+        let mut outcome = GapOutcome::default();
+        let remaining = if self.hunting {
+            None
+        } else if self.skip > 0 {
+            Some(self.skip)
+        } else if self.partial.len() >= HEADER_LEN {
+            let header: [u8; HEADER_LEN] = self.partial[..HEADER_LEN].try_into().expect("5");
+            let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+            outcome.cut = Some((header[0], len));
+            Some(HEADER_LEN + len - self.partial.len())
+        } else {
+            None // at a record boundary or inside a header: the next header is lost
+        };
+        self.partial.clear();
+        self.skip = 0;
+        match remaining {
+            Some(remaining) if lost <= remaining => {
+                self.skip = remaining - lost;
+                outcome.in_sync = true;
+            }
+            _ => self.hunting = true,
+        }
+        outcome
+    }
+
+    /// Records of `data` from a known boundary; on a bad header, the error and where it
+    /// starts in `data`.
+    fn push_in_sync(
+        &mut self,
+        mut data: &[u8],
+        f: &mut impl FnMut(Record<'_>),
+    ) -> Result<(), (BadRecord, usize)> {
+        let whole = data.len();
+        if self.skip > 0 {
+            let n = self.skip.min(data.len());
+            self.skip -= n;
+            self.offset += n as u64;
+            data = &data[n..];
+        }
+        if self.hunting {
+            match (0..data.len()).find(|&at| plausible_header_at(data, at)) {
+                Some(at) => {
+                    self.hunting = false;
+                    self.offset += at as u64;
+                    data = &data[at..];
+                }
+                None => {
+                    self.offset += data.len() as u64;
+                    return Ok(());
+                }
+            }
+        }
+        let at = |data: &[u8]| whole - data.len();
         if !self.partial.is_empty() {
             if self.partial.len() < HEADER_LEN {
                 let take = (HEADER_LEN - self.partial.len()).min(data.len());
@@ -76,7 +194,14 @@ impl RecordReader {
                 }
             }
             let header: [u8; HEADER_LEN] = self.partial[..HEADER_LEN].try_into().expect("5");
-            let total = HEADER_LEN + body_len(&header, self.offset)?;
+            let total = match body_len(&header, self.offset) {
+                Ok(len) => HEADER_LEN + len,
+                Err(bad) => {
+                    // The header straddled pushes: hunt from this push's start.
+                    self.partial.clear();
+                    return Err((bad, at(data).saturating_sub(1)));
+                }
+            };
             let take = (total - self.partial.len()).min(data.len());
             self.partial.extend_from_slice(&data[..take]);
             data = &data[take..];
@@ -92,7 +217,7 @@ impl RecordReader {
         }
         while data.len() >= HEADER_LEN {
             let header: [u8; HEADER_LEN] = data[..HEADER_LEN].try_into().expect("5");
-            let total = HEADER_LEN + body_len(&header, self.offset)?;
+            let total = HEADER_LEN + body_len(&header, self.offset).map_err(|b| (b, at(data)))?;
             if data.len() < total {
                 break;
             }
@@ -151,6 +276,63 @@ mod tests {
             .map(|b| collect(&mut reader, &[*b]).unwrap().len())
             .sum();
         assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn a_gap_inside_a_body_keeps_the_boundaries_and_one_over_a_header_hunts() {
+        let mut stream = record(23, &[1; 200]);
+        stream.extend(record(23, &[2; 50]));
+        stream.extend(record(23, &[3; 80]));
+        // Lost: bytes 20..120 of the first record's body.
+        let mut reader = RecordReader::default();
+        assert!(collect(&mut reader, &stream[..25]).unwrap().is_empty());
+        let gap = reader.gap(100);
+        assert_eq!(
+            gap,
+            GapOutcome {
+                cut: Some((23, 200)),
+                in_sync: true
+            }
+        );
+        let got = collect(&mut reader, &stream[125..]).unwrap();
+        assert_eq!(got, vec![(23, vec![2; 50]), (23, vec![3; 80])]);
+
+        // Lost: the whole second record and the third's header. The reader hunts and,
+        // ciphertext being random, finds nothing in the rest of the third record; the
+        // next push starts with a header.
+        let mut reader = RecordReader::default();
+        assert_eq!(collect(&mut reader, &stream[..205]).unwrap().len(), 1);
+        let gap = reader.gap(55 + 5);
+        assert_eq!(
+            gap,
+            GapOutcome {
+                cut: None,
+                in_sync: false
+            }
+        );
+        assert!(collect(&mut reader, &stream[265..]).unwrap().is_empty());
+        let got = collect(&mut reader, &record(23, &[4; 10])).unwrap();
+        assert_eq!(got, vec![(23, vec![4; 10])]);
+
+        // Lost mid-way through a push: the records behind the gap in the same push are
+        // found (a header whose successor is a header too).
+        let mut reader = RecordReader::default();
+        reader.gap(7);
+        let mut after = vec![0x55; 13];
+        after.extend(&stream);
+        assert_eq!(collect(&mut reader, &after).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_bad_header_is_named_and_the_reader_hunts_past_it() {
+        let mut s = record(23, b"one");
+        s.extend([0x3a, 0x01, 0, 0, 0x01, 0, 0, 0]); // a MongoDB header
+        s.extend(record(23, b"two"));
+        let mut out = Vec::new();
+        let mut reader = RecordReader::default();
+        let err = reader.push(&s, |r| out.push(r.body.to_vec())).unwrap_err();
+        assert_eq!(err.offset, 8);
+        assert_eq!(out, vec![b"one".to_vec(), b"two".to_vec()]);
     }
 
     #[test]

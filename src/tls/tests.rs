@@ -227,7 +227,8 @@ fn garbage_gaps_and_missing_handshakes_are_issues() {
     );
     assert!(matches!(conn.issues[..], [TlsIssue::BadRecord(_)]));
 
-    // A gap inside the protected stream.
+    // A gap that swallowed records 1 to 4 whole: the reader hunts for the next header and
+    // the decrypter finds its sequence number (5) by trial; decryption goes on.
     let mut conn = TlsConn::new(true);
     let mut keys = store(false);
     let mut first = server_hello();
@@ -237,14 +238,50 @@ fn garbage_gaps_and_missing_handshakes_are_issues() {
         &mut keys,
         &[(Side::A, client_hello()), (Side::B, first)],
     );
-    conn.gap(Side::B);
+    let lost: usize = (1..5).map(|seq| sealed(&S_APP, seq, 23, b"x").len()).sum();
+    let (_, records_lost) = conn.gap(Side::B, lost as u64);
+    assert!(records_lost);
     let out = run(
         &mut conn,
         &mut keys,
         &[(Side::B, sealed(&S_APP, 5, 23, b"b"))],
     );
-    assert!(out[1].is_empty());
+    assert_eq!(out[1], b"b");
     assert_eq!(conn.issues, vec![TlsIssue::Gap]);
+    // More records lost than are searched for: the direction is given up, named.
+    conn.gap(Side::B, 1000);
+    let out = run(
+        &mut conn,
+        &mut keys,
+        &[(Side::B, sealed(&S_APP, 500, 23, b"c"))],
+    );
+    assert!(out[1].is_empty());
+    assert!(matches!(
+        conn.issues[..],
+        [TlsIssue::Gap, TlsIssue::DecryptFailed { seq: 6, .. }]
+    ));
+
+    // A gap inside one record's body: that record is lost, its header said where the
+    // next begins, and the next decrypts with the following sequence number, no search.
+    let mut conn = TlsConn::new(true);
+    let mut keys = store(false);
+    let mut first = server_hello();
+    first.extend(sealed(&S_APP, 0, 23, b"a"));
+    let cut = sealed(&S_APP, 1, 23, &[7; 300]);
+    first.extend(&cut[..100]);
+    run(
+        &mut conn,
+        &mut keys,
+        &[(Side::A, client_hello()), (Side::B, first)],
+    );
+    // (Server records before the client's Finished are its handshake flight, not
+    // application data, so the cut one is not counted as a flight here.)
+    let (_, records_lost) = conn.gap(Side::B, 150);
+    assert!(!records_lost);
+    let mut rest = cut[250..].to_vec();
+    rest.extend(sealed(&S_APP, 2, 23, b"after"));
+    let out = run(&mut conn, &mut keys, &[(Side::B, rest)]);
+    assert_eq!(out[1], b"after");
 
     // Protected data with no handshake captured: the keys cannot be looked up.
     let mut conn = TlsConn::new(true);
