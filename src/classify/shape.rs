@@ -716,6 +716,34 @@ mod tests {
     }
 
     #[test]
+    fn a_check_lost_to_a_capture_gap_keeps_a_monitor_periodic() {
+        // Checks every 2 s; the request at 6 s was not captured, so its reply follows
+        // the previous reply with no request between, and the requests skip a beat.
+        let mut t = ShapeTracker::new(Some(Side::A));
+        let at = |secs: f64| Timestamp((secs * 1e9) as i64);
+        for &(client, secs, bytes) in &opening() {
+            t.add(if client { Side::A } else { Side::B }, at(secs), 1, bytes);
+        }
+        for k in 1..=6 {
+            let secs = 2.0 * k as f64;
+            if k == 3 {
+                t.lost(Side::A);
+            } else {
+                t.add(Side::A, at(secs), 1, 89);
+            }
+            t.add(Side::B, at(secs + 0.001), 1, 524);
+        }
+        let lossy = t.shape(Side::A, 0);
+        assert_eq!(lossy.server.pushed, 1);
+        assert_eq!(kind(&lossy, 13.0), Kind::Periodic);
+        // The same flights with no gap named: a reply without a request is not a check.
+        let mut unexplained = lossy;
+        unexplained.client.gaps = 0;
+        unexplained.steady_client.gaps = 0;
+        assert_eq!(kind(&unexplained, 13.0), Kind::Busy);
+    }
+
+    #[test]
     fn an_unanswered_first_request_and_silence_are_told_apart() {
         let mut f = opening();
         f.push((true, 0.02, 171));
