@@ -45,6 +45,9 @@ pub struct InputSummary {
     pub tcp_connections: u64,
     pub peak_open_connections: u64,
     pub reused_ports: u64,
+    /// Connections seen a second time on the far side of a NAT, counted once.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub nat_duplicates: u64,
     /// Packets libpcap dropped (live capture only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
@@ -222,6 +225,7 @@ fn input_with(mut input: InputSummary, observer: &Observer, table: &TableStats) 
     input.tcp_connections = table.connections;
     input.peak_open_connections = table.peak_open;
     input.reused_ports = table.reused_ports;
+    input.nat_duplicates = table.nat_mirrors;
     input
 }
 
@@ -247,6 +251,15 @@ fn finish_analysis(front: FrontEnd, mut observer: Observer) -> Analysis {
         );
     }
     node_life_warnings(&observer.nodes, front.input.first_ts, &mut warnings);
+    if front.table.nat_mirrors > 0 {
+        warnings.push(
+            "nat-duplicates",
+            format!(
+                "{} connection(s) were captured twice, under other addresses the second time, with the same TCP sequence numbers: the two sides of a NAT (tcpdump -i any on a container host or Kubernetes node sees a masqueraded container's traffic on its veth and again on the uplink). Each is counted once, under the addresses first seen",
+                front.table.nat_mirrors
+            ),
+        );
+    }
     let input = input_with(front.input, &observer, &front.table);
     let mut connections = observer.finished;
     // Cached-key sort permutes with one swap per record; a plain sort moved each

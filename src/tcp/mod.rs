@@ -174,6 +174,23 @@ pub struct TableStats {
     /// Segments that arrived for a connection after it closed.
     pub after_close: u64,
     pub peak_open: u64,
+    /// Connections captured a second time under other addresses: the far side of a NAT
+    /// ([`FlowTable`]'s mirrors), counted once.
+    pub nat_mirrors: u64,
+}
+
+/// How soon after a connection's SYN the same SYN, translated, may cross the capture
+/// point again: a NAT forwards it within microseconds; a second all the way.
+const MIRROR_WINDOW_NANOS: u64 = 1_000_000_000;
+
+/// A SYN that repeats an open connection's initial sequence number under other
+/// addresses, waiting for its SYN-ACK to tell whether it is that connection seen again.
+struct PendingMirror {
+    original: FlowKey,
+    syn_ts: Timestamp,
+    src: SocketAddr,
+    dst: SocketAddr,
+    seq: u32,
 }
 
 struct Conn<S> {
@@ -182,6 +199,8 @@ struct Conn<S> {
     /// The initial sequence number each side sent in its SYN, for port-reuse detection.
     isn: [Option<u32>; 2],
     fin: [bool; 2],
+    /// The same connection seen again under translated addresses (its NAT mirror).
+    mirror: Option<FlowKey>,
     /// The handler's own state, handed back when the connection leaves the table.
     state: S,
 }
@@ -219,6 +238,15 @@ pub struct FlowTable<S> {
     closed: HashMap<FlowKey, u64>,
     /// The same, in close order, for expiry.
     lingering: VecDeque<(Timestamp, FlowKey, u64)>,
+    /// Open connections by the initial sequence number of their captured SYN, for
+    /// telling a NAT's two sides of one connection apart from two connections.
+    by_client_isn: HashMap<u32, (FlowKey, Timestamp)>,
+    /// SYNs that may be a NAT mirror, until their SYN-ACK says.
+    pending_mirrors: HashMap<FlowKey, PendingMirror>,
+    /// Confirmed mirrors → the connection they repeat; their segments are not read again.
+    mirrors: HashMap<FlowKey, FlowKey>,
+    /// A held SYN is being opened as a connection of its own.
+    replaying: bool,
     budget: usize,
     next_id: u64,
     open: u64,
@@ -233,6 +261,10 @@ impl<S> FlowTable<S> {
             flows: HashMap::default(),
             closed: HashMap::default(),
             lingering: VecDeque::new(),
+            by_client_isn: HashMap::default(),
+            pending_mirrors: HashMap::default(),
+            mirrors: HashMap::default(),
+            replaying: false,
             next_id: 0,
             open: 0,
             stats: TableStats::default(),
@@ -294,6 +326,21 @@ impl<S> FlowTable<S> {
             }
         }
 
+        // Segments off the fast path: a NAT's far side of a connection already followed?
+        if !self.mirrors.is_empty() && self.mirrors.contains_key(&key) {
+            return;
+        }
+        if !self.pending_mirrors.is_empty() {
+            if let Some(pending) = self.pending_mirrors.remove(&key) {
+                if self.resolve_mirror(key, pending, seg, handler) {
+                    return;
+                }
+            }
+        }
+        if pure_syn && !self.flows.contains_key(&key) && self.may_mirror(key, ts, seg) {
+            return;
+        }
+
         if self.closed.contains_key(&key) {
             if !pure_syn {
                 self.stats.after_close += 1;
@@ -327,6 +374,9 @@ impl<S> FlowTable<S> {
             self.open += 1;
             self.stats.peak_open = self.stats.peak_open.max(self.open);
             let state = handler.open(&info);
+            if pure_syn {
+                self.by_client_isn.insert(seg.seq, (key, ts));
+            }
             self.flows.insert(
                 key,
                 Conn {
@@ -334,6 +384,7 @@ impl<S> FlowTable<S> {
                     halves: [HalfStream::default(), HalfStream::default()],
                     isn: [None, None],
                     fin: [false, false],
+                    mirror: None,
                     state,
                 },
             );
@@ -343,6 +394,81 @@ impl<S> FlowTable<S> {
         if feed(conn, ts, seg, self.config.stream, &mut self.budget, handler) {
             self.closed(key, ts, handler);
         }
+    }
+
+    /// A SYN for a new flow that repeats the client ISN of a connection opened within
+    /// [`MIRROR_WINDOW_NANOS`] under other addresses: held back as a possible mirror. A
+    /// NAT rewrites addresses and ports but not sequence numbers, so `tcpdump -i any` on a
+    /// container host (or a Kubernetes node) sees each connection of a masqueraded
+    /// container twice: on its veth before the NAT and on the uplink after it.
+    fn may_mirror(&mut self, key: FlowKey, ts: Timestamp, seg: &TcpSegment<'_>) -> bool {
+        let Some(&(original, syn_ts)) = self.by_client_isn.get(&seg.seq) else {
+            return false;
+        };
+        let recent = ts.nanos_since(syn_ts) <= MIRROR_WINDOW_NANOS;
+        if self.replaying || original == key || !recent || !self.flows.contains_key(&original) {
+            return false;
+        }
+        let pending = PendingMirror {
+            original,
+            syn_ts: ts,
+            src: seg.src,
+            dst: seg.dst,
+            seq: seg.seq,
+        };
+        self.pending_mirrors.insert(key, pending);
+        true
+    }
+
+    /// The next segment of a possible mirror: its SYN-ACK confirms it, and the flow is
+    /// followed no further (true). The server's ISN must then be the original's too when
+    /// that is known already; it rarely is, as the translated SYN-ACK crosses the capture
+    /// point first, so the client's 32-bit ISN within [`MIRROR_WINDOW_NANOS`] carries the
+    /// proof. Anything else makes it a connection of its own, opened from its held SYN
+    /// (false: the caller goes on with `seg`).
+    fn resolve_mirror<H: ConnHandler<State = S>>(
+        &mut self,
+        key: FlowKey,
+        pending: PendingMirror,
+        seg: &TcpSegment<'_>,
+        handler: &mut H,
+    ) -> bool {
+        if seg.flags.syn && !seg.flags.ack && seg.seq == pending.seq {
+            // The SYN retransmitted: still waiting.
+            self.pending_mirrors.insert(key, pending);
+            return true;
+        }
+        let original_server_isn = self.flows.get(&pending.original).and_then(|conn| {
+            let server = conn.info.initiator?.other();
+            conn.isn[server.index()]
+        });
+        let is_syn_ack = seg.flags.syn && seg.flags.ack;
+        let original_open = self.flows.contains_key(&pending.original);
+        if is_syn_ack && original_open && original_server_isn.is_none_or(|isn| isn == seg.seq) {
+            if let Some(conn) = self.flows.get_mut(&pending.original) {
+                conn.mirror = Some(key);
+            }
+            self.mirrors.insert(key, pending.original);
+            self.stats.nat_mirrors += 1;
+            return true;
+        }
+        let syn = TcpSegment {
+            src: pending.src,
+            dst: pending.dst,
+            seq: pending.seq,
+            ack: None,
+            flags: crate::net::TcpFlags {
+                syn: true,
+                ..Default::default()
+            },
+            payload: &[],
+            missing_tail: 0,
+        };
+        // Not a mirror after all: the SYN opens its own connection.
+        self.replaying = true;
+        self.segment(pending.syn_ts, &syn, handler);
+        self.replaying = false;
+        false
     }
 
     /// Both FINs or a RST: hand the state back and remember the flow as closed (so late
@@ -381,9 +507,27 @@ impl<S> FlowTable<S> {
             info,
             mut halves,
             mut state,
+            isn,
+            mirror,
             ..
         } = conn;
         let ts = info.last_seen;
+        let key = FlowKey::of(info.endpoints[0], info.endpoints[1]);
+        if let Some(client_isn) = info.initiator.and_then(|side| isn[side.index()]) {
+            if self
+                .by_client_isn
+                .get(&client_isn)
+                .is_some_and(|(k, _)| *k == key)
+            {
+                self.by_client_isn.remove(&client_isn);
+            }
+        }
+        // The mirror's last segments (its FIN's ACK) come after: absorbed as after-close.
+        if let Some(mirror) = mirror {
+            self.mirrors.remove(&mirror);
+            self.lingering.push_back((ts, mirror, info.id));
+            self.closed.insert(mirror, info.id);
+        }
         for side in [Side::A, Side::B] {
             let budget = &mut self.budget;
             halves[side.index()].flush(budget, |event| {
@@ -573,6 +717,99 @@ mod tests {
             &seg(C, S, isn + 1, Some(7001), "", b""),
             r,
         );
+    }
+
+    /// One connection as a NAT's two sides show it: before (`c`→`s`) and after
+    /// (`nat`→`s2`), the same sequence numbers, each packet seen on one side then the
+    /// other; `server_isn` is the mirror's SYN-ACK (the same as the original's for a NAT).
+    fn through_nat(t: &mut FlowTable<Bytes>, r: &mut Recorder, nat: &str, server_isn: u32) {
+        let s2 = "10.1.0.9:27017";
+        let mut at = 0;
+        let mut both = |t: &mut FlowTable<Bytes>, pre: TcpSegment<'_>, post: TcpSegment<'_>| {
+            at += 10;
+            t.segment(Timestamp(at), &pre, r);
+            t.segment(Timestamp(at + 1), &post, r);
+        };
+        both(
+            t,
+            seg(C, S, 100, None, "S", b""),
+            seg(nat, s2, 100, None, "S", b""),
+        );
+        // The translated SYN-ACK crosses the capture point first.
+        let (syn_ack, syn_ack2) = (
+            seg(s2, nat, server_isn, Some(101), "S", b""),
+            seg(S, C, 500, Some(101), "S", b""),
+        );
+        both(t, syn_ack, syn_ack2);
+        both(
+            t,
+            seg(C, S, 101, Some(501), "", b"ping"),
+            seg(nat, s2, 101, Some(server_isn + 1), "", b"ping"),
+        );
+        both(
+            t,
+            seg(C, S, 105, Some(501), "F", b""),
+            seg(nat, s2, 105, Some(server_isn + 1), "F", b""),
+        );
+        both(
+            t,
+            seg(S, C, 501, Some(106), "F", b""),
+            seg(s2, nat, server_isn + 1, Some(106), "F", b""),
+        );
+        both(
+            t,
+            seg(C, S, 106, Some(502), "", b""),
+            seg(nat, s2, 106, Some(server_isn + 2), "", b""),
+        );
+    }
+
+    #[test]
+    fn a_connection_seen_again_behind_a_nat_is_counted_once() {
+        let mut t = FlowTable::new(TableConfig::default());
+        let mut r = Recorder::default();
+        through_nat(&mut t, &mut r, "10.1.0.1:40000", 500);
+        t.finish(&mut r);
+        assert_eq!(r.closed.len(), 1);
+        assert_eq!(r.closed[0].0.endpoints[0], C.parse().unwrap());
+        assert_eq!(r.closed[0].1, b"ping");
+        assert_eq!(t.stats.nat_mirrors, 1);
+        assert_eq!(t.stats.connections, 1);
+        // Segments after the original closed (the mirror's FIN, both sides' last ACK) are
+        // absorbed as after-close, not opened as a flow.
+        assert_eq!(t.stats.after_close, 3);
+    }
+
+    #[test]
+    fn a_repeated_isn_with_another_server_isn_is_a_connection_of_its_own() {
+        // The original's SYN-ACK is seen before the second SYN-ACK here, so the server
+        // ISNs are compared, and they differ: two connections that drew the same ISN.
+        let mut t = FlowTable::new(TableConfig::default());
+        let mut r = Recorder::default();
+        let other = "10.1.0.7:40000";
+        t.segment(Timestamp(1), &seg(C, S, 100, None, "S", b""), &mut r);
+        t.segment(Timestamp(2), &seg(S, C, 500, Some(101), "S", b""), &mut r);
+        t.segment(Timestamp(3), &seg(other, S, 100, None, "S", b""), &mut r);
+        t.segment(
+            Timestamp(4),
+            &seg(S, other, 900, Some(101), "S", b""),
+            &mut r,
+        );
+        t.segment(
+            Timestamp(5),
+            &seg(other, S, 101, Some(901), "", b"hi"),
+            &mut r,
+        );
+        t.finish(&mut r);
+        assert_eq!(t.stats.nat_mirrors, 0);
+        assert_eq!(r.closed.len(), 2);
+        let second = r
+            .closed
+            .iter()
+            .find(|c| c.0.endpoints[0] == other.parse().unwrap());
+        let second = second.expect("its own connection");
+        assert_eq!(second.0.initiator, Some(Side::A));
+        assert!(second.0.answered);
+        assert_eq!(second.1, b"hi");
     }
 
     #[test]
