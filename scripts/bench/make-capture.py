@@ -4,7 +4,10 @@
 Every lab case (Ethernet pcap) is replayed as many application hosts: each copy gets its
 own client addresses (10.H.H.x), the servers become 10.0.0.x, IP and TCP checksums are
 fixed incrementally (RFC 1624), timestamps are shifted, and all copies are merged in time
-order. Nothing is held in memory beyond one record per copy.
+order. Each copy's TCP sequence numbers are offset too (both ends' ISNs, acks and SACK
+blocks), so that copies are distinct connections: the same sequence numbers under other
+addresses within a second is how conn-attrib recognises one connection seen on both sides
+of a NAT. Nothing is held in memory beyond one record per copy.
 
 Usage: make-capture.py OUT.pcap [--copies N] [--busy-copies M] [--spread SECONDS] [--repeat R]
 Defaults give ~530 MB, ~2.4 M packets, ~49,000 connections. --repeat R writes R rounds one
@@ -87,7 +90,51 @@ def rewrite(frame, copy):
         at = 14 + ihl + 16  # the TCP checksum covers the pseudo-header's addresses
         tc = struct.unpack("!H", f[at:at + 2])[0]
         f[at:at + 2] = struct.pack("!H", csum_adjust(tc, ow, nw))
+        offset_sequence_numbers(f, 14 + ihl, old[3], copy)
     return bytes(f)
+
+
+def isn_offsets(copy):
+    """This copy's offsets of the client's and the server's sequence numbers."""
+    client = ((copy + 1) * 2654435761) & 0xFFFFFFFF
+    server = ((copy + 1) * 2246822519 + 374761393) & 0xFFFFFFFF
+    return client, server
+
+
+def offset_sequence_numbers(f, tcp, src_last_octet, copy):
+    """Shift seq by the sender's offset, and ack and SACK blocks by the receiver's."""
+    client, server = isn_offsets(copy)
+    mine, theirs = (server, client) if 11 <= src_last_octet <= 19 else (client, server)
+    flags = f[tcp + 13]
+    has_ack = flags & 0x10
+    old = bytes(f[tcp:tcp + 20 + max(0, ((f[tcp + 12] >> 4) * 4) - 20)])
+    seq, ack = struct.unpack("!II", f[tcp + 4:tcp + 12])
+    f[tcp + 4:tcp + 8] = struct.pack("!I", (seq + mine) & 0xFFFFFFFF)
+    if has_ack:
+        f[tcp + 8:tcp + 12] = struct.pack("!I", (ack + theirs) & 0xFFFFFFFF)
+    # SACK blocks (option 5) name the peer's sequence numbers.
+    at, end = tcp + 20, tcp + len(old)
+    while at < end:
+        kind = f[at]
+        if kind == 0:
+            break
+        if kind == 1:
+            at += 1
+            continue
+        if at + 1 >= end or f[at + 1] < 2:
+            break
+        length = f[at + 1]
+        if kind == 5:
+            for edge in range(at + 2, min(at + length, end) - 3, 4):
+                v = struct.unpack("!I", f[edge:edge + 4])[0]
+                f[edge:edge + 4] = struct.pack("!I", (v + theirs) & 0xFFFFFFFF)
+        at += length
+    new = bytes(f[tcp:tcp + len(old)])
+    n = len(old) // 2
+    ow = struct.unpack("!%dH" % n, old[:2 * n])
+    nw = struct.unpack("!%dH" % n, new[:2 * n])
+    c = struct.unpack("!H", f[tcp + 16:tcp + 18])[0]
+    f[tcp + 16:tcp + 18] = struct.pack("!H", csum_adjust(c, ow, nw))
 
 
 def copy_stream(path, copy, shift_us):

@@ -183,6 +183,13 @@ pub struct TableStats {
 /// point again: a NAT forwards it within microseconds; a second all the way.
 const MIRROR_WINDOW_NANOS: u64 = 1_000_000_000;
 
+/// How a connection in the mirror indexes started.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    Syn(u32),
+    FirstSegment((u32, u32)),
+}
+
 /// A SYN that repeats an open connection's initial sequence number under other
 /// addresses, waiting for its SYN-ACK to tell whether it is that connection seen again.
 struct PendingMirror {
@@ -238,9 +245,16 @@ pub struct FlowTable<S> {
     closed: HashMap<FlowKey, u64>,
     /// The same, in close order, for expiry.
     lingering: VecDeque<(Timestamp, FlowKey, u64)>,
-    /// Open connections by the initial sequence number of their captured SYN, for
-    /// telling a NAT's two sides of one connection apart from two connections.
+    /// Connections opened in the last [`MIRROR_WINDOW_NANOS`] by the initial sequence
+    /// number of their captured SYN, for telling a NAT's two sides of one connection
+    /// apart from two connections.
     by_client_isn: HashMap<u32, (FlowKey, Timestamp)>,
+    /// The same for connections whose start was not captured, by their first segment's
+    /// (seq, ack): both sides of a NAT show the same first segment.
+    by_first_segment: HashMap<(u32, u32), (FlowKey, Timestamp)>,
+    /// Both indexes' entries in the order made, to forget them after the window: a
+    /// mirror crosses the capture point within microseconds, so they stay small.
+    recent_starts: VecDeque<(Timestamp, Start)>,
     /// SYNs that may be a NAT mirror, until their SYN-ACK says.
     pending_mirrors: HashMap<FlowKey, PendingMirror>,
     /// Confirmed mirrors → the connection they repeat; their segments are not read again.
@@ -262,6 +276,8 @@ impl<S> FlowTable<S> {
             closed: HashMap::default(),
             lingering: VecDeque::new(),
             by_client_isn: HashMap::default(),
+            by_first_segment: HashMap::default(),
+            recent_starts: VecDeque::new(),
             pending_mirrors: HashMap::default(),
             mirrors: HashMap::default(),
             replaying: false,
@@ -340,6 +356,12 @@ impl<S> FlowTable<S> {
         if pure_syn && !self.flows.contains_key(&key) && self.may_mirror(key, ts, seg) {
             return;
         }
+        // A segment with an ACK and no RST: its (seq, ack) is random in full (a bare RST
+        // may carry a zero acknowledgement).
+        let mid_stream = !seg.flags.syn && !seg.flags.rst && seg.ack.is_some();
+        if mid_stream && !self.flows.contains_key(&key) && self.mirrors_mid_stream(key, ts, seg) {
+            return;
+        }
 
         if self.closed.contains_key(&key) {
             if !pure_syn {
@@ -376,6 +398,13 @@ impl<S> FlowTable<S> {
             let state = handler.open(&info);
             if pure_syn {
                 self.by_client_isn.insert(seg.seq, (key, ts));
+                self.recent_starts.push_back((ts, Start::Syn(seg.seq)));
+            }
+            if mid_stream {
+                let first = (seg.seq, seg.ack.unwrap_or(0));
+                self.by_first_segment.insert(first, (key, ts));
+                self.recent_starts
+                    .push_back((ts, Start::FirstSegment(first)));
             }
             self.flows.insert(
                 key,
@@ -417,6 +446,47 @@ impl<S> FlowTable<S> {
             seq: seg.seq,
         };
         self.pending_mirrors.insert(key, pending);
+        true
+    }
+
+    /// A connection whose start was not captured (a capture begun on a running host),
+    /// first seen in a segment whose sequence and acknowledgement numbers, 64 bits of
+    /// both ends' randomness, are those of another such connection's first segment within
+    /// [`MIRROR_WINDOW_NANOS`] under other addresses: the same packet on the NAT's other
+    /// side. It is that connection's mirror.
+    fn mirrors_mid_stream(&mut self, key: FlowKey, ts: Timestamp, seg: &TcpSegment<'_>) -> bool {
+        let first = (seg.seq, seg.ack.unwrap_or(0));
+        let Some(&(original, seen)) = self.by_first_segment.get(&first) else {
+            return false;
+        };
+        let recent = ts.nanos_since(seen) <= MIRROR_WINDOW_NANOS;
+        if original == key || !recent {
+            return false;
+        }
+        let Some(conn) = self.flows.get_mut(&original) else {
+            return false;
+        };
+        if conn.mirror.is_some() {
+            return false;
+        }
+        self.stats.nat_mirrors += 1;
+        // Keep the copy the client's packets cross first: its own addresses (a container's
+        // behind a masquerade; the published address in front of a server's DNAT). That is
+        // the first seen when this segment went client to server; when it came from the
+        // server (the listening, lower port), the copy seen first is the far one.
+        let from_server = seg.src.port() < seg.dst.port();
+        if !from_server {
+            conn.mirror = Some(key);
+            self.mirrors.insert(key, original);
+            return true;
+        }
+        let mut conn = self.flows.remove(&original).expect("present");
+        // Both copies' sides were named after this same first segment's sender.
+        conn.info.endpoints = [seg.src, seg.dst];
+        conn.mirror = Some(original);
+        self.flows.insert(key, conn);
+        self.mirrors.insert(original, key);
+        self.by_first_segment.insert(first, (key, seen));
         true
     }
 
@@ -507,21 +577,10 @@ impl<S> FlowTable<S> {
             info,
             mut halves,
             mut state,
-            isn,
             mirror,
             ..
         } = conn;
         let ts = info.last_seen;
-        let key = FlowKey::of(info.endpoints[0], info.endpoints[1]);
-        if let Some(client_isn) = info.initiator.and_then(|side| isn[side.index()]) {
-            if self
-                .by_client_isn
-                .get(&client_isn)
-                .is_some_and(|(k, _)| *k == key)
-            {
-                self.by_client_isn.remove(&client_isn);
-            }
-        }
         // The mirror's last segments (its FIN's ACK) come after: absorbed as after-close.
         if let Some(mirror) = mirror {
             self.mirrors.remove(&mirror);
@@ -540,6 +599,29 @@ impl<S> FlowTable<S> {
     }
 
     fn expire(&mut self, now: Timestamp) {
+        while let Some(&(at, start)) = self.recent_starts.front() {
+            if now.nanos_since(at) <= MIRROR_WINDOW_NANOS {
+                break;
+            }
+            self.recent_starts.pop_front();
+            // A newer connection may have taken the entry over since.
+            match start {
+                Start::Syn(isn) => {
+                    if self.by_client_isn.get(&isn).is_some_and(|(_, t)| *t == at) {
+                        self.by_client_isn.remove(&isn);
+                    }
+                }
+                Start::FirstSegment(first) => {
+                    if self
+                        .by_first_segment
+                        .get(&first)
+                        .is_some_and(|(_, t)| *t == at)
+                    {
+                        self.by_first_segment.remove(&first);
+                    }
+                }
+            }
+        }
         while let Some(&(closed, key, id)) = self.lingering.front() {
             if now.nanos_since(closed) < self.config.linger_nanos {
                 break;
