@@ -90,7 +90,7 @@ def rewrite(frame, copy):
         at = 14 + ihl + 16  # the TCP checksum covers the pseudo-header's addresses
         tc = struct.unpack("!H", f[at:at + 2])[0]
         f[at:at + 2] = struct.pack("!H", csum_adjust(tc, ow, nw))
-        offset_sequence_numbers(f, 14 + ihl, old[3], copy)
+        offset_sequence_numbers(f, 14 + ihl, copy)
     return bytes(f)
 
 
@@ -101,10 +101,13 @@ def isn_offsets(copy):
     return client, server
 
 
-def offset_sequence_numbers(f, tcp, src_last_octet, copy):
-    """Shift seq by the sender's offset, and ack and SACK blocks by the receiver's."""
+def offset_sequence_numbers(f, tcp, copy):
+    """Shift seq by the sender's offset, and ack and SACK blocks by the receiver's. The
+    server is the end with the lower port (27017 against an ephemeral one), which holds
+    between members too, where both ends are servers."""
     client, server = isn_offsets(copy)
-    mine, theirs = (server, client) if 11 <= src_last_octet <= 19 else (client, server)
+    sport, dport = struct.unpack("!HH", f[tcp:tcp + 4])
+    mine, theirs = (server, client) if sport < dport else (client, server)
     flags = f[tcp + 13]
     has_ack = flags & 0x10
     old = bytes(f[tcp:tcp + 20 + max(0, ((f[tcp + 12] >> 4) * 4) - 20)])
