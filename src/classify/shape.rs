@@ -178,7 +178,7 @@ fn opening(shape: &Shape) -> String {
             )
         }
         Some(_) => "the TLS handshake only".into(),
-        None => "opened before the capture (no TLS handshake seen)".into(),
+        None => "no TLS handshake captured (opened before the capture, or its packets lost)".into(),
     }
 }
 
