@@ -206,8 +206,6 @@ struct Conn<S> {
     /// The initial sequence number each side sent in its SYN, for port-reuse detection.
     isn: [Option<u32>; 2],
     fin: [bool; 2],
-    /// The same connection seen again under translated addresses (its NAT mirror).
-    mirror: Option<FlowKey>,
     /// The handler's own state, handed back when the connection leaves the table.
     state: S,
 }
@@ -259,6 +257,9 @@ pub struct FlowTable<S> {
     pending_mirrors: HashMap<FlowKey, PendingMirror>,
     /// Confirmed mirrors → the connection they repeat; their segments are not read again.
     mirrors: HashMap<FlowKey, FlowKey>,
+    /// The other way round, looked up when a connection ends (kept out of `Conn`, whose
+    /// size every packet's table probe pays for).
+    mirrored: HashMap<FlowKey, FlowKey>,
     /// A held SYN is being opened as a connection of its own.
     replaying: bool,
     budget: usize,
@@ -280,6 +281,7 @@ impl<S> FlowTable<S> {
             recent_starts: VecDeque::new(),
             pending_mirrors: HashMap::default(),
             mirrors: HashMap::default(),
+            mirrored: HashMap::default(),
             replaying: false,
             next_id: 0,
             open: 0,
@@ -413,7 +415,6 @@ impl<S> FlowTable<S> {
                     halves: [HalfStream::default(), HalfStream::default()],
                     isn: [None, None],
                     fin: [false, false],
-                    mirror: None,
                     state,
                 },
             );
@@ -463,10 +464,7 @@ impl<S> FlowTable<S> {
         if original == key || !recent {
             return false;
         }
-        let Some(conn) = self.flows.get_mut(&original) else {
-            return false;
-        };
-        if conn.mirror.is_some() {
+        if !self.flows.contains_key(&original) || self.mirrored.contains_key(&original) {
             return false;
         }
         self.stats.nat_mirrors += 1;
@@ -476,15 +474,15 @@ impl<S> FlowTable<S> {
         // server (the listening, lower port), the copy seen first is the far one.
         let from_server = seg.src.port() < seg.dst.port();
         if !from_server {
-            conn.mirror = Some(key);
+            self.mirrored.insert(original, key);
             self.mirrors.insert(key, original);
             return true;
         }
         let mut conn = self.flows.remove(&original).expect("present");
         // Both copies' sides were named after this same first segment's sender.
         conn.info.endpoints = [seg.src, seg.dst];
-        conn.mirror = Some(original);
         self.flows.insert(key, conn);
+        self.mirrored.insert(key, original);
         self.mirrors.insert(original, key);
         self.by_first_segment.insert(first, (key, seen));
         true
@@ -515,9 +513,7 @@ impl<S> FlowTable<S> {
         let is_syn_ack = seg.flags.syn && seg.flags.ack;
         let original_open = self.flows.contains_key(&pending.original);
         if is_syn_ack && original_open && original_server_isn.is_none_or(|isn| isn == seg.seq) {
-            if let Some(conn) = self.flows.get_mut(&pending.original) {
-                conn.mirror = Some(key);
-            }
+            self.mirrored.insert(pending.original, key);
             self.mirrors.insert(key, pending.original);
             self.stats.nat_mirrors += 1;
             return true;
@@ -577,15 +573,17 @@ impl<S> FlowTable<S> {
             info,
             mut halves,
             mut state,
-            mirror,
             ..
         } = conn;
         let ts = info.last_seen;
         // The mirror's last segments (its FIN's ACK) come after: absorbed as after-close.
-        if let Some(mirror) = mirror {
-            self.mirrors.remove(&mirror);
-            self.lingering.push_back((ts, mirror, info.id));
-            self.closed.insert(mirror, info.id);
+        if !self.mirrored.is_empty() {
+            let key = FlowKey::of(info.endpoints[0], info.endpoints[1]);
+            if let Some(mirror) = self.mirrored.remove(&key) {
+                self.mirrors.remove(&mirror);
+                self.lingering.push_back((ts, mirror, info.id));
+                self.closed.insert(mirror, info.id);
+            }
         }
         for side in [Side::A, Side::B] {
             let budget = &mut self.budget;
