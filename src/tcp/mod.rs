@@ -183,11 +183,12 @@ pub struct TableStats {
 /// point again: a NAT forwards it within microseconds; a second all the way.
 const MIRROR_WINDOW_NANOS: u64 = 1_000_000_000;
 
-/// How a connection in the mirror indexes started.
-#[derive(Clone, Copy, Debug)]
+/// How a connection started, as far as telling its NAT mirror goes: the client's ISN of
+/// a captured SYN, or the (seq, ack) of the first segment of one already open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Start {
     Syn(u32),
-    FirstSegment((u32, u32)),
+    FirstSegment(u32, u32),
 }
 
 /// A SYN that repeats an open connection's initial sequence number under other
@@ -243,15 +244,12 @@ pub struct FlowTable<S> {
     closed: HashMap<FlowKey, u64>,
     /// The same, in close order, for expiry.
     lingering: VecDeque<(Timestamp, FlowKey, u64)>,
-    /// Connections opened in the last [`MIRROR_WINDOW_NANOS`] by the initial sequence
-    /// number of their captured SYN, for telling a NAT's two sides of one connection
-    /// apart from two connections.
-    by_client_isn: HashMap<u32, (FlowKey, Timestamp)>,
-    /// The same for connections whose start was not captured, by their first segment's
-    /// (seq, ack): both sides of a NAT show the same first segment.
-    by_first_segment: HashMap<(u32, u32), (FlowKey, Timestamp)>,
-    /// Both indexes' entries in the order made, to forget them after the window: a
-    /// mirror crosses the capture point within microseconds, so they stay small.
+    /// Connections first seen in the last [`MIRROR_WINDOW_NANOS`], by how they started,
+    /// for telling a NAT's two sides of one connection apart from two connections: both
+    /// sides show the same SYN, or the same first segment of a connection already open.
+    starts: HashMap<Start, (FlowKey, Timestamp)>,
+    /// The same entries in the order made, to forget them after the window: a mirror
+    /// crosses the capture point within microseconds, so the index stays small.
     recent_starts: VecDeque<(Timestamp, Start)>,
     /// SYNs that may be a NAT mirror, until their SYN-ACK says.
     pending_mirrors: HashMap<FlowKey, PendingMirror>,
@@ -276,8 +274,7 @@ impl<S> FlowTable<S> {
             flows: HashMap::default(),
             closed: HashMap::default(),
             lingering: VecDeque::new(),
-            by_client_isn: HashMap::default(),
-            by_first_segment: HashMap::default(),
+            starts: HashMap::default(),
             recent_starts: VecDeque::new(),
             pending_mirrors: HashMap::default(),
             mirrors: HashMap::default(),
@@ -360,9 +357,14 @@ impl<S> FlowTable<S> {
         }
         // A segment with an ACK and no RST: its (seq, ack) is random in full (a bare RST
         // may carry a zero acknowledgement).
-        let mid_stream = !seg.flags.syn && !seg.flags.rst && seg.ack.is_some();
-        if mid_stream && !self.flows.contains_key(&key) && self.mirrors_mid_stream(key, ts, seg) {
-            return;
+        let first_segment = match (seg.flags.syn || seg.flags.rst, seg.ack) {
+            (false, Some(ack)) => Some(Start::FirstSegment(seg.seq, ack)),
+            _ => None,
+        };
+        if let Some(first) = first_segment.filter(|_| !self.flows.contains_key(&key)) {
+            if self.mirrors_mid_stream(key, first, ts, seg) {
+                return;
+            }
         }
 
         if self.closed.contains_key(&key) {
@@ -398,15 +400,14 @@ impl<S> FlowTable<S> {
             self.open += 1;
             self.stats.peak_open = self.stats.peak_open.max(self.open);
             let state = handler.open(&info);
-            if pure_syn {
-                self.by_client_isn.insert(seg.seq, (key, ts));
-                self.recent_starts.push_back((ts, Start::Syn(seg.seq)));
-            }
-            if mid_stream {
-                let first = (seg.seq, seg.ack.unwrap_or(0));
-                self.by_first_segment.insert(first, (key, ts));
-                self.recent_starts
-                    .push_back((ts, Start::FirstSegment(first)));
+            let start = if pure_syn {
+                Some(Start::Syn(seg.seq))
+            } else {
+                first_segment
+            };
+            if let Some(start) = start {
+                self.starts.insert(start, (key, ts));
+                self.recent_starts.push_back((ts, start));
             }
             self.flows.insert(
                 key,
@@ -432,7 +433,7 @@ impl<S> FlowTable<S> {
     /// container host (or a Kubernetes node) sees each connection of a masqueraded
     /// container twice: on its veth before the NAT and on the uplink after it.
     fn may_mirror(&mut self, key: FlowKey, ts: Timestamp, seg: &TcpSegment<'_>) -> bool {
-        let Some(&(original, syn_ts)) = self.by_client_isn.get(&seg.seq) else {
+        let Some(&(original, syn_ts)) = self.starts.get(&Start::Syn(seg.seq)) else {
             return false;
         };
         let recent = ts.nanos_since(syn_ts) <= MIRROR_WINDOW_NANOS;
@@ -455,9 +456,14 @@ impl<S> FlowTable<S> {
     /// both ends' randomness, are those of another such connection's first segment within
     /// [`MIRROR_WINDOW_NANOS`] under other addresses: the same packet on the NAT's other
     /// side. It is that connection's mirror.
-    fn mirrors_mid_stream(&mut self, key: FlowKey, ts: Timestamp, seg: &TcpSegment<'_>) -> bool {
-        let first = (seg.seq, seg.ack.unwrap_or(0));
-        let Some(&(original, seen)) = self.by_first_segment.get(&first) else {
+    fn mirrors_mid_stream(
+        &mut self,
+        key: FlowKey,
+        first: Start,
+        ts: Timestamp,
+        seg: &TcpSegment<'_>,
+    ) -> bool {
+        let Some(&(original, seen)) = self.starts.get(&first) else {
             return false;
         };
         let recent = ts.nanos_since(seen) <= MIRROR_WINDOW_NANOS;
@@ -467,25 +473,29 @@ impl<S> FlowTable<S> {
         if !self.flows.contains_key(&original) || self.mirrored.contains_key(&original) {
             return false;
         }
-        self.stats.nat_mirrors += 1;
         // Keep the copy the client's packets cross first: its own addresses (a container's
         // behind a masquerade; the published address in front of a server's DNAT). That is
         // the first seen when this segment went client to server; when it came from the
         // server (the listening, lower port), the copy seen first is the far one.
         let from_server = seg.src.port() < seg.dst.port();
         if !from_server {
-            self.mirrored.insert(original, key);
-            self.mirrors.insert(key, original);
+            self.note_mirror(original, key);
             return true;
         }
         let mut conn = self.flows.remove(&original).expect("present");
         // Both copies' sides were named after this same first segment's sender.
         conn.info.endpoints = [seg.src, seg.dst];
         self.flows.insert(key, conn);
-        self.mirrored.insert(key, original);
-        self.mirrors.insert(original, key);
-        self.by_first_segment.insert(first, (key, seen));
+        self.note_mirror(key, original);
+        self.starts.insert(first, (key, seen));
         true
+    }
+
+    /// `mirror` is `kept` seen again: counted once, its segments not read again.
+    fn note_mirror(&mut self, kept: FlowKey, mirror: FlowKey) {
+        self.mirrored.insert(kept, mirror);
+        self.mirrors.insert(mirror, kept);
+        self.stats.nat_mirrors += 1;
     }
 
     /// The next segment of a possible mirror: its SYN-ACK confirms it, and the flow is
@@ -506,16 +516,15 @@ impl<S> FlowTable<S> {
             self.pending_mirrors.insert(key, pending);
             return true;
         }
-        let original_server_isn = self.flows.get(&pending.original).and_then(|conn| {
-            let server = conn.info.initiator?.other();
-            conn.isn[server.index()]
-        });
         let is_syn_ack = seg.flags.syn && seg.flags.ack;
-        let original_open = self.flows.contains_key(&pending.original);
-        if is_syn_ack && original_open && original_server_isn.is_none_or(|isn| isn == seg.seq) {
-            self.mirrored.insert(pending.original, key);
-            self.mirrors.insert(key, pending.original);
-            self.stats.nat_mirrors += 1;
+        let same_server_isn = |conn: &Conn<S>| {
+            let server = conn.info.initiator.map(Side::other);
+            let isn = server.and_then(|server| conn.isn[server.index()]);
+            isn.is_none_or(|isn| isn == seg.seq)
+        };
+        let original = self.flows.get(&pending.original);
+        if is_syn_ack && original.is_some_and(same_server_isn) {
+            self.note_mirror(pending.original, key);
             return true;
         }
         let syn = TcpSegment {
@@ -603,21 +612,8 @@ impl<S> FlowTable<S> {
             }
             self.recent_starts.pop_front();
             // A newer connection may have taken the entry over since.
-            match start {
-                Start::Syn(isn) => {
-                    if self.by_client_isn.get(&isn).is_some_and(|(_, t)| *t == at) {
-                        self.by_client_isn.remove(&isn);
-                    }
-                }
-                Start::FirstSegment(first) => {
-                    if self
-                        .by_first_segment
-                        .get(&first)
-                        .is_some_and(|(_, t)| *t == at)
-                    {
-                        self.by_first_segment.remove(&first);
-                    }
-                }
+            if self.starts.get(&start).is_some_and(|(_, t)| *t == at) {
+                self.starts.remove(&start);
             }
         }
         while let Some(&(closed, key, id)) = self.lingering.front() {
