@@ -368,9 +368,9 @@ impl RecordKeys {
         self.seq += 1;
     }
 
-    /// Open the first record after a gap that may have swallowed whole records: each
-    /// sequence number from the current one on, `max_lost` records further at most, is
-    /// tried until one authenticates (the AEAD's tag leaves no doubt which one it is).
+    /// Open a record after a gap that may have swallowed up to `max_lost` whole records
+    /// (0: none, a plain [`RecordKeys::open`]): each sequence number from the current one
+    /// on is tried until one authenticates (the AEAD's tag leaves no doubt which one it is).
     pub fn open_after_loss(
         &mut self,
         header: &[u8; 5],

@@ -702,7 +702,12 @@ impl TlsConn {
     fn open(&mut self, side: Side, header: &[u8; HEADER_LEN], body: &[u8], out: &mut Plaintext) {
         let i = side.index();
         let mut plain = std::mem::take(&mut self.scratch);
-        let after_loss = std::mem::take(&mut self.seq_unknown[i]);
+        // After a loss the next record's sequence number is searched for.
+        let max_lost = if std::mem::take(&mut self.seq_unknown[i]) {
+            MAX_LOST_RECORDS
+        } else {
+            0
+        };
         let opened = match &mut self.dirs[i] {
             Dir::Handshake13 {
                 hs, app, failures, ..
@@ -713,12 +718,7 @@ impl TlsConn {
                 {
                     None // a handshake-flight record, opened with the handshake key
                 } else {
-                    let opened = if after_loss {
-                        app.open_after_loss(header, body, &mut plain, MAX_LOST_RECORDS)
-                    } else {
-                        app.open(header, body, &mut plain)
-                    };
-                    match opened {
+                    match app.open_after_loss(header, body, &mut plain, max_lost) {
                         Ok(kind) => {
                             let Dir::Handshake13 { app, secret, .. } =
                                 std::mem::take(&mut self.dirs[i])
@@ -741,11 +741,7 @@ impl TlsConn {
             }
             Dir::App { keys, .. } => {
                 let seq = keys.seq();
-                let opened = if after_loss {
-                    keys.open_after_loss(header, body, &mut plain, MAX_LOST_RECORDS)
-                } else {
-                    keys.open(header, body, &mut plain)
-                };
+                let opened = keys.open_after_loss(header, body, &mut plain, max_lost);
                 Some(opened.map_err(|error| {
                     if seq == 0 {
                         TlsIssue::WrongKeys
