@@ -63,19 +63,27 @@ def words(addr):
 
 
 def rewrite(frame, copy):
-    """Map 127.0.0.x addresses: servers (11–19) to 10.0.0.x, clients to 10.H.L.x."""
+    """Map 127.0.0.x addresses: servers (11–19) to 10.0.0.x, clients to 10.H.L.x. Between
+    two servers (a member or mongos connecting to another) the connecting end, the higher
+    port, is mapped as a client: otherwise every copy's intra-cluster connections would
+    share one 4-tuple and read as one connection with gaps."""
     if len(frame) < 34 or frame[12:14] != b"\x08\x00":
         return frame
     ihl = (frame[14] & 0x0F) * 4
     f = bytearray(frame)
     old = bytes(f[26:34])
     new = bytearray(old)
+    is_server = [old[off] == 127 and 11 <= old[off + 3] <= 19 for off in (0, 4)]
+    connecting = None
+    if all(is_server) and f[23] == 6 and len(f) >= 14 + ihl + 4:
+        sport, dport = struct.unpack("!HH", f[14 + ihl:14 + ihl + 4])
+        connecting = 0 if sport > dport else 4
     for off in (0, 4):
         a = old[off:off + 4]
         if a[0] != 127:
             continue
         last = a[3]
-        if 11 <= last <= 19:
+        if 11 <= last <= 19 and off != connecting:
             new[off:off + 4] = bytes([10, 0, 0, last])
         else:
             new[off:off + 4] = bytes([10, 1 + copy // 250, copy % 250, last])
