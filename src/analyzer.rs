@@ -239,7 +239,14 @@ fn finish_analysis(front: FrontEnd, mut observer: Observer) -> Analysis {
             _ if !observer.has_keylog() => "no key log was given (--keylog)".to_string(),
             0 => "the key log did not decrypt them".to_string(),
             n => format!(
-                "the key log did not decrypt them; {n} of them began before the capture, so the ClientHello whose client random names their keys is missing: capture from before the application connects to decrypt those"
+                "the key log did not decrypt them; {n} of them began before the capture, so the ClientHello whose client random names their keys is missing, and trying the key log's TLS 1.3 secrets on their records did not find them (a TLS 1.2 session, a session not in the key log, or one rekeyed before the capture){}: capture from before the application connects to decrypt those",
+                match observer.key_searches_starved() {
+                    0 => String::new(),
+                    cut => format!(
+                        "; {cut} search(es) were cut short, the analysis' budget of {} tries spent",
+                        crate::tls::trial::TRIAL_BUDGET
+                    ),
+                }
             ),
         };
         warnings.push(

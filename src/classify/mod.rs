@@ -493,7 +493,9 @@ fn not_decrypted_reason(obs: &Observations) -> &'static str {
         Some(KeyStatus::UnsupportedCipher) => "its cipher suite is not one that is decrypted",
         Some(KeyStatus::WrongKeys) => "the key log's secrets for it do not decrypt it",
         Some(KeyStatus::Waiting) => "its secrets have not appeared in the key log yet",
-        Some(KeyStatus::Found | KeyStatus::NotNeeded) => "no application data of it was decrypted",
+        Some(KeyStatus::Found | KeyStatus::FoundMidSession | KeyStatus::NotNeeded) => {
+            "no application data of it was decrypted"
+        }
         Some(KeyStatus::NoKeyLog) | None => "no key log",
     }
 }

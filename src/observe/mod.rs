@@ -1411,6 +1411,12 @@ impl Observer {
         self.keys.is_some()
     }
 
+    /// Searches for the keys of connections joined mid-session that the budget of tries
+    /// cut short ([`crate::tls::trial::TRIAL_BUDGET`]).
+    pub fn key_searches_starved(&self) -> u64 {
+        self.keys.as_ref().map_or(0, KeyStore::searches_starved)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn handle_frame(
         &mut self,

@@ -606,8 +606,21 @@ pub(crate) fn tls_line(report: &Report) -> Option<String> {
     let decrypted = conns.iter().filter(|c| c.obs.tls_decrypted()).count();
     let not = tls - decrypted;
     let s = if tls == 1 { "" } else { "s" };
+    let mid_session = conns
+        .iter()
+        .filter(|c| {
+            c.obs.tls_session.as_ref().map(|t| t.keys)
+                == Some(crate::tls::KeyStatus::FoundMidSession)
+        })
+        .count();
+    let found_by_search = match mid_session {
+        0 => String::new(),
+        n => format!(
+            " ({n} of them begun before the capture: found by trying the key log's TLS 1.3 secrets on their records)"
+        ),
+    };
     if not == 0 {
-        return Some(format!("TLS: {tls} encrypted connection{s}, all decrypted with the key log and analysed like plaintext"));
+        return Some(format!("TLS: {tls} encrypted connection{s}, all decrypted with the key log and analysed like plaintext{found_by_search}"));
     }
     // Roles of the others come from record shapes: say how sure each is.
     let keyless = conns.iter().filter(|c| c.obs.tls && !c.obs.tls_decrypted());
@@ -627,7 +640,7 @@ pub(crate) fn tls_line(report: &Report) -> Option<String> {
     }
     let [high, medium, low] = by_confidence;
     Some(format!(
-        "TLS: {tls} encrypted connection{s}: {decrypted} decrypted, {not} not decrypted; of those, {inferred} role{} inferred from TLS record shapes (confidence: {high} high, {medium} medium, {low} low) and {unknown} left unknown",
+        "TLS: {tls} encrypted connection{s}: {decrypted} decrypted{found_by_search}, {not} not decrypted; of those, {inferred} role{} inferred from TLS record shapes (confidence: {high} high, {medium} medium, {low} low) and {unknown} left unknown",
         if inferred == 1 { "" } else { "s" }
     ))
 }

@@ -298,6 +298,12 @@ impl RecordKeys {
         self.seq
     }
 
+    /// Take up a session at a record whose sequence number was found by search
+    /// ([`super::trial`]).
+    pub fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+
     fn xor_nonce(&self) -> [u8; 12] {
         let mut nonce = self.iv;
         for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {

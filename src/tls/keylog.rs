@@ -12,6 +12,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::trial::Trials;
+
 /// A secret from the key log. Its bytes are only handed to key derivation.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Vec<u8>);
@@ -117,6 +119,11 @@ impl KeyLog {
         self.sessions.get(client_random)
     }
 
+    /// Every session, by client random.
+    pub fn sessions(&self) -> impl Iterator<Item = (&[u8; 32], &Secrets)> {
+        self.sessions.iter()
+    }
+
     /// Sessions with at least one secret.
     pub fn len(&self) -> usize {
         self.sessions.len()
@@ -138,6 +145,8 @@ pub struct KeyStore {
     last_len: u64,
     /// Unusable lines seen, for one warning.
     pub bad_lines: Vec<KeyLogError>,
+    /// The TLS 1.3 secrets, ready for connections joined mid-session.
+    trials: Trials,
 }
 
 impl KeyStore {
@@ -149,6 +158,7 @@ impl KeyStore {
             follow: false,
             last_len: 0,
             bad_lines: Vec::new(),
+            trials: Trials::default(),
         }
     }
 
@@ -195,6 +205,17 @@ impl KeyStore {
 
     pub fn sessions(&self) -> usize {
         self.log.len()
+    }
+
+    /// Searches for mid-session keys cut short by the analysis' budget of tries.
+    pub fn searches_starved(&self) -> u64 {
+        self.trials.starved
+    }
+
+    /// The log's TLS 1.3 traffic secrets, to search a mid-session record with.
+    pub fn trials(&mut self) -> &mut Trials {
+        self.trials.refresh(&self.log);
+        &mut self.trials
     }
 }
 

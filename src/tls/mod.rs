@@ -17,6 +17,7 @@ pub mod decrypt;
 pub mod fingerprint;
 pub mod keylog;
 pub mod record;
+pub mod trial;
 
 use serde::Serialize;
 
@@ -41,6 +42,17 @@ const MAX_LOST_RECORDS: u64 = 64;
 /// are called wrong, when no handshake secret is logged to check them (the handshake
 /// flight is a handful of records).
 const MAX_HANDSHAKE_RECORDS: u8 = 16;
+
+/// Records of a direction a mid-session search is tried on: one that continues a large
+/// message rather than beginning one cannot be recognised, the next usually can.
+const MAX_TRIAL_RECORDS: u8 = 4;
+
+/// Sequence numbers searched on a direction's n-th record with any logged secret: cheap
+/// first (the secrets of a busy log times 2^10), deeper later; a monitor writes one record
+/// a heartbeat each way, 2^16 of them is a week at 10 s. Once one direction is found, the
+/// other's secret is known and its search goes to 2^22 records.
+const TRIAL_SEQS_ANY: [u64; MAX_TRIAL_RECORDS as usize] = [1 << 10, 1 << 12, 1 << 14, 1 << 16];
+const TRIAL_SEQS_PAIRED: u64 = 1 << 22;
 
 /// Decrypted application data of one or more records, each chunk tagged with its
 /// direction, in the order the records were sent.
@@ -100,6 +112,9 @@ pub enum KeyStatus {
     UnsupportedCipher,
     /// Secrets found and records decrypt.
     Found,
+    /// The handshake was not captured, but one of the key log's TLS 1.3 traffic secrets
+    /// opened the connection's records ([`trial`]): decrypted from that record on.
+    FoundMidSession,
     /// Secrets found but the records do not authenticate with them.
     WrongKeys,
 }
@@ -206,6 +221,9 @@ enum Dir {
         secret: Secret,
         failures: u8,
     },
+    /// The capture began mid-session: the key log's TLS 1.3 secrets are tried on this
+    /// direction's records ([`trial`]); after [`MAX_TRIAL_RECORDS`] it gives up.
+    Seeking { tries: u8 },
     /// Application traffic; `secret` (TLS 1.3) derives the next keys on KeyUpdate.
     App {
         keys: RecordKeys,
@@ -246,6 +264,8 @@ pub struct TlsConn {
     /// A direction that lost records to a gap or a damaged header: how many is unknown, so
     /// its next record's sequence number is searched for.
     seq_unknown: [bool; 2],
+    /// The session a mid-session search found, and which of its writers was found.
+    found_mid_session: Option<([u8; 32], trial::Writer)>,
     app_filter: AppFilter,
     /// Application records of the current `data` call.
     app: AppRecords,
@@ -443,7 +463,7 @@ impl TlsConn {
         });
         self.readers[i] = reader;
         if let Err(bad) = result {
-            if !matches!(self.dirs[i], Dir::Off) {
+            if !matches!(self.dirs[i], Dir::Off | Dir::Seeking { .. }) {
                 self.issue(TlsIssue::BadRecord(bad));
             }
             // The reader hunted past it; records in between may be lost.
@@ -456,7 +476,7 @@ impl TlsConn {
         &mut self,
         side: Side,
         rec: Record<'_>,
-        keys: Option<&mut KeyStore>,
+        mut keys: Option<&mut KeyStore>,
         out: &mut Plaintext,
     ) {
         let i = side.index();
@@ -474,6 +494,28 @@ impl TlsConn {
             // TLS 1.3 protects every record as application_data; a handshake record is
             // still plaintext (a second ClientHello after HelloRetryRequest).
             (_, HANDSHAKE) if tls13 => self.plain_handshake(side, rec.body),
+            (Dir::Plain, APPLICATION_DATA)
+                if (self.client_random.is_none() || self.found_mid_session.is_some())
+                    && self.version != Some(0x0303)
+                    && keys.as_deref_mut().is_some_and(|k| !k.trials().is_empty()) =>
+            {
+                // Protected data without a handshake we saw: the capture began mid-session.
+                // The key log's TLS 1.3 secrets may still find its session (until then,
+                // its keys are not looked up; it is said once the search gave up).
+                if self.status == KeyStatus::NotNeeded {
+                    self.status = KeyStatus::NoHandshake;
+                }
+                self.dirs[i] = Dir::Seeking { tries: 0 };
+                if let Some(store) = keys {
+                    self.seek(side, &rec, store, out);
+                }
+            }
+            (Dir::Seeking { tries }, APPLICATION_DATA) if *tries < MAX_TRIAL_RECORDS => {
+                if let Some(store) = keys {
+                    self.seek(side, &rec, store, out);
+                }
+            }
+            (Dir::Seeking { .. }, _) => {}
             (Dir::Plain, APPLICATION_DATA) => {
                 // Protected data without a handshake we saw: the capture began mid-session.
                 if self.client_random.is_none() {
@@ -489,6 +531,71 @@ impl TlsConn {
             (Dir::Plain, _) => {}
             _ => self.protected(side, rec, keys, out),
         }
+    }
+
+    /// Try the key log's TLS 1.3 secrets on a record of a direction joined mid-session.
+    fn seek(&mut self, side: Side, rec: &Record<'_>, store: &mut KeyStore, out: &mut Plaintext) {
+        let i = side.index();
+        let Dir::Seeking { tries } = &mut self.dirs[i] else {
+            return;
+        };
+        let (wanted, seqs) = match self.found_mid_session {
+            // The other direction was found: this one is the same session's other writer.
+            Some((random, writer)) => (
+                trial::Wanted::Session(random, writer.other()),
+                TRIAL_SEQS_PAIRED,
+            ),
+            None => (trial::Wanted::Any, TRIAL_SEQS_ANY[*tries as usize]),
+        };
+        *tries += 1;
+        let tries = *tries;
+        let mut plain = std::mem::take(&mut self.scratch);
+        let found = store
+            .trials()
+            .search(wanted, 0..seqs, &rec.header, rec.body, &mut plain);
+        match found {
+            Some(found) => {
+                let client = match found.writer {
+                    trial::Writer::Client => side,
+                    trial::Writer::Server => side.other(),
+                };
+                self.client = Some(client);
+                self.client_random = Some(found.random);
+                self.version = Some(0x0304);
+                self.suite = Some(found.suite);
+                self.cipher_id = Some(found.suite.id);
+                self.status = KeyStatus::FoundMidSession;
+                // Past the handshake and the tickets: every record from here is data.
+                self.app_filter.client_finished = true;
+                self.app_filter.client_requested = true;
+                self.dirs[i] = Dir::App {
+                    keys: found.keys,
+                    secret: Some(found.secret),
+                };
+                self.found_mid_session = Some((found.random, found.writer));
+                // The other direction searches again, now for this session's other key.
+                let j = side.other().index();
+                if matches!(self.dirs[j], Dir::Seeking { .. }) {
+                    self.dirs[j] = Dir::Seeking { tries: 0 };
+                }
+                self.deliver(side, found.kind, &plain, out);
+            }
+            None if tries >= MAX_TRIAL_RECORDS => self.give_up_search(i),
+            None => {}
+        }
+        self.scratch = plain;
+    }
+
+    /// A direction joined mid-session whose keys were not found: its records are only
+    /// counted, and the connection's keys reported as not looked up (once).
+    fn give_up_search(&mut self, i: usize) {
+        if self.status == KeyStatus::NoHandshake {
+            self.issue(TlsIssue::NoHandshake);
+        }
+        // Seeking with no tries left keeps the direction open to its session's other key.
+        self.dirs[i] = Dir::Seeking {
+            tries: MAX_TRIAL_RECORDS,
+        };
     }
 
     fn plain_handshake(&mut self, side: Side, mut body: &[u8]) {

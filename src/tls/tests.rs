@@ -6,7 +6,7 @@
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::Aes128Gcm;
 
-use super::decrypt::{hkdf_expand_label, tls13_key_iv, HashAlg};
+use super::decrypt::{hkdf_expand_label, tls13_key_iv, AeadAlg, HashAlg};
 use super::keylog::{KeyLog, KeyStore};
 use super::*;
 
@@ -62,7 +62,18 @@ fn server_hello() -> Vec<u8> {
 
 /// A TLS 1.3 record sealed under `secret` at `seq`: content, inner type, padding.
 fn sealed(secret: &[u8], seq: u64, inner_type: u8, content: &[u8]) -> Vec<u8> {
-    let suite = Suite::from_id(0x1301).unwrap();
+    sealed_as(0x1301, secret, seq, inner_type, content)
+}
+
+/// The same under the TLS 1.3 suite `suite_id`.
+pub(super) fn sealed_as(
+    suite_id: u16,
+    secret: &[u8],
+    seq: u64,
+    inner_type: u8,
+    content: &[u8],
+) -> Vec<u8> {
+    let suite = Suite::from_id(suite_id).unwrap();
     let (key, iv) = tls13_key_iv(&suite, secret).unwrap();
     let mut nonce: [u8; 12] = iv.try_into().unwrap();
     for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
@@ -74,10 +85,20 @@ fn sealed(secret: &[u8], seq: u64, inner_type: u8, content: &[u8]) -> Vec<u8> {
     let header = [23, 3, 3, 0, 0];
     let mut header = header;
     header[3..].copy_from_slice(&((buf.len() + 16) as u16).to_be_bytes());
-    Aes128Gcm::new_from_slice(&key)
-        .unwrap()
-        .encrypt_in_place((&nonce).into(), &header, &mut buf)
-        .unwrap();
+    let sealed = match suite.aead {
+        AeadAlg::Aes128Gcm => Aes128Gcm::new_from_slice(&key).unwrap().encrypt_in_place(
+            (&nonce).into(),
+            &header,
+            &mut buf,
+        ),
+        AeadAlg::Aes256Gcm => aes_gcm::Aes256Gcm::new_from_slice(&key)
+            .unwrap()
+            .encrypt_in_place((&nonce).into(), &header, &mut buf),
+        AeadAlg::ChaCha20Poly1305 => chacha20poly1305::ChaCha20Poly1305::new_from_slice(&key)
+            .unwrap()
+            .encrypt_in_place((&nonce).into(), &header, &mut buf),
+    };
+    sealed.unwrap();
     let mut r = header.to_vec();
     r.extend_from_slice(&buf);
     r
@@ -283,13 +304,25 @@ fn garbage_gaps_and_missing_handshakes_are_issues() {
     let out = run(&mut conn, &mut keys, &[(Side::B, rest)]);
     assert_eq!(out[1], b"after");
 
-    // Protected data with no handshake captured: the keys cannot be looked up.
+    // Protected data with no handshake captured: the keys cannot be looked up, and the key
+    // log's TLS 1.3 secrets are tried on its records (too short here to be a MongoDB
+    // message). The connection says so once the search gave up.
     let mut conn = TlsConn::new(true);
+    let mut keys = store(false);
     run(
         &mut conn,
-        &mut store(false),
+        &mut keys,
         &[(Side::B, sealed(&S_APP, 3, 23, b"x"))],
     );
+    assert_eq!(conn.summary().keys, KeyStatus::NoHandshake);
+    assert!(conn.issues.is_empty());
+    for seq in 4..7 {
+        run(
+            &mut conn,
+            &mut keys,
+            &[(Side::B, sealed(&S_APP, seq, 23, b"x"))],
+        );
+    }
     assert_eq!(conn.issues, vec![TlsIssue::NoHandshake]);
     assert_eq!(conn.summary().keys, KeyStatus::NoHandshake);
 
@@ -418,4 +451,53 @@ fn without_keys_only_application_records_are_counted() {
     assert!(!conn.decrypted());
     // The ClientHello offers TLS 1.2 only (no supported_versions), one suite, SNI.
     assert!(conn.summary().ja4.unwrap().starts_with("t12d010100_"));
+}
+
+/// The first bytes of an OP_MSG: messageLength, requestID, responseTo, opCode 2013.
+fn op_msg(len: usize) -> Vec<u8> {
+    let mut m = Vec::new();
+    for field in [len as i32, 9, 0, 2013] {
+        m.extend_from_slice(&field.to_le_bytes());
+    }
+    m.resize(len, 0);
+    m
+}
+
+#[test]
+fn a_session_begun_before_the_capture_is_found_by_its_traffic_secrets() {
+    // The server speaks first in the window (a streamed reply at record 40), then the
+    // client (its record 7): each direction's secret and sequence number are found, and
+    // the client is the side whose secret is the client's.
+    let mut conn = TlsConn::new(true);
+    let mut keys = store(false);
+    let out = run(
+        &mut conn,
+        &mut keys,
+        &[
+            (Side::A, sealed(&S_APP, 40, 23, &op_msg(60))),
+            (Side::A, sealed(&S_APP, 41, 23, b"the rest")),
+            (Side::B, sealed(&C_APP, 7, 23, &op_msg(40))),
+        ],
+    );
+    let [from_server, from_client] = out;
+    assert_eq!(from_server, [op_msg(60), b"the rest".to_vec()].concat());
+    assert_eq!(from_client, op_msg(40));
+    let summary = conn.summary();
+    assert_eq!(summary.keys, KeyStatus::FoundMidSession);
+    assert_eq!(summary.version, Some("TLS 1.3"));
+    assert_eq!((summary.records_decrypted, summary.records_failed), (3, 0));
+    assert_eq!(conn.client_side(), Some(Side::B));
+    assert!(conn.issues.is_empty());
+
+    // Without a key log nothing is tried.
+    let mut conn = TlsConn::new(false);
+    let mut plain = Plaintext::default();
+    conn.data(
+        Side::A,
+        &sealed(&S_APP, 40, 23, &op_msg(60)),
+        None,
+        &mut plain,
+    );
+    assert!(plain.is_empty());
+    assert_eq!(conn.summary().keys, KeyStatus::NoKeyLog);
 }
