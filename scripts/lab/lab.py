@@ -292,6 +292,12 @@ def tls_twin(plain, app, what):
     return dict(spec, what=what, tls=dict(), plaintext_twin=plain, clients=clients)
 
 
+def offering(spec, ciphers):
+    """A Node.js TLS case whose clients offer only `ciphers` (node_client.js passes them on)."""
+    clients = [dict(c, env=dict(c.get("env", {}), LAB_TLS_CIPHERS=ciphers)) for c in spec["clients"]]
+    return dict(spec, clients=clients)
+
+
 # A TLS twin of every plaintext driver and mode (issue 9: the keyless classifier is measured
 # on them, and with keys they must read exactly like their twins).
 CASES.update({
@@ -307,8 +313,15 @@ CASES.update({
     "tls-go": tls_twin("go-streaming", "tls-go", "The Go driver over TLS 1.3 (Go's crypto/tls, the key log through tls.Config.KeyLogWriter), minPoolSize=1, heartbeat 2 s"),
     "tls-rust": tls_twin("rust-streaming", "tls-rust", "The Rust driver over TLS 1.3 with rustls (its default), minPoolSize=1, heartbeat 2 s: rustls resumes sessions, so later connections offer pre_shared_key instead of session_ticket; no key log can be had from the unmodified driver, so the case is read keyless only"),
     "tls-java": tls_twin("java-legacy-driver", "tls-java", "The Java driver 3.6 over TLS 1.3 with Java's JSSE (JDK 17), polling, minPoolSize=1, heartbeat 2 s, 2 workers: JSSE resumes sessions; it writes no key log, so the case is read keyless only"),
+    # The lab's server picks AES-256-GCM under TLS 1.3 unless the client's preference rules:
+    # then Go's crypto/tls picks AES-128-GCM (on AES hardware), and a Node.js client told
+    # to offer only ChaCha20-Poly1305 gets it.
+    "tls13-aes128-go": dict(tls_twin("go-streaming", "tls13-aes128-go", "The Go driver over TLS 1.3 with TLS_AES_128_GCM_SHA256, crypto/tls's own first choice (the server follows the client's preference), minPoolSize=1, heartbeat 2 s"),
+                            tls=dict(client_preference=True)),
+    "tls13-chacha-node": offering(tls_twin("node-streaming", "tls13-chacha-node", "The Node.js driver over TLS 1.3 with TLS_CHACHA20_POLY1305_SHA256 (the driver's `ciphers` TLS option), minPoolSize=1, heartbeat 2 s"),
+                                  "TLS_CHACHA20_POLY1305_SHA256"),
     "tls-perl": tls_twin("perl-single-threaded", "tls-perl", "The Perl driver 2.2 over TLS 1.3 (IO::Socket::SSL on OpenSSL; key log by the sslkeylog.so shim), heartbeat 2 s: single-threaded, the secondaries' links only check"),
-    "tls-cut-capture": tls_twin("cut-capture", "tls-long-running", "A 24 s PyMongo session over TLS 1.3 (minPoolSize=2, heartbeat 2 s) of which only the last 10 s were kept: no TLS handshake is seen, so no key of the key log can be matched to a connection, and roles come from record shapes alone"),
+    "tls-cut-capture": tls_twin("cut-capture", "tls-long-running", "A 24 s PyMongo session over TLS 1.3 (minPoolSize=2, heartbeat 2 s) of which only the last 10 s were kept: no TLS handshake is seen, so the key log's sessions are found by trying their TLS 1.3 traffic secrets on the records (without the key log, roles come from record shapes alone)"),
     "tls-cut-default-heartbeat": tls_twin("cut-default-heartbeat", "tls-default-hb", "A 40 s PyMongo session over TLS 1.3 with the default heartbeat (10 s), minPoolSize=1, 2 workers, of which only the last 14 s were kept: no TLS handshake is seen, and the streaming monitors answer once per 10 s"),
     "tls-multi-client": tls_twin("multi-client", "tls-lambda", "One PyMongo process creating 3 MongoClient instances over TLS 1.3 (a client per request): 3 monitor sets per node, minPoolSize=1, heartbeat 2 s"),
 })
@@ -441,6 +454,8 @@ def run_case(name, spec):
             tls_args = ["--tls-cert", cert, "--tls-key", key, "--tls-max-version", spec["tls"].get("max_version", "1.3")]
             if spec["tls"].get("ciphers"):
                 tls_args += ["--tls-ciphers", spec["tls"]["ciphers"]]
+            if spec["tls"].get("client_preference"):
+                tls_args.append("--tls-client-preference")
         server = procs.start([PY, os.path.join(HERE, "mongo_test_server.py"), "--log", server_log,
                               "--max-seconds", str(seconds + 15)] + spec.get("server", []) + tls_args,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -708,6 +708,8 @@ async def main():
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--tls-max-version", choices=["1.2", "1.3"], default="1.3")
     p.add_argument("--tls-ciphers", help="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are not affected)")
+    p.add_argument("--tls-client-preference", action="store_true",
+                   help="pick the cipher suite by the client's preference (OpenSSL servers, Python's among them, pick by their own by default: AES-256-GCM under TLS 1.3)")
     p.add_argument("--emulate-members", action="store_true", help="open the members' own connections to each other")
     p.add_argument("--remove-member", help="host:port removed from the set at --remove-at seconds")
     p.add_argument("--remove-at", type=float, default=6.0)
@@ -727,6 +729,8 @@ async def main():
             tls.maximum_version = ssl.TLSVersion.TLSv1_2
         if args.tls_ciphers:
             tls.set_ciphers(args.tls_ciphers)
+        if args.tls_client_preference:
+            tls.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     args.compressors = [c for c in args.compressors.split(",") if c]
     hosts = args.hosts.split(",")
     if args.topology != "replset":

@@ -34,7 +34,9 @@ async function main() {
   const until = Date.now() + seconds * 1000;
   const clients = [];
   for (let i = 0; i < Number(args.clients || 1); i++) {
-    const c = new MongoClient(args.uri, { monitorCommands: false });
+    // LAB_TLS_CIPHERS: the TLS suites to offer (the driver passes `ciphers` to tls.connect).
+    const tlsOptions = process.env.LAB_TLS_CIPHERS ? { ciphers: process.env.LAB_TLS_CIPHERS } : {};
+    const c = new MongoClient(args.uri, { monitorCommands: false, ...tlsOptions });
     c.on('connectionCreated', (e) => note('cmap-created', { address: e.address, id: e.connectionId }));
     c.on('connectionClosed', (e) => note('cmap-closed', { address: e.address, id: e.connectionId, reason: e.reason }));
     c.on('serverHeartbeatStarted', (e) => note('heartbeat-started', { address: e.connectionId, awaited: e.awaited }));
