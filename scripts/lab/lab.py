@@ -58,7 +58,7 @@ PY_OLD = os.environ.get("LAB_PYTHON_OLD", os.path.join(HERE, ".venv-old", "bin",
 PY_3 = os.environ.get("LAB_PYTHON_3", os.path.join(HERE, ".venv-pymongo3", "bin", "python"))
 # The Node.js driver, one folder per major version (record-all.sh installs each): "node"
 # is the current one; 3.x has the legacy topology, 4.x is the first unified-only major.
-NODE_DIRS = {d: os.path.join(HERE, d) for d in ("node", "node3", "node4", "node6")}
+NODE_DIRS = {d: os.path.join(HERE, d) for d in ("node", "node3", "node4", "node6", "mongoose", "mongoose5")}
 BUILD = os.environ.get("LAB_BUILD", os.path.join(HERE, "build"))
 
 # Debian's libmongodb-java: the Java driver 3.6.3, unmodified.
@@ -222,6 +222,11 @@ CASES = {
             dict(driver="node", uri=uri(RS_URI, appName="lambda-node", heartbeatFrequencyMS=2000), min_pool_size=0, env=LAMBDA_ENV)]),
     "pymongo3-streaming": rs_case("pymongo3", "py3-svc", "PyMongo 3.13 (the last 3.x), minPoolSize=1, heartbeat 2 s, 2 workers, against a modern replica set", threads=2),
     "node3-legacy-topology": rs_case("node3", "node3-legacy", "The Node.js driver 3.7 with its default legacy topology (no useUnifiedTopology: old mongoose 5 applications), heartbeat 2 s asked (the legacy topology checks every 10 s), 2 workers: no monitoring connections, the servers' checks ride on pool connections", min_pool_size=0, threads=2),
+    # Mongoose, the most used Node.js library on top of the driver: its handshake names the
+    # driver "nodejs|Mongoose" with both versions ("6.12.0|8.9.5"), as the handshake spec
+    # has wrapping libraries do.
+    "mongoose": rs_case("mongoose", "mongoose-app", "Mongoose 8.9 (the Node.js driver 6.12 underneath; the handshake says nodejs|Mongoose), minPoolSize=1, heartbeat 2 s, 2 workers through a Mongoose model", threads=2),
+    "mongoose5-legacy": rs_case("mongoose5", "mongoose5-app", "Mongoose 5.13 with its default legacy topology (the Node.js driver 3.7 underneath, no useUnifiedTopology; the handshake says nodejs|Mongoose 3.7.4|5.13.23), heartbeat 2 s asked, 2 workers: no monitoring connections, the checks ride on pool connections", min_pool_size=0, threads=2),
     "no-app-name": dict(
         what="PyMongo and the Node.js driver on one host with no appName (as most applications run): minPoolSize=1, heartbeat 2 s; each client is told apart by its driver alone",
         seconds=12, clients=[
@@ -413,7 +418,8 @@ def client_argv(c, seconds, events, ca=None, keylog=None):
             argv.append("--async")
     elif d in NODE_DIRS:
         argv = ["node"] + (["--tls-keylog=" + keylog] if keylog else []) + [os.path.join(HERE, "clients", "node_client.js"), "--uri=" + c["uri"], "--seconds=%s" % seconds,
-                "--clients=%d" % c.get("instances", 1), "--threads=%d" % c.get("threads", 1), "--events=" + events]
+                "--clients=%d" % c.get("instances", 1), "--threads=%d" % c.get("threads", 1), "--events=" + events] + \
+            (["--mongoose=1"] if d.startswith("mongoose") else [])
     elif d in ("mongoc-single", "mongoc-pooled"):
         argv = [os.path.join(BUILD, "mongoc_client"), d.split("-")[1], c["uri"], str(seconds), str(c.get("threads", 2))]
     elif d == "php":

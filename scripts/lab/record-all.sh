@@ -39,8 +39,9 @@ fi
 [[ -x .venv-pymongo3/bin/python ]] || { python3 -m venv .venv-pymongo3 && .venv-pymongo3/bin/pip install -q "pymongo==3.13.0"; }
 [[ -d node/node_modules/mongodb ]] || (cd node && npm install --no-audit --no-fund -s >/dev/null)
 # Older majors of the Node.js driver, each in its own folder: 3.7 (legacy topology by
-# default), 4.17 (the first with only the unified topology), 6.22.
-for major in node3 node4 node6; do
+# default), 4.17 (the first with only the unified topology), 6.22; and Mongoose 8 and 5
+# (the driver 6.12 and 3.7 underneath).
+for major in node3 node4 node6 mongoose mongoose5; do
   [[ -d $major/node_modules/mongodb ]] || (cd $major && npm install --no-audit --no-fund -s >/dev/null)
 done
 mkdir -p build

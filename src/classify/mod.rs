@@ -1181,8 +1181,18 @@ fn legacy_node_topology(conns: &[Box<Observations>], keys: &[ClientKey], verdict
     }
 }
 
-/// The Node.js driver before 4.0, whose default topology was the legacy one.
+/// The driver under any wrapping library: the handshake spec has wrappers append their
+/// name and version after a `|` (Mongoose: "nodejs|Mongoose", "6.9.0|8.2.1"), so the first
+/// parts are the driver's own.
+fn underlying_driver<'a>(driver_name: &'a str, driver_version: &'a str) -> (&'a str, &'a str) {
+    let first = |s: &'a str| s.split('|').next().unwrap_or(s).trim();
+    (first(driver_name), first(driver_version))
+}
+
+/// The Node.js driver before 4.0, whose default topology was the legacy one (also under a
+/// wrapper: Mongoose 5 runs on it).
 pub fn may_use_legacy_node_topology(driver_name: &str, driver_version: &str) -> bool {
+    let (driver_name, driver_version) = underlying_driver(driver_name, driver_version);
     driver_name == "nodejs"
         && driver_version
             .split('.')
@@ -1202,6 +1212,7 @@ pub fn checks_between_operations(obs: &Observations) -> bool {
 /// the server-monitoring spec has it. Such a client shows two polling-shaped connections
 /// per node for one MongoClient.
 pub fn polls_with_rtt_monitor(driver_name: &str, driver_version: &str) -> bool {
+    let (driver_name, driver_version) = underlying_driver(driver_name, driver_version);
     if driver_name != "mongo-go-driver" {
         return false;
     }

@@ -447,6 +447,26 @@ fn go_drivers_from_1_4_to_1_12_poll_with_an_rtt_monitor() {
         );
     }
     assert!(!polls_with_rtt_monitor("PyMongo|c", "v1.8.4"));
+    // A wrapping library appends its own name and version (the handshake spec).
+    assert!(polls_with_rtt_monitor(
+        "mongo-go-driver|mgm",
+        "v1.8.4|3.5.0"
+    ));
+}
+
+#[test]
+fn wrapped_drivers_are_judged_by_the_driver_underneath() {
+    // Mongoose 5 on the Node.js driver 3.x (legacy topology by default), Mongoose 8 on 6.x.
+    assert!(may_use_legacy_node_topology(
+        "nodejs|Mongoose",
+        "3.7.4|5.13.22"
+    ));
+    assert!(!may_use_legacy_node_topology(
+        "nodejs|Mongoose",
+        "6.9.0|8.2.1"
+    ));
+    assert!(may_use_legacy_node_topology("nodejs", "3.6.12"));
+    assert!(!may_use_legacy_node_topology("Mongoose", "3.7.4"));
 }
 
 /// PyMongo's AsyncMongoClient: pool connections say "PyMongo|c|async", its monitors
