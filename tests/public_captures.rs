@@ -74,6 +74,36 @@ fn deepflow_shell_session() {
     assert!(server.topology_version, "4.4 replies carry topologyVersion");
 }
 
+/// The legacy `mongo` shell is built on the server's DBClientConnection and names its
+/// driver as mongod does ("MongoDB Internal Client"), but with the application name
+/// "MongoDB Shell" and no internalClient: a person's session. One connection that checks
+/// (isMaster forShell before each prompt) between its commands: single-threaded, 1 x 1
+/// node. The mongoreplay capture's shell (3.3) sends no isMaster after its handshake: not
+/// internal either.
+#[test]
+fn the_legacy_mongo_shell_is_a_client_not_a_server() {
+    use conn_attrib::attribute::Options;
+    use conn_attrib::classify::Class;
+    use conn_attrib::conclude;
+    use conn_attrib::report::Meta;
+    for (file, want) in [
+        ("deepflow_mongo.pcap", Class::SingleThreaded),
+        ("mongo-tools_mongoreplay_compressed.pcap", Class::Pool),
+    ] {
+        let Some(a) = run(file) else {
+            return;
+        };
+        let report = conclude(a, Options::default(), Meta::default());
+        let conns = &report.attribution.connections;
+        assert_eq!(conns.len(), 1, "{file}");
+        assert_eq!(
+            conns[0].verdict.class, want,
+            "{file}: {}",
+            conns[0].verdict.evidence
+        );
+    }
+}
+
 /// tshark: one OP_MSG find from 10.187.237.132:48914 to port 3717 and its reply. No SYN,
 /// and 3717 is not a MongoDB default port: the request/reply direction decides.
 #[test]

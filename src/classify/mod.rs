@@ -502,9 +502,13 @@ fn not_decrypted_reason(obs: &Observations) -> &'static str {
 
 /// The names a mongod or mongos gives itself in a handshake's `client.driver.name`: its
 /// connection pools' ("NetworkInterfaceTL-<pool>", network_interface_tl.cpp) and
-/// DBClientConnection's ("MongoDB Internal Client").
-fn is_server_client_name(name: &str) -> bool {
-    name.starts_with("NetworkInterfaceTL") || name == "MongoDB Internal Client"
+/// DBClientConnection's ("MongoDB Internal Client"). The legacy `mongo` shell (3.4 to
+/// 5.0) is built on DBClientConnection too and names itself the same way, with the
+/// application name "MongoDB Shell" (and no `internalClient`): a person's session, not a
+/// server's connection.
+fn is_server_client_name(name: &str, app_name: Option<&str>) -> bool {
+    let shell = app_name.is_some_and(|app| app.starts_with("MongoDB Shell"));
+    name.starts_with("NetworkInterfaceTL") || (name == "MongoDB Internal Client" && !shell)
 }
 
 /// First pass: what the connection's own traffic proves.
@@ -524,9 +528,10 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
             "handshake carries internalClient: a mongod or mongos is the client",
         ));
     }
+    let app_name = hs.and_then(|h| h.app_name.as_deref());
     if let Some(name) = hs
         .and_then(|h| h.driver_name.as_deref())
-        .filter(|n| is_server_client_name(n))
+        .filter(|n| is_server_client_name(n, app_name))
     {
         // internalClient comes after the client metadata: a snap length may cut it off.
         return Some(internal_verdict(
