@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::trial::Trials;
+use super::trial::{Attempt, Found, Trials};
 
 /// A secret from the key log. Its bytes are only handed to key derivation.
 #[derive(Clone, PartialEq, Eq)]
@@ -212,10 +212,16 @@ impl KeyStore {
         self.trials.starved
     }
 
-    /// The log's TLS 1.3 traffic secrets, to search a mid-session record with.
-    pub fn trials(&mut self) -> &mut Trials {
+    /// Whether the log holds TLS 1.3 traffic secrets to search a mid-session record with.
+    pub fn can_search(&mut self) -> bool {
         self.trials.refresh(&self.log);
-        &mut self.trials
+        !self.trials.is_empty()
+    }
+
+    /// Search a record of a connection joined mid-session ([`Trials::search`]).
+    pub fn search(&mut self, attempt: Attempt<'_>, out: &mut Vec<u8>) -> Option<Found> {
+        self.trials.refresh(&self.log);
+        self.trials.search(&self.log, attempt, out)
     }
 }
 

@@ -497,7 +497,7 @@ impl TlsConn {
             (Dir::Plain, APPLICATION_DATA)
                 if (self.client_random.is_none() || self.found_mid_session.is_some())
                     && self.version != Some(0x0303)
-                    && keys.as_deref_mut().is_some_and(|k| !k.trials().is_empty()) =>
+                    && keys.as_deref_mut().is_some_and(KeyStore::can_search) =>
             {
                 // Protected data without a handshake we saw: the capture began mid-session.
                 // The key log's TLS 1.3 secrets may still find its session (until then,
@@ -550,9 +550,13 @@ impl TlsConn {
         *tries += 1;
         let tries = *tries;
         let mut plain = std::mem::take(&mut self.scratch);
-        let found = store
-            .trials()
-            .search(wanted, 0..seqs, &rec.header, rec.body, &mut plain);
+        let attempt = trial::Attempt {
+            wanted,
+            seqs: 0..seqs,
+            header: &rec.header,
+            body: rec.body,
+        };
+        let found = store.search(attempt, &mut plain);
         match found {
             Some(found) => {
                 let client = match found.writer {

@@ -64,6 +64,15 @@ pub enum Wanted {
     Session([u8; 32], Writer),
 }
 
+/// One search: what for, at which sequence numbers, on which record.
+pub struct Attempt<'r> {
+    pub wanted: Wanted,
+    pub seqs: Range<u64>,
+    /// The record's 5-byte header (the AEAD's additional data) and its body.
+    pub header: &'r [u8; 5],
+    pub body: &'r [u8],
+}
+
 /// A record's keys found: the session and direction, and the keys, which opened it (their
 /// sequence number is the record's plus one).
 pub struct Found {
@@ -75,13 +84,25 @@ pub struct Found {
     pub kind: u8,
 }
 
+/// A candidate's cipher, set up for one search: kept only as key bytes between searches,
+/// so that a key log of many sessions costs ~100 bytes a secret, not a key schedule.
+// One at a time, on the stack: the AES variants' round keys need no box.
+#[allow(clippy::large_enum_variant)]
 enum Probe {
-    Aes128(Box<Aes128>),
-    Aes256(Box<Aes256>),
-    ChaCha(Box<[u8; 32]>),
+    Aes128(Aes128),
+    Aes256(Aes256),
+    ChaCha([u8; 32]),
 }
 
 impl Probe {
+    fn new(aead: AeadAlg, key: &[u8]) -> Option<Probe> {
+        Some(match aead {
+            AeadAlg::Aes128Gcm => Probe::Aes128(Aes128::new_from_slice(key).ok()?),
+            AeadAlg::Aes256Gcm => Probe::Aes256(Aes256::new_from_slice(key).ok()?),
+            AeadAlg::ChaCha20Poly1305 => Probe::ChaCha(key.try_into().ok()?),
+        })
+    }
+
     /// A try's cost in AES tries: ChaCha20 sets up a cipher for each nonce and makes four
     /// blocks to use one.
     fn cost(&self) -> u64 {
@@ -92,13 +113,12 @@ impl Probe {
     }
 }
 
-/// One logged traffic secret under one suite its length allows.
+/// One logged traffic secret under one suite its length allows: its record key and IV.
 struct Candidate {
     random: [u8; 32],
     writer: Writer,
     suite: Suite,
-    secret: Secret,
-    probe: Probe,
+    key: [u8; 32],
     iv: [u8; 12],
 }
 
@@ -178,21 +198,34 @@ impl Trials {
         }
     }
 
+    /// The secret a found candidate was made from.
+    fn secret<'l>(log: &'l KeyLog, random: &[u8; 32], writer: Writer) -> Option<&'l Secret> {
+        let secrets = log.get(random)?;
+        match writer {
+            Writer::Client => secrets.client_traffic_0.as_ref(),
+            Writer::Server => secrets.server_traffic_0.as_ref(),
+        }
+    }
+
     /// Whether the log holds any TLS 1.3 traffic secret to search with.
     pub fn is_empty(&self) -> bool {
         self.candidates.is_empty()
     }
 
-    /// Search the record (`header`, `body`) for `wanted`'s secrets at sequence numbers
-    /// `seqs`; `out` receives the opened record's plaintext.
+    /// Make the attempt; `out` receives the opened record's plaintext. `log` is the one the
+    /// candidates were made from.
     pub fn search(
         &mut self,
-        wanted: Wanted,
-        seqs: Range<u64>,
-        header: &[u8; 5],
-        body: &[u8],
+        log: &KeyLog,
+        attempt: Attempt<'_>,
         out: &mut Vec<u8>,
     ) -> Option<Found> {
+        let Attempt {
+            wanted,
+            seqs,
+            header,
+            body,
+        } = attempt;
         if body.len() < MIN_RECORD {
             return None;
         }
@@ -205,21 +238,27 @@ impl Trials {
             if !fits {
                 continue;
             }
-            let cost = seqs.end.saturating_sub(seqs.start) * c.probe.cost();
+            let Some(probe) = Probe::new(c.suite.aead, &c.key[..c.suite.aead.key_len()]) else {
+                continue;
+            };
+            let cost = seqs.end.saturating_sub(seqs.start) * probe.cost();
             if self.spent.saturating_add(cost) > self.budget {
                 self.starved += 1;
                 return None;
             }
             self.spent += cost;
-            let mut hits = c.probe_range(seqs.clone(), &first);
-            let opened = hits.find_map(|seq| c.open_at(seq, header, body, out));
+            let Some(secret) = Trials::secret(log, &c.random, c.writer) else {
+                continue;
+            };
+            let mut hits = c.probe_range(&probe, seqs.clone(), &first);
+            let opened = hits.find_map(|seq| c.open_at(secret, seq, header, body, out));
             if let Some((keys, kind)) = opened {
                 self.claimed.insert(c.random);
                 return Some(Found {
                     random: c.random,
                     writer: c.writer,
                     suite: c.suite,
-                    secret: c.secret.clone(),
+                    secret: secret.clone(),
                     keys,
                     kind,
                 });
@@ -231,18 +270,14 @@ impl Trials {
 
 impl Candidate {
     fn new(random: [u8; 32], writer: Writer, suite: Suite, secret: &Secret) -> Option<Candidate> {
-        let (key, iv) = tls13_key_iv(&suite, secret.bytes())?;
-        let probe = match suite.aead {
-            AeadAlg::Aes128Gcm => Probe::Aes128(Box::new(Aes128::new_from_slice(&key).ok()?)),
-            AeadAlg::Aes256Gcm => Probe::Aes256(Box::new(Aes256::new_from_slice(&key).ok()?)),
-            AeadAlg::ChaCha20Poly1305 => Probe::ChaCha(Box::new(key.try_into().ok()?)),
-        };
+        let (key_bytes, iv) = tls13_key_iv(&suite, secret.bytes())?;
+        let mut key = [0u8; 32];
+        key.get_mut(..key_bytes.len())?.copy_from_slice(&key_bytes);
         Some(Candidate {
             random,
             writer,
             suite,
-            secret: secret.clone(),
-            probe,
+            key,
             iv: iv.try_into().ok()?,
         })
     }
@@ -259,6 +294,7 @@ impl Candidate {
     /// deciphers to the start of a MongoDB message.
     fn probe_range<'a>(
         &'a self,
+        probe: &'a Probe,
         seqs: Range<u64>,
         first: &'a [u8; 16],
     ) -> impl Iterator<Item = u64> + 'a {
@@ -285,13 +321,13 @@ impl Candidate {
                 block.copy_from_slice(&counter.to_be_bytes());
             }
             let stream = &mut blocks[..n as usize];
-            match &self.probe {
+            match probe {
                 Probe::Aes128(aes) => aes.encrypt_blocks(stream),
                 Probe::Aes256(aes) => aes.encrypt_blocks(stream),
                 Probe::ChaCha(key) => {
                     for (k, block) in stream.iter_mut().enumerate() {
                         let nonce = self.nonce(at + k as u64);
-                        let mut cipher = ChaCha20::new(key.as_ref().into(), &nonce.into());
+                        let mut cipher = ChaCha20::new(key.into(), &nonce.into());
                         // RFC 8439: block 0 makes the Poly1305 key, data starts at block 1.
                         cipher.seek(64u32);
                         block.fill(0);
@@ -312,12 +348,13 @@ impl Candidate {
     /// Open the record in full at `seq`: the AEAD tag confirms the candidate.
     fn open_at(
         &self,
+        secret: &Secret,
         seq: u64,
         header: &[u8; 5],
         body: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<(RecordKeys, u8)> {
-        let mut keys = RecordKeys::tls13(&self.suite, &self.secret)?;
+        let mut keys = RecordKeys::tls13(&self.suite, secret)?;
         keys.set_seq(seq);
         let kind = keys.open(header, body, out).ok()?;
         (kind == APPLICATION_DATA).then_some((keys, kind))
@@ -353,9 +390,29 @@ mod tests {
     }
 
     /// A record sealed as a TLS stack writes it, split into header and body.
-    fn seal(suite: u16, secret: &[u8], seq: u64, content: &[u8]) -> ([u8; 5], Vec<u8>) {
+    type Sealed = ([u8; 5], Vec<u8>);
+
+    fn seal(suite: u16, secret: &[u8], seq: u64, content: &[u8]) -> Sealed {
         let record = sealed_as(suite, secret, seq, APPLICATION_DATA, content);
         (record[..5].try_into().unwrap(), record[5..].to_vec())
+    }
+
+    /// Search `record` for `wanted` at `seqs`: the session found, with its plaintext.
+    fn search(
+        trials: &mut Trials,
+        log: &KeyLog,
+        wanted: Wanted,
+        seqs: Range<u64>,
+        record: &Sealed,
+    ) -> Option<(Found, Vec<u8>)> {
+        let attempt = Attempt {
+            wanted,
+            seqs,
+            header: &record.0,
+            body: &record.1,
+        };
+        let mut out = Vec::new();
+        trials.search(log, attempt, &mut out).map(|f| (f, out))
     }
 
     /// An OP_MSG hello's first bytes: messageLength 40, requestID, responseTo, opCode 2013.
@@ -372,70 +429,55 @@ mod tests {
     fn each_suite_is_found_at_its_sequence_number_and_writer() {
         for (id, len) in [(0x1301, 32), (0x1302, 48), (0x1303, 32)] {
             let suite = Suite::from_id(id).unwrap();
+            let log = log(len);
             let mut trials = Trials::default();
-            trials.refresh(&log(len));
-            let (header, body) = seal(id, &vec![0x5e; len], 1234, &op_msg());
-            let mut out = Vec::new();
-            let found = trials
-                .search(Wanted::Any, 0..4096, &header, &body, &mut out)
+            trials.refresh(&log);
+            let record = seal(id, &vec![0x5e; len], 1234, &op_msg());
+            let (found, plain) = search(&mut trials, &log, Wanted::Any, 0..4096, &record)
                 .unwrap_or_else(|| panic!("{}: not found", suite.name));
             assert_eq!((found.random, found.writer), (RANDOM, Writer::Server));
             assert_eq!(found.suite, suite);
-            assert_eq!(out, op_msg());
+            assert_eq!(plain, op_msg());
             // The keys go on from the next record.
             assert_eq!(found.keys.seq(), 1235);
             // A session belongs to one connection: it is not offered to another.
-            assert!(trials
-                .search(Wanted::Any, 0..4096, &header, &body, &mut out)
-                .is_none());
+            assert!(search(&mut trials, &log, Wanted::Any, 0..4096, &record).is_none());
             // Asked for by name (the other direction found), it still is.
             let named = Wanted::Session(RANDOM, Writer::Server);
-            assert!(trials
-                .search(named, 1000..2000, &header, &body, &mut out)
-                .is_some());
+            assert!(search(&mut trials, &log, named, 1000..2000, &record).is_some());
         }
     }
 
     #[test]
     fn beyond_the_range_or_mid_message_nothing_is_found() {
+        let log = log(32);
         let mut trials = Trials::default();
-        trials.refresh(&log(32));
-        let mut out = Vec::new();
-        let (header, body) = seal(0x1301, &[0xc1; 32], 5000, &op_msg());
-        assert!(trials
-            .search(Wanted::Any, 0..4096, &header, &body, &mut out)
-            .is_none());
+        trials.refresh(&log);
+        let beyond = seal(0x1301, &[0xc1; 32], 5000, &op_msg());
+        assert!(search(&mut trials, &log, Wanted::Any, 0..4096, &beyond).is_none());
         // The continuation of a large message does not begin with a header.
-        let (header, body) = seal(0x1301, &[0xc1; 32], 3, &[0x61; 64]);
-        assert!(trials
-            .search(Wanted::Any, 0..4096, &header, &body, &mut out)
-            .is_none());
+        let continuation = seal(0x1301, &[0xc1; 32], 3, &[0x61; 64]);
+        assert!(search(&mut trials, &log, Wanted::Any, 0..4096, &continuation).is_none());
         // The wrong writer of the right session is not the one that sealed it.
-        let (header, body) = seal(0x1301, &[0xc1; 32], 3, &op_msg());
+        let from_client = seal(0x1301, &[0xc1; 32], 3, &op_msg());
         let server = Wanted::Session(RANDOM, Writer::Server);
-        assert!(trials
-            .search(server, 0..4096, &header, &body, &mut out)
-            .is_none());
+        assert!(search(&mut trials, &log, server, 0..4096, &from_client).is_none());
         assert_eq!(trials.starved, 0);
     }
 
     #[test]
     fn the_budget_bounds_the_work_and_says_when_it_cut_a_search_short() {
+        let log = log(48);
         let mut trials = Trials::with_budget(1 << 16);
-        trials.refresh(&log(48));
-        let (header, body) = seal(0x1302, &[0x5e; 48], 3, &[0x61; 64]);
-        let mut out = Vec::new();
+        trials.refresh(&log);
+        let continuation = seal(0x1302, &[0x5e; 48], 3, &[0x61; 64]);
         let width = 1 << 14;
         // Two candidates (both writers) a search: the budget lasts two searches.
         for _ in 0..2 {
-            assert!(trials
-                .search(Wanted::Any, 0..width, &header, &body, &mut out)
-                .is_none());
+            assert!(search(&mut trials, &log, Wanted::Any, 0..width, &continuation).is_none());
         }
         assert_eq!(trials.starved, 0);
-        assert!(trials
-            .search(Wanted::Any, 0..width, &header, &body, &mut out)
-            .is_none());
+        assert!(search(&mut trials, &log, Wanted::Any, 0..width, &continuation).is_none());
         assert_eq!(trials.starved, 1);
     }
 }
