@@ -116,6 +116,27 @@ def offset_sequence_numbers(f, tcp, copy):
     client, server = isn_offsets(copy)
     sport, dport = struct.unpack("!HH", f[tcp:tcp + 4])
     mine, theirs = (server, client) if sport < dport else (client, server)
+    shift_tcp(f, tcp, mine, theirs)
+
+
+def shift_round(frame, r):
+    """A later round's frame with every sequence number moved on by the round's offset (both
+    ends alike): the same hosts reconnecting pick new initial sequence numbers, so a
+    round's connections are new ones, not the previous round's resumed."""
+    f = bytearray(frame)
+    if len(f) < 34 or f[12:14] != b"\x08\x00" or f[23] != 6:
+        return frame
+    tcp = 14 + (f[14] & 0x0F) * 4
+    if len(f) < tcp + 20:
+        return frame
+    offset = (r * 0x9E3779B9) & 0xFFFFFFFF
+    shift_tcp(f, tcp, offset, offset)
+    return bytes(f)
+
+
+def shift_tcp(f, tcp, mine, theirs):
+    """Add `mine` to the segment's seq and `theirs` to its ack and SACK edges, fixing the
+    TCP checksum (RFC 1624)."""
     flags = f[tcp + 13]
     has_ack = flags & 0x10
     old = bytes(f[tcp:tcp + 20 + max(0, ((f[tcp + 12] >> 4) * 4) - 20)])
@@ -165,7 +186,8 @@ def main():
         out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
         packets, last = write_round(out, a, 0)
     # Later rounds are the first one shifted in time (each starts a minute after the
-    # previous one's last packet): copied record by record instead of merged again.
+    # previous one's last packet) and in sequence space: copied record by record instead of
+    # merged again.
     first_round_end = os.path.getsize(a.out)
     per_round = packets
     for r in range(1, a.repeat):
@@ -176,7 +198,7 @@ def main():
                 sec, frac, caplen, origlen = struct.unpack("<IIII", src.read(16))
                 us = sec * 1_000_000 + frac + shift
                 out.write(struct.pack("<IIII", us // 1_000_000, us % 1_000_000, caplen, origlen))
-                out.write(src.read(caplen))
+                out.write(shift_round(src.read(caplen), r))
         packets += per_round
     print("%s: %d packets, %.1f MB, %d round(s)" % (a.out, packets, os.path.getsize(a.out) / 1e6, a.repeat))
 
