@@ -749,6 +749,35 @@ pub struct Prior {
     pub heartbeats: Vec<(ClientKey<'static>, f64)>,
 }
 
+/// Hosts with exactly one client known by its metadata (handshake or TLS fingerprint),
+/// among the connections and the released ones: a connection of such a host without
+/// metadata is taken to be that client's, as attribution takes it.
+fn only_named_client_per_host<'k>(
+    keys: &'k [ClientKey<'k>],
+    prior: &'k Prior,
+) -> FxHashMap<IpAddr, &'k ClientKey<'k>> {
+    let mut named: FxHashMap<IpAddr, Option<&ClientKey>> = FxHashMap::default();
+    let prior_keys = prior
+        .streaming_nodes
+        .iter()
+        .map(|(k, _)| k)
+        .chain(prior.heartbeats.iter().map(|(k, _)| k));
+    for key in keys.iter().chain(prior_keys).filter(|k| k.has_metadata()) {
+        named
+            .entry(key.host)
+            .and_modify(|only| {
+                if only.is_some_and(|o| o != key) {
+                    *only = None;
+                }
+            })
+            .or_insert(Some(key));
+    }
+    named
+        .into_iter()
+        .filter_map(|(host, only)| Some((host, only?)))
+        .collect()
+}
+
 /// [`classify`], with what released connections showed of the same clients.
 pub fn classify_after(
     conns: &[Box<Observations>],
@@ -776,6 +805,8 @@ pub fn classify_after(
         mixing_nodes: Vec<std::net::SocketAddr>,
         /// Nodes a connection of this client only checks (monitor-like).
         checked_only_nodes: Vec<std::net::SocketAddr>,
+        /// The client's driver is known (a handshake named it).
+        driver_known: bool,
     }
     // Settled once after the first pass: looked up per connection in the second, where
     // recomputing them made a host with thousands of connections quadratic.
@@ -787,17 +818,27 @@ pub fn classify_after(
     // Each connection's neighbourhood, looked up once: an index into `hoods`.
     let mut hoods: Vec<Hood> = Vec::new();
     let mut hood_index: FxHashMap<ClientKey, usize> = FxHashMap::default();
+    let only_named = only_named_client_per_host(&keys, prior);
     let hood_of: Vec<usize> = keys
         .iter()
         .map(|k| {
             let group = if k.has_metadata() {
                 k.clone()
+            } else if let Some(named) = only_named.get(&k.host) {
+                // Opened before the capture, beside the host's one known client: its
+                // connection, as attribution has it (a capture cut between a driver's
+                // monitors and its RTT or pool connections must not split them).
+                (*named).clone()
             } else {
                 // Without a handshake the best neighbourhood is the whole host.
                 ClientKey::host_only(k.host)
             };
+            let driver_known = group.driver().is_some();
             *hood_index.entry(group).or_insert_with(|| {
-                hoods.push(Hood::default());
+                hoods.push(Hood {
+                    driver_known,
+                    ..Hood::default()
+                });
                 hoods.len() - 1
             })
         })
@@ -858,6 +899,8 @@ pub fn classify_after(
     let hood_of_key = |key: &ClientKey| {
         let group = if key.has_metadata() {
             key.clone()
+        } else if let Some(named) = only_named.get(&key.host) {
+            (*named).clone()
         } else {
             ClientKey::host_only(key.host)
         };
@@ -1024,14 +1067,29 @@ pub fn classify_after(
                     format!("{} plain hello{}{cadence}, no operations, beside a streaming monitor to the same node{no_handshake}", obs.hello.requests, plural(obs.hello.requests as u64)),
                 )
             } else {
+                // Two connections of one client checking a node alike are two MongoClients'
+                // polling monitors, or the Go driver 1.4 to 1.12's polling monitor and RTT
+                // connection (`polls_with_rtt_monitor`): only a handshake names the driver.
+                let twin = !hood.driver_known
+                    && hood
+                        .checked_only_nodes
+                        .iter()
+                        .filter(|&&n| n == obs.server)
+                        .count()
+                        >= 2;
                 verdict(
                     Class::PollingMonitor,
-                    Confidence::High,
+                    if twin { Confidence::Medium } else { Confidence::High },
                     format!(
-                        "{} plain hello{}{cadence}, no operations, no streaming monitor to this node{}{no_handshake}",
+                        "{} plain hello{}{cadence}, no operations, no streaming monitor to this node{}{no_handshake}{}",
                         obs.hello.requests,
                         plural(obs.hello.requests as u64),
-                        polling_reason(obs)
+                        polling_reason(obs),
+                        if twin {
+                            "; another connection of this client checks the same node alike: two MongoClients polling, or the Go driver 1.4 to 1.12, whose RTT connection polls beside its monitor (a handshake would name the driver)"
+                        } else {
+                            ""
+                        }
                     ),
                 )
             }

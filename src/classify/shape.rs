@@ -330,9 +330,31 @@ pub(super) fn classify_keyless(
         busy_nodes: Vec<SocketAddr>,
         members: Vec<usize>,
     }
+    // A connection whose ClientHello was not captured joins its host's one fingerprinted
+    // group, as attribution joins it to that client: a capture cut between a driver's
+    // streaming monitors and its RTT or pool connections must not split them.
+    let mut fingerprints: HashMap<IpAddr, Option<&str>> = HashMap::new();
+    for &(i, ..) in &shapes {
+        if let (host, Some(fp)) = group_of(&conns[i]) {
+            fingerprints
+                .entry(host)
+                .and_modify(|only| {
+                    if *only != Some(fp) {
+                        *only = None;
+                    }
+                })
+                .or_insert(Some(fp));
+        }
+    }
+    let group_for = |i: usize| -> Group<'_> {
+        match group_of(&conns[i]) {
+            (host, None) => (host, fingerprints.get(&host).copied().flatten()),
+            named => named,
+        }
+    };
     let mut hoods: HashMap<Group, Hood> = HashMap::new();
     for &(i, shape, kind) in &shapes {
-        let hood = hoods.entry(group_of(&conns[i])).or_default();
+        let hood = hoods.entry(group_for(i)).or_default();
         hood.members.push(i);
         if kind.streams() {
             hood.streaming.push(conns[i].server);
@@ -364,7 +386,7 @@ pub(super) fn classify_keyless(
         .collect();
     for &(i, shape, kind) in &shapes {
         let obs = &conns[i];
-        let settled = &settled[&group_of(obs)];
+        let settled = &settled[&group_for(i)];
         let v = decide(
             obs,
             shape,

@@ -1,0 +1,84 @@
+//! Every lab case read as if tcpdump had been started while the drivers ran: its first
+//! 20% or 50% dropped, so connections opened before the cut show no handshake while
+//! those opened after do (a driver's RTT connection or pool opened a moment after its
+//! streaming monitors falls on the other side of the cut). Plaintext cases as they are;
+//! TLS cases with the key log their drivers wrote when there is one, keyless otherwise.
+//! Each connection's class is compared with the truth the lab derived from the drivers:
+//! a window can leave a role uncertain (then the verdict says so with a lower
+//! confidence), but a high-confidence verdict must be right.
+
+use std::path::Path;
+
+use conn_attrib::attribute::Options;
+use conn_attrib::capture::{FileSource, PacketSource};
+use conn_attrib::observe::KeyLogConfig;
+use conn_attrib::report::Meta;
+use conn_attrib::{conclude, Analyzer, AnalyzerConfig};
+use serde_json::Value;
+
+mod common;
+
+/// The JSON report of the capture from `fraction` of its duration on.
+fn report_from(dir: &Path, truth: &Value, fraction: f64) -> Value {
+    let capture = dir.join(truth["capture"].as_str().unwrap());
+    let path = capture.to_str().unwrap();
+    let times: Vec<f64> = {
+        let mut source = FileSource::open(path).unwrap();
+        std::iter::from_fn(|| source.next_packet().unwrap().map(|p| p.ts.as_secs_f64())).collect()
+    };
+    let cut = times[0] + (times[times.len() - 1] - times[0]) * fraction;
+    let mut config = AnalyzerConfig::default();
+    config.observer.keylog = truth["keylog"].as_str().map(|k| KeyLogConfig {
+        path: dir.join(k),
+        follow: false,
+    });
+    let mut analyzer = Analyzer::new(config);
+    let mut source = FileSource::open(path).unwrap();
+    while let Some(p) = source.next_packet().unwrap() {
+        if p.ts.as_secs_f64() >= cut {
+            analyzer.packet(&p);
+        }
+    }
+    let report = conclude(analyzer.finish(), Options::default(), Meta::default());
+    serde_json::from_str(&conn_attrib::report::to_json(&report)).unwrap()
+}
+
+#[test]
+fn a_capture_started_late_is_never_confidently_wrong() {
+    let mut checked = 0;
+    let mut high = 0;
+    let mut confidently_wrong = Vec::new();
+    for (dir, truth) in common::lab_cases() {
+        let case = truth["case"].as_str().unwrap();
+        let roles = common::connections_by_client(&truth);
+        for fraction in [0.2, 0.5] {
+            let r = report_from(&dir, &truth, fraction);
+            for c in r["connections"].as_array().unwrap() {
+                let Some(want) = roles.get(c["client"].as_str().unwrap()) else {
+                    continue;
+                };
+                checked += 1;
+                if c["confidence"] != "high" {
+                    continue;
+                }
+                high += 1;
+                if c["class"] != want["role"] {
+                    confidently_wrong.push(format!(
+                        "{case} from {fraction}: {} read as {} (truth {}): {}",
+                        c["client"], c["class"], want["role"], c["evidence"]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        confidently_wrong.is_empty(),
+        "{} of {high} high-confidence verdicts wrong:\n{}",
+        confidently_wrong.len(),
+        confidently_wrong.join("\n")
+    );
+    assert!(
+        checked >= 1000 && high >= 500,
+        "{checked} checked, {high} high"
+    );
+}
