@@ -1077,19 +1077,32 @@ pub fn classify_after(
                         .filter(|&&n| n == obs.server)
                         .count()
                         >= 2;
+                // A handshake without client metadata: a driver older than the 3.4
+                // handshake spec (mgo), which may check servers over its pool sockets
+                // between operations instead of on monitoring connections.
+                let pre_metadata = obs
+                    .handshake
+                    .as_ref()
+                    .is_some_and(|h| h.driver_name.is_none() && h.app_name.is_none());
+                let hedge = if twin {
+                    "; another connection of this client checks the same node alike: two MongoClients polling, or the Go driver 1.4 to 1.12, whose RTT connection polls beside its monitor (a handshake would name the driver)"
+                } else if pre_metadata {
+                    "; its handshake names no driver (older than the 3.4 handshake metadata, as mgo): such a driver may check a server over a pool socket between operations"
+                } else {
+                    ""
+                };
                 verdict(
                     Class::PollingMonitor,
-                    if twin { Confidence::Medium } else { Confidence::High },
+                    if hedge.is_empty() {
+                        Confidence::High
+                    } else {
+                        Confidence::Medium
+                    },
                     format!(
-                        "{} plain hello{}{cadence}, no operations, no streaming monitor to this node{}{no_handshake}{}",
+                        "{} plain hello{}{cadence}, no operations, no streaming monitor to this node{}{no_handshake}{hedge}",
                         obs.hello.requests,
                         plural(obs.hello.requests as u64),
                         polling_reason(obs),
-                        if twin {
-                            "; another connection of this client checks the same node alike: two MongoClients polling, or the Go driver 1.4 to 1.12, whose RTT connection polls beside its monitor (a handshake would name the driver)"
-                        } else {
-                            ""
-                        }
                     ),
                 )
             }

@@ -599,6 +599,14 @@ fn decide(
                 ),
             )
         }
+        // One exchange shows no pattern: a pool connection's single operation, or a
+        // streaming monitor's first awaitable hello answered at once (the next answer
+        // waits a heartbeat), in a window that ends before it.
+        Kind::Busy if shape.client.flights <= 1 => verdict(
+            Class::Pool,
+            Low,
+            format!("{facts}: one exchange, not yet a monitor's heartbeat: probably a pool connection"),
+        ),
         Kind::Busy => verdict(
             Class::Pool,
             if hood.monitors > 0 { Medium } else { Low },
