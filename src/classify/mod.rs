@@ -844,6 +844,10 @@ pub fn classify_after(
         })
         .collect();
     let mut host_streaming: FxHashMap<IpAddr, Vec<std::net::SocketAddr>> = FxHashMap::default();
+    // Streaming monitors opened before the capture whose client is not known (no handshake,
+    // and their host has several clients): a named client's plain-hello connection to the
+    // same node may be its RTT monitor.
+    let mut anonymous_streaming: Vec<(IpAddr, std::net::SocketAddr)> = Vec::new();
     // Heartbeat cadence shown by any monitor of a host: the yardstick for connections of
     // that host whose own client is unknown (no handshake seen).
     let mut host_heartbeat: FxHashMap<IpAddr, Vec<f64>> = FxHashMap::default();
@@ -857,6 +861,9 @@ pub fn classify_after(
                 .entry(host_only(i))
                 .or_default()
                 .push(obs.server);
+            if !keys[i].has_metadata() && !only_named.contains_key(&host_only(i)) {
+                anonymous_streaming.push((host_only(i), obs.server));
+            }
             // Read from its replies, or, over TLS without keys, from its pushed flights.
             let cadence = obs
                 .hello
@@ -1065,6 +1072,12 @@ pub fn classify_after(
                     Class::RttMonitor,
                     Confidence::High,
                     format!("{} plain hello{}{cadence}, no operations, beside a streaming monitor to the same node{no_handshake}", obs.hello.requests, plural(obs.hello.requests as u64)),
+                )
+            } else if anonymous_streaming.contains(&(host_only(i), obs.server)) {
+                verdict(
+                    Class::RttMonitor,
+                    Confidence::Medium,
+                    format!("{} plain hello{}{cadence}, no operations, and a streaming monitor from this host to the same node that began before the capture (no handshake seen, and the host runs several clients): most likely this client's, which makes this its RTT monitor{no_handshake}", obs.hello.requests, plural(obs.hello.requests as u64)),
                 )
             } else {
                 // Two connections of one client checking a node alike are two MongoClients'
