@@ -11,11 +11,11 @@ pub mod cluster;
 mod footprint;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{Class, ClientKey, Verdict};
+use crate::classify::{Class, ClientKey, ClientKeys, Verdict};
 use crate::net;
 use crate::observe::{InFlightKey, Observations};
 use footprint::Footprint;
@@ -274,10 +274,10 @@ impl Released {
         conns: Vec<(&Observations, Class)>,
         ids: &std::collections::HashSet<u64, S>,
     ) {
-        let own: Vec<ClientKey> = conns.iter().map(|(o, _)| ClientKey::of(o)).collect();
+        let resolved = ClientKeys::of(conns.iter().map(|(o, _)| *o), self.clients.keys());
         // Per client: (its connections released now, all its connections).
         let mut groups: BTreeMap<&ClientKey, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
-        for (i, key) in resolve_keys(&own, self).into_iter().enumerate() {
+        for (i, key) in resolved.keys.iter().enumerate() {
             let group = groups.entry(key).or_default();
             if ids.contains(&conns[i].0.id) {
                 group.0.push(i);
@@ -309,31 +309,6 @@ impl Released {
             self.clients.entry(key).or_default().merge(&part);
         }
     }
-}
-
-/// Each connection's client key: its own, except that a connection without handshake
-/// metadata joins its host's only client when there is exactly one (held or released);
-/// otherwise it stays a client of its own ("host||").
-fn resolve_keys<'k>(own: &'k [ClientKey<'k>], released: &'k Released) -> Vec<&'k ClientKey<'k>> {
-    let mut named_per_host: HashMap<IpAddr, BTreeSet<&ClientKey>> = HashMap::new();
-    for k in own
-        .iter()
-        .chain(released.clients.keys())
-        .filter(|k| k.has_metadata())
-    {
-        named_per_host.entry(k.host).or_default().insert(k);
-    }
-    own.iter()
-        .map(|k| {
-            if k.has_metadata() {
-                return k;
-            }
-            match named_per_host.get(&k.host) {
-                Some(set) if set.len() == 1 => set.first().expect("one"),
-                _ => k,
-            }
-        })
-        .collect()
 }
 
 /// Writes follow the primary: after a failover a client holds pool connections to the old
@@ -414,13 +389,13 @@ pub fn attribute(
 ) -> Attribution {
     // Keys borrow the connections' names: grouping copies no string, and a client's id
     // is formatted once and copied to its connections.
-    let own: Vec<ClientKey> = conns.iter().map(|o| ClientKey::of(o)).collect();
-    let keys = resolve_keys(&own, released);
+    let resolved = ClientKeys::of(conns.iter().map(|o| &**o), released.clients.keys());
+    let keys = &resolved.keys;
 
     // Each client's connections still held, and its released tally.
     type Members<'r> = (Vec<usize>, Option<&'r Footprint>);
     let mut groups: BTreeMap<&ClientKey, Members> = BTreeMap::new();
-    for (i, k) in keys.into_iter().enumerate() {
+    for (i, k) in keys.iter().enumerate() {
         groups.entry(k).or_default().0.push(i);
     }
     for (k, tally) in &released.clients {

@@ -749,33 +749,91 @@ pub struct Prior {
     pub heartbeats: Vec<(ClientKey<'static>, f64)>,
 }
 
-/// Hosts with exactly one client known by its metadata (handshake or TLS fingerprint),
-/// among the connections and the released ones: a connection of such a host without
-/// metadata is taken to be that client's, as attribution takes it.
-fn only_named_client_per_host<'k>(
-    keys: &'k [ClientKey<'k>],
-    prior: &'k Prior,
-) -> FxHashMap<IpAddr, &'k ClientKey<'k>> {
-    let mut named: FxHashMap<IpAddr, Option<&ClientKey>> = FxHashMap::default();
-    let prior_keys = prior
-        .streaming_nodes
-        .iter()
-        .map(|(k, _)| k)
-        .chain(prior.heartbeats.iter().map(|(k, _)| k));
-    for key in keys.iter().chain(prior_keys).filter(|k| k.has_metadata()) {
-        named
-            .entry(key.host)
-            .and_modify(|only| {
-                if only.is_some_and(|o| o != key) {
-                    *only = None;
+/// Every connection's client key, as classification and attribution group by it.
+///
+/// A connection's own key ([`ClientKey::of`]) names its client by handshake metadata, or,
+/// over TLS without keys, by its TLS stack's fingerprint (JA4). Two links join keys that
+/// name the same client differently:
+/// - a keyless connection joins the client whose decrypted (or plaintext) connections on
+///   the same host present the same fingerprint, when only one does: its monitor's
+///   ClientHello lost to the capture or its session not in the key log, a client's
+///   connections otherwise read as two clients;
+/// - a connection with neither (opened before the capture) joins its host's client when
+///   the host has exactly one that metadata names, among these connections and `known`
+///   (released clients, already resolved).
+pub struct ClientKeys<'k> {
+    pub keys: Vec<ClientKey<'k>>,
+    only_named: FxHashMap<IpAddr, ClientKey<'k>>,
+}
+
+impl<'k> ClientKeys<'k> {
+    pub fn of<'c: 'k>(
+        conns: impl Iterator<Item = &'c Observations> + Clone,
+        known: impl Iterator<Item = &'k ClientKey<'static>>,
+    ) -> ClientKeys<'k> {
+        let mut keys: Vec<ClientKey<'k>> = conns.clone().map(ClientKey::of).collect();
+        // Fingerprints seen with handshake metadata: (host, JA4) → the one client, if one.
+        let mut by_stack: FxHashMap<(IpAddr, &str), Option<usize>> = FxHashMap::default();
+        for (i, obs) in conns.enumerate() {
+            let fingerprint = obs.tls_session.as_ref().and_then(|t| t.stack_fingerprint());
+            let (Some(fp), true) = (fingerprint, keys[i].tls_fingerprint.is_none()) else {
+                continue;
+            };
+            if !keys[i].has_metadata() {
+                continue;
+            }
+            by_stack
+                .entry((keys[i].host, fp))
+                .and_modify(|only| {
+                    if only.is_some_and(|j| keys[j] != keys[i]) {
+                        *only = None;
+                    }
+                })
+                .or_insert(Some(i));
+        }
+        for i in 0..keys.len() {
+            let link = keys[i]
+                .tls_fingerprint
+                .as_deref()
+                .and_then(|fp| by_stack.get(&(keys[i].host, fp)).copied().flatten());
+            if let Some(j) = link {
+                keys[i] = keys[j].clone();
+            }
+        }
+        let mut named: FxHashMap<IpAddr, Option<ClientKey<'k>>> = FxHashMap::default();
+        let known: Vec<&ClientKey<'static>> = known.collect();
+        let candidates = keys.iter().chain(known.iter().map(|k| &**k));
+        for key in candidates.filter(|k| k.has_metadata()) {
+            named
+                .entry(key.host)
+                .and_modify(|only| {
+                    if only.as_ref().is_some_and(|o| o != key) {
+                        *only = None;
+                    }
+                })
+                .or_insert_with(|| Some(key.clone()));
+        }
+        let only_named: FxHashMap<IpAddr, ClientKey<'k>> = named
+            .into_iter()
+            .filter_map(|(host, only)| Some((host, only?)))
+            .collect();
+        for key in &mut keys {
+            if !key.has_metadata() {
+                if let Some(named) = only_named.get(&key.host) {
+                    *key = named.clone();
                 }
-            })
-            .or_insert(Some(key));
+            }
+        }
+        ClientKeys { keys, only_named }
     }
-    named
-        .into_iter()
-        .filter_map(|(host, only)| Some((host, only?)))
-        .collect()
+
+    /// Another key (a released client's) resolved the same way.
+    pub fn resolve<'a>(&'a self, key: &'a ClientKey<'a>) -> &'a ClientKey<'a> {
+        match self.only_named.get(&key.host) {
+            Some(named) if !key.has_metadata() => named,
+            _ => key,
+        }
+    }
 }
 
 /// [`classify`], with what released connections showed of the same clients.
@@ -789,7 +847,13 @@ pub fn classify_after(
     shape::classify_keyless(conns, &mut verdicts, window);
 
     // Neighbourhoods: the same client (host + metadata when known) and the same node.
-    let keys: Vec<ClientKey> = conns.iter().map(|o| ClientKey::of(o)).collect();
+    let prior_keys = prior
+        .streaming_nodes
+        .iter()
+        .map(|(k, _)| k)
+        .chain(prior.heartbeats.iter().map(|(k, _)| k));
+    let resolved = ClientKeys::of(conns.iter().map(|o| &**o), prior_keys);
+    let keys = &resolved.keys;
     let host_only = |i: usize| -> IpAddr { keys[i].host };
 
     #[derive(Default)]
@@ -807,6 +871,9 @@ pub fn classify_after(
         checked_only_nodes: Vec<std::net::SocketAddr>,
         /// The client's driver is known (a handshake named it).
         driver_known: bool,
+        /// Nodes where a connection of this client lost data to the capture, or was read
+        /// with doubt: its streaming monitor may be there unrecognised.
+        doubtful_nodes: Vec<std::net::SocketAddr>,
     }
     // Settled once after the first pass: looked up per connection in the second, where
     // recomputing them made a host with thousands of connections quadratic.
@@ -818,17 +885,11 @@ pub fn classify_after(
     // Each connection's neighbourhood, looked up once: an index into `hoods`.
     let mut hoods: Vec<Hood> = Vec::new();
     let mut hood_index: FxHashMap<ClientKey, usize> = FxHashMap::default();
-    let only_named = only_named_client_per_host(&keys, prior);
     let hood_of: Vec<usize> = keys
         .iter()
         .map(|k| {
             let group = if k.has_metadata() {
                 k.clone()
-            } else if let Some(named) = only_named.get(&k.host) {
-                // Opened before the capture, beside the host's one known client: its
-                // connection, as attribution has it (a capture cut between a driver's
-                // monitors and its RTT or pool connections must not split them).
-                (*named).clone()
             } else {
                 // Without a handshake the best neighbourhood is the whole host.
                 ClientKey::host_only(k.host)
@@ -855,13 +916,20 @@ pub fn classify_after(
         let hood = &mut hoods[hood_of[i]];
         hood.conns.push(i);
         let class = verdicts[i].as_ref().map(|v| v.class);
+        let lost = obs.client_traffic.gaps + obs.server_traffic.gaps > 0;
+        let doubted = verdicts[i]
+            .as_ref()
+            .is_some_and(|v| v.confidence != Confidence::High);
+        if lost || doubted {
+            hood.doubtful_nodes.push(obs.server);
+        }
         if class == Some(Class::StreamingMonitor) {
             hood.streaming_nodes.push(obs.server);
             host_streaming
                 .entry(host_only(i))
                 .or_default()
                 .push(obs.server);
-            if !keys[i].has_metadata() && !only_named.contains_key(&host_only(i)) {
+            if !keys[i].has_metadata() {
                 anonymous_streaming.push((host_only(i), obs.server));
             }
             // Read from its replies, or, over TLS without keys, from its pushed flights.
@@ -904,10 +972,9 @@ pub fn classify_after(
     }
 
     let hood_of_key = |key: &ClientKey| {
+        let key = resolved.resolve(key);
         let group = if key.has_metadata() {
             key.clone()
-        } else if let Some(named) = only_named.get(&key.host) {
-            (*named).clone()
         } else {
             ClientKey::host_only(key.host)
         };
@@ -1073,6 +1140,14 @@ pub fn classify_after(
                     Confidence::High,
                     format!("{} plain hello{}{cadence}, no operations, beside a streaming monitor to the same node{no_handshake}", obs.hello.requests, plural(obs.hello.requests as u64)),
                 )
+            } else if !settled.streaming_nodes.is_empty() && supports_streaming(obs) {
+                // One MongoClient streams to every node that can: a streaming monitor to
+                // this one went unseen (no reply in a short window, or lost to the capture).
+                verdict(
+                    Class::RttMonitor,
+                    Confidence::Medium,
+                    format!("{} plain hello{}{cadence}, no operations; its client streams to {} other node{} and this server supports streaming too: its streaming monitor to it went unseen (no reply in the window, or lost to the capture), which makes this the RTT monitor{no_handshake}", obs.hello.requests, plural(obs.hello.requests as u64), settled.streaming_nodes.len(), plural(settled.streaming_nodes.len() as u64)),
+                )
             } else if anonymous_streaming.contains(&(host_only(i), obs.server)) {
                 verdict(
                     Class::RttMonitor,
@@ -1097,10 +1172,13 @@ pub fn classify_after(
                     .handshake
                     .as_ref()
                     .is_some_and(|h| h.driver_name.is_none() && h.app_name.is_none());
+                let doubtful = hood.doubtful_nodes.contains(&obs.server);
                 let hedge = if twin {
                     "; another connection of this client checks the same node alike: two MongoClients polling, or the Go driver 1.4 to 1.12, whose RTT connection polls beside its monitor (a handshake would name the driver)"
                 } else if pre_metadata {
                     "; its handshake names no driver (older than the 3.4 handshake metadata, as mgo): such a driver may check a server over a pool socket between operations"
+                } else if doubtful {
+                    "; a connection of this client to this node lost packets to the capture or was read with doubt: a streaming monitor may be among them"
                 } else {
                     ""
                 };
@@ -1221,8 +1299,8 @@ pub fn classify_after(
         .into_iter()
         .map(|v| v.expect("every connection classified"))
         .collect();
-    split_polling_pairs(conns, &keys, &mut verdicts);
-    legacy_node_topology(conns, &keys, &mut verdicts);
+    split_polling_pairs(conns, keys, &mut verdicts);
+    legacy_node_topology(conns, keys, &mut verdicts);
     verdicts
 }
 
@@ -1249,6 +1327,19 @@ fn legacy_node_topology(conns: &[Box<Observations>], keys: &[ClientKey], verdict
             *streams_never = false;
         }
         *mixed |= mixes(i);
+    }
+    // Without a connection seen mixing them (a window or a lossy capture may show none), a
+    // check-only connection of such a client is a polling monitor of its unified topology
+    // or a pool connection of its legacy one: not a certain monitor.
+    for (i, key) in keys.iter().enumerate() {
+        let unsure = legacy
+            .get(key)
+            .is_some_and(|&(never, mixed)| never && !mixed);
+        let v = &mut verdicts[i];
+        if unsure && v.class == Class::PollingMonitor && v.confidence == Confidence::High {
+            v.confidence = Confidence::Medium;
+            v.evidence.push_str("; the Node.js driver 3.x may use its legacy topology (no useUnifiedTopology), which checks servers over pool connections: then a pool connection");
+        }
     }
     legacy.retain(|_, (streams_never, mixed)| *streams_never && *mixed);
     for (i, key) in keys.iter().enumerate() {
@@ -1395,6 +1486,13 @@ fn activity_sentence(obs: &Observations) -> String {
 }
 
 /// Why a monitor polls instead of streaming, when the capture says.
+/// The server announced the streaming protocol (topologyVersion) to a client that is not
+/// in a FaaS environment (where drivers poll).
+fn supports_streaming(obs: &Observations) -> bool {
+    let faas = obs.handshake.as_ref().is_some_and(|h| h.env_name.is_some());
+    !faas && obs.server_info.as_ref().is_some_and(|s| s.topology_version)
+}
+
 fn polling_reason(obs: &Observations) -> String {
     if let Some(env) = obs.handshake.as_ref().and_then(|h| h.env_name.as_deref()) {
         return format!(" (FaaS environment {env}: drivers poll there)");

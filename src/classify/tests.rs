@@ -76,8 +76,23 @@ fn plain_hello_opened_before_the_capture_beside_a_streaming_monitor_is_rtt() {
 
 #[test]
 fn plain_hello_without_streaming_peer_is_polling() {
+    let conns = vec![conn(2, "10.0.0.5:5001", N1)
+        .with_handshake("app", "PyMongo", "4.10.1")
+        .with_plain_hellos(3, 10.0)];
+    let v = &classify(&boxed(&conns), None)[0];
+    assert_eq!(
+        (v.class, v.confidence),
+        (Class::PollingMonitor, Confidence::High)
+    );
+}
+
+#[test]
+fn a_client_streaming_to_other_nodes_has_an_unseen_streaming_monitor_here() {
+    // One MongoClient streams to every node that supports it: a plain-hello connection to a
+    // streaming-capable node, its client streaming to another, is the RTT monitor beside a
+    // streaming monitor the capture did not show (no reply in the window, or lost). Said
+    // at medium confidence: two MongoClients under one name could also do this.
     let conns = vec![
-        // A streaming monitor to another node does not make this one an RTT monitor.
         conn(1, "10.0.0.5:5000", N2)
             .with_handshake("app", "PyMongo", "4.10.1")
             .with_awaitable(2, true, 1),
@@ -85,10 +100,12 @@ fn plain_hello_without_streaming_peer_is_polling() {
             .with_handshake("app", "PyMongo", "4.10.1")
             .with_plain_hellos(3, 10.0),
     ];
+    let v = &classify(&boxed(&conns), None)[1];
     assert_eq!(
-        classify(&boxed(&conns), None)[1].class,
-        Class::PollingMonitor
+        (v.class, v.confidence),
+        (Class::RttMonitor, Confidence::Medium)
     );
+    assert!(v.evidence.contains("went unseen"), "{}", v.evidence);
 }
 
 #[test]
