@@ -1173,12 +1173,16 @@ pub fn classify_after(
                     .as_ref()
                     .is_some_and(|h| h.driver_name.is_none() && h.app_name.is_none());
                 let doubtful = hood.doubtful_nodes.contains(&obs.server);
+                // One hello and no handshake: no cadence shows it is a monitor's.
+                let single = obs.hello.requests <= 1 && obs.handshake.is_none();
                 let hedge = if twin {
                     "; another connection of this client checks the same node alike: two MongoClients polling, or the Go driver 1.4 to 1.12, whose RTT connection polls beside its monitor (a handshake would name the driver)"
                 } else if pre_metadata {
                     "; its handshake names no driver (older than the 3.4 handshake metadata, as mgo): such a driver may check a server over a pool socket between operations"
                 } else if doubtful {
                     "; a connection of this client to this node lost packets to the capture or was read with doubt: a streaming monitor may be among them"
+                } else if single {
+                    "; one hello is no cadence yet: a driver that checks over its pool connections (the Node.js driver 3.x legacy topology, mgo) sends the same"
                 } else {
                     ""
                 };
