@@ -844,8 +844,6 @@ pub fn classify_after(
 ) -> Vec<Verdict> {
     let capture_end = window.map(|w| w.end);
     let mut verdicts: Vec<Option<Verdict>> = conns.iter().map(|o| intrinsic(o)).collect();
-    shape::classify_keyless(conns, &mut verdicts, window);
-
     // Neighbourhoods: the same client (host + metadata when known) and the same node.
     let prior_keys = prior
         .streaming_nodes
@@ -854,6 +852,7 @@ pub fn classify_after(
         .chain(prior.heartbeats.iter().map(|(k, _)| k));
     let resolved = ClientKeys::of(conns.iter().map(|o| &**o), prior_keys);
     let keys = &resolved.keys;
+    shape::classify_keyless(conns, keys, &mut verdicts, window);
     let host_only = |i: usize| -> IpAddr { keys[i].host };
 
     #[derive(Default)]

@@ -24,10 +24,11 @@
 //! the server speak unasked on a heartbeat); other shapes are `medium` or `low`.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use super::{
-    verdict, Class, Confidence, Verdict, Window, DEFAULT_HEARTBEAT_SECS, SILENT_HEARTBEATS,
+    verdict, Class, ClientKey, Confidence, Verdict, Window, DEFAULT_HEARTBEAT_SECS,
+    SILENT_HEARTBEATS,
 };
 use crate::observe::{FlightStats, Observations, Shape};
 
@@ -279,16 +280,6 @@ fn facts(shape: &Shape, kind: Kind) -> String {
     }
 }
 
-/// The client a keyless connection belongs to: source host + JA4 (borrowed).
-type Group<'a> = (IpAddr, Option<&'a str>);
-
-fn group_of(obs: &Observations) -> Group<'_> {
-    (
-        obs.client.ip(),
-        obs.tls_session.as_ref().and_then(|t| t.stack_fingerprint()),
-    )
-}
-
 /// Whether a connection's role must come from its shape: TLS, nothing decrypted.
 pub(super) fn is_keyless(obs: &Observations) -> bool {
     obs.tls && !obs.tls_decrypted()
@@ -297,6 +288,7 @@ pub(super) fn is_keyless(obs: &Observations) -> bool {
 /// Classify every keyless TLS connection of `conns` (the others are left as they are).
 pub(super) fn classify_keyless(
     conns: &[Box<Observations>],
+    keys: &[ClientKey],
     verdicts: &mut [Option<Verdict>],
     window: Option<Window>,
 ) {
@@ -330,31 +322,36 @@ pub(super) fn classify_keyless(
         busy_nodes: Vec<SocketAddr>,
         members: Vec<usize>,
     }
-    // A connection whose ClientHello was not captured joins its host's one fingerprinted
-    // group, as attribution joins it to that client: a capture cut between a driver's
-    // streaming monitors and its RTT or pool connections must not split them.
-    let mut fingerprints: HashMap<IpAddr, Option<&str>> = HashMap::new();
-    for &(i, ..) in &shapes {
-        if let (host, Some(fp)) = group_of(&conns[i]) {
-            fingerprints
-                .entry(host)
-                .and_modify(|only| {
-                    if *only != Some(fp) {
-                        *only = None;
-                    }
-                })
-                .or_insert(Some(fp));
+    // Grouped by client as attribution groups them (`ClientKeys`): a connection whose
+    // ClientHello was not captured joins its host's one known client, and keyless
+    // connections join the decrypted ones whose TLS stack they share.
+    let mut hoods: HashMap<&ClientKey, Hood> = HashMap::new();
+    // What the client's decrypted (or plaintext) connections showed first: its monitors
+    // are not keyless when their sessions were found.
+    for (i, obs) in conns.iter().enumerate() {
+        if is_keyless(obs) {
+            continue;
+        }
+        let streams = verdicts[i]
+            .as_ref()
+            .is_some_and(|v| v.class == Class::StreamingMonitor);
+        let checks_only = super::application_ops(obs) == 0 && super::periodic_hellos(obs) > 0;
+        if !streams && !checks_only && super::application_ops(obs) == 0 {
+            continue;
+        }
+        let hood = hoods.entry(&keys[i]).or_default();
+        if streams {
+            hood.streaming.push(obs.server);
+        }
+        if streams || checks_only {
+            hood.monitors += 1;
+            hood.checked_nodes.push(obs.server);
+        } else {
+            hood.busy_nodes.push(obs.server);
         }
     }
-    let group_for = |i: usize| -> Group<'_> {
-        match group_of(&conns[i]) {
-            (host, None) => (host, fingerprints.get(&host).copied().flatten()),
-            named => named,
-        }
-    };
-    let mut hoods: HashMap<Group, Hood> = HashMap::new();
     for &(i, shape, kind) in &shapes {
-        let hood = hoods.entry(group_for(i)).or_default();
+        let hood = hoods.entry(&keys[i]).or_default();
         hood.members.push(i);
         if kind.streams() {
             hood.streaming.push(conns[i].server);
@@ -380,13 +377,13 @@ pub(super) fn classify_keyless(
     }
 
     // What each group says, worked out once: per connection it made a big group quadratic.
-    let settled: HashMap<Group, Settled> = hoods
+    let settled: HashMap<&ClientKey, Settled> = hoods
         .iter()
         .map(|(group, hood)| (*group, Settled::of(hood, conns)))
         .collect();
     for &(i, shape, kind) in &shapes {
         let obs = &conns[i];
-        let settled = &settled[&group_for(i)];
+        let settled = &settled[&keys[i]];
         let v = decide(
             obs,
             shape,

@@ -750,16 +750,29 @@ impl TlsConn {
         &mut self,
         side: Side,
         rec: Record<'_>,
-        store: Option<&mut KeyStore>,
+        mut store: Option<&mut KeyStore>,
         out: &mut Plaintext,
     ) {
         let i = side.index();
         let need_keys = matches!(self.dirs[i], Dir::Encrypted)
             && self.ready[i].is_none()
             && self.status != KeyStatus::Found;
-        if need_keys && !self.install_keys(store) {
+        if need_keys && !self.install_keys(store.as_deref_mut()) {
             let waiting = self.status == KeyStatus::Waiting;
-            if waiting && self.queued.len() < MAX_QUEUED {
+            // The ClientHello lost to the capture, the rest of a TLS 1.3 handshake seen:
+            // its session is searched for as a mid-session one's.
+            let hello_lost = self.status == KeyStatus::NoHandshake
+                && self.client_random.is_none()
+                && self.version == Some(0x0304);
+            let searchable = hello_lost && store.as_deref_mut().is_some_and(KeyStore::can_search);
+            if let Some(store) = store.filter(|_| searchable) {
+                for dir in &mut self.dirs {
+                    if matches!(dir, Dir::Encrypted | Dir::Plain) {
+                        *dir = Dir::Seeking { tries: 0 };
+                    }
+                }
+                self.seek(side, &rec, store, out);
+            } else if waiting && self.queued.len() < MAX_QUEUED {
                 self.queued.push(i as u8);
                 self.queued.extend_from_slice(&rec.header);
                 self.queued.extend_from_slice(rec.body);
