@@ -266,6 +266,9 @@ pub struct TlsConn {
     seq_unknown: [bool; 2],
     /// The session a mid-session search found, and which of its writers was found.
     found_mid_session: Option<([u8; 32], trial::Writer)>,
+    /// The record being read carries application data ([`AppFilter`]): only such a record
+    /// can begin a MongoDB message, so only it is worth a search's tries.
+    record_is_app: bool,
     app_filter: AppFilter,
     /// Application records of the current `data` call.
     app: AppRecords,
@@ -455,7 +458,8 @@ impl TlsConn {
         let mut keys = keys;
         let result = reader.push(data, |rec| {
             self.infer_version(side, &rec);
-            if self.is_app_record(side, rec.kind(), rec.body.len()) {
+            self.record_is_app = self.is_app_record(side, rec.kind(), rec.body.len());
+            if self.record_is_app {
                 self.app.records += 1;
                 self.app.bytes += rec.body.len() as u64;
             }
@@ -539,6 +543,9 @@ impl TlsConn {
         let Dir::Seeking { tries } = &mut self.dirs[i] else {
             return;
         };
+        if !self.record_is_app {
+            return; // a handshake flight's record, a ticket, an alert
+        }
         let (wanted, seqs) = match self.found_mid_session {
             // The other direction was found: this one is the same session's other writer.
             Some((random, writer)) => (
