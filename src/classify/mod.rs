@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::observe::Observations;
@@ -775,13 +775,13 @@ impl<'k> ClientKeys<'k> {
         // Fingerprints seen with handshake metadata: (host, JA4) → the one client, if one.
         let mut by_stack: FxHashMap<(IpAddr, &str), Option<usize>> = FxHashMap::default();
         for (i, obs) in conns.enumerate() {
+            // Keyed by its handshake (metadata, no fingerprint in the key), with a
+            // ClientHello seen.
+            let by_handshake = keys[i].has_metadata() && keys[i].tls_fingerprint.is_none();
             let fingerprint = obs.tls_session.as_ref().and_then(|t| t.stack_fingerprint());
-            let (Some(fp), true) = (fingerprint, keys[i].tls_fingerprint.is_none()) else {
+            let Some(fp) = fingerprint.filter(|_| by_handshake) else {
                 continue;
             };
-            if !keys[i].has_metadata() {
-                continue;
-            }
             by_stack
                 .entry((keys[i].host, fp))
                 .and_modify(|only| {
@@ -879,6 +879,8 @@ pub fn classify_after(
     struct Settled {
         /// Sorted and deduplicated, for binary search.
         streaming_nodes: Vec<std::net::SocketAddr>,
+        /// The same.
+        doubtful_nodes: Vec<std::net::SocketAddr>,
         heartbeat: Option<f64>,
     }
     // Each connection's neighbourhood, looked up once: an index into `hoods`.
@@ -907,7 +909,7 @@ pub fn classify_after(
     // Streaming monitors opened before the capture whose client is not known (no handshake,
     // and their host has several clients): a named client's plain-hello connection to the
     // same node may be its RTT monitor.
-    let mut anonymous_streaming: Vec<(IpAddr, std::net::SocketAddr)> = Vec::new();
+    let mut anonymous_streaming: FxHashSet<(IpAddr, std::net::SocketAddr)> = FxHashSet::default();
     // Heartbeat cadence shown by any monitor of a host: the yardstick for connections of
     // that host whose own client is unknown (no handshake seen).
     let mut host_heartbeat: FxHashMap<IpAddr, Vec<f64>> = FxHashMap::default();
@@ -929,7 +931,7 @@ pub fn classify_after(
                 .or_default()
                 .push(obs.server);
             if !keys[i].has_metadata() {
-                anonymous_streaming.push((host_only(i), obs.server));
+                anonymous_streaming.insert((host_only(i), obs.server));
             }
             // Read from its replies, or, over TLS without keys, from its pushed flights.
             let cadence = obs
@@ -996,6 +998,7 @@ pub fn classify_after(
         .iter()
         .map(|hood| Settled {
             streaming_nodes: sorted_unique(&hood.streaming_nodes),
+            doubtful_nodes: sorted_unique(&hood.doubtful_nodes),
             heartbeat: median(&hood.heartbeat),
         })
         .collect();
@@ -1171,7 +1174,7 @@ pub fn classify_after(
                     .handshake
                     .as_ref()
                     .is_some_and(|h| h.driver_name.is_none() && h.app_name.is_none());
-                let doubtful = hood.doubtful_nodes.contains(&obs.server);
+                let doubtful = settled.doubtful_nodes.binary_search(&obs.server).is_ok();
                 // One hello and no handshake: no cadence shows it is a monitor's.
                 let single = obs.hello.requests <= 1 && obs.handshake.is_none();
                 let hedge = if twin {

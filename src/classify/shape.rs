@@ -335,8 +335,9 @@ pub(super) fn classify_keyless(
         let streams = verdicts[i]
             .as_ref()
             .is_some_and(|v| v.class == Class::StreamingMonitor);
-        let checks_only = super::application_ops(obs) == 0 && super::periodic_hellos(obs) > 0;
-        if !streams && !checks_only && super::application_ops(obs) == 0 {
+        let ops = super::application_ops(obs);
+        let checks_only = ops == 0 && super::periodic_hellos(obs) > 0;
+        if !streams && !checks_only && ops == 0 {
             continue;
         }
         let hood = hoods.entry(&keys[i]).or_default();

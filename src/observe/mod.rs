@@ -976,11 +976,6 @@ impl Observer {
     }
 }
 
-/// The record shapes of a TLS connection none of whose application data was decrypted
-/// (a decrypted one is read from its messages instead).
-/// `client`: the side the connection's record names as client ([`Observer::client_side`]):
-/// in a capture that began mid-connection, with no SYN or ClientHello, the side on the
-/// server port, not the first segment's sender (a streaming monitor's server speaks first).
 /// The connection's record-shape tracker, started with the first records (or gap).
 fn shape_of<'a>(
     shape: &'a mut Option<Box<shape::ShapeTracker>>,
@@ -989,6 +984,11 @@ fn shape_of<'a>(
     shape.get_or_insert_with(|| Box::new(shape::ShapeTracker::new(tls.client_side())))
 }
 
+/// The record shapes of a TLS connection none of whose application data was decrypted
+/// (a decrypted one is read from its messages instead).
+/// `client`: the side the connection's record names as client ([`Observer::client_side`]):
+/// in a capture that began mid-connection, with no SYN or ClientHello, the side on the
+/// server port, not the first segment's sender (a streaming monitor's server speaks first).
 fn keyless_shape(state: &ConnState, client: Side) -> Option<Box<Shape>> {
     let tls = state.tls.as_ref()?;
     if tls.decrypted() {

@@ -242,6 +242,16 @@ pub fn tls13_next_secret(suite: &Suite, secret: &Secret) -> Option<Secret> {
     .map(Secret::new)
 }
 
+/// The per-record nonce of TLS 1.3 (RFC 8446 §5.3) and of TLS 1.2 ChaCha20 (RFC 7905):
+/// the IV with the record's sequence number XORed into its last 8 bytes.
+pub fn seq_nonce(iv: &[u8; 12], seq: u64) -> [u8; 12] {
+    let mut nonce = *iv;
+    for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+        *n ^= s;
+    }
+    nonce
+}
+
 impl RecordKeys {
     /// TLS 1.3 keys from a traffic secret.
     pub fn tls13(suite: &Suite, secret: &Secret) -> Option<RecordKeys> {
@@ -305,11 +315,7 @@ impl RecordKeys {
     }
 
     fn xor_nonce(&self) -> [u8; 12] {
-        let mut nonce = self.iv;
-        for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
-            *n ^= s;
-        }
-        nonce
+        seq_nonce(&self.iv, self.seq)
     }
 
     /// Decrypt one record (`header` is its 5-byte header, `body` its payload) into `out`,

@@ -27,7 +27,7 @@ use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use chacha20::ChaCha20;
 use rustc_hash::FxHashSet;
 
-use super::decrypt::{tls13_key_iv, AeadAlg, RecordKeys, Suite, APPLICATION_DATA};
+use super::decrypt::{seq_nonce, tls13_key_iv, AeadAlg, RecordKeys, Suite, APPLICATION_DATA};
 use super::keylog::{KeyLog, Secret};
 
 /// Smallest record worth trying: a MongoDB header (16 bytes), the inner content type and
@@ -282,14 +282,6 @@ impl Candidate {
         })
     }
 
-    fn nonce(&self, seq: u64) -> [u8; 12] {
-        let mut nonce = self.iv;
-        for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
-            *n ^= s;
-        }
-        nonce
-    }
-
     /// The sequence numbers in `seqs` at which `first` (a record's first 16 bytes)
     /// deciphers to the start of a MongoDB message.
     fn probe_range<'a>(
@@ -326,7 +318,7 @@ impl Candidate {
                 Probe::Aes256(aes) => aes.encrypt_blocks(stream),
                 Probe::ChaCha(key) => {
                     for (k, block) in stream.iter_mut().enumerate() {
-                        let nonce = self.nonce(at + k as u64);
+                        let nonce = seq_nonce(&self.iv, at + k as u64);
                         let mut cipher = ChaCha20::new(key.into(), &nonce.into());
                         // RFC 8439: block 0 makes the Poly1305 key, data starts at block 1.
                         cipher.seek(64u32);
