@@ -913,10 +913,18 @@ pub fn classify_after(
     // Heartbeat cadence shown by any monitor of a host: the yardstick for connections of
     // that host whose own client is unknown (no handshake seen).
     let mut host_heartbeat: FxHashMap<IpAddr, Vec<f64>> = FxHashMap::default();
+    // Hosts where some connection read as a monitor, or checks like one.
+    let mut host_monitored: FxHashSet<IpAddr> = FxHashSet::default();
     for (i, obs) in conns.iter().enumerate() {
         let hood = &mut hoods[hood_of[i]];
         hood.conns.push(i);
         let class = verdicts[i].as_ref().map(|v| v.class);
+        if matches!(
+            class,
+            Some(Class::StreamingMonitor | Class::RttMonitor | Class::PollingMonitor)
+        ) {
+            host_monitored.insert(host_only(i));
+        }
         let lost = obs.client_traffic.gaps + obs.server_traffic.gaps > 0;
         let doubted = verdicts[i]
             .as_ref()
@@ -963,6 +971,7 @@ pub fn classify_after(
             hood.load_balanced = true;
         }
         if class.is_none() && application_ops(obs) == 0 && periodic_hellos(obs) > 0 {
+            host_monitored.insert(host_only(i));
             hood.monitor_like += 1;
             hood.checked_only_nodes.push(obs.server);
             if let Some(m) = obs.hello.request_intervals.median() {
@@ -986,12 +995,14 @@ pub fn classify_after(
             hoods[h].streaming_nodes.push(*node);
         }
         host_streaming.entry(key.host).or_default().push(*node);
+        host_monitored.insert(key.host);
     }
     for (key, beat) in &prior.heartbeats {
         if let Some(h) = hood_of_key(key) {
             hoods[h].heartbeat.push(*beat);
         }
         host_heartbeat.entry(key.host).or_default().push(*beat);
+        host_monitored.insert(key.host);
     }
 
     let settled: Vec<Settled> = hoods
@@ -1122,11 +1133,26 @@ pub fn classify_after(
                 } else {
                     String::new()
                 };
-                verdict(
-                    Class::Pool,
-                    handshake_confidence(obs),
-                    format!("{}{app_hellos}{no_handshake}", activity_sentence(obs)),
-                )
+                // Without its handshake, operations alone do not tell a pool connection
+                // from a single-threaded client's one link to a node (checking every 60 s
+                // by default, maybe not once in the capture) or a load-balanced client's:
+                // what does is a monitor from the same host.
+                let unwatched = obs.handshake.is_none()
+                    && !hood.load_balanced
+                    && !host_monitored.contains(&host_only(i));
+                if unwatched {
+                    verdict(
+                        Class::Pool,
+                        Confidence::Low,
+                        format!("{}{app_hellos}{no_handshake}; no connection from this host checks a server in the capture, so this may as well be a single-threaded client's one link to this node (libmongoc/PHP check every 60 s by default) or a load-balanced client's: most likely a pool connection", activity_sentence(obs)),
+                    )
+                } else {
+                    verdict(
+                        Class::Pool,
+                        handshake_confidence(obs),
+                        format!("{}{app_hellos}{no_handshake}", activity_sentence(obs)),
+                    )
+                }
             }
         } else if checks > 0 {
             // Plain hellos on a cadence, nothing else.
