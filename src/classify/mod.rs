@@ -1141,10 +1141,15 @@ pub fn classify_after(
                     && !hood.load_balanced
                     && !host_monitored.contains(&host_only(i));
                 if unwatched {
+                    let checked = if checks > 0 {
+                        format!(" and {checks} hello check{}", plural(checks as u64))
+                    } else {
+                        String::new()
+                    };
                     verdict(
                         Class::Pool,
                         Confidence::Low,
-                        format!("{}{app_hellos}{no_handshake}; no connection from this host checks a server in the capture, so this may as well be a single-threaded client's one link to this node (libmongoc/PHP check every 60 s by default) or a load-balanced client's: most likely a pool connection", activity_sentence(obs)),
+                        format!("{}{checked}{no_handshake}: a pool connection, or, since no connection from this host checks a server in the capture, a single-threaded client's one link to this node (libmongoc/PHP check it every 60 s by default) or a load-balanced client's", activity(obs)),
                     )
                 } else {
                     verdict(
