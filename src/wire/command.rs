@@ -212,12 +212,28 @@ pub fn reply_state(msg: &Message<'_>) -> ReplyState {
     let Some(fields) = msg.fields().filter(|_| msg.is_reply()) else {
         return state;
     };
+    // A replica-set member's reply names all three among its first fields (topology,
+    // hosts, setName, …), before lastWrite, the limits and $clusterTime: this glance runs
+    // on every heartbeat reply, so it stops once it has them.
+    let mut seen = 0u8;
     for e in fields.elements() {
-        match e.key {
-            b"setVersion" => state.set_version = e.number().map(|n| n as i64),
-            b"isWritablePrimary" | b"ismaster" => state.is_writable_primary = e.truthy(),
-            b"secondary" => state.secondary = e.truthy(),
-            _ => {}
+        seen |= match e.key {
+            b"setVersion" => {
+                state.set_version = e.number().map(|n| n as i64);
+                1
+            }
+            b"isWritablePrimary" | b"ismaster" => {
+                state.is_writable_primary = e.truthy();
+                2
+            }
+            b"secondary" => {
+                state.secondary = e.truthy();
+                4
+            }
+            _ => continue,
+        };
+        if seen == 7 {
+            break;
         }
     }
     state
@@ -326,6 +342,41 @@ mod tests {
     use crate::wire::message::parse_message;
     use crate::wire::test_util::{op_msg, op_query, op_reply};
     use bson::rawdoc;
+
+    #[test]
+    fn reply_state_reads_the_role_fields_wherever_they_are() {
+        let glance = |doc: &bson::RawDocument| {
+            let bytes = op_msg(9, 5, 0, doc);
+            let mut scratch = crate::wire::Scratch::default();
+            reply_state(&parse_message(&bytes, &mut scratch, 48_000_000).unwrap())
+        };
+        // A member's reply: all three early, then fields the glance need not read.
+        let member = glance(&rawdoc! {
+            "topologyVersion": { "counter": 0i64 },
+            "hosts": ["a:27017", "b:27017"],
+            "setName": "rs0",
+            "setVersion": 4i32,
+            "isWritablePrimary": false,
+            "secondary": true,
+            "lastWrite": { "majorityWriteDate": bson::DateTime::from_millis(0) },
+            "maxBsonObjectSize": 16_777_216i32,
+            "ok": 1.0,
+        });
+        assert_eq!(member.set_version, Some(4));
+        assert_eq!(member.is_writable_primary, Some(false));
+        assert_eq!(member.secondary, Some(true));
+        // A legacy isMaster reply from a member, the fields in another order.
+        let legacy = glance(
+            &rawdoc! { "ismaster": true, "secondary": false, "ok": 1.0, "setVersion": 7i64 },
+        );
+        assert_eq!(legacy.set_version, Some(7));
+        assert_eq!(legacy.is_writable_primary, Some(true));
+        assert_eq!(legacy.secondary, Some(false));
+        // mongos: no replica-set fields, so the whole reply is walked.
+        let mongos = glance(&rawdoc! { "isWritablePrimary": true, "msg": "isdbgrid", "ok": 1.0 });
+        assert_eq!(mongos.is_writable_primary, Some(true));
+        assert_eq!((mongos.set_version, mongos.secondary), (None, None));
+    }
 
     #[test]
     fn streaming_monitor_hello() {
