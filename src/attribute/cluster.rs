@@ -13,9 +13,10 @@
 //! `dropConnections` action on the cluster resource, and silently ignores an element
 //! without both a host and a port. Its effect is checked with `connPoolStats`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
+use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
 use super::Attributed;
@@ -246,12 +247,12 @@ fn same(a: &str, b: &str) -> bool {
 /// timestamp of the capture.
 pub fn analyse(connections: &[Attributed], given: Option<&MembershipInput>) -> Cluster {
     // Each server endpoint's name in the replica-set config (hello `me`).
-    let mut names: HashMap<SocketAddr, String> = HashMap::new();
+    let mut names: HashMap<SocketAddr, String> = HashMap::default();
     // Configs seen: set name → setVersion → hosts.
     let mut configs: BTreeMap<String, BTreeMap<i64, BTreeSet<String>>> = BTreeMap::new();
     // Hosts that answered hello as a member of a set: set name → names.
     let mut claimed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut servers_by_ip: HashMap<IpAddr, BTreeSet<SocketAddr>> = HashMap::new();
+    let mut servers_by_ip: HashMap<IpAddr, BTreeSet<SocketAddr>> = HashMap::default();
     for c in connections {
         servers_by_ip
             .entry(c.obs.server.ip())
@@ -499,8 +500,8 @@ fn drops_seen(
     // Internal connections by the member that opened them (its address, or its name as
     // the heartbeat gave it): each dropConnections looks up its receiver's connections
     // here instead of scanning every connection of the capture.
-    let mut by_ip: HashMap<IpAddr, Vec<usize>> = HashMap::new();
-    let mut by_origin: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_ip: HashMap<IpAddr, Vec<usize>> = HashMap::default();
+    let mut by_origin: HashMap<&str, Vec<usize>> = HashMap::default();
     for (i, (c, origin)) in connections.iter().zip(origins).enumerate() {
         if c.verdict.class == Class::Internal {
             by_ip.entry(c.obs.client.ip()).or_default().push(i);

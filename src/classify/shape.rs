@@ -23,8 +23,9 @@
 //! for an exhaust stream seen at least three times on a steady cadence (nothing else makes
 //! the server speak unasked on a heartbeat); other shapes are `medium` or `low`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::{
     verdict, Class, ClientKey, Confidence, Verdict, Window, DEFAULT_HEARTBEAT_SECS,
@@ -325,7 +326,7 @@ pub(super) fn classify_keyless(
     // Grouped by client as attribution groups them (`ClientKeys`): a connection whose
     // ClientHello was not captured joins its host's one known client, and keyless
     // connections join the decrypted ones whose TLS stack they share.
-    let mut hoods: HashMap<&ClientKey, Hood> = HashMap::new();
+    let mut hoods: HashMap<&ClientKey, Hood> = HashMap::default();
     // What the client's decrypted (or plaintext) connections showed first: its monitors
     // are not keyless when their sessions were found.
     for (i, obs) in conns.iter().enumerate() {
@@ -490,7 +491,7 @@ struct HoodView {
 
 /// Never more than one of `members` open at once to any one node.
 fn one_per_node(members: &[usize], conns: &[Box<Observations>]) -> bool {
-    let mut per_node: HashMap<SocketAddr, Vec<(f64, f64)>> = HashMap::new();
+    let mut per_node: HashMap<SocketAddr, Vec<(f64, f64)>> = HashMap::default();
     for &j in members {
         let o = &conns[j];
         per_node
