@@ -606,6 +606,19 @@ fn decide(
             Low,
             format!("{facts}: one exchange, not yet a monitor's heartbeat: probably a pool connection"),
         ),
+        // Two exchanges alike (one request size, one response size) are a monitor's two
+        // checks as much as an operation sent twice: too few to show a cadence.
+        Kind::Busy
+            if shape.client.flights == 2
+                && shape.client.distinct_sizes <= 1
+                && shape.server.distinct_sizes <= 1 =>
+        {
+            verdict(
+                Class::Pool,
+                Low,
+                format!("{facts}: two alike exchanges, as a monitor's two checks or one operation sent twice would be: probably a pool connection"),
+            )
+        }
         Kind::Busy => verdict(
             Class::Pool,
             if hood.monitors > 0 { Medium } else { Low },
