@@ -62,12 +62,13 @@ fn report_of_window(dir: &Path, truth: &Value, (from, until, drop): Window) -> V
     serde_json::from_str(&conn_attrib::report::to_json(&report)).unwrap()
 }
 
-/// The windows every lab case is read in: started 5%, 20% or 50% in, stopped halfway,
-/// started late on a host that lost one packet in ten.
-const WINDOWS: [Window; 6] = [
+/// The windows every lab case is read in: started 5%, 20% or 50% in, stopped a fifth of
+/// the way or halfway, started late on a host that lost one packet in ten.
+const WINDOWS: [Window; 7] = [
     (0.05, 1.0, None),
     (0.2, 1.0, None),
     (0.5, 1.0, None),
+    (0.0, 0.2, None),
     (0.0, 0.5, None),
     (0.1, 1.0, Some(10)),
     (0.5, 1.0, Some(10)),
@@ -187,4 +188,40 @@ fn a_single_threaded_client_seen_without_its_handshakes_is_not_called_a_pool_wit
         "{} read as pool",
         seen_as_pool.len()
     );
+}
+
+/// A capture stopped moments after a pool connection's handshake shows what an RTT
+/// monitor shows before its first check. Where each of the client's streaming monitors
+/// to that node already has its RTT connection (one of each per server and MongoClient),
+/// the newcomer is a pool connection; and an RTT monitor is never called one.
+#[test]
+fn a_handshake_only_connection_beside_complete_monitors_is_a_pool_connection() {
+    let all = readings(|_| true);
+    let named_by_the_rule: Vec<&Reading> = all
+        .iter()
+        .filter(|r| {
+            r.verdict["evidence"]
+                .as_str()
+                .unwrap()
+                .contains("already has its RTT connection beside it")
+        })
+        .collect();
+    let wrong: Vec<String> = named_by_the_rule
+        .iter()
+        .filter(|r| r.truth != "pool")
+        .map(|r| r.describe())
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(
+        named_by_the_rule.len() >= 20,
+        "{} handshake-only pool connections named",
+        named_by_the_rule.len()
+    );
+    let rtt_as_pool: Vec<String> = all
+        .iter()
+        .filter(|r| r.truth == "rtt-monitor" && r.verdict["class"] == "pool")
+        .filter(|r| r.verdict["confidence"] != "low")
+        .map(|r| r.describe())
+        .collect();
+    assert!(rtt_as_pool.is_empty(), "{}", rtt_as_pool.join("\n"));
 }

@@ -381,6 +381,11 @@ const DEFAULT_HEARTBEAT_SECS: f64 = 10.0;
 /// capture of 14 s with the default 10 s heartbeat left idle pool connections unknown.)
 const SILENT_HEARTBEATS: f64 = 1.2;
 
+/// How long after its handshake a streaming monitor has always sent its first awaitable
+/// hello: it streams at once (SDAM monitoring: the handshake reply carries the
+/// topologyVersion the next check awaits on), where an RTT monitor waits a heartbeat.
+const STREAMING_START_SECS: f64 = 0.5;
+
 /// The identity a connection's client is grouped by: host, appName, driver.
 ///
 /// The names are borrowed from the connection's observations where they come from
@@ -870,6 +875,10 @@ pub fn classify_after(
         checked_only_nodes: Vec<std::net::SocketAddr>,
         /// The client's driver is known (a handshake named it).
         driver_known: bool,
+        /// Per connection of this client read as a streaming monitor, and per check-only
+        /// connection (an RTT monitor beside one), its node; repeated per connection.
+        streaming_links: Vec<std::net::SocketAddr>,
+        checking_links: Vec<std::net::SocketAddr>,
         /// Nodes where a connection of this client lost data to the capture, or was read
         /// with doubt: its streaming monitor may be there unrecognised.
         doubtful_nodes: Vec<std::net::SocketAddr>,
@@ -934,6 +943,7 @@ pub fn classify_after(
         }
         if class == Some(Class::StreamingMonitor) {
             hood.streaming_nodes.push(obs.server);
+            hood.streaming_links.push(obs.server);
             host_streaming
                 .entry(host_only(i))
                 .or_default()
@@ -974,6 +984,7 @@ pub fn classify_after(
             host_monitored.insert(host_only(i));
             hood.monitor_like += 1;
             hood.checked_only_nodes.push(obs.server);
+            hood.checking_links.push(obs.server);
             if let Some(m) = obs.hello.request_intervals.median() {
                 hood.heartbeat.push(m);
                 host_heartbeat.entry(host_only(i)).or_default().push(m);
@@ -1064,6 +1075,16 @@ pub fn classify_after(
             None
         };
     }
+
+    // A handshake-only connection of a streaming client is its RTT monitor before the
+    // first check, or an idle pool connection. It is the latter when every streaming
+    // monitor of the client to that node already has its RTT connection: how many it
+    // streams on, if so.
+    let monitors_complete = |hood: &Hood, node: std::net::SocketAddr, lived: f64| {
+        let streams = hood.streaming_links.iter().filter(|&&n| n == node).count();
+        let checking = hood.checking_links.iter().filter(|&&n| n == node).count();
+        (lived >= STREAMING_START_SECS && streams > 0 && checking >= streams).then_some(streams)
+    };
 
     // Second pass.
     for i in 0..conns.len() {
@@ -1265,6 +1286,15 @@ pub fn classify_after(
                     format!(
                         "handshake only and no authentication, while this client's pool connections authenticate: monitoring connections never authenticate{}",
                         if beside_streaming { "; a streaming monitor to the same node exists" } else { "" }
+                    ),
+                )
+            } else if let Some(streams) = monitors_complete(hood, obs.server, lived) {
+                verdict(
+                    Class::Pool,
+                    Confidence::Medium,
+                    format!(
+                        "handshake only ({lived:.1} s seen), while each of this client's {streams} streaming monitor{} to this node already has its RTT connection beside it, and a MongoClient keeps one of each per server: an idle pool connection",
+                        plural(streams as u64)
                     ),
                 )
             } else if lived > heartbeat * SILENT_HEARTBEATS {
