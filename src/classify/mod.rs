@@ -381,6 +381,11 @@ const DEFAULT_HEARTBEAT_SECS: f64 = 10.0;
 /// capture of 14 s with the default 10 s heartbeat left idle pool connections unknown.)
 const SILENT_HEARTBEATS: f64 = 1.2;
 
+/// Neither side of the connection closed it in the capture.
+fn open_at_end(obs: &Observations) -> bool {
+    obs.closed.is_none() && obs.closing.is_none()
+}
+
 /// How long after its handshake a streaming monitor has always sent its first awaitable
 /// hello: it streams at once (SDAM monitoring: the handshake reply carries the
 /// topologyVersion the next check awaits on), where an RTT monitor waits a heartbeat.
@@ -875,8 +880,9 @@ pub fn classify_after(
         checked_only_nodes: Vec<std::net::SocketAddr>,
         /// The client's driver is known (a handshake named it).
         driver_known: bool,
-        /// Per connection of this client read as a streaming monitor, and per check-only
-        /// connection (an RTT monitor beside one), its node; repeated per connection.
+        /// Per connection of this client open at the end of the capture read as a
+        /// streaming monitor, and per such check-only connection (an RTT monitor beside
+        /// one), its node; repeated per connection.
         streaming_links: Vec<std::net::SocketAddr>,
         checking_links: Vec<std::net::SocketAddr>,
         /// Nodes where a connection of this client lost data to the capture, or was read
@@ -943,7 +949,9 @@ pub fn classify_after(
         }
         if class == Some(Class::StreamingMonitor) {
             hood.streaming_nodes.push(obs.server);
-            hood.streaming_links.push(obs.server);
+            if open_at_end(obs) {
+                hood.streaming_links.push(obs.server);
+            }
             host_streaming
                 .entry(host_only(i))
                 .or_default()
@@ -984,7 +992,9 @@ pub fn classify_after(
             host_monitored.insert(host_only(i));
             hood.monitor_like += 1;
             hood.checked_only_nodes.push(obs.server);
-            hood.checking_links.push(obs.server);
+            if open_at_end(obs) {
+                hood.checking_links.push(obs.server);
+            }
             if let Some(m) = obs.hello.request_intervals.median() {
                 hood.heartbeat.push(m);
                 host_heartbeat.entry(host_only(i)).or_default().push(m);
@@ -1079,11 +1089,16 @@ pub fn classify_after(
     // A handshake-only connection of a streaming client is its RTT monitor before the
     // first check, or an idle pool connection. It is the latter when every streaming
     // monitor of the client to that node already has its RTT connection: how many it
-    // streams on, if so.
-    let monitors_complete = |hood: &Hood, node: std::net::SocketAddr, lived: f64| {
+    // streams on, if so. Only connections open at the end of the capture count, this one
+    // and the monitors: those a restart closed are not the ones it pairs with, and
+    // connections never closed are never released from memory by a fold, so the
+    // verdict is the same however many closed connections are held.
+    let monitors_complete = |hood: &Hood, obs: &Observations, lived: f64| {
+        let node = obs.server;
         let streams = hood.streaming_links.iter().filter(|&&n| n == node).count();
         let checking = hood.checking_links.iter().filter(|&&n| n == node).count();
-        (lived >= STREAMING_START_SECS && streams > 0 && checking >= streams).then_some(streams)
+        (open_at_end(obs) && lived >= STREAMING_START_SECS && streams > 0 && checking >= streams)
+            .then_some(streams)
     };
 
     // Second pass.
@@ -1288,21 +1303,25 @@ pub fn classify_after(
                         if beside_streaming { "; a streaming monitor to the same node exists" } else { "" }
                     ),
                 )
-            } else if let Some(streams) = monitors_complete(hood, obs.server, lived) {
-                verdict(
-                    Class::Pool,
-                    Confidence::Medium,
-                    format!(
-                        "handshake only ({lived:.1} s seen), while each of this client's {streams} streaming monitor{} to this node already has its RTT connection beside it, and a MongoClient keeps one of each per server: an idle pool connection",
-                        plural(streams as u64)
-                    ),
-                )
             } else if lived > heartbeat * SILENT_HEARTBEATS {
                 verdict(
                     Class::Pool,
                     Confidence::Medium,
                     format!(
                         "handshake, then idle for {lived:.1} s with no hello check (heartbeat {heartbeat:.0} s): an idle pool connection"
+                    ),
+                )
+            } else if let Some(streams) = monitors_complete(hood, obs, lived) {
+                verdict(
+                    Class::Pool,
+                    Confidence::Medium,
+                    format!(
+                        "handshake only ({lived:.1} s seen), while {} to this node already has its RTT connection beside it, and a MongoClient keeps one of each per server: an idle pool connection",
+                        if streams == 1 {
+                            "this client's streaming monitor".to_string()
+                        } else {
+                            format!("each of this client's {streams} streaming monitors")
+                        }
                     ),
                 )
             } else {
