@@ -679,8 +679,15 @@ fn client_of(
                     if *peak == 1 { "" } else { "s" }
                 );
                 let load_explains = peak_busy.is_none_or(|n| n as u64 > allowed);
+                // More connections than operations ever in flight on the wire: requests
+                // that queued while the first connections were still being established
+                // each had the pool open another (CMAP's maxConnecting lets two at once).
+                let queued = peak_busy.is_some_and(|n| (n as u64) < *peak);
                 deviations.push(if min_pool == 0 {
-                    format!("the pool opened connections on demand (minPoolSize 0): {open}{busy}")
+                    format!(
+                        "the pool opened connections on demand (minPoolSize 0): {open}{busy}{}",
+                        if queued { " (requests that waited while connections were being established each had another opened)" } else { "" }
+                    )
                 } else if !load_explains {
                     format!(
                         "the pool holds more than minPoolSize {min_pool} though the load did not need it: {open}{busy} (connections opened while others were still being established, or kept after a burst)"
