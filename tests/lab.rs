@@ -705,6 +705,31 @@ fn connect_only_probes_are_named_in_the_evidence_and_the_verdict() {
 /// such a node: the truth's pool connections per monitored node, against the minPoolSize
 /// the case gave the driver (the Ruby driver 2.5 opens pool connections only when used).
 /// libmongoc-based clients have their own explanation (their minPoolSize opens nothing).
+/// mongosh, the MongoDB Shell, runs the Node.js driver: its handshake names both, and it
+/// sends its startup commands (buildInfo, atlasVersion, getParameter, …) at once to an
+/// empty pool, which opens a connection for each while the wire never shows more than
+/// one operation in flight. The report says why, instead of a bare contradiction.
+#[test]
+fn mongosh_is_read_as_the_driver_it_runs_and_its_startup_burst_explained() {
+    let dir = cases()
+        .into_iter()
+        .find(|d| d.ends_with("mongosh"))
+        .expect("the lab's mongosh case");
+    let t = truth(&dir);
+    let r = report(&dir, &t, None);
+    let client = &r["clients"][0];
+    assert_eq!(client["driver"]["name"], "nodejs|mongosh");
+    assert_eq!(client["mode"], "streaming");
+    for (role, n) in t["clients"][0]["counts"].as_object().unwrap() {
+        assert_eq!(&client["counts"][role], n, "{role}");
+    }
+    let deviations = client["deviations"].to_string();
+    assert!(
+        deviations.contains("with up to 1 operation in flight at once (requests that waited while connections were being established each had another opened)"),
+        "{deviations}"
+    );
+}
+
 #[test]
 fn nodes_whose_pool_stays_below_min_pool_size_are_named() {
     let mut named = 0;

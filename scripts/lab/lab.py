@@ -58,7 +58,20 @@ PY_OLD = os.environ.get("LAB_PYTHON_OLD", os.path.join(HERE, ".venv-old", "bin",
 PY_3 = os.environ.get("LAB_PYTHON_3", os.path.join(HERE, ".venv-pymongo3", "bin", "python"))
 # The Node.js driver, one folder per major version (record-all.sh installs each): "node"
 # is the current one; 3.x has the legacy topology, 4.x is the first unified-only major.
-NODE_DIRS = {d: os.path.join(HERE, d) for d in ("node", "node3", "node4", "node6", "mongoose", "mongoose5")}
+NODE_DIRS = {d: os.path.join(HERE, d) for d in ("node", "node3", "node4", "node6", "mongoose", "mongoose5", "mongosh")}
+
+# What mongosh runs in its lab cases: an administrator's script, a write and a read every
+# half second for the case's seconds (the shell's `sleep`, then the loop goes on).
+MONGOSH_SCRIPT = """
+const until = Date.now() + %d * 1000;
+const coll = db.getSiblingDB('labdb').getCollection('mongosh');
+let i = 0;
+while (Date.now() < until) {
+  coll.insertOne({ i: i++ });
+  coll.find({}).limit(3).toArray();
+  sleep(500);
+}
+"""
 BUILD = os.environ.get("LAB_BUILD", os.path.join(HERE, "build"))
 
 # Debian's libmongodb-java: the Java driver 3.6.3, unmodified.
@@ -226,6 +239,9 @@ CASES = {
     # driver "nodejs|Mongoose" with both versions ("6.12.0|8.9.5"), as the handshake spec
     # has wrapping libraries do.
     "mongoose": rs_case("mongoose", "mongoose-app", "Mongoose 8.9 (the Node.js driver 6.12 underneath; the handshake says nodejs|Mongoose), minPoolSize=1, heartbeat 2 s, 2 workers through a Mongoose model", threads=2),
+    "mongosh": dict(
+        what="mongosh 2.12, the MongoDB Shell (the Node.js driver 7.x underneath; the handshake says nodejs|mongosh), as an administrator runs it: nothing in the connection string but the replica set, so the driver's defaults (heartbeat 10 s, minPoolSize 0) and the shell's own appName; a script writing and reading every half second",
+        seconds=25, clients=[dict(driver="mongosh", uri=RS_URI, min_pool_size=0)]),
     "mongoose5-legacy": rs_case("mongoose5", "mongoose5-app", "Mongoose 5.13 with its default legacy topology (the Node.js driver 3.7 underneath, no useUnifiedTopology; the handshake says nodejs|Mongoose 3.7.4|5.13.23), heartbeat 2 s asked, 2 workers: no monitoring connections, the checks ride on pool connections", min_pool_size=0, threads=2),
     "no-app-name": dict(
         what="PyMongo and the Node.js driver on one host with no appName (as most applications run): minPoolSize=1, heartbeat 2 s; each client is told apart by its driver alone",
@@ -334,7 +350,7 @@ CASES.update({
 TLS_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
 # The name each driver gives itself in the handshake's client.driver.name, for clients run
 # without an appName.
-DRIVER_NAMES = {"pymongo": "PyMongo", "node": "nodejs"}
+DRIVER_NAMES = {"pymongo": "PyMongo", "node": "nodejs", "mongosh": "mongosh"}
 # Drivers on OpenSSL without a key log option of their own: the lab preloads sslkeylog.so.
 OPENSSL_SHIM_DRIVERS = ("mongoc-single", "mongoc-pooled", "php", "perl")
 # Drivers whose client script cannot name the socket of each TLS session: what each
@@ -416,6 +432,13 @@ def client_argv(c, seconds, events, ca=None, keylog=None):
             argv.append("--idle-clients")
         if c.get("async"):
             argv.append("--async")
+    elif d == "mongosh":
+        # The shell as an administrator runs it, no rc file; node_sockets.js preloaded
+        # records which code opened each socket (LAB_EVENTS, set by run_case).
+        shell = os.path.join(NODE_DIRS[d], "node_modules", "mongosh", "bin", "mongosh.js")
+        argv = ["node", "--require", os.path.join(HERE, "clients", "node_sockets.js")] + \
+            (["--tls-keylog=" + keylog] if keylog else []) + \
+            [shell, c["uri"], "--quiet", "--norc", "--eval", MONGOSH_SCRIPT % seconds]
     elif d in NODE_DIRS:
         argv = ["node"] + (["--tls-keylog=" + keylog] if keylog else []) + [os.path.join(HERE, "clients", "node_client.js"), "--uri=" + c["uri"], "--seconds=%s" % seconds,
                 "--clients=%d" % c.get("instances", 1), "--threads=%d" % c.get("threads", 1), "--events=" + events] + \
@@ -485,6 +508,8 @@ def run_case(name, spec):
             env.update(c.get("env", {}))
             if c["driver"] in NODE_DIRS:
                 env["NODE_PATH"] = os.path.join(NODE_DIRS[c["driver"]], "node_modules")
+            if c["driver"] == "mongosh":
+                env["LAB_EVENTS"] = events
             keylog = None
             if ca:
                 keylog = os.path.join(work, "keylog-%d.txt" % i)

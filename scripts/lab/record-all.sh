@@ -40,8 +40,8 @@ fi
 [[ -d node/node_modules/mongodb ]] || (cd node && npm install --no-audit --no-fund -s >/dev/null)
 # Older majors of the Node.js driver, each in its own folder: 3.7 (legacy topology by
 # default), 4.17 (the first with only the unified topology), 6.22; and Mongoose 8 and 5
-# (the driver 6.12 and 3.7 underneath).
-for major in node3 node4 node6 mongoose mongoose5; do
+# (the driver 6.12 and 3.7 underneath); mongosh 2.12, the MongoDB Shell (the driver 7.x).
+for major in node3 node4 node6 mongoose mongoose5 mongosh; do
   [[ -d $major/node_modules/mongodb ]] || (cd $major && npm install --no-audit --no-fund -s >/dev/null)
 done
 mkdir -p build

@@ -1,36 +1,17 @@
 // A Node.js driver application for the capture lab, with driver-side truth.
 // The driver is not modified: CMAP and SDAM monitoring events are recorded, and so is the
-// local port of every socket the driver opens (by wrapping net.createConnection), with
-// the call stack that opened it (net.createConnection, or tls.connect for TLS).
+// local port of every socket the driver opens, with the call stack that opened it
+// (node_sockets.js).
 // TLS secrets go to a key log through node's own --tls-keylog=FILE flag.
 // With --mongoose=1 the application is a Mongoose one: Mongoose makes the MongoClient
 // (adding its own name to the handshake's driver metadata) and the operations go through
 // a Mongoose model.
 'use strict';
-const net = require('net');
-const tls = require('tls');
 const fs = require('fs');
 const { MongoClient } = require('mongodb');
+const { events, note } = require('./node_sockets');
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split(/=(.*)/s).slice(0, 2)));
-const events = [];
-const note = (kind, fields) => events.push({ kind, t: Date.now() / 1000, ...fields });
-
-const createConnection = net.createConnection;
-net.createConnection = function (...a) {
-  const sock = createConnection.apply(this, a);
-  const stack = new Error().stack.split('\n').slice(2, 12).map((l) => l.trim()).join(' | ');
-  sock.once('connect', () => note('socket', { local: `${sock.localAddress}:${sock.localPort}`, peer: `${sock.remoteAddress}:${sock.remotePort}`, stack }));
-  return sock;
-};
-
-const tlsConnect = tls.connect;
-tls.connect = function (...a) {
-  const sock = tlsConnect.apply(this, a);
-  const stack = new Error().stack.split('\n').slice(2, 12).map((l) => l.trim()).join(' | ');
-  sock.once('secureConnect', () => note('socket', { local: `${sock.localAddress}:${sock.localPort}`, peer: `${sock.remoteAddress}:${sock.remotePort}`, stack, tls: sock.getProtocol(), cipher: sock.getCipher().standardName }));
-  return sock;
-};
 
 // Mongoose connects when the connection is made (5.x: its legacy topology by default).
 const mongooseConnections = new Map();
