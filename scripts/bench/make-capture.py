@@ -2,7 +2,9 @@
 """Build a large, realistic benchmark capture from the lab's real-driver recordings.
 
 Every lab case (Ethernet pcap) is replayed as many application hosts: each copy gets its
-own client addresses (10.H.H.x), the servers become 10.0.0.x, IP and TCP checksums are
+own client addresses (10.H.H.x), the case's servers become 10.0.C.x (one cluster per case,
+which all its copies share: the cases' servers are of different kinds, a mongos, a 4.2
+member, a load balancer, and one address cannot be all of them), IP and TCP checksums are
 fixed incrementally (RFC 1624), timestamps are shifted, and all copies are merged in time
 order. Each copy's TCP sequence numbers are offset too (both ends' ISNs, acks and SACK
 blocks), so that copies are distinct connections: the same sequence numbers under other
@@ -62,8 +64,9 @@ def words(addr):
     return struct.unpack("!HH", addr)
 
 
-def rewrite(frame, copy):
-    """Map 127.0.0.x addresses: servers (11–19) to 10.0.0.x, clients to 10.H.L.x. Between
+def rewrite(frame, copy, cluster):
+    """Map 127.0.0.x addresses: servers (11–19) to 10.0.C.x (C: the case's `cluster`),
+    clients to 10.H.L.x (H, L: the copy). Between
     two servers (a member or mongos connecting to another) the connecting end, the higher
     port, is mapped as a client: otherwise every copy's intra-cluster connections would
     share one 4-tuple and read as one connection with gaps."""
@@ -84,7 +87,7 @@ def rewrite(frame, copy):
             continue
         last = a[3]
         if 11 <= last <= 19 and off != connecting:
-            new[off:off + 4] = bytes([10, 0, 0, last])
+            new[off:off + 4] = bytes([10, 0, cluster, last])
         else:
             new[off:off + 4] = bytes([10, 1 + copy // 250, copy % 250, last])
     if bytes(new) == old:
@@ -169,9 +172,9 @@ def shift_tcp(f, tcp, mine, theirs):
     f[tcp + 16:tcp + 18] = struct.pack("!H", csum_adjust(c, ow, nw))
 
 
-def copy_stream(path, copy, shift_us):
+def copy_stream(path, copy, cluster, shift_us):
     for us, frame in records(path):
-        yield us + shift_us, copy, frame
+        yield us + shift_us, copy, cluster, frame
 
 
 def main():
@@ -214,20 +217,24 @@ def write_round(out, a, round_start):
         if first is None:
             continue
         base = first[0] if base is None else min(base, first[0])
+    # Copies are numbered across cases, each its own host: 10.(1 + copy // 250).(copy % 250).
+    copy = 0
     for ci, path in enumerate(cases):
         first = next(records(path), None)
         if first is None:
             continue
         n = a.busy_copies if HEAVY in path else a.copies
         for k in range(n):
-            copy = ci * 1000 + k
             # Line every case up at the same start, then spread the copies over time.
             shift = round_start + (base - first[0]) + int((k * 7919 % 1000) / 1000 * a.spread * 1e6)
-            streams.append(copy_stream(path, copy % 60000, shift))
+            streams.append(copy_stream(path, copy, ci + 1, shift))
+            copy += 1
+    if copy > 254 * 250 or len(cases) > 254:
+        raise SystemExit("too many copies or cases for the 10.0.0.0/8 address plan")
     packets = 0
     last = base + round_start
-    for us, copy, frame in heapq.merge(*streams, key=lambda r: r[0]):
-        frame = rewrite(frame, copy)
+    for us, copy, cluster, frame in heapq.merge(*streams, key=lambda r: r[0]):
+        frame = rewrite(frame, copy, cluster)
         out.write(struct.pack("<IIII", us // 1_000_000, us % 1_000_000, len(frame), len(frame)))
         out.write(frame)
         packets += 1
