@@ -730,6 +730,31 @@ fn mongosh_is_read_as_the_driver_it_runs_and_its_startup_burst_explained() {
     );
 }
 
+/// PHP-FPM runs workers side by side, each with its own single-threaded client: one
+/// host and one key with one connection per node per worker, and no monitors. That is
+/// four single-threaded clients, not a pool: 1 x 3 nodes x 4 = 12, said so.
+#[test]
+fn php_workers_side_by_side_are_as_many_single_threaded_clients() {
+    let dir = cases()
+        .into_iter()
+        .find(|d| d.ends_with("php-workers"))
+        .expect("the lab's php-workers case");
+    let t = truth(&dir);
+    let r = report(&dir, &t, None);
+    let client = &r["clients"][0];
+    assert_eq!(client["mode"], "single-threaded");
+    assert_eq!(client["mongo_clients"], 4);
+    assert_eq!(client["counts"]["single-threaded"], 12);
+    assert_eq!(client["expected"]["total"], 12);
+    let verdict = client["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with(
+            "matches: 1 x 3 nodes x 4 MongoClients = 12; 4 single-threaded MongoClients"
+        ) && verdict.contains("PHP-FPM"),
+        "{verdict}"
+    );
+}
+
 #[test]
 fn nodes_whose_pool_stays_below_min_pool_size_are_named() {
     let mut named = 0;

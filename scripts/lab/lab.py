@@ -139,6 +139,9 @@ CASES = {
     "php": dict(
         what="PHP ext-mongodb (libmongoc single-threaded underneath)",
         seconds=12, clients=[dict(driver="php", uri=uri(RS_URI, appName="php-app"), min_pool_size=0)]),
+    "php-workers": dict(
+        what="Four PHP processes side by side on one host with the same connection string, as PHP-FPM runs its workers: each has its own single-threaded client, so one connection per node per worker",
+        seconds=12, clients=[dict(driver="php", uri=uri(RS_URI, appName="php-fpm"), min_pool_size=0, processes=4)]),
     "multi-client": dict(
         what="One PyMongo process creating 3 MongoClient instances (a client per request, the FaaS anti-pattern): 3 monitor sets per node",
         seconds=12, clients=[dict(driver="pymongo", uri=uri(RS_URI, appName="lambda-handler", heartbeatFrequencyMS=2000, minPoolSize=1), min_pool_size=1, instances=3)]),
@@ -519,8 +522,11 @@ def run_case(name, spec):
                     env["LD_PRELOAD"] = " ".join(filter(None, [env.get("LD_PRELOAD"), os.path.join(BUILD, "sslkeylog.so")]))
                     env["SSLKEYLOGFILE"] = keylog
                     env["LAB_TLS_EVENTS"] = os.path.join(work, "tls-events-%d.jsonl" % i)
-            out = open(os.path.join(work, "client-%d.out" % i), "w")
-            clients.append((procs.start(client_argv(c, seconds, events, ca, keylog), env=env, stdout=out, stderr=subprocess.STDOUT), events))
+            # `processes`: the same application started that many times side by side (PHP-FPM
+            # workers, each with its own client); their sockets are told apart by the server.
+            for p in range(c.get("processes", 1)):
+                out = open(os.path.join(work, "client-%d%s.out" % (i, "-%d" % p if p else "")), "w")
+                clients.append((procs.start(client_argv(c, seconds, events, ca, keylog), env=env, stdout=out, stderr=subprocess.STDOUT), events))
         for p, _ in clients:
             try:
                 p.wait(seconds + 30)
@@ -759,8 +765,11 @@ def client_key(host, meta):
         if at < len(versions) and versions[at] == "":
             del versions[at]
         drv.update(name="|".join(names), version="|".join(versions))
-    # A driver that sends no metadata (mgo) has an empty driver part, as in the report.
-    return "%s|%s|%s" % (host, app, ("%s %s" % (drv.get("name", ""), drv.get("version", ""))).strip())
+    # As the report keys it: the handshake's strings verbatim (ext-mongodb's end in a space),
+    # "name version", the name alone, or nothing for a driver that sends no metadata (mgo).
+    name, version = drv.get("name"), drv.get("version")
+    driver = "%s %s" % (name, version) if name and version is not None else (name or "")
+    return "%s|%s|%s" % (host, app, driver)
 
 
 def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
@@ -949,7 +958,7 @@ def derive_truth(name, spec, server_log, events, capture, cut_ts, present=None):
         _, cspec = spec_for(metas.get(key))
         counts = Counter(t["role"] for t in members)
         nodes = sorted({t["server"] for t in members})
-        instances = cspec.get("instances", 1)
+        instances = cspec.get("instances", 1) * cspec.get("processes", 1)
         mp = cspec.get("min_pool_size", 0)
         if any(t["role"] == "pool" for t in members) and all(t["role"] == "pool" for t in members) and "loadBalanced" in cspec["uri"]:
             mode, per_node, formula = "load-balanced", mp, "minPoolSize x load balancers"

@@ -631,13 +631,24 @@ fn client_of(
             } else {
                 String::new()
             };
-            deviations.push(format!(
-                "{mongo_clients} monitor sets per node: this process runs {mongo_clients} MongoClient instances{or_go}"
-            ));
-            advice.push(
-                "create one MongoClient per process, outside the request handler, and reuse it"
-                    .into(),
-            );
+            if mode == Mode::SingleThreaded {
+                // One host, one key: worker processes side by side look like one process
+                // from the wire, and each single-threaded client is one per process.
+                deviations.push(format!(
+                    "{mongo_clients} single-threaded MongoClients, each with one connection to every node: {mongo_clients} processes side by side, as PHP-FPM or a pre-forking server runs its workers (each keeps its own client and connections), or one process holding {mongo_clients} clients"
+                ));
+                advice.push(format!(
+                    "connections follow the worker count: {node_count} per worker; size the workers (PHP-FPM pm.max_children) with the servers' connection limits in mind"
+                ));
+            } else {
+                deviations.push(format!(
+                    "{mongo_clients} monitor sets per node: this process runs {mongo_clients} MongoClient instances{or_go}"
+                ));
+                advice.push(
+                    "create one MongoClient per process, outside the request handler, and reuse it"
+                        .into(),
+                );
+            }
         }
         if mode == Mode::Polling {
             let why = if env.is_some() {

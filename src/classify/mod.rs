@@ -1068,7 +1068,7 @@ pub fn classify_after(
         unmonitored[h] = if hood.monitor_like == 0
             && (hood.single_threaded > 0
                 || (looks_single_threaded_driver(key)
-                    && max_concurrent_per_node(conns, &hood.conns, &verdicts) <= 1))
+                    && one_link_per_node_each(conns, &hood.conns, &verdicts)))
         {
             Some(Unmonitored::SingleThreaded)
         } else if let Some(mixing) = unmonitored_mix {
@@ -1606,21 +1606,25 @@ pub fn is_libmongoc_based(driver_name: &str) -> bool {
     driver_name.contains("mongoc") || driver_name.contains("PHP") || driver_name.contains("php")
 }
 
-/// Most operation-carrying connections this client had open at once to any one node.
-fn max_concurrent_per_node(
+/// A libmongoc-based client without monitors holds one connection per node per process:
+/// one such client, or several side by side under one key (PHP-FPM workers, each with its
+/// own single-threaded client, all connecting to every node at their first server
+/// selection). Either way every node has as many links open at once, where a pooled
+/// driver's pool grows where the work is.
+fn one_link_per_node_each(
     conns: &[Box<Observations>],
     members: &[usize],
     verdicts: &[Option<Verdict>],
-) -> usize {
-    let carries_operations = |j: usize| {
-        let o = &conns[j];
-        !(verdicts[j].as_ref().is_some_and(|v| v.class.is_monitor())
-            || application_ops(o) == 0 && periodic_hellos(o) > 0)
+) -> bool {
+    let carries_messages = |j: usize| {
+        !verdicts[j].as_ref().is_some_and(|v| v.class.is_monitor()) && conns[j].messages() > 0
     };
-    peaks_per_node(conns, members, carries_operations)
-        .into_values()
-        .max()
-        .unwrap_or(0) as usize
+    let peaks = peaks_per_node(conns, members, carries_messages);
+    let mut each = peaks.values();
+    match each.next() {
+        Some(first) => each.all(|p| p == first),
+        None => true,
+    }
 }
 
 /// Most of the `members` that `keep` accepts open at once, per node.
