@@ -641,11 +641,13 @@ fn client_of(
                     "connections follow the worker count: {node_count} per worker; size the workers (PHP-FPM pm.max_children) with the servers' connection limits in mind"
                 ));
             } else {
+                // The wire shows hosts, not processes: several worker processes (gunicorn,
+                // uWSGI, Node.js cluster, Puma), each with its own client, look the same.
                 deviations.push(format!(
-                    "{mongo_clients} monitor sets per node: this process runs {mongo_clients} MongoClient instances{or_go}"
+                    "{mongo_clients} monitor sets per node: {mongo_clients} MongoClient instances under this host and key{or_go}, created by one process (a client per request or per task) or one each by worker processes side by side (gunicorn, uWSGI, Node.js cluster, Puma)"
                 ));
                 advice.push(
-                    "create one MongoClient per process, outside the request handler, and reuse it"
+                    "create one MongoClient per process, outside the request handler, and reuse it; with worker processes, each holds its own monitors and pool, so connections grow with the worker count"
                         .into(),
                 );
             }

@@ -1594,11 +1594,18 @@ fn polling_reason(obs: &Observations) -> String {
     }
 }
 
-/// libmongoc-based drivers are the ones with a single-threaded mode (C, PHP, and those
-/// wrapping libmongoc). Used only when the capture itself cannot tell.
+/// The drivers with a single-threaded mode: libmongoc and those built on it (C, PHP), and
+/// the Perl driver. Used only when the capture itself cannot tell.
 fn looks_single_threaded_driver(key: &ClientKey) -> bool {
-    key.driver_name.as_deref().is_some_and(is_libmongoc_based)
+    key.driver_name
+        .as_deref()
+        .is_some_and(|name| is_libmongoc_based(name) || name == PERL_DRIVER)
 }
+
+/// The Perl driver (2.x, end of life) has no monitoring thread: like a libmongoc
+/// single-threaded client it checks each server over its one connection to it, every 60 s
+/// by default (`heartbeat_frequency_ms`); pre-forking Perl servers run a client per worker.
+const PERL_DRIVER: &str = "MongoDB Perl Driver";
 
 /// The handshake's driver name says libmongoc: the C driver ("mongoc") and the drivers
 /// built on it, which append their own name ("mongoc / ext-mongodb:PHP", C++ "mongocxx").
