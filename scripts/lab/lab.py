@@ -223,6 +223,9 @@ CASES = {
     "java-legacy-driver": rs_case("java", "java-svc", "The Java driver 3.6 (Debian's package) against a modern replica set, minPoolSize=1, heartbeat 2 s, 2 worker threads: a driver from before the streaming protocol polls with isMaster on a monitor thread per node", threads=2),
     "ruby-legacy-driver": rs_case("ruby", "ruby-svc", "The Ruby driver 2.5 (Debian's ruby-mongo) against a modern replica set, minPoolSize=1, heartbeat 2 s, 2 worker threads: a driver from before the streaming protocol polls with ismaster on one monitor connection per node; its address resolver first connects to each node once and closes without a byte sent", threads=2),
     "perl-single-threaded": rs_case("perl", "perl-app", "The MongoDB Perl driver 2.2 (Debian's libmongodb-perl), heartbeat 2 s: single-threaded, one link per node carrying its topology checks and the operations (the driver has no minPoolSize)", min_pool_size=None),
+    "perl-workers": dict(
+        what="Three processes of a Perl application side by side on one host (a pre-forking server's workers), the Perl driver 2.2 with its default 60 s heartbeat: each worker its own single-threaded client, one link per node",
+        seconds=12, clients=[dict(driver="perl", uri=uri(RS_URI, appName="perl-workers"), min_pool_size=0, processes=3)]),
     "perl-cut-capture": rs_case("perl", "perl-long-running", "A 24 s Perl driver session (single-threaded, heartbeat 2 s) of which only the last 10 s were kept: no handshake is seen, the secondaries' links only check", min_pool_size=None, seconds=24, cut_after=14),
     "mongoc-single-heartbeat-2s": rs_case("mongoc-single", "c-single-2s", "libmongoc mongoc_client_t (single-threaded) with heartbeatFrequencyMS=2000: it checks every node more often than it has work for the secondaries, whose links only check (as any single-threaded client does over a capture longer than its 60 s default)", min_pool_size=None),
     "mgo-legacy-go": dict(

@@ -260,9 +260,21 @@ impl Released {
             .iter()
             .filter_map(|(key, footprint)| Some((key.clone(), footprint.heartbeat?)))
             .collect();
+        let single_threaded = self
+            .clients
+            .iter()
+            .filter(|(_, footprint)| {
+                footprint
+                    .peaks
+                    .keys()
+                    .any(|(class, _)| *class == Class::SingleThreaded)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
         crate::classify::Prior {
             streaming_nodes,
             heartbeats,
+            single_threaded,
         }
     }
 

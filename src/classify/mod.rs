@@ -757,6 +757,9 @@ pub struct Prior {
     pub streaming_nodes: Vec<(ClientKey<'static>, std::net::SocketAddr)>,
     /// The heartbeat each client's released monitors kept.
     pub heartbeats: Vec<(ClientKey<'static>, f64)>,
+    /// Clients some of whose released connections were single-threaded: what made them so
+    /// (checks between operations, or as many links to every node) may have gone with them.
+    pub single_threaded: Vec<ClientKey<'static>>,
 }
 
 /// Every connection's client key, as classification and attribution group by it.
@@ -1024,6 +1027,11 @@ pub fn classify_after(
         }
         host_heartbeat.entry(key.host).or_default().push(*beat);
         host_monitored.insert(key.host);
+    }
+    for key in &prior.single_threaded {
+        if let Some(h) = hood_of_key(key) {
+            hoods[h].single_threaded += 1;
+        }
     }
 
     let settled: Vec<Settled> = hoods

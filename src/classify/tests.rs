@@ -155,6 +155,35 @@ fn lone_connection_per_node_without_monitors_is_single_threaded_for_libmongoc() 
 }
 
 #[test]
+fn the_perl_driver_without_monitors_is_single_threaded_and_a_pooled_driver_is_not() {
+    // Two workers' links to two nodes each, operations only: no check seen yet.
+    let links = |driver: &str| -> Vec<Observations> {
+        let mut conns = Vec::new();
+        for (id, (port, node)) in [(5000, N1), (5001, N2), (5002, N1), (5003, N2)]
+            .into_iter()
+            .enumerate()
+        {
+            conns.push(
+                conn(id as u64 + 1, &format!("10.0.0.5:{port}"), node)
+                    .with_handshake("app", driver, "2.2.2")
+                    .with_ops("find", 2),
+            );
+        }
+        conns
+    };
+    let perl = classify(&boxed(&links("MongoDB Perl Driver")), None);
+    assert!(
+        perl.iter().all(|v| v.class == Class::SingleThreaded),
+        "{:?}",
+        perl.iter().map(|v| &v.evidence).collect::<Vec<_>>()
+    );
+    // The same shape from a driver with monitoring threads: its monitors are merely not
+    // in the capture, so these are pool connections.
+    let ruby = classify(&boxed(&links("mongo-ruby-driver")), None);
+    assert!(ruby.iter().all(|v| v.class == Class::Pool));
+}
+
+#[test]
 fn authenticated_idle_connection_is_pool() {
     let v = one(conn(1, "10.0.0.5:5000", N1)
         .with_handshake("app", "PyMongo", "4.10.1")
