@@ -41,6 +41,17 @@ fn report(dir: &Path, t: &Value, min_pool_size: Option<u32>) -> Value {
     report_with(dir, t, min_pool_size, keylog)
 }
 
+/// A lab case's truth and report, by the case's name.
+fn case_report(name: &str) -> (Value, Value) {
+    let dir = cases()
+        .into_iter()
+        .find(|d| d.ends_with(name))
+        .unwrap_or_else(|| panic!("the lab's {name} case"));
+    let t = truth(&dir);
+    let r = report(&dir, &t, None);
+    (t, r)
+}
+
 fn report_with(
     dir: &Path,
     t: &Value,
@@ -711,12 +722,7 @@ fn connect_only_probes_are_named_in_the_evidence_and_the_verdict() {
 /// one operation in flight. The report says why, instead of a bare contradiction.
 #[test]
 fn mongosh_is_read_as_the_driver_it_runs_and_its_startup_burst_explained() {
-    let dir = cases()
-        .into_iter()
-        .find(|d| d.ends_with("mongosh"))
-        .expect("the lab's mongosh case");
-    let t = truth(&dir);
-    let r = report(&dir, &t, None);
+    let (t, r) = case_report("mongosh");
     let client = &r["clients"][0];
     assert_eq!(client["driver"]["name"], "nodejs|mongosh");
     assert_eq!(client["mode"], "streaming");
@@ -735,12 +741,7 @@ fn mongosh_is_read_as_the_driver_it_runs_and_its_startup_burst_explained() {
 /// four single-threaded clients, not a pool: 1 x 3 nodes x 4 = 12, said so.
 #[test]
 fn php_workers_side_by_side_are_as_many_single_threaded_clients() {
-    let dir = cases()
-        .into_iter()
-        .find(|d| d.ends_with("php-workers"))
-        .expect("the lab's php-workers case");
-    let t = truth(&dir);
-    let r = report(&dir, &t, None);
+    let (_, r) = case_report("php-workers");
     let client = &r["clients"][0];
     assert_eq!(client["mode"], "single-threaded");
     assert_eq!(client["mongo_clients"], 4);

@@ -244,33 +244,28 @@ impl Released {
     /// What the released connections showed of their clients, for classifying the
     /// connections still held ([`crate::classify::classify_after`]).
     pub fn prior(&self) -> crate::classify::Prior {
-        let streaming_nodes = self
-            .clients
-            .iter()
-            .flat_map(|(key, footprint)| {
+        // Per client, the nodes it had a connection of `class` to.
+        let nodes_of = |class: Class| {
+            self.clients.iter().flat_map(move |(key, footprint)| {
                 footprint
                     .peaks
                     .keys()
-                    .filter(|(class, _)| *class == Class::StreamingMonitor)
-                    .map(move |&(_, node)| (key.clone(), node))
+                    .filter(move |(c, _)| *c == class)
+                    .map(move |&(_, node)| (key, node))
             })
+        };
+        let streaming_nodes = nodes_of(Class::StreamingMonitor)
+            .map(|(key, node)| (key.clone(), node))
             .collect();
         let heartbeats = self
             .clients
             .iter()
             .filter_map(|(key, footprint)| Some((key.clone(), footprint.heartbeat?)))
             .collect();
-        let single_threaded = self
-            .clients
-            .iter()
-            .filter(|(_, footprint)| {
-                footprint
-                    .peaks
-                    .keys()
-                    .any(|(class, _)| *class == Class::SingleThreaded)
-            })
+        let mut single_threaded: Vec<ClientKey<'static>> = nodes_of(Class::SingleThreaded)
             .map(|(key, _)| key.clone())
             .collect();
+        single_threaded.dedup();
         crate::classify::Prior {
             streaming_nodes,
             heartbeats,
