@@ -332,6 +332,7 @@ CASES.update({
     "tls-mongoc-single": tls_twin("mongoc-single", "tls-c-single", "libmongoc mongoc_client_t (single-threaded) over TLS 1.3: one connection per node for checks and operations; key log by the sslkeylog.so shim"),
     "tls-mongoc-pooled": tls_twin("mongoc-pooled", "tls-c-pooled", "libmongoc mongoc_client_pool_t with 2 worker threads over TLS 1.3, heartbeat 2 s; key log by the sslkeylog.so shim"),
     "tls-php": tls_twin("php", "tls-php", "PHP ext-mongodb (libmongoc single-threaded underneath) over TLS 1.3; key log by the sslkeylog.so shim"),
+    "tls-php-workers": tls_twin("php-workers", "tls-php-fpm", "Four PHP processes side by side (PHP-FPM workers, each its own single-threaded client) over TLS 1.3; key log by the sslkeylog.so shim"),
     "tls-pool-churn": tls_twin("pool-churn", "tls-bursty", "PyMongo over TLS 1.3 with maxIdleTimeMS=1000 and bursty workers: idle pool connections are closed and reopened, each with a new TLS session"),
     "tls-auth": tls_twin("auth", "tls-secure", "PyMongo over TLS 1.3 authenticating with SCRAM-SHA-256 (user lab), minPoolSize=2, heartbeat 2 s: pool connections authenticate, monitors do not"),
     "tls-load-balanced": tls_twin("load-balanced", "tls-lb", "PyMongo with loadBalanced=true over TLS 1.3 against a mongos behind a load balancer: no monitors, every connection pooled"),

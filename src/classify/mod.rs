@@ -1074,9 +1074,7 @@ pub fn classify_after(
         }
         let unmonitored_mix = first_unwatched(&hood.mixing_nodes, &hood.checked_only_nodes);
         unmonitored[h] = if hood.monitor_like == 0
-            && (hood.single_threaded > 0
-                || (looks_single_threaded_driver(key)
-                    && one_link_per_node_each(conns, &hood.conns, &verdicts)))
+            && (hood.single_threaded > 0 || looks_single_threaded_driver(key))
         {
             Some(Unmonitored::SingleThreaded)
         } else if let Some(mixing) = unmonitored_mix {
@@ -1603,7 +1601,12 @@ fn polling_reason(obs: &Observations) -> String {
 }
 
 /// The drivers with a single-threaded mode: libmongoc and those built on it (C, PHP), and
-/// the Perl driver. Used only when the capture itself cannot tell.
+/// the Perl driver. Used only when the capture itself cannot tell: such a client without
+/// any monitoring connection is single-threaded, since their pooled modes monitor every
+/// server on connections of their own. Several of them under one key are processes side
+/// by side (PHP-FPM workers), each with one connection per node; lost packets, workers
+/// recycled, or a connection that sent nothing yet can leave the nodes uneven, which is
+/// why the count of links does not decide.
 fn looks_single_threaded_driver(key: &ClientKey) -> bool {
     key.driver_name
         .as_deref()
@@ -1619,27 +1622,6 @@ const PERL_DRIVER: &str = "MongoDB Perl Driver";
 /// built on it, which append their own name ("mongoc / ext-mongodb:PHP", C++ "mongocxx").
 pub fn is_libmongoc_based(driver_name: &str) -> bool {
     driver_name.contains("mongoc") || driver_name.contains("PHP") || driver_name.contains("php")
-}
-
-/// A libmongoc-based client without monitors holds one connection per node per process:
-/// one such client, or several side by side under one key (PHP-FPM workers, each with its
-/// own single-threaded client, all connecting to every node at their first server
-/// selection). Either way every node has as many links open at once, where a pooled
-/// driver's pool grows where the work is.
-fn one_link_per_node_each(
-    conns: &[Box<Observations>],
-    members: &[usize],
-    verdicts: &[Option<Verdict>],
-) -> bool {
-    let carries_messages = |j: usize| {
-        !verdicts[j].as_ref().is_some_and(|v| v.class.is_monitor()) && conns[j].messages() > 0
-    };
-    let peaks = peaks_per_node(conns, members, carries_messages);
-    let mut each = peaks.values();
-    match each.next() {
-        Some(first) => each.all(|p| p == first),
-        None => true,
-    }
 }
 
 /// Most of the `members` that `keep` accepts open at once, per node.

@@ -410,7 +410,7 @@ pub(super) fn classify_keyless(
         /// Sorted and deduplicated, for binary search.
         streaming: Vec<SocketAddr>,
         heartbeat: Option<f64>,
-        one_per_node: bool,
+        links_per_node: Option<usize>,
         nodes: usize,
         watched: f64,
         /// A node carrying application traffic with no monitor-shaped connection beside it.
@@ -435,7 +435,7 @@ pub(super) fn classify_keyless(
                 unmonitored_busy: super::first_unwatched(&hood.busy_nodes, &hood.checked_nodes),
                 streaming: super::sorted_unique(&hood.streaming),
                 heartbeat: super::median(&hood.heartbeats),
-                one_per_node: one_per_node(&hood.members, conns),
+                links_per_node: links_per_node(&hood.members, conns),
                 nodes: super::sorted_unique(&servers).len(),
                 watched: (end - start).max(0.0),
             }
@@ -457,14 +457,16 @@ pub(super) fn classify_keyless(
                     .as_deref()
                     .and_then(|s| cadence(&s.client))
                     .is_some_and(same_cadence),
-                one_per_node: self.one_per_node,
+                links_per_node: self.links_per_node,
                 nodes: self.nodes,
                 watched: self.watched,
                 // The single-threaded pattern with check-only links (see classify's
                 // plaintext rule): one link per node, no streaming, application traffic
                 // to a node no monitor-shaped connection watches.
                 single_threaded_links: self.unmonitored_busy.filter(|_| {
-                    self.one_per_node && self.streaming.is_empty() && self.hood.monitors > 0
+                    self.links_per_node == Some(1)
+                        && self.streaming.is_empty()
+                        && self.hood.monitors > 0
                 }),
             }
         }
@@ -478,8 +480,9 @@ struct HoodView {
     monitors: usize,
     /// Another node's connection of the group polls on the same cadence.
     same_cadence_elsewhere: bool,
-    /// Never two of the group's connections open at once to one node.
-    one_per_node: bool,
+    /// The group's connections open at once to each node, when that is the same on every
+    /// node: 1 for one single-threaded client, N for N of them side by side (workers).
+    links_per_node: Option<usize>,
     nodes: usize,
     /// From the group's first to its last record (seconds).
     watched: f64,
@@ -489,20 +492,30 @@ struct HoodView {
     single_threaded_links: Option<SocketAddr>,
 }
 
-/// Never more than one of `members` open at once to any one node.
-fn one_per_node(members: &[usize], conns: &[Box<Observations>]) -> bool {
-    let mut per_node: HashMap<SocketAddr, Vec<(f64, f64)>> = HashMap::default();
+/// Most of `members` open at once to each node, when every node has as many.
+fn links_per_node(members: &[usize], conns: &[Box<Observations>]) -> Option<usize> {
+    let mut per_node: HashMap<SocketAddr, Vec<(f64, i32)>> = HashMap::default();
     for &j in members {
         let o = &conns[j];
-        per_node
-            .entry(o.server)
-            .or_default()
-            .push((o.first_seen, o.closed.unwrap_or(f64::INFINITY)));
+        let edges = per_node.entry(o.server).or_default();
+        edges.push((o.first_seen, 1));
+        edges.push((o.closed.unwrap_or(f64::INFINITY), -1));
     }
-    per_node.values_mut().all(|spans| {
-        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
-        spans.windows(2).all(|w| w[1].0 >= w[0].1)
-    })
+    let mut peaks = per_node.into_values().map(|mut edges| {
+        // A close at the instant of an open frees its place first.
+        edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut open = 0;
+        edges
+            .iter()
+            .map(|&(_, step)| {
+                open += step;
+                open
+            })
+            .max()
+            .unwrap_or(0) as usize
+    });
+    let first = peaks.next()?;
+    peaks.all(|p| p == first).then_some(first)
 }
 
 fn decide(
@@ -576,9 +589,15 @@ fn decide(
             Low,
             format!("{facts}: too few flights to tell its role"),
         ),
-        Kind::Idle | Kind::Busy if hood.monitors == 0 && hood.one_per_node && shape.opening.is_some() => {
+        // Several at once to a single node say nothing: a load-balanced client's pool.
+        Kind::Idle | Kind::Busy
+            if hood.monitors == 0
+                && hood.links_per_node.is_some_and(|n| n == 1 || hood.nodes >= 2)
+                && shape.opening.is_some() =>
+        {
             // No monitoring connection at all and one connection per node: only a
-            // single-threaded client works this way. A pooled client whose monitors have
+            // single-threaded client works this way (N at once to every node: N of them
+            // side by side, as worker processes run). A pooled client whose monitors have
             // not spoken yet (the first check comes a heartbeat after the handshake, 10 s
             // by default) looks alike until then, and a load-balanced client's single
             // connection too.
@@ -587,13 +606,15 @@ fn decide(
             } else {
                 Low
             };
+            let links = match hood.links_per_node {
+                Some(n) if n > 1 => format!("{n} connections at once to every node ({} node{}), as many single-threaded clients side by side (worker processes),", hood.nodes, plural(hood.nodes as u64)),
+                _ => format!("one connection per node ({} node{})", hood.nodes, plural(hood.nodes as u64)),
+            };
             verdict(
                 Class::SingleThreaded,
                 confidence,
                 format!(
-                    "{facts}; the client (host + JA4) has one connection per node ({} node{}) and no monitoring-shaped connection in {:.1} s: a single-threaded client (libmongoc/PHP style)",
-                    hood.nodes,
-                    plural(hood.nodes as u64),
+                    "{facts}; the client (host + JA4) has {links} and no monitoring-shaped connection in {:.1} s: a single-threaded client (libmongoc/PHP style)",
                     hood.watched
                 ),
             )
