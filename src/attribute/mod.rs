@@ -642,7 +642,7 @@ fn client_of(
                 // One host, one key: worker processes side by side look like one process
                 // from the wire, and each single-threaded client is one per process.
                 deviations.push(format!(
-                    "{mongo_clients} single-threaded MongoClients, each with one connection to every node: {mongo_clients} processes side by side, as PHP-FPM or a pre-forking server runs its workers (each keeps its own client and connections), or one process holding {mongo_clients} clients"
+                    "{mongo_clients} single-threaded MongoClients, each with one connection to every node: {mongo_clients} processes side by side, as PHP-FPM or a pre-forking server runs its workers (each keeps its own client and connections), or one process holding {mongo_clients} clients, or hosts behind one NAT address (pods translated to their node's address)"
                 ));
                 advice.push(format!(
                     "connections follow the worker count: {node_count} per worker; size the workers (PHP-FPM pm.max_children) with the servers' connection limits in mind"
@@ -651,7 +651,7 @@ fn client_of(
                 // The wire shows hosts, not processes: several worker processes (gunicorn,
                 // uWSGI, Node.js cluster, Puma), each with its own client, look the same.
                 deviations.push(format!(
-                    "{mongo_clients} monitor sets per node: {mongo_clients} MongoClient instances under this host and key{or_go}, created by one process (a client per request or per task) or one each by worker processes side by side (gunicorn, uWSGI, Node.js cluster, Puma)"
+                    "{mongo_clients} monitor sets per node: {mongo_clients} MongoClient instances under this host and key{or_go}, created by one process (a client per request or per task), or one each by worker processes side by side (gunicorn, uWSGI, Node.js cluster, Puma) or by hosts behind one NAT address (pods translated to their node's address)"
                 ));
                 advice.push(
                     "create one MongoClient per process, outside the request handler, and reuse it; with worker processes, each holds its own monitors and pool, so connections grow with the worker count"
