@@ -734,6 +734,9 @@ enum Unmonitored {
     /// Single-threaded: a connection to this node mixes checks and operations with no
     /// monitor beside it, and every node has as many links at once.
     SingleThreadedMix(std::net::SocketAddr),
+    /// Single-threaded by its driver, which has no other mode (PHP's ext-mongodb, the Perl
+    /// driver): its links that only check are not monitors.
+    SingleThreadedDriver,
     /// A pooled driver checking over its pool: `peak` connections at once to `node`,
     /// `fewest` to another.
     ChecksOverPool {
@@ -1073,7 +1076,9 @@ pub fn classify_after(
             continue;
         }
         let unmonitored_mix = first_unwatched(&hood.mixing_nodes, &hood.checked_only_nodes);
-        unmonitored[h] = if hood.monitor_like == 0
+        unmonitored[h] = if always_single_threaded_driver(key) {
+            Some(Unmonitored::SingleThreadedDriver)
+        } else if hood.monitor_like == 0
             && (hood.single_threaded > 0 || looks_single_threaded_driver(key))
         {
             Some(Unmonitored::SingleThreaded)
@@ -1158,12 +1163,28 @@ pub fn classify_after(
                     "and its connection to {} mixes hello checks with operations with no monitor beside it, while a pooled driver monitors every node on a connection of its own: a single-threaded client, checking each node over its one connection (libmongoc/PHP/Perl style)",
                     crate::net::addr_text(node)
                 ),
+                Unmonitored::SingleThreadedDriver => format!(
+                    "and its driver ({}) has no monitoring connections, no pooled mode: it checks each server over its one connection to it, a single-threaded client",
+                    keys[i].driver_name.as_deref().unwrap_or_default()
+                ),
                 _ => "and the client has no monitoring connections: a single-threaded client (libmongoc/PHP style)".to_string(),
+            };
+            let links = hood
+                .conns
+                .iter()
+                .filter(|&&j| conns[j].server == obs.server)
+                .count();
+            let on = if links > 1 {
+                format!(
+                    "on one of the client's {links} links to this node (one per process or client)"
+                )
+            } else {
+                "on the client's only connection to this node".to_string()
             };
             verdict(
                 Class::SingleThreaded,
                 Confidence::Medium,
-                format!("{what} on the client's only connection to this node, {how}{no_handshake}"),
+                format!("{what} {on}, {how}{no_handshake}"),
             )
         } else if ops > 0 {
             {
@@ -1310,11 +1331,23 @@ pub fn classify_after(
                     ),
                 )
             } else if lived > heartbeat * SILENT_HEARTBEATS {
+                // Silence proves nothing where the capture lost bytes of the connection:
+                // a monitor's checks may be what it lost.
+                let lost = obs.client_traffic.gap_bytes + obs.server_traffic.gap_bytes;
                 verdict(
                     Class::Pool,
-                    Confidence::Medium,
+                    if lost > 0 {
+                        Confidence::Low
+                    } else {
+                        Confidence::Medium
+                    },
                     format!(
-                        "handshake, then idle for {lived:.1} s with no hello check (heartbeat {heartbeat:.0} s): an idle pool connection"
+                        "handshake, then idle for {lived:.1} s with no hello check (heartbeat {heartbeat:.0} s): an idle pool connection{}",
+                        if lost > 0 {
+                            format!(", though {lost} bytes of it were lost to the capture and may have held its checks")
+                        } else {
+                            String::new()
+                        }
                     ),
                 )
             } else if let Some(streams) = monitors_complete(hood, obs, lived) {
@@ -1611,6 +1644,16 @@ fn looks_single_threaded_driver(key: &ClientKey) -> bool {
     key.driver_name
         .as_deref()
         .is_some_and(|name| is_libmongoc_based(name) || name == PERL_DRIVER)
+}
+
+/// Drivers with no pooled mode at all: PHP's ext-mongodb gives each Manager a
+/// single-threaded libmongoc client, and the Perl driver has no monitoring thread. Whatever
+/// the capture lost, their connections are single-threaded links (the C driver, and the
+/// C++ driver on it, have a pooled mode too, so "mongoc" alone does not say).
+fn always_single_threaded_driver(key: &ClientKey) -> bool {
+    key.driver_name
+        .as_deref()
+        .is_some_and(|name| name.contains("ext-mongodb:PHP") || name == PERL_DRIVER)
 }
 
 /// The Perl driver (2.x, end of life) has no monitoring thread: like a libmongoc

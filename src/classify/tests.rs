@@ -549,12 +549,13 @@ fn pymongo_async_marker_is_not_part_of_the_client_key() {
 const N3: &str = "10.0.0.11:27017";
 
 /// A client without monitors: one connection mixing checks and operations to N1, links
-/// that only check to N2 and N3 (the Perl driver, libmongoc with a short heartbeat).
+/// that only check to N2 and N3 (libmongoc with a short heartbeat). Its driver is one
+/// that has both modes, so the traffic decides.
 fn checks_and_one_busy_link(busy_links: u64) -> Vec<Observations> {
     let mut conns: Vec<Observations> = (0..busy_links)
         .map(|k| {
             conn(k + 1, &format!("10.0.0.5:{}", 5000 + k), N1)
-                .with_handshake("app", "MongoDB Perl Driver", "2.2.2")
+                .with_handshake("app", "mongoc", "1.23.1")
                 .with_plain_hellos(5, 2.0)
                 .with_ops("insert", 20)
         })
@@ -562,7 +563,7 @@ fn checks_and_one_busy_link(busy_links: u64) -> Vec<Observations> {
     for (k, node) in [N2, N3].into_iter().enumerate() {
         conns.push(
             conn(10 + k as u64, &format!("10.0.0.5:{}", 6000 + k), node)
-                .with_handshake("app", "MongoDB Perl Driver", "2.2.2")
+                .with_handshake("app", "mongoc", "1.23.1")
                 .with_plain_hellos(5, 2.0),
         );
     }
@@ -596,12 +597,39 @@ fn a_polling_monitor_beside_the_busy_link_keeps_the_client_pooled() {
     let mut conns = checks_and_one_busy_link(1);
     conns.push(
         conn(20, "10.0.0.5:7000", N1)
-            .with_handshake("app", "MongoDB Perl Driver", "2.2.2")
+            .with_handshake("app", "mongoc", "1.23.1")
             .with_plain_hellos(5, 2.0),
     );
     let v = classify(&boxed(&conns), None);
     assert_eq!(v[0].class, Class::Pool, "{}", v[0].evidence);
     assert_eq!(v[3].class, Class::PollingMonitor, "{}", v[3].evidence);
+}
+
+#[test]
+fn drivers_without_a_pooled_mode_have_no_monitors_whatever_the_capture_lost() {
+    // PHP's busy link lost its handshake to the capture (keyed apart); its links that only
+    // check are still a single-threaded client's, not polling monitors.
+    for driver in ["mongoc / ext-mongodb:PHP ", "MongoDB Perl Driver"] {
+        let conns = [N2, N3].map(|node| {
+            conn(1, "10.0.0.5:6000", node)
+                .with_handshake("app", driver, "1.15.0")
+                .with_plain_hellos(5, 2.0)
+        });
+        let v = classify(&boxed(&conns), None);
+        for verdict in &v {
+            assert_eq!(
+                verdict.class,
+                Class::SingleThreaded,
+                "{driver}: {}",
+                verdict.evidence
+            );
+            assert!(
+                verdict.evidence.contains("no pooled mode"),
+                "{}",
+                verdict.evidence
+            );
+        }
+    }
 }
 
 #[test]
