@@ -1165,7 +1165,7 @@ pub fn classify_after(
                 ),
                 Unmonitored::SingleThreadedDriver => format!(
                     "and its driver ({}) has no monitoring connections, no pooled mode: it checks each server over its one connection to it, a single-threaded client",
-                    keys[i].driver_name.as_deref().unwrap_or_default()
+                    keys[i].driver_name.as_deref().unwrap_or_default().trim()
                 ),
                 _ => "and the client has no monitoring connections: a single-threaded client (libmongoc/PHP style)".to_string(),
             };
