@@ -1610,7 +1610,6 @@ fn activity_sentence(obs: &Observations) -> String {
     format!("{auth}{}: a pool connection", activity(obs))
 }
 
-/// Why a monitor polls instead of streaming, when the capture says.
 /// The server announced the streaming protocol (topologyVersion) to a client that is not
 /// in a FaaS environment (where drivers poll).
 fn supports_streaming(obs: &Observations) -> bool {
@@ -1618,6 +1617,7 @@ fn supports_streaming(obs: &Observations) -> bool {
     !faas && obs.server_info.as_ref().is_some_and(|s| s.topology_version)
 }
 
+/// Why a monitor polls instead of streaming, when the capture says.
 fn polling_reason(obs: &Observations) -> String {
     if let Some(env) = obs.handshake.as_ref().and_then(|h| h.env_name.as_deref()) {
         return format!(" (FaaS environment {env}: drivers poll there)");
@@ -1633,17 +1633,16 @@ fn polling_reason(obs: &Observations) -> String {
     }
 }
 
-/// The drivers with a single-threaded mode: libmongoc and those built on it (C, PHP), and
-/// the Perl driver. Used only when the capture itself cannot tell: such a client without
-/// any monitoring connection is single-threaded, since their pooled modes monitor every
-/// server on connections of their own. Several of them under one key are processes side
-/// by side (PHP-FPM workers), each with one connection per node; lost packets, workers
+/// The drivers with a single-threaded mode beside a pooled one: libmongoc and those built
+/// on it (C, C++; PHP and Perl, which have no other mode, are
+/// [`always_single_threaded_driver`]). Used only when the capture itself cannot tell: such
+/// a client without any monitoring connection is single-threaded, since its pooled mode
+/// monitors every server on connections of its own. Several of them under one key are
+/// processes side by side, each with one connection per node; lost packets, workers
 /// recycled, or a connection that sent nothing yet can leave the nodes uneven, which is
 /// why the count of links does not decide.
 fn looks_single_threaded_driver(key: &ClientKey) -> bool {
-    key.driver_name
-        .as_deref()
-        .is_some_and(|name| is_libmongoc_based(name) || name == PERL_DRIVER)
+    key.driver_name.as_deref().is_some_and(is_libmongoc_based)
 }
 
 /// Drivers with no pooled mode at all: PHP's ext-mongodb gives each Manager a

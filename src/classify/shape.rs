@@ -494,28 +494,19 @@ struct HoodView {
 
 /// Most of `members` open at once to each node, when every node has as many.
 fn links_per_node(members: &[usize], conns: &[Box<Observations>]) -> Option<usize> {
-    let mut per_node: HashMap<SocketAddr, Vec<(f64, i32)>> = HashMap::default();
+    let mut per_node: HashMap<SocketAddr, Vec<(f64, Option<f64>)>> = HashMap::default();
     for &j in members {
         let o = &conns[j];
-        let edges = per_node.entry(o.server).or_default();
-        edges.push((o.first_seen, 1));
-        edges.push((o.closed.unwrap_or(f64::INFINITY), -1));
+        per_node
+            .entry(o.server)
+            .or_default()
+            .push((o.first_seen, o.closed));
     }
-    let mut peaks = per_node.into_values().map(|mut edges| {
-        // A close at the instant of an open frees its place first.
-        edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let mut open = 0;
-        edges
-            .iter()
-            .map(|&(_, step)| {
-                open += step;
-                open
-            })
-            .max()
-            .unwrap_or(0) as usize
-    });
+    let mut peaks = per_node
+        .into_values()
+        .map(|spans| super::peak_overlap(spans.into_iter()));
     let first = peaks.next()?;
-    peaks.all(|p| p == first).then_some(first)
+    peaks.all(|p| p == first).then_some(first as usize)
 }
 
 fn decide(
