@@ -26,15 +26,7 @@ mod common;
 /// fixed stride would hit the same packet of every heartbeat in periodic traffic.
 const DROP_EVERY: u64 = 25;
 
-/// Whether the `n`th payload-carrying packet is dropped, one in `every` (SplitMix64 of `n`).
-fn dropped(n: u64, every: u64) -> bool {
-    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) % every == 0
-}
-
-/// `capture` (a legacy pcap of Ethernet frames) without the [`dropped`] TCP packets among
+/// `capture` (a legacy pcap of Ethernet frames) without the [`common::lost`] TCP packets among
 /// those that carry payload and no SYN, FIN or RST; None for other link types.
 fn with_packets_dropped(capture: &[u8], every: u64) -> Option<(Vec<u8>, usize)> {
     let magic = u32::from_le_bytes(capture[..4].try_into().unwrap());
@@ -62,7 +54,7 @@ fn with_packets_dropped(capture: &[u8], every: u64) -> Option<(Vec<u8>, usize)> 
             .unwrap_or(false);
         if droppable {
             payloads += 1;
-            if dropped(payloads, every) {
+            if common::lost(payloads, every) {
                 removed += 1;
                 continue;
             }

@@ -21,15 +21,6 @@ use serde_json::Value;
 
 mod common;
 
-/// Whether packet `n` is one of those a busy host's capture dropped, one in `every`
-/// (SplitMix64 of `n`: spread, not periodic).
-fn lost(n: u64, every: u64) -> bool {
-    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) % every == 0
-}
-
 /// A capture window: from and until, as fractions of the capture's duration, and one packet
 /// in how many the capture lost (none: every packet kept).
 type Window = (f64, f64, Option<u64>);
@@ -54,7 +45,8 @@ fn report_of_window(dir: &Path, truth: &Value, (from, until, drop): Window) -> V
     let mut n = 0;
     while let Some(p) = source.next_packet().unwrap() {
         n += 1;
-        if window.contains(&p.ts.as_secs_f64()) && !drop.is_some_and(|every| lost(n, every)) {
+        if window.contains(&p.ts.as_secs_f64()) && !drop.is_some_and(|every| common::lost(n, every))
+        {
             analyzer.packet(&p);
         }
     }

@@ -375,3 +375,13 @@ pub fn truth_members<'a>(truth: &'a Value, key: &Value) -> Vec<&'a str> {
         .map(|c| c["client"].as_str().unwrap())
         .collect()
 }
+
+/// Whether the `n`th packet is one of those a lossy capture dropped, one in `every`,
+/// picked pseudo-randomly (SplitMix64 of `n`): a fixed stride would hit the same packet of
+/// every heartbeat in periodic traffic.
+pub fn lost(n: u64, every: u64) -> bool {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) % every == 0
+}
