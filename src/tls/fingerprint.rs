@@ -16,6 +16,9 @@
 //! list, and over the sorted extension list (SNI and ALPN left out) `_` the signature
 //! algorithms in offered order. GREASE values (RFC 8701) are ignored everywhere.
 
+use std::cell::RefCell;
+
+use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
 const EXT_SNI: u16 = 0x0000;
@@ -32,7 +35,7 @@ fn is_grease(v: u16) -> bool {
 }
 
 /// What JA4 reads from a ClientHello, GREASE already removed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HelloParts {
     /// The legacy `client_version` field.
     pub legacy_version: u16,
@@ -118,6 +121,32 @@ impl HelloParts {
         Some(full.ja4())
     }
 
+    /// [`HelloParts::ja4`] and [`HelloParts::full_handshake_ja4`], remembered per thread.
+    ///
+    /// Every connection of one TLS stack and configuration sends the same hello parts (the
+    /// random, session id and key shares are not among them), so a capture of thousands of
+    /// TLS connections has a handful of distinct fingerprints; the two SHA-256 runs per
+    /// fingerprint were 5% of a keyless capture's instructions. The memo is cleared when
+    /// it holds [`FINGERPRINT_MEMO`] entries, so a capture of ever-new hellos (a scanner)
+    /// costs its memory no more than that.
+    pub fn fingerprints(&self) -> (String, Option<String>) {
+        thread_local! {
+            static MEMO: RefCell<FxHashMap<HelloParts, (String, Option<String>)>> =
+                RefCell::new(FxHashMap::default());
+        }
+        MEMO.with_borrow_mut(|memo| {
+            if let Some(known) = memo.get(self) {
+                return known.clone();
+            }
+            let computed = (self.ja4(), self.full_handshake_ja4());
+            if memo.len() >= FINGERPRINT_MEMO {
+                memo.clear();
+            }
+            memo.insert(self.clone(), computed.clone());
+            computed
+        })
+    }
+
     /// The JA4 fingerprint, e.g. `t13i1811h1_85036bcba153_2b3a3e8a4a3f`.
     ///
     /// Written straight into one string, and the hashed lists' text (4 lowercase hex
@@ -172,6 +201,9 @@ impl HelloParts {
         ja4
     }
 }
+
+/// How many distinct hellos [`HelloParts::fingerprints`] remembers (each ~200 bytes).
+const FINGERPRINT_MEMO: usize = 256;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -295,6 +327,29 @@ mod tests {
         assert_ne!(other.ja4(), fresh.ja4());
         let other_resumed = hello(&[51, 11, 43, 35, 10, 45, 5, 23, 41]);
         assert_eq!(other_resumed.full_handshake_ja4(), Some(other.ja4()));
+    }
+
+    /// The memo answers what the computation would, for a hello seen again and across the
+    /// clearing that bounds it (more distinct hellos than it keeps, then the first again).
+    #[test]
+    fn remembered_fingerprints_are_the_computed_ones() {
+        let hello = |cipher: u16| HelloParts {
+            legacy_version: 0x0303,
+            ciphers: vec![0x1301, cipher],
+            extensions: vec![0x002b, 0x0029],
+            supported_versions: vec![0x0304],
+            ..HelloParts::default()
+        };
+        let computed = |parts: &HelloParts| (parts.ja4(), parts.full_handshake_ja4());
+        let first = hello(0xc000);
+        assert_eq!(first.fingerprints(), computed(&first));
+        assert_eq!(first.fingerprints(), computed(&first));
+        for cipher in 0..FINGERPRINT_MEMO as u16 * 2 {
+            let parts = hello(cipher);
+            assert_eq!(parts.fingerprints(), computed(&parts), "cipher {cipher:#x}");
+        }
+        assert_eq!(first.fingerprints(), computed(&first));
+        assert_ne!(hello(1).fingerprints(), hello(2).fingerprints());
     }
 
     /// The hashed text streamed in chunks hashes as the text built whole: lists longer than

@@ -627,8 +627,9 @@ impl TlsConn {
                     // HelloRetryRequest comes from the same stack).
                     if self.ja4.is_none() {
                         let parts = fingerprint::HelloParts::new(ch.version.0, &ciphers, ch.ext);
-                        self.ja4 = Some(parts.ja4());
-                        self.full_handshake_ja4 = parts.full_handshake_ja4();
+                        let (ja4, full_handshake_ja4) = parts.fingerprints();
+                        self.ja4 = Some(ja4);
+                        self.full_handshake_ja4 = full_handshake_ja4;
                     }
                     let exts = ch
                         .ext
