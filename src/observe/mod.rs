@@ -18,7 +18,7 @@ mod stats;
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -88,6 +88,8 @@ impl InFlight {
 struct Interner<T: ?Sized> {
     values: rustc_hash::FxHashSet<Arc<T>>,
     prune_at: usize,
+    /// The value last made under each key of [`Interner::intern_recent`].
+    recent: rustc_hash::FxHashMap<u64, Arc<T>>,
 }
 
 impl<T: ?Sized> Default for Interner<T> {
@@ -95,9 +97,13 @@ impl<T: ?Sized> Default for Interner<T> {
         Interner {
             values: Default::default(),
             prune_at: 1024,
+            recent: Default::default(),
         }
     }
 }
+
+/// How many keys [`Interner::intern_recent`] remembers before starting afresh.
+const RECENT_KEYS: usize = 4096;
 
 impl<T: ?Sized + Hash + Eq> Interner<T> {
     /// The shared copy of `value`; `share` makes it the first time the value is seen.
@@ -106,6 +112,7 @@ impl<T: ?Sized + Hash + Eq> Interner<T> {
             return Arc::clone(shared);
         }
         if self.values.len() >= self.prune_at {
+            self.recent.clear();
             self.values.retain(|v| Arc::strong_count(v) > 1);
             self.prune_at = (self.values.len() * 2).max(1024);
         }
@@ -115,9 +122,35 @@ impl<T: ?Sized + Hash + Eq> Interner<T> {
     }
 }
 
-impl<T: Hash + Eq> Interner<T> {
+impl<T: Hash + Eq + std::fmt::Debug> Interner<T> {
     fn intern(&mut self, value: T) -> Arc<T> {
         self.intern_with(value, Arc::new)
+    }
+
+    /// The shared copy of what `build` makes, found without building it when the value
+    /// last made under `key` is one `made_by` confirms. Most connections repeat their
+    /// client's handshake and their server's description: building each copy only to
+    /// find it interned already was ~50 allocations and frees per connection.
+    fn intern_recent(
+        &mut self,
+        key: u64,
+        made_by: impl Fn(&T) -> bool,
+        build: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        if let Some(known) = self.recent.get(&key).filter(|k| made_by(k)) {
+            if cfg!(debug_assertions) {
+                // `made_by` must agree with `build` field for field: the tests check
+                // every hit against the value built.
+                assert_eq!(**known, build(), "made_by confirmed another value");
+            }
+            return Arc::clone(known);
+        }
+        let shared = self.intern(build());
+        if self.recent.len() >= RECENT_KEYS {
+            self.recent.clear();
+        }
+        self.recent.insert(key, Arc::clone(&shared));
+        shared
     }
 }
 
@@ -767,7 +800,11 @@ impl Observer {
                         h.legacy_op_query += 1;
                     }
                     if obs.handshake.is_none() && is_handshake(hello, obs.syn_seen) {
-                        obs.handshake = Some(self.handshakes.intern(handshake_of(hello)));
+                        obs.handshake = Some(self.handshakes.intern_recent(
+                            handshake_key(hello),
+                            |known| known.made_by(hello),
+                            || handshake_of(hello),
+                        ));
                         obs.handshake_ts = Some(ts.as_secs_f64());
                         if hello.speculative_authenticate {
                             obs.auth.speculative = true;
@@ -878,7 +915,11 @@ impl Observer {
                 // host list is missing, not empty.
                 if (describes || newer || role_changed) && !msg.is_partial() {
                     if let Some(reply) = wire::hello_reply(msg) {
-                        let info = self.server_infos.intern(server_info_of(&reply));
+                        let info = self.server_infos.intern_recent(
+                            server_key(server),
+                            |known| known.made_by(&reply),
+                            || server_info_of(&reply),
+                        );
                         let process = reply.topology_version.map(|tv| tv.process_id);
                         self.nodes
                             .role(server, info.role_parts(), process, ts.as_secs_f64());
@@ -958,7 +999,11 @@ impl Observer {
             .as_deref()
             .is_some_and(|known| changes_role(glance, known));
         if (obs.server_info.is_none() || newer || role_changed) && !msg.is_partial() {
-            let info = self.server_infos.intern(server_info_of(&reply));
+            let info = self.server_infos.intern_recent(
+                server_key(server),
+                |known| known.made_by(&reply),
+                || server_info_of(&reply),
+            );
             let process = reply.topology_version.map(|tv| tv.process_id);
             self.nodes
                 .role(server, info.role_parts(), process, ts.as_secs_f64());
@@ -1106,6 +1151,74 @@ fn handshake_of(hello: &wire::HelloRequest<'_>) -> Handshake {
         speculative_authenticate: hello.speculative_authenticate,
         internal_client: hello.internal_client,
         awaitable: hello.is_awaitable(),
+    }
+}
+
+/// Where [`Interner::intern_recent`] looks for a handshake: the client's names, which
+/// tell its clients apart (the rest is confirmed by [`Handshake::made_by`]).
+fn handshake_key(hello: &wire::HelloRequest<'_>) -> u64 {
+    let client = hello.client.as_ref();
+    let names = client.map(|c| (c.app_name, c.driver_name, c.driver_version));
+    rustc_hash::FxBuildHasher.hash_one((hello.command, names))
+}
+
+/// Where [`Interner::intern_recent`] looks for a server description: the server's own
+/// last one.
+fn server_key(server: SocketAddr) -> u64 {
+    rustc_hash::FxBuildHasher.hash_one(server)
+}
+
+impl Handshake {
+    /// Whether [`handshake_of`] would make this very value of `hello`.
+    fn made_by(&self, hello: &wire::HelloRequest<'_>) -> bool {
+        let client = hello.client.as_ref();
+        let same = |mine: &Option<String>, theirs: Option<&str>| mine.as_deref() == theirs;
+        self.command == hello.command
+            && self.legacy_op_query == hello.legacy_op_query
+            && same(&self.app_name, client.and_then(|c| c.app_name))
+            && same(&self.driver_name, client.and_then(|c| c.driver_name))
+            && same(&self.driver_version, client.and_then(|c| c.driver_version))
+            && same(&self.os_type, client.and_then(|c| c.os_type))
+            && same(&self.platform, client.and_then(|c| c.platform))
+            && same(&self.env_name, client.and_then(|c| c.env_name))
+            && self.load_balanced == hello.load_balanced
+            && self.hello_ok == hello.hello_ok
+            && self
+                .compression
+                .iter()
+                .map(String::as_str)
+                .eq(hello.compressors())
+            && same(&self.sasl_supported_mechs, hello.sasl_supported_mechs)
+            && self.speculative_authenticate == hello.speculative_authenticate
+            && self.internal_client == hello.internal_client
+            && self.awaitable == hello.is_awaitable()
+    }
+}
+
+impl ServerInfo {
+    /// Whether [`server_info_of`] would make this very value of `reply`.
+    fn made_by(&self, reply: &wire::HelloReply<'_>) -> bool {
+        let same = |mine: &Option<String>, theirs: Option<&str>| mine.as_deref() == theirs;
+        let same_list = |mine: &[String], theirs: Option<wire::Doc<'_>>| {
+            mine.iter()
+                .map(String::as_str)
+                .eq(theirs.into_iter().flat_map(wire::Doc::strings))
+        };
+        same(&self.set_name, reply.set_name)
+            && same(&self.me, reply.me)
+            && same_list(&self.hosts, reply.hosts)
+            && same_list(&self.passives, reply.passives)
+            && same_list(&self.arbiters, reply.arbiters)
+            && self.set_version == reply.set_version
+            && self.is_writable_primary == reply.is_writable_primary
+            && self.secondary == reply.secondary
+            && self.is_mongos == reply.is_mongos
+            && self.max_wire_version == reply.max_wire_version
+            && self.topology_version == reply.topology_version.is_some()
+            && self.service_id == reply.service_id
+            && self.arbiter_only == (reply.arbiter_only == Some(true))
+            && self.is_replica_set == reply.is_replica_set
+            && self.process_id == reply.topology_version.map(|t| t.process_id)
     }
 }
 
@@ -1476,6 +1589,242 @@ impl Observer {
                     );
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ClientMetadata, Doc, HelloReply, HelloRequest, TopologyVersion};
+    use bson::rawdoc;
+
+    /// `made_by` confirms the value built from the same source, and tells each field
+    /// changed on its own: a field it missed would hand a connection another client's
+    /// handshake or another server's description.
+    #[test]
+    fn made_by_tells_every_field_of_a_handshake() {
+        let zlib = rawdoc! { "0": "zlib" };
+        let snappy = rawdoc! { "0": "snappy" };
+        let client = ClientMetadata {
+            app_name: Some("orders"),
+            driver_name: Some("PyMongo"),
+            driver_version: Some("4.20.1"),
+            os_type: Some("Linux"),
+            os_name: None,
+            platform: Some("CPython 3.13"),
+            env_name: None,
+        };
+        let base = HelloRequest {
+            command: "hello",
+            legacy_op_query: false,
+            hello_ok: true,
+            topology_version: None,
+            max_await_time_ms: None,
+            load_balanced: false,
+            compression: Some(Doc::of(&zlib)),
+            sasl_supported_mechs: Some("admin.app"),
+            speculative_authenticate: true,
+            internal_client: false,
+            client: Some(client),
+        };
+        let known = handshake_of(&base);
+        assert!(known.made_by(&base));
+        let with_client = |c: ClientMetadata<'static>| HelloRequest {
+            client: Some(c),
+            ..base
+        };
+        let variants = [
+            HelloRequest {
+                command: "isMaster",
+                ..base
+            },
+            HelloRequest {
+                legacy_op_query: true,
+                ..base
+            },
+            HelloRequest {
+                hello_ok: false,
+                ..base
+            },
+            HelloRequest {
+                load_balanced: true,
+                ..base
+            },
+            HelloRequest {
+                compression: Some(Doc::of(&snappy)),
+                ..base
+            },
+            HelloRequest {
+                compression: None,
+                ..base
+            },
+            HelloRequest {
+                sasl_supported_mechs: None,
+                ..base
+            },
+            HelloRequest {
+                speculative_authenticate: false,
+                ..base
+            },
+            HelloRequest {
+                internal_client: true,
+                ..base
+            },
+            HelloRequest {
+                topology_version: Some(TopologyVersion {
+                    process_id: [1; 12],
+                    counter: 0,
+                }),
+                max_await_time_ms: Some(10_000),
+                ..base
+            },
+            HelloRequest {
+                client: None,
+                ..base
+            },
+            with_client(ClientMetadata {
+                app_name: None,
+                ..client
+            }),
+            with_client(ClientMetadata {
+                driver_name: Some("nodejs"),
+                ..client
+            }),
+            with_client(ClientMetadata {
+                driver_version: Some("4.20.0"),
+                ..client
+            }),
+            with_client(ClientMetadata {
+                os_type: Some("Darwin"),
+                ..client
+            }),
+            with_client(ClientMetadata {
+                platform: Some("CPython 3.12"),
+                ..client
+            }),
+            with_client(ClientMetadata {
+                env_name: Some("aws.lambda"),
+                ..client
+            }),
+        ];
+        for (n, other) in variants.iter().enumerate() {
+            assert_ne!(
+                handshake_of(other),
+                known,
+                "variant {n} builds the same value"
+            );
+            assert!(
+                !known.made_by(other),
+                "variant {n} taken for the known handshake"
+            );
+            assert!(handshake_of(other).made_by(other), "variant {n}");
+        }
+    }
+
+    #[test]
+    fn made_by_tells_every_field_of_a_server_description() {
+        let hosts = rawdoc! { "0": "db1:27017", "1": "db2:27017" };
+        let fewer = rawdoc! { "0": "db1:27017" };
+        let passives = rawdoc! { "0": "db3:27017" };
+        let base = HelloReply {
+            set_name: Some("rs0"),
+            me: Some("db1:27017"),
+            hosts: Some(Doc::of(&hosts)),
+            set_version: Some(3),
+            is_writable_primary: Some(true),
+            secondary: Some(false),
+            max_wire_version: Some(25),
+            topology_version: Some(TopologyVersion {
+                process_id: [7; 12],
+                counter: 4,
+            }),
+            ..HelloReply::default()
+        };
+        let known = server_info_of(&base);
+        assert!(known.made_by(&base));
+        // The counter is not part of the description: a later heartbeat's reply is the same.
+        let later = HelloReply {
+            topology_version: Some(TopologyVersion {
+                process_id: [7; 12],
+                counter: 5,
+            }),
+            ..base
+        };
+        assert!(known.made_by(&later));
+        let variants = [
+            HelloReply {
+                set_name: Some("rs1"),
+                ..base
+            },
+            HelloReply { me: None, ..base },
+            HelloReply {
+                hosts: Some(Doc::of(&fewer)),
+                ..base
+            },
+            HelloReply {
+                passives: Some(Doc::of(&passives)),
+                ..base
+            },
+            HelloReply {
+                arbiters: Some(Doc::of(&passives)),
+                ..base
+            },
+            HelloReply {
+                set_version: Some(4),
+                ..base
+            },
+            HelloReply {
+                is_writable_primary: Some(false),
+                ..base
+            },
+            HelloReply {
+                secondary: Some(true),
+                ..base
+            },
+            HelloReply {
+                is_mongos: true,
+                ..base
+            },
+            HelloReply {
+                max_wire_version: Some(21),
+                ..base
+            },
+            HelloReply {
+                topology_version: None,
+                ..base
+            },
+            HelloReply {
+                topology_version: Some(TopologyVersion {
+                    process_id: [8; 12],
+                    counter: 4,
+                }),
+                ..base
+            },
+            HelloReply {
+                service_id: true,
+                ..base
+            },
+            HelloReply {
+                arbiter_only: Some(true),
+                ..base
+            },
+            HelloReply {
+                is_replica_set: true,
+                ..base
+            },
+        ];
+        for (n, other) in variants.iter().enumerate() {
+            assert_ne!(
+                server_info_of(other),
+                known,
+                "variant {n} builds the same value"
+            );
+            assert!(
+                !known.made_by(other),
+                "variant {n} taken for the known description"
+            );
+            assert!(server_info_of(other).made_by(other), "variant {n}");
         }
     }
 }
