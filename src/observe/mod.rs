@@ -34,7 +34,7 @@ use crate::wire::{self, FrameEvent, Framer, FramerConfig, Message};
 pub use shape::{FlightStats, Opening, Shape, Spread};
 pub use stats::{
     side_by_side, Attempts, Bins, HelloTicks, NodeLife, NodeStats, Percentiles, ProcessSeen,
-    Summary, MAX_HELLO_TICKS, MAX_PROCESSES,
+    SampledSummary, Summary, MAX_HELLO_TICKS, MAX_PROCESSES,
 };
 
 /// Operations in flight at once, per (client host, appName, server): the pool's real
@@ -218,7 +218,7 @@ pub struct HelloStats {
     pub legacy_op_query: u32,
     pub max_await_time_ms: Option<i64>,
     /// Seconds between consecutive hello requests (polling cadence) on this connection.
-    pub request_intervals: Summary,
+    pub request_intervals: SampledSummary,
     /// Seconds between consecutive hello replies (streamed cadence included).
     pub reply_intervals: Summary,
     /// Round trip of non-awaitable hellos, in milliseconds.
@@ -423,7 +423,7 @@ pub struct Observations {
     /// key log decrypts them (`tls_session.decrypted`).
     pub tls: bool,
     /// The TLS session: version, cipher, SNI, whether it was decrypted.
-    pub tls_session: Option<TlsSummary>,
+    pub tls_session: Option<Box<TlsSummary>>,
     /// Record shapes of a TLS connection that was not decrypted: what its role is
     /// inferred from ([`shape`]).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -663,7 +663,7 @@ impl Observer {
         let mut obs = state.core.obs.clone();
         let client = self.client_side(&state.core, info);
         self.settle(&mut obs, &state.core, info, client);
-        obs.tls_session = state.tls.as_ref().map(|t| t.summary());
+        obs.tls_session = state.tls.as_ref().map(|t| Box::new(t.summary()));
         obs.shape = keyless_shape(state, client.0);
         Some(obs)
     }
@@ -1423,7 +1423,7 @@ impl ConnHandler for Observer {
             self.scratch = scratch;
             self.plain = plain;
         }
-        let tls_session = state.tls.as_ref().map(|t| t.summary());
+        let tls_session = state.tls.as_ref().map(|t| Box::new(t.summary()));
         let client = self.client_side(&state.core, info);
         let shape = keyless_shape(&state, client.0);
         let mut state = state.core;
@@ -1826,5 +1826,19 @@ mod tests {
             );
             assert!(server_info_of(other).made_by(other), "variant {n}");
         }
+    }
+
+    /// Every connection held (open, or closed and kept for the report) has one record: its
+    /// size is what the memory bound of issue 7 is made of (tens of thousands held at once).
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_connection_record_stays_small() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<Observations>() <= 896,
+            "{}",
+            size_of::<Observations>()
+        );
+        assert!(size_of::<ConnState>() <= 1480, "{}", size_of::<ConnState>());
     }
 }

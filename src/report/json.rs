@@ -117,7 +117,7 @@ impl<'a> ConnectionView<'a> {
             closed: c.obs.closed,
             evidence: &c.verdict.evidence,
             confidence: c.verdict.confidence,
-            tls: c.obs.tls_session.as_ref(),
+            tls: c.obs.tls_session.as_deref(),
             role: c.verdict.role.map(|r| r.name()),
             member: report.cluster.origins.get(i).and_then(|o| o.as_deref()),
             process: report.process_of(c.obs.client),
