@@ -51,6 +51,38 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
+/// A hello's extension block as (type, data), without copying: 2-byte type, 2-byte
+/// length, data; it stops quietly at a truncated one, so a damaged hello still gives what
+/// it holds. Written here rather than taken from `tls_parser::parse_tls_extensions`, which
+/// builds a vector of every extension parsed: walked three times per ClientHello, that
+/// was 1% of a keyless capture's instructions.
+pub fn extensions(mut block: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let (kind, len) = (u16_at(block, 0)?, u16_at(block, 2)?);
+        let data = block.get(4..4 + len as usize)?;
+        block = &block[4 + len as usize..];
+        Some((kind, data))
+    })
+}
+
+/// The first name of a ClientHello's server_name extension (RFC 6066: a list of
+/// (type, length-prefixed name) after the list's own length).
+pub fn server_name(ext: &[u8]) -> Option<&[u8]> {
+    let (_, data) = extensions(ext).find(|(kind, _)| *kind == EXT_SNI)?;
+    let len = usize::from(u16_at(data, 3)?);
+    data.get(5..5 + len)
+}
+
+/// The version a ServerHello's supported_versions extension selected (RFC 8446 4.2.1: one
+/// version; a list, as a ClientHello sends, is read for its first).
+pub fn selected_version(ext: &[u8]) -> Option<u16> {
+    let (_, data) = extensions(ext).find(|(kind, _)| *kind == EXT_SUPPORTED_VERSIONS)?;
+    match data.len() {
+        2 => u16_at(data, 0),
+        _ => u16_at(data, 1),
+    }
+}
+
 /// A list of u16 behind a length prefix of `prefix` bytes (1 or 2).
 fn u16_list(data: &[u8], prefix: usize) -> Vec<u16> {
     let len = match prefix {
@@ -75,12 +107,7 @@ impl HelloParts {
             ciphers: ciphers.iter().copied().filter(|c| !is_grease(*c)).collect(),
             ..HelloParts::default()
         };
-        let mut rest = ext.unwrap_or_default();
-        while let (Some(kind), Some(len)) = (u16_at(rest, 0), u16_at(rest, 2)) {
-            let Some(data) = rest.get(4..4 + len as usize) else {
-                break;
-            };
-            rest = &rest[4 + len as usize..];
+        for (kind, data) in extensions(ext.unwrap_or_default()) {
             if is_grease(kind) {
                 continue;
             }
@@ -327,6 +354,52 @@ mod tests {
         assert_ne!(other.ja4(), fresh.ja4());
         let other_resumed = hello(&[51, 11, 43, 35, 10, 45, 5, 23, 41]);
         assert_eq!(other_resumed.full_handshake_ja4(), Some(other.ja4()));
+    }
+
+    /// The zero-copy walk reads what tls-parser's parse of the same block reads: the SNI
+    /// (first name), and a ServerHello's selected version or a ClientHello's list.
+    #[test]
+    fn extension_walk_reads_what_tls_parser_reads() {
+        use tls_parser::TlsExtension;
+        let ext = |kind: u16, data: &[u8]| {
+            let mut e = kind.to_be_bytes().to_vec();
+            e.extend((data.len() as u16).to_be_bytes());
+            e.extend(data);
+            e
+        };
+        let name = b"db1.example.net";
+        let mut sni = vec![0, name.len() as u8 + 3, 0, 0, name.len() as u8];
+        sni.extend(name);
+        let client: Vec<u8> = [
+            ext(0x0a0a, &[]),
+            ext(EXT_SNI, &sni),
+            ext(EXT_ALPN, &[0, 3, 2, b'h', b'2']),
+            ext(EXT_SUPPORTED_VERSIONS, &[4, 0x03, 0x04, 0x03, 0x03]),
+        ]
+        .concat();
+        let server = ext(EXT_SUPPORTED_VERSIONS, &[0x03, 0x04]);
+
+        let (_, parsed) = tls_parser::parse_tls_extensions(&client).unwrap();
+        let theirs = parsed.iter().find_map(|e| match e {
+            TlsExtension::SNI(names) => names.first().map(|(_, n)| *n),
+            _ => None,
+        });
+        assert_eq!(server_name(&client), theirs);
+        assert_eq!(server_name(&client), Some(&name[..]));
+        assert_eq!(selected_version(&client), Some(0x0304));
+        let (_, parsed) = tls_parser::parse_tls_extensions(&server).unwrap();
+        let theirs = parsed.iter().find_map(|e| match e {
+            TlsExtension::SupportedVersions(v) => v.first().map(|v| v.0),
+            _ => None,
+        });
+        assert_eq!(selected_version(&server), theirs);
+        assert_eq!(selected_version(&server), Some(0x0304));
+        // Types in order; a truncated last extension ends the walk without a panic.
+        let kinds: Vec<u16> = extensions(&client).map(|(k, _)| k).collect();
+        assert_eq!(kinds, [0x0a0a, EXT_SNI, EXT_ALPN, EXT_SUPPORTED_VERSIONS]);
+        assert_eq!(extensions(&client[..client.len() - 1]).count(), 3);
+        assert_eq!(server_name(&client[..6]), None);
+        assert_eq!(selected_version(&[]), None);
     }
 
     /// The memo answers what the computation would, for a hello seen again and across the

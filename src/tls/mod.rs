@@ -610,7 +610,7 @@ impl TlsConn {
     }
 
     fn plain_handshake(&mut self, side: Side, mut body: &[u8]) {
-        use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
+        use tls_parser::{TlsMessage, TlsMessageHandshake};
         while !body.is_empty() {
             let Ok((rest, TlsMessage::Handshake(msg))) =
                 tls_parser::parse_tls_message_handshake(body)
@@ -631,15 +631,8 @@ impl TlsConn {
                         self.ja4 = Some(ja4);
                         self.full_handshake_ja4 = full_handshake_ja4;
                     }
-                    let exts = ch
-                        .ext
-                        .and_then(|e| tls_parser::parse_tls_extensions(e).ok());
-                    for ext in exts.map(|(_, v)| v).unwrap_or_default() {
-                        if let TlsExtension::SNI(names) = ext {
-                            self.sni = names
-                                .first()
-                                .map(|(_, name)| String::from_utf8_lossy(name).into_owned());
-                        }
+                    if let Some(name) = ch.ext.and_then(fingerprint::server_name) {
+                        self.sni = Some(String::from_utf8_lossy(name).into_owned());
                     }
                 }
                 TlsMessageHandshake::ServerHello(sh) => {
@@ -647,17 +640,10 @@ impl TlsConn {
                     self.client.get_or_insert(side.other());
                     self.server_random = sh.random.try_into().ok();
                     self.cipher_id = Some(sh.cipher.0);
-                    let mut version = sh.version.0;
-                    let exts = sh
+                    let version = sh
                         .ext
-                        .and_then(|e| tls_parser::parse_tls_extensions(e).ok());
-                    for ext in exts.map(|(_, v)| v).unwrap_or_default() {
-                        if let TlsExtension::SupportedVersions(v) = ext {
-                            if let Some(v) = v.first() {
-                                version = v.0;
-                            }
-                        }
-                    }
+                        .and_then(fingerprint::selected_version)
+                        .unwrap_or(sh.version.0);
                     self.version = Some(version);
                     match Suite::from_id(sh.cipher.0) {
                         Ok(suite) => self.suite = Some(suite),
