@@ -664,12 +664,12 @@ fn feed<S, H: ConnHandler<State = S>>(
         conn.isn[i].get_or_insert(seg.seq);
         conn.halves[i].syn(seg.seq);
     }
-    let info = conn.info;
+    let info = &conn.info;
     // The peer's ACK may reveal bytes of our direction the capture never showed.
     if let Some(ack) = seg.ack {
         let other = side.other();
         conn.halves[other.index()].acknowledged(ack, budget, |event| {
-            handler.stream(state, &info, other, ts, event)
+            handler.stream(state, info, other, ts, event)
         });
     }
     let payload_seq = if seg.flags.syn {
@@ -683,7 +683,7 @@ fn feed<S, H: ConnHandler<State = S>>(
         seg.missing_tail,
         limits,
         budget,
-        |event| handler.stream(state, &info, side, ts, event),
+        |event| handler.stream(state, info, side, ts, event),
     );
 
     if seg.flags.fin {
