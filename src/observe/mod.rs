@@ -780,13 +780,13 @@ impl Observer {
         }
         let kind = match name {
             Some(name) if wire::is_hello_name(name) => {
-                let hello = wire::hello_request(msg);
-                let awaitable = hello.as_ref().is_some_and(|h| h.is_awaitable());
+                let hello = wire::hello_request_named(msg, name);
+                let awaitable = hello.is_awaitable();
                 let h = &mut obs.hello;
                 h.requests += 1;
                 if awaitable {
                     h.awaitable += 1;
-                    if let Some(ms) = hello.as_ref().and_then(|h| h.max_await_time_ms) {
+                    if let Some(ms) = hello.max_await_time_ms {
                         h.max_await_time_ms = Some(ms);
                     }
                 }
@@ -795,20 +795,18 @@ impl Observer {
                         h.exhaust_requests += 1;
                     }
                 }
-                if let Some(hello) = &hello {
-                    if hello.legacy_op_query {
-                        h.legacy_op_query += 1;
-                    }
-                    if obs.handshake.is_none() && is_handshake(hello, obs.syn_seen) {
-                        obs.handshake = Some(self.handshakes.intern_recent(
-                            handshake_key(hello),
-                            |known| known.made_by(hello),
-                            || handshake_of(hello),
-                        ));
-                        obs.handshake_ts = Some(ts.as_secs_f64());
-                        if hello.speculative_authenticate {
-                            obs.auth.speculative = true;
-                        }
+                if hello.legacy_op_query {
+                    h.legacy_op_query += 1;
+                }
+                if obs.handshake.is_none() && is_handshake(&hello, obs.syn_seen) {
+                    obs.handshake = Some(self.handshakes.intern_recent(
+                        handshake_key(&hello),
+                        |known| known.made_by(&hello),
+                        || handshake_of(&hello),
+                    ));
+                    obs.handshake_ts = Some(ts.as_secs_f64());
+                    if hello.speculative_authenticate {
+                        obs.auth.speculative = true;
                     }
                 }
                 let secs = ts.as_secs_f64();

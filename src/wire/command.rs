@@ -146,6 +146,12 @@ pub fn hello_request<'a>(msg: &Message<'a>) -> Option<HelloRequest<'a>> {
         return None;
     }
     let command = msg.command_name().filter(|n| is_hello_name(n))?;
+    Some(hello_request_named(msg, command))
+}
+
+/// [`hello_request`] of a request already known to be the hello `command`
+/// ([`Message::command_name`]), so that its name is not read twice.
+pub fn hello_request_named<'a>(msg: &Message<'a>, command: &'a str) -> HelloRequest<'a> {
     let mut req = HelloRequest {
         command,
         legacy_op_query: matches!(msg.body, Body::Query { .. })
@@ -161,7 +167,7 @@ pub fn hello_request<'a>(msg: &Message<'a>) -> Option<HelloRequest<'a>> {
         client: None,
     };
     let Some(doc) = msg.fields() else {
-        return Some(req);
+        return req;
     };
     // Of a hello cut short (a snap length), the fields that were captured: the command
     // name, topologyVersion and maxAwaitTimeMS come first in every driver's hello.
@@ -179,7 +185,7 @@ pub fn hello_request<'a>(msg: &Message<'a>) -> Option<HelloRequest<'a>> {
             _ => {}
         }
     }
-    Some(req)
+    req
 }
 
 /// Read any reply document as a hello reply; fields that are absent stay `None`.

@@ -18,8 +18,8 @@ pub mod message;
 pub(crate) mod test_util;
 
 pub use command::{
-    cluster_request, hello_reply, hello_request, is_hello_name, reply_errmsg, reply_ok,
-    reply_state, ClientMetadata, ClusterRequest, HelloReply, HelloRequest, ReplyState,
+    cluster_request, hello_reply, hello_request, hello_request_named, is_hello_name, reply_errmsg,
+    reply_ok, reply_state, ClientMetadata, ClusterRequest, HelloReply, HelloRequest, ReplyState,
     TopologyVersion,
 };
 pub use elements::Doc;
