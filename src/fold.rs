@@ -127,7 +127,7 @@ impl<'scope> Folder<'scope> {
         // the job's; at 1.5 x the peak is what a fold in place at 2 x held (bench capture
         // doubled: 137 -> 126 MB with two threads, 122 -> 111 MB with one; instructions
         // +0.8%, the folds' extra work partly offset by a final conclusion over fewer).
-        let fold_at = (self.keep_closed.saturating_mul(3) / 2).max(1);
+        let fold_at = fold_threshold(self.keep_closed);
         let out = self
             .pending
             .as_ref()
@@ -203,6 +203,13 @@ impl<'scope> Folder<'scope> {
     }
 }
 
+/// How many closed records are held when a fold starts: 1.5 × `keep_closed` (see
+/// [`Folder::hook`]), and at least one more than `keep_closed`, or a fold of a tiny
+/// `keep_closed` would release nothing and run at every hook.
+fn fold_threshold(keep_closed: usize) -> usize {
+    (keep_closed.saturating_mul(3) / 2).max(keep_closed.saturating_add(1))
+}
+
 fn join(tallier: ScopedJoinHandle<'_, Released>) -> Released {
     match tallier.join() {
         Ok(released) => released,
@@ -250,6 +257,15 @@ mod tests {
 
     use super::*;
     use crate::tcp::ConnInfo;
+
+    #[test]
+    fn every_fold_releases_something() {
+        for keep in [0, 1, 2, 3, 10, 10_000] {
+            assert!(fold_threshold(keep) > keep, "keep_closed {keep}");
+        }
+        assert_eq!(fold_threshold(1), 2);
+        assert_eq!(fold_threshold(10_000), 15_000);
+    }
 
     /// Closed records only, as an analysis holds them between packets.
     #[derive(Default)]
