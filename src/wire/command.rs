@@ -102,14 +102,10 @@ fn topology_version(v: &Element<'_>) -> Option<TopologyVersion> {
 /// field walked them eleven times: 2% of the bench capture's instructions). The first
 /// element of a name counts, as with [`Doc::get`].
 fn client_metadata<'a>(doc: Doc<'a>) -> ClientMetadata<'a> {
-    const NAMES: [&[u8]; 5] = [b"application", b"driver", b"os", b"platform", b"env"];
-    let mut top: [Option<Element<'a>>; 5] = [None; 5];
-    for element in doc.elements() {
-        if let Some(i) = NAMES.iter().position(|n| *n == element.key) {
-            top[i].get_or_insert(element);
-        }
-    }
-    let [application, driver, os, platform, env] = top;
+    let [application, driver, os, platform, env] = first_elements(
+        Some(doc),
+        ["application", "driver", "os", "platform", "env"],
+    );
     let sub = |e: Option<Element<'a>>| e.and_then(|e| e.doc());
     let [app_name] = first_strings(sub(application), ["name"]);
     let [driver_name, driver_version] = first_strings(sub(driver), ["name", "version"]);
@@ -126,18 +122,26 @@ fn client_metadata<'a>(doc: Doc<'a>) -> ClientMetadata<'a> {
     }
 }
 
-/// The string values of `keys` in `doc`, in one walk: each key's first element.
-fn first_strings<'a, const N: usize>(
+/// The first element named each of `keys` in `doc`, in one walk.
+fn first_elements<'a, const N: usize>(
     doc: Option<Doc<'a>>,
     keys: [&str; N],
-) -> [Option<&'a str>; N] {
+) -> [Option<Element<'a>>; N] {
     let mut found: [Option<Element<'a>>; N] = [None; N];
     for element in doc.into_iter().flat_map(Doc::elements) {
         if let Some(i) = keys.iter().position(|k| k.as_bytes() == element.key) {
             found[i].get_or_insert(element);
         }
     }
-    found.map(|e| e.and_then(|e| e.str()))
+    found
+}
+
+/// The string values of `keys` in `doc` ([`first_elements`]).
+fn first_strings<'a, const N: usize>(
+    doc: Option<Doc<'a>>,
+    keys: [&str; N],
+) -> [Option<&'a str>; N] {
+    first_elements(doc, keys).map(|e| e.and_then(|e| e.str()))
 }
 
 /// Read a request as hello/isMaster; `None` when it is another command.
