@@ -913,15 +913,7 @@ impl Observer {
                 // host list is missing, not empty.
                 if (describes || newer || role_changed) && !msg.is_partial() {
                     if let Some(reply) = wire::hello_reply(msg) {
-                        let info = self.server_infos.intern_recent(
-                            server_key(server),
-                            |known| known.made_by(&reply),
-                            || server_info_of(&reply),
-                        );
-                        let process = reply.topology_version.map(|tv| tv.process_id);
-                        self.nodes
-                            .role(server, info.role_parts(), process, ts.as_secs_f64());
-                        obs.server_info = Some(info);
+                        self.describe(obs, server, &reply, ts);
                         if let Some(tv) = reply.topology_version {
                             self.nodes.process(server, tv.process_id, ts.as_secs_f64());
                         }
@@ -956,6 +948,27 @@ impl Observer {
 }
 
 impl Observer {
+    /// A whole hello reply from `server` describes it: the connection's record takes the
+    /// (shared) description, and the node its role. The server's last description is
+    /// looked up first ([`Interner::intern_recent`]): most replies repeat it.
+    fn describe(
+        &mut self,
+        obs: &mut Observations,
+        server: SocketAddr,
+        reply: &wire::HelloReply<'_>,
+        ts: Timestamp,
+    ) {
+        let info = self.server_infos.intern_recent(
+            rustc_hash::FxBuildHasher.hash_one(server),
+            |known| known.made_by(reply),
+            || server_info_of(reply),
+        );
+        let process = reply.topology_version.map(|tv| tv.process_id);
+        self.nodes
+            .role(server, info.role_parts(), process, ts.as_secs_f64());
+        obs.server_info = Some(info);
+    }
+
     /// A reply to a request the capture did not show. Only an exhaust stream can be
     /// recognised from its replies alone: a hello reply flagged moreToCome answers an
     /// awaitable hello sent before the capture began, and announces the next reply.
@@ -997,15 +1010,7 @@ impl Observer {
             .as_deref()
             .is_some_and(|known| changes_role(glance, known));
         if (obs.server_info.is_none() || newer || role_changed) && !msg.is_partial() {
-            let info = self.server_infos.intern_recent(
-                server_key(server),
-                |known| known.made_by(&reply),
-                || server_info_of(&reply),
-            );
-            let process = reply.topology_version.map(|tv| tv.process_id);
-            self.nodes
-                .role(server, info.role_parts(), process, ts.as_secs_f64());
-            obs.server_info = Some(info);
+            self.describe(obs, server, &reply, ts);
         }
         if let Some(tv) = reply.topology_version.filter(|_| !msg.is_partial()) {
             self.nodes.process(server, tv.process_id, ts.as_secs_f64());
@@ -1160,17 +1165,15 @@ fn handshake_key(hello: &wire::HelloRequest<'_>) -> u64 {
     rustc_hash::FxBuildHasher.hash_one((hello.command, names))
 }
 
-/// Where [`Interner::intern_recent`] looks for a server description: the server's own
-/// last one.
-fn server_key(server: SocketAddr) -> u64 {
-    rustc_hash::FxBuildHasher.hash_one(server)
+/// An owned text field equals the borrowed one it would be made of ([`owned`]).
+fn same(mine: &Option<String>, theirs: Option<&str>) -> bool {
+    mine.as_deref() == theirs
 }
 
 impl Handshake {
     /// Whether [`handshake_of`] would make this very value of `hello`.
     fn made_by(&self, hello: &wire::HelloRequest<'_>) -> bool {
         let client = hello.client.as_ref();
-        let same = |mine: &Option<String>, theirs: Option<&str>| mine.as_deref() == theirs;
         self.command == hello.command
             && self.legacy_op_query == hello.legacy_op_query
             && same(&self.app_name, client.and_then(|c| c.app_name))
@@ -1196,7 +1199,6 @@ impl Handshake {
 impl ServerInfo {
     /// Whether [`server_info_of`] would make this very value of `reply`.
     fn made_by(&self, reply: &wire::HelloReply<'_>) -> bool {
-        let same = |mine: &Option<String>, theirs: Option<&str>| mine.as_deref() == theirs;
         let same_list = |mine: &[String], theirs: Option<wire::Doc<'_>>| {
             mine.iter()
                 .map(String::as_str)
