@@ -1112,6 +1112,10 @@ pub fn classify_after(
             .then_some(streams)
     };
 
+    // A single-threaded client's links to each node, counted once per client and node
+    // rather than per link: a PHP-FPM host runs hundreds of workers.
+    let mut links_to: FxHashMap<(usize, std::net::SocketAddr), usize> = FxHashMap::default();
+
     // Second pass.
     for i in 0..conns.len() {
         if verdicts[i].is_some() {
@@ -1169,11 +1173,12 @@ pub fn classify_after(
                 ),
                 _ => "and the client has no monitoring connections: a single-threaded client (libmongoc/PHP style)".to_string(),
             };
-            let links = hood
-                .conns
-                .iter()
-                .filter(|&&j| conns[j].server == obs.server)
-                .count();
+            let links = *links_to.entry((hood_of[i], obs.server)).or_insert_with(|| {
+                hood.conns
+                    .iter()
+                    .filter(|&&j| conns[j].server == obs.server)
+                    .count()
+            });
             let on = if links > 1 {
                 format!(
                     "on one of the client's {links} links to this node (one per process or client)"
