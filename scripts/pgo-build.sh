@@ -5,7 +5,7 @@
 # On the benchmark capture it is ~10% faster on one core than `cargo build --release`
 # (README, Performance). The training runs are the lab's real-driver captures under
 # testdata/ (text and JSON reports, one and two threads, with and without their TLS key
-# logs), not the benchmark file. Needs rustup's llvm-tools component for llvm-profdata;
+# logs, and folding as a long capture does), not the benchmark file. Needs rustup's llvm-tools component for llvm-profdata;
 # this script adds it when rustup can.
 #
 # Usage: scripts/pgo-build.sh        (prints the binary's path last)
@@ -38,6 +38,9 @@ while IFS= read -r capture; do
       "$trainer" "$capture" --threads "$threads" -f "$format" -o /dev/null 2>/dev/null || true
       runs=$((runs + 1))
     done
+    # A small --keep-closed folds closed connections as a long capture does.
+    "$trainer" "$capture" --threads "$threads" --keep-closed 8 -o /dev/null 2>/dev/null || true
+    runs=$((runs + 1))
     if [[ -f $keylog ]]; then
       "$trainer" "$capture" --threads "$threads" --keylog "$keylog" -o /dev/null 2>/dev/null || true
       runs=$((runs + 1))
