@@ -1049,3 +1049,36 @@ fn warnings_of<'a>(report: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a
         .filter(move |w| w["kind"] == kind)
         .filter_map(|w| w["message"].as_str())
 }
+
+/// Replies to operations are timed from their OP_COMPRESSED header alone, never inflated
+/// (src/observe: `leaves_compressed`); every one must still be matched to its request.
+#[test]
+fn compressed_operation_replies_are_all_matched_and_timed() {
+    let mut compressed = 0;
+    for dir in cases().into_iter().filter(|d| {
+        d.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("compression-"))
+    }) {
+        let r = report(&dir, &truth(&dir), None);
+        for c in r["connections"].as_array().unwrap() {
+            let o = &c["observations"];
+            if o["compression"].is_null() {
+                continue;
+            }
+            compressed += 1;
+            let ops: u64 = o["commands"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["count"].as_u64().unwrap())
+                .sum();
+            let at = format!("{}: {}", dir.display(), c["client"]);
+            assert!(ops > 0, "{at}");
+            assert_eq!(o["op_latency_ms"]["count"].as_u64(), Some(ops), "{at}");
+            let malformed = o["client_traffic"]["malformed"].as_u64().unwrap()
+                + o["server_traffic"]["malformed"].as_u64().unwrap();
+            assert_eq!(malformed, 0, "{at}");
+        }
+    }
+    assert!(compressed >= 2, "the lab's compressed pool connections");
+}

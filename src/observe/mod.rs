@@ -1107,6 +1107,38 @@ const MAX_COMMAND_NAMES: usize = 128;
 /// Where the names beyond [`MAX_COMMAND_NAMES`] are counted.
 const OTHER_COMMANDS: &str = "(other commands)";
 
+/// Whether a whole message can stay compressed: an OP_COMPRESSED reply, from the side
+/// known to be the server, to an operation. Nothing reads such a reply's contents (only
+/// its time and size count), but an inflater reads all of it: a compressed find's
+/// results cost far more to inflate than everything else its connection does. A reply
+/// the observer would read is still inflated: a hello's, an authentication step's, a
+/// `dropConnections`'s, and any it cannot place (a streamed hello reply answers no
+/// pending request).
+fn leaves_compressed(state: &Core, info: &ConnInfo, side: Side, bytes: &[u8]) -> bool {
+    // Every message passes here: the opcode's bytes first, then the rest.
+    const OP_COMPRESSED: [u8; 4] = 2012i32.to_le_bytes();
+    if bytes.get(12..16) != Some(&OP_COMPRESSED[..])
+        || info.initiator.or(state.client_side) != Some(side.other())
+    {
+        return false;
+    }
+    let Ok(header) = wire::HeaderView::new_checked(bytes) else {
+        return false;
+    };
+    let answers = Some(header.response_to());
+    state
+        .pending
+        .iter()
+        .find(|(id, ..)| *id == answers)
+        .is_some_and(|&(.., kind)| kind == Pending::Operation)
+        && !state
+            .obs
+            .cluster
+            .drop_connections
+            .iter()
+            .any(|d| Some(d.request_id) == answers && d.replied.is_none())
+}
+
 fn count(list: &mut Vec<CommandCount>, name: &str, names: &mut Interner<str>) {
     let name = if list.len() < MAX_COMMAND_NAMES || list.iter().any(|c| &*c.name == name) {
         name
@@ -1543,7 +1575,11 @@ impl Observer {
     ) {
         let i = side.index();
         match event {
-            FrameEvent::Message(bytes) => match wire::parse_message(bytes, scratch, max_len) {
+            FrameEvent::Message(bytes) => match if leaves_compressed(state, info, side, bytes) {
+                wire::parse_unread(bytes, max_len)
+            } else {
+                wire::parse_message(bytes, scratch, max_len)
+            } {
                 Ok(msg) => self.on_message(state, info, side, ts, &msg),
                 Err(err) => {
                     state.traffic[i].malformed += 1;

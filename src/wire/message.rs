@@ -112,6 +112,9 @@ pub enum Body<'a> {
     },
     /// OP_INSERT/UPDATE/DELETE/GET_MORE/KILL_CURSORS: recognised, counted, not decoded.
     Legacy,
+    /// An OP_COMPRESSED message left compressed ([`parse_unread`]): its header is known
+    /// (the original opcode, `responseTo`), its contents were not needed.
+    Compressed,
     Unknown,
 }
 
@@ -253,32 +256,76 @@ pub fn parse_message<'a>(
             sender: None,
         });
     }
-    let mut cur = Cursor::new(body, HEADER_LEN);
-    let original = OpCode::from(cur.i32("originalOpcode")?);
-    let size = cur.i32("uncompressedSize")?;
-    let compressor = Compressor::from_id(cur.u8("compressorId")?)?;
-    if size < 0 || size as u64 + HEADER_LEN as u64 > max_len as u64 {
-        return Err(WireError::TooLarge {
-            length: size.max(0) as u64,
-            max: max_len as u64,
-        });
-    }
-    if original == OpCode::Compressed {
-        return Err(cur.malformed("OP_COMPRESSED wrapping OP_COMPRESSED"));
-    }
-    let compressed = &body[cur.pos..];
-    decompress(compressor, compressed, size as usize, scratch)?;
-    let inner = Header {
-        message_length: HEADER_LEN as u32 + size as u32,
-        op_code: original,
-        ..header
-    };
+    let envelope = Envelope::parse(header, body, max_len)?;
+    decompress(
+        envelope.compressor,
+        envelope.compressed,
+        envelope.inner.message_length as usize - HEADER_LEN,
+        scratch,
+    )?;
     Ok(Message {
-        header: inner,
-        compressor: Some(compressor),
-        body: parse_body(inner, &scratch.out, HEADER_LEN)?,
+        header: envelope.inner,
+        compressor: Some(envelope.compressor),
+        body: parse_body(envelope.inner, &scratch.out, HEADER_LEN)?,
         sender: None,
     })
+}
+
+/// An OP_COMPRESSED message's header, with its body left compressed ([`Body::Compressed`]):
+/// for a message whose contents no reader needs, such as the reply to an operation,
+/// inflating it would be most of what it costs. Everything but the decompression is
+/// checked as [`parse_message`] checks it.
+pub fn parse_unread(bytes: &[u8], max_len: u32) -> Result<Message<'_>, WireError> {
+    let header = Header::parse(bytes)?;
+    if header.op_code != OpCode::Compressed || header.message_length as usize != bytes.len() {
+        return Err(WireError::Malformed {
+            offset: 0,
+            what: "not a whole OP_COMPRESSED message",
+        });
+    }
+    let envelope = Envelope::parse(header, &bytes[HEADER_LEN..], max_len)?;
+    Ok(Message {
+        header: envelope.inner,
+        compressor: Some(envelope.compressor),
+        body: Body::Compressed,
+        sender: None,
+    })
+}
+
+/// OP_COMPRESSED's own fields: the original opcode, the uncompressed size (checked against
+/// `max_len` before anything is allocated), the compressor, and the compressed bytes.
+struct Envelope<'a> {
+    /// The original message's header: its opcode and length.
+    inner: Header,
+    compressor: Compressor,
+    compressed: &'a [u8],
+}
+
+impl<'a> Envelope<'a> {
+    fn parse(header: Header, body: &'a [u8], max_len: u32) -> Result<Envelope<'a>, WireError> {
+        let mut cur = Cursor::new(body, HEADER_LEN);
+        let original = OpCode::from(cur.i32("originalOpcode")?);
+        let size = cur.i32("uncompressedSize")?;
+        let compressor = Compressor::from_id(cur.u8("compressorId")?)?;
+        if size < 0 || size as u64 + HEADER_LEN as u64 > max_len as u64 {
+            return Err(WireError::TooLarge {
+                length: size.max(0) as u64,
+                max: max_len as u64,
+            });
+        }
+        if original == OpCode::Compressed {
+            return Err(cur.malformed("OP_COMPRESSED wrapping OP_COMPRESSED"));
+        }
+        Ok(Envelope {
+            inner: Header {
+                message_length: HEADER_LEN as u32 + size as u32,
+                op_code: original,
+                ..header
+            },
+            compressor,
+            compressed: &body[cur.pos..],
+        })
+    }
 }
 
 fn decompress(

@@ -27,7 +27,7 @@ pub use error::WireError;
 pub use frame::{FrameEvent, Framer, FramerConfig};
 pub use header::{Header, HeaderView, OpCode, HEADER_LEN};
 pub use message::{
-    parse_message, parse_prefix, Body, Compressor, Message, MsgFlags, Scratch, Sender,
+    parse_message, parse_prefix, parse_unread, Body, Compressor, Message, MsgFlags, Scratch, Sender,
 };
 
 /// The server's maxMessageSizeBytes: no valid message is longer.

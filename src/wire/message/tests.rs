@@ -142,6 +142,35 @@ fn op_compressed_with_each_compressor() {
 }
 
 #[test]
+fn an_unread_op_compressed_keeps_its_header_and_is_checked_like_a_read_one() {
+    let inner = op_msg(21, 0, 0, &rawdoc! { "cursor": { "id": 0i64 }, "ok": 1.0 });
+    let zstd = zstd::bulk::compress(&inner[16..], 3).unwrap();
+    let m = op_compressed(&inner, 3, &zstd);
+    let mut scratch = Scratch::default();
+    let read = parse_message(&m, &mut scratch, MAX).unwrap();
+    let unread = parse_unread(&m, MAX).unwrap();
+    assert_eq!(unread.header, read.header);
+    assert_eq!(unread.header.op_code, OpCode::Msg);
+    assert_eq!(unread.compressor, Some(Compressor::Zstd));
+    assert!(matches!(unread.body, Body::Compressed));
+    assert!(unread.sent_by(Sender::Server).is_reply() && unread.msg_flags().is_none());
+    // The envelope's own checks still hold; only the inflating is skipped.
+    let mut huge = m.clone();
+    huge[20..24].copy_from_slice(&2_000_000_000i32.to_le_bytes());
+    assert!(matches!(
+        parse_unread(&huge, MAX),
+        Err(WireError::TooLarge { .. })
+    ));
+    let unknown = op_compressed(&inner, 9, b"");
+    assert_eq!(
+        parse_unread(&unknown, MAX).unwrap_err(),
+        WireError::UnknownCompressor(9)
+    );
+    assert!(parse_unread(&inner, MAX).is_err(), "not OP_COMPRESSED");
+    assert!(parse_unread(&m[..m.len() - 1], MAX).is_err(), "not whole");
+}
+
+#[test]
 fn op_compressed_claiming_two_gigabytes_is_refused_before_allocating() {
     let inner = op_msg(1, 0, 0, &rawdoc! { "ping": 1i32 });
     let mut m = op_compressed(&inner, 1, b"xxxx");
