@@ -183,6 +183,15 @@ pub struct TableStats {
 /// point again: a NAT forwards it within microseconds; a second all the way.
 const MIRROR_WINDOW_NANOS: u64 = 1_000_000_000;
 
+/// No expiry pending.
+const NEVER: Timestamp = Timestamp(i64::MAX);
+
+/// When a connection start seen at `at` leaves the mirror index: once more than
+/// [`MIRROR_WINDOW_NANOS`] have passed.
+fn start_expiry(at: Timestamp) -> Timestamp {
+    Timestamp(at.0.saturating_add_unsigned(MIRROR_WINDOW_NANOS + 1))
+}
+
 /// How a connection started, as far as telling its NAT mirror goes: the client's ISN of
 /// a captured SYN, or the (seq, ack) of the first segment of one already open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -268,6 +277,9 @@ pub struct FlowTable<S> {
     mirrored: HashMap<FlowKey, FlowKey>,
     /// A held SYN is being opened as a connection of its own.
     replaying: bool,
+    /// When the oldest entry of `recent_starts` or `lingering` expires: until then
+    /// [`FlowTable::expire`], called for every segment, has nothing to do.
+    next_expiry: Timestamp,
     budget: usize,
     next_id: u64,
     open: u64,
@@ -288,6 +300,7 @@ impl<S> FlowTable<S> {
             mirrors: HashMap::default(),
             mirrored: HashMap::default(),
             replaying: false,
+            next_expiry: NEVER,
             next_id: 0,
             open: 0,
             stats: TableStats::default(),
@@ -416,6 +429,7 @@ impl<S> FlowTable<S> {
             if let Some(start) = start {
                 self.starts.insert(start, (key, ts));
                 self.recent_starts.push_back((ts, start));
+                self.expires_at(start_expiry(ts));
             }
             self.flows.insert(
                 key,
@@ -563,8 +577,7 @@ impl<S> FlowTable<S> {
         }
         let id = conn.info.id;
         self.finish_conn(*conn, handler);
-        self.lingering.push_back((ts, key, id));
-        self.closed.insert(key, id);
+        self.linger(ts, key, id);
     }
 
     /// End of input: every connection still open is handed back as open.
@@ -598,8 +611,7 @@ impl<S> FlowTable<S> {
             let key = FlowKey::of(info.endpoints[0], info.endpoints[1]);
             if let Some(mirror) = self.mirrored.remove(&key) {
                 self.mirrors.remove(&mirror);
-                self.lingering.push_back((ts, mirror, info.id));
-                self.closed.insert(mirror, info.id);
+                self.linger(ts, mirror, info.id);
             }
         }
         for side in [Side::A, Side::B] {
@@ -613,9 +625,37 @@ impl<S> FlowTable<S> {
         handler.close(state, &info, [halves[0].stats, halves[1].stats]);
     }
 
+    /// A flow closed at `ts`: remembered as closed for the linger period.
+    fn linger(&mut self, ts: Timestamp, key: FlowKey, id: u64) {
+        self.lingering.push_back((ts, key, id));
+        self.closed.insert(key, id);
+        self.expires_at(self.linger_expiry(ts));
+    }
+
+    fn expires_at(&mut self, at: Timestamp) {
+        self.next_expiry = self.next_expiry.min(at);
+    }
+
+    fn linger_expiry(&self, closed: Timestamp) -> Timestamp {
+        Timestamp(closed.0.saturating_add_unsigned(self.config.linger_nanos))
+    }
+
     fn expire(&mut self, now: Timestamp) {
+        if now < self.next_expiry {
+            return;
+        }
+        self.expire_due(now);
+        let starts = self.recent_starts.front().map(|&(at, _)| start_expiry(at));
+        let closes = self
+            .lingering
+            .front()
+            .map(|&(at, ..)| self.linger_expiry(at));
+        self.next_expiry = starts.into_iter().chain(closes).min().unwrap_or(NEVER);
+    }
+
+    fn expire_due(&mut self, now: Timestamp) {
         while let Some(&(at, start)) = self.recent_starts.front() {
-            if now.nanos_since(at) <= MIRROR_WINDOW_NANOS {
+            if now < start_expiry(at) {
                 break;
             }
             self.recent_starts.pop_front();
@@ -625,7 +665,7 @@ impl<S> FlowTable<S> {
             }
         }
         while let Some(&(closed, key, id)) = self.lingering.front() {
-            if now.nanos_since(closed) < self.config.linger_nanos {
+            if now < self.linger_expiry(closed) {
                 break;
             }
             self.lingering.pop_front();
