@@ -229,22 +229,30 @@ struct Conn<S> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FlowKey([u64; 5]);
 
+/// The low 64 bits of an IPv4-mapped IPv6 address, but for the IPv4 address itself.
+const MAPPED_V4: u64 = 0xffff << 32;
+
 impl FlowKey {
     fn of(a: SocketAddr, b: SocketAddr) -> FlowKey {
-        let flat = |s: SocketAddr| {
-            let ip = match s.ip() {
-                std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-                std::net::IpAddr::V6(v6) => v6,
-            };
-            (u128::from(ip), s.port())
+        // Each endpoint as its IPv6 address's (IPv4-mapped for IPv4) high and low 64
+        // bits, then its port: ordered as the (u128, u16) it is. An IPv4 address is
+        // placed straight into the low half (::ffff:a.b.c.d), not through Ipv6Addr and
+        // u128: this runs for every segment.
+        let flat = |s: SocketAddr| match s {
+            SocketAddr::V4(v4) => (0, MAPPED_V4 | u64::from(v4.ip().to_bits()), v4.port()),
+            SocketAddr::V6(v6) => {
+                let bits = v6.ip().to_bits();
+                ((bits >> 64) as u64, bits as u64, v6.port())
+            }
         };
         let (a, b) = (flat(a), flat(b));
-        let ((lo_ip, lo_port), (hi_ip, hi_port)) = if a <= b { (a, b) } else { (b, a) };
+        let ((lo_high, lo_low, lo_port), (hi_high, hi_low, hi_port)) =
+            if a <= b { (a, b) } else { (b, a) };
         FlowKey([
-            (lo_ip >> 64) as u64,
-            lo_ip as u64,
-            (hi_ip >> 64) as u64,
-            hi_ip as u64,
+            lo_high,
+            lo_low,
+            hi_high,
+            hi_low,
             u64::from(lo_port) << 16 | u64::from(hi_port),
         ])
     }
@@ -777,6 +785,48 @@ mod tests {
         let swapped_ports: SocketAddr = "10.0.0.1:27017".parse().unwrap();
         let b_other: SocketAddr = "10.0.0.2:50000".parse().unwrap();
         assert_ne!(FlowKey::of(a, b), FlowKey::of(swapped_ports, b_other));
+        // The same words as each address taken as the u128 of its IPv6 form (IPv4-mapped)
+        // with its port, the lower pair first.
+        let reference = |a: SocketAddr, b: SocketAddr| {
+            let flat = |s: SocketAddr| {
+                let ip = match s.ip() {
+                    std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                    std::net::IpAddr::V6(v6) => v6,
+                };
+                (u128::from(ip), s.port())
+            };
+            let (lo, hi) = if flat(a) <= flat(b) {
+                (flat(a), flat(b))
+            } else {
+                (flat(b), flat(a))
+            };
+            let (lo_ip, hi_ip) = (lo.0, hi.0);
+            FlowKey([
+                (lo_ip >> 64) as u64,
+                lo_ip as u64,
+                (hi_ip >> 64) as u64,
+                hi_ip as u64,
+                u64::from(lo.1) << 16 | u64::from(hi.1),
+            ])
+        };
+        let addrs: Vec<SocketAddr> = [
+            "10.0.0.1:50000",
+            "10.0.0.2:27017",
+            "255.255.255.255:1",
+            "0.0.0.0:0",
+            "[::1]:27017",
+            "[fe80::1]:50000",
+            "[::ffff:10.0.0.3]:5",
+            "[2001:db8::ffff:a00:1]:9",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        for &x in &addrs {
+            for &y in &addrs {
+                assert_eq!(FlowKey::of(x, y), reference(x, y), "{x} {y}");
+            }
+        }
     }
 
     #[derive(Default)]
