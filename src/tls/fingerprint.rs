@@ -92,10 +92,14 @@ fn u16_list(data: &[u8], prefix: usize) -> Vec<u16> {
     let Some(body) = len.and_then(|n| data.get(prefix..prefix + n)) else {
         return Vec::new();
     };
-    body.chunks_exact(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-        .filter(|v| !is_grease(*v))
-        .collect()
+    // Sized up front: a filtered iterator's `collect` grows the vector step by step.
+    let mut list = Vec::with_capacity(body.len() / 2);
+    list.extend(
+        body.chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .filter(|v| !is_grease(*v)),
+    );
+    list
 }
 
 impl HelloParts {
@@ -104,9 +108,14 @@ impl HelloParts {
     pub fn new(legacy_version: u16, ciphers: &[u16], ext: Option<&[u8]>) -> HelloParts {
         let mut parts = HelloParts {
             legacy_version,
-            ciphers: ciphers.iter().copied().filter(|c| !is_grease(*c)).collect(),
+            ciphers: Vec::with_capacity(ciphers.len()),
+            // Real hellos carry 10 to 20 extensions.
+            extensions: Vec::with_capacity(24),
             ..HelloParts::default()
         };
+        parts
+            .ciphers
+            .extend(ciphers.iter().copied().filter(|c| !is_grease(*c)));
         for (kind, data) in extensions(ext.unwrap_or_default()) {
             if is_grease(kind) {
                 continue;
