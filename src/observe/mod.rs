@@ -538,7 +538,9 @@ struct Core {
     pending_next: usize,
     last_hello_request: Option<Timestamp>,
     last_hello_reply: Option<Timestamp>,
-    obs: Observations,
+    /// Boxed from the start: at the close the record moves to the finished list as it
+    /// is, where a record inside the state was copied out twice (~900 bytes each time).
+    obs: Box<Observations>,
     traffic: [Traffic; 2],
     mid_stream: [bool; 2],
     hunting_warned: [bool; 2],
@@ -660,9 +662,10 @@ impl Observer {
         if info.never_accepted() && state.core.traffic.iter().all(|t| t.bytes == 0) {
             return None;
         }
-        let mut obs = state.core.obs.clone();
+        let mut obs = Observations::clone(&state.core.obs);
         let client = self.client_side(&state.core, info);
-        self.settle(&mut obs, &state.core, info, client);
+        let core = &state.core;
+        self.settle(&mut obs, (&core.traffic, core.mid_stream), info, client);
         obs.tls_session = state.tls.as_ref().map(|t| Box::new(t.summary()));
         obs.shape = keyless_shape(state, client.0);
         Some(obs)
@@ -691,7 +694,7 @@ impl Observer {
     fn settle(
         &self,
         obs: &mut Observations,
-        state: &Core,
+        (traffic, mid_stream): (&[Traffic; 2], [bool; 2]),
         info: &ConnInfo,
         (client_side, orientation): (Side, Orientation),
     ) {
@@ -703,7 +706,7 @@ impl Observer {
         obs.opened = info.initiator.map(|_| info.first_seen.as_secs_f64());
         obs.first_seen = info.first_seen.as_secs_f64();
         obs.last_seen = info.last_seen.as_secs_f64();
-        obs.mid_stream = state.mid_stream[0] || state.mid_stream[1];
+        obs.mid_stream = mid_stream[0] || mid_stream[1];
         obs.closing = info.closing_since.map(|t| t.as_secs_f64());
         if let Some(close) = info.close {
             obs.closed = Some(close.ts.as_secs_f64());
@@ -720,8 +723,8 @@ impl Observer {
                 }
             });
         }
-        obs.client_traffic = state.traffic[client_side.index()];
-        obs.server_traffic = state.traffic[server_side.index()];
+        obs.client_traffic = traffic[client_side.index()];
+        obs.server_traffic = traffic[server_side.index()];
     }
 
     fn on_message(
@@ -1310,7 +1313,7 @@ impl ConnHandler for Observer {
     fn open(&mut self, info: &ConnInfo) -> Box<ConnState> {
         let cfg = self.config.framer.clone();
         let a = info.endpoint(Side::A);
-        let mut obs = Observations::new(info.id, a, info.endpoint(Side::B));
+        let mut obs = Box::new(Observations::new(info.id, a, info.endpoint(Side::B)));
         // Known from the first packet on (settled again at the end): hello ticks count from
         // it, and whether the connection was seen to open tells a handshake apart.
         obs.first_seen = info.first_seen.as_secs_f64();
@@ -1481,11 +1484,13 @@ impl ConnHandler for Observer {
                 );
             }
         }
-        // Moved out, not cloned: the state is dropped right after.
-        let placeholder =
-            Observations::new(info.id, info.endpoint(Side::A), info.endpoint(Side::B));
-        let mut obs = std::mem::replace(&mut state.obs, placeholder);
-        self.settle(&mut obs, &state, info, client);
+        let Core {
+            mut obs,
+            traffic,
+            mid_stream,
+            ..
+        } = state;
+        self.settle(&mut obs, (&traffic, mid_stream), info, client);
         if let Some(pid) = obs.server_info.as_ref().and_then(|s| s.process_id) {
             // Open to the end of the capture: it outlived every process seen after it.
             let until = obs.closing.or(obs.closed).unwrap_or(f64::INFINITY);
@@ -1520,7 +1525,7 @@ impl ConnHandler for Observer {
                 ),
             );
         }
-        self.finished.push(Box::new(obs));
+        self.finished.push(obs);
     }
 }
 
