@@ -42,7 +42,7 @@ impl Job {
     /// Classify, tally the released, and give back the kept closed records, placed.
     fn run(self, released: &mut Released) -> Placed {
         // Only classes and client keys are needed: no attribution or report is built.
-        let verdicts = classify::classify_after(&self.conns, self.window, &released.prior());
+        let verdicts = classify::classes_after(&self.conns, self.window, &released.prior());
         released.fold_classified(&self.conns, &verdicts, &self.release);
         let (release, places) = (self.release, self.places);
         self.conns

@@ -1082,3 +1082,44 @@ fn compressed_operation_replies_are_all_matched_and_timed() {
     }
     assert!(compressed >= 2, "the lab's compressed pool connections");
 }
+
+/// A fold classifies without evidence (`classes_after`): on every lab case it must give
+/// the classes and roles the full classification gives, with empty evidence, and leave
+/// the next full classification's evidence written.
+#[test]
+fn classes_without_evidence_are_the_classes_with_it() {
+    use conn_attrib::classify::{classes_after, classify_after, Prior};
+    for dir in cases() {
+        let t = truth(&dir);
+        let capture = dir.join(t["capture"].as_str().unwrap());
+        let mut config = AnalyzerConfig::default();
+        config.observer.keylog = t["keylog"].as_str().map(|k| KeyLogConfig {
+            path: dir.join(k),
+            follow: false,
+        });
+        let a = analyze_path(capture.to_str().unwrap(), config).expect("readable");
+        let window = a.input.window();
+        let prior = Prior::default();
+        let quick = classes_after(&a.connections, window, &prior);
+        let full = classify_after(&a.connections, window, &prior);
+        assert_eq!(quick.len(), full.len());
+        for (q, f) in quick.iter().zip(&full) {
+            assert_eq!(
+                (q.class, q.confidence, q.role),
+                (f.class, f.confidence, f.role)
+            );
+            assert!(!f.evidence.is_empty(), "{}", dir.display());
+        }
+        // Fixed words may be left of the evidence, not its formatted sentences.
+        let written = |v: &[conn_attrib::classify::Verdict]| -> usize {
+            v.iter().map(|v| v.evidence.len()).sum()
+        };
+        assert!(
+            written(&quick) < written(&full),
+            "{}: {} of {} evidence bytes still written",
+            dir.display(),
+            written(&quick),
+            written(&full)
+        );
+    }
+}

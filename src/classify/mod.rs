@@ -32,6 +32,22 @@ use serde::Serialize;
 
 use crate::observe::Observations;
 
+thread_local! {
+    /// Whether verdicts are written with their evidence: not while [`classes_after`] runs.
+    pub(crate) static WITH_EVIDENCE: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// `format!` for a verdict's evidence, or an empty string when only classes are wanted.
+macro_rules! evidence {
+    ($($arg:tt)*) => {
+        if $crate::classify::WITH_EVIDENCE.get() {
+            format!($($arg)*)
+        } else {
+            String::new()
+        }
+    };
+}
+
 mod shape;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -194,7 +210,7 @@ pub fn internal_role(obs: &Observations) -> (Role, String) {
         let getmores = obs.command_count("getMore");
         return (
             Role::OplogFetcher,
-            format!(
+            evidence!(
                 "tails local.oplog.rs (tailable + awaitData{}{})",
                 if c.oplog_term {
                     ", with the replication term"
@@ -202,7 +218,7 @@ pub fn internal_role(obs: &Observations) -> (Role, String) {
                     ""
                 },
                 if getmores > 0 {
-                    format!(", {getmores} getMore{}", plural(getmores))
+                    evidence!(", {getmores} getMore{}", plural(getmores))
                 } else {
                     String::new()
                 }
@@ -213,16 +229,16 @@ pub fn internal_role(obs: &Observations) -> (Role, String) {
         let from = c
             .heartbeat_from
             .as_deref()
-            .map(|f| format!(" from {f}"))
+            .map(|f| evidence!(" from {f}"))
             .unwrap_or_default();
         let also = if updates > 0 {
-            format!(", and {updates} replSetUpdatePosition")
+            evidence!(", and {updates} replSetUpdatePosition")
         } else {
             String::new()
         };
         return (
             Role::ReplicationHeartbeat,
-            format!(
+            evidence!(
                 "{heartbeats} replSetHeartbeat{}{from}{also}",
                 plural(heartbeats)
             ),
@@ -231,7 +247,7 @@ pub fn internal_role(obs: &Observations) -> (Role, String) {
     if updates > 0 {
         return (
             Role::ReplicationReporter,
-            format!(
+            evidence!(
                 "{updates} replSetUpdatePosition{}: a secondary reporting its progress upstream",
                 plural(updates)
             ),
@@ -245,12 +261,15 @@ pub fn internal_role(obs: &Observations) -> (Role, String) {
             .map(str::to_string)
     });
     if let Some(pool) = pool_name {
-        return (Role::ShardingPool, format!("sharding executor pool {pool}"));
+        return (
+            Role::ShardingPool,
+            evidence!("sharding executor pool {pool}"),
+        );
     }
     if let Some(cmd) = obs.commands.iter().find(|c| is_sharding_command(&c.name)) {
         return (
             Role::ShardingPool,
-            format!("sends {} ({}x): sharding internals", cmd.name, cmd.count),
+            evidence!("sends {} ({}x): sharding internals", cmd.name, cmd.count),
         );
     }
     let pool = obs
@@ -260,7 +279,7 @@ pub fn internal_role(obs: &Observations) -> (Role, String) {
     (
         Role::Other,
         match pool {
-            Some(p) => format!("pool {p}, no replication or sharding command seen"),
+            Some(p) => evidence!("pool {p}, no replication or sharding command seen"),
             None => "no replication or sharding command seen".into(),
         },
     )
@@ -271,7 +290,7 @@ fn internal_verdict(obs: &Observations, confidence: Confidence, why: &str) -> Ve
     Verdict {
         class: Class::Internal,
         confidence,
-        evidence: format!("{why}; {}: {what}", role.name()),
+        evidence: evidence!("{why}; {}: {what}", role.name()),
         role: Some(role),
     }
 }
@@ -366,7 +385,7 @@ fn pool_only_housekeeping(obs: &Observations) -> Option<String> {
         .commands
         .iter()
         .filter(|c| POOL_HOUSEKEEPING.contains(&&*c.name))
-        .map(|c| format!("{} {}", c.name, c.count))
+        .map(|c| evidence!("{} {}", c.name, c.count))
         .collect();
     (!names.is_empty()).then(|| names.join(", "))
 }
@@ -547,7 +566,9 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
         return Some(internal_verdict(
             obs,
             High,
-            &format!("handshake names the client {name}: a mongod or mongos's own connection pool"),
+            &evidence!(
+                "handshake names the client {name}: a mongod or mongos's own connection pool"
+            ),
         ));
     }
     if let Some(cmd) = obs
@@ -558,9 +579,10 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
         return Some(internal_verdict(
             obs,
             High,
-            &format!(
+            &evidence!(
                 "sends {} ({}x): only servers send it to each other",
-                cmd.name, cmd.count
+                cmd.name,
+                cmd.count
             ),
         ));
     }
@@ -586,7 +608,7 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
         return Some(verdict(
             Class::Pool,
             High,
-            format!(
+            evidence!(
                 "loadBalanced handshake: a load-balanced client has no monitors, every connection is pooled; {}",
                 activity(obs)
             ),
@@ -595,13 +617,13 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
     if hello.awaitable > 0 || hello.streamed_replies > 0 {
         let mut parts = Vec::new();
         if hello.awaitable > 0 {
-            parts.push(format!(
+            parts.push(evidence!(
                 "{} awaitable hello{} with topologyVersion+maxAwaitTimeMS{}",
                 hello.awaitable,
                 plural(hello.awaitable as u64),
                 hello
                     .max_await_time_ms
-                    .map(|ms| format!(" ({ms} ms)"))
+                    .map(|ms| evidence!(" ({ms} ms)"))
                     .unwrap_or_default()
             ));
         }
@@ -609,7 +631,7 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
             parts.push("exhaustAllowed".into());
         }
         if hello.streamed_replies > 0 {
-            parts.push(format!(
+            parts.push(evidence!(
                 "{} streamed (moreToCome) repl{}",
                 hello.streamed_replies,
                 if hello.streamed_replies == 1 {
@@ -628,7 +650,7 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
         return Some(verdict(
             Class::Pool,
             Medium,
-            format!(
+            evidence!(
                 "replies carry serviceId (load-balanced deployment); {}",
                 activity(obs)
             ),
@@ -644,7 +666,7 @@ pub fn intrinsic(obs: &Observations) -> Option<Verdict> {
         return Some(verdict(
             Class::Pool,
             Medium,
-            format!(
+            evidence!(
                 "handshake and authentication{}, then no operations: an idle pool connection (monitors never authenticate)",
                 mechanism(obs)
             ),
@@ -694,8 +716,8 @@ fn plural(n: u64) -> &'static str {
 
 fn mechanism(obs: &Observations) -> String {
     match (&obs.auth.mechanism, obs.auth.speculative) {
-        (Some(m), true) => format!(" ({m}, speculative)"),
-        (Some(m), false) => format!(" ({m})"),
+        (Some(m), true) => evidence!(" ({m}, speculative)"),
+        (Some(m), false) => evidence!(" ({m})"),
         (None, true) => " (speculative)".into(),
         (None, false) => String::new(),
     }
@@ -712,9 +734,9 @@ fn activity(obs: &Observations) -> String {
     let top: Vec<String> = names
         .iter()
         .take(3)
-        .map(|c| format!("{} {}", c.name, c.count))
+        .map(|c| evidence!("{} {}", c.name, c.count))
         .collect();
-    format!("{ops} operation{} ({})", plural(ops), top.join(", "))
+    evidence!("{ops} operation{} ({})", plural(ops), top.join(", "))
 }
 
 /// The capture's first and last timestamps: a connection that predates the capture was
@@ -850,6 +872,26 @@ impl<'k> ClientKeys<'k> {
             _ => key,
         }
     }
+}
+
+/// [`classify_after`] for a fold, which keeps only classes (and client keys): the
+/// verdicts' evidence is left empty. Writing it was about half the fold's classifying
+/// (a few formatted sentences per connection, each a few reallocations); no decision
+/// reads it.
+pub fn classes_after(
+    conns: &[Box<Observations>],
+    window: Option<Window>,
+    prior: &Prior,
+) -> Vec<Verdict> {
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            WITH_EVIDENCE.set(true);
+        }
+    }
+    WITH_EVIDENCE.set(false);
+    let _restore = Restore;
+    classify_after(conns, window, prior)
 }
 
 /// [`classify`], with what released connections showed of the same clients.
@@ -1143,7 +1185,7 @@ pub fn classify_after(
             verdict(
                 Class::Pool,
                 Confidence::Medium,
-                format!(
+                evidence!(
                     "{checks} hello check{} and {ops} operation{}; the client has no monitoring connections and held {peak} connections at once to {} against {fewest} to another node: a pooled driver that checks its servers over pool connections (mgo; the Node.js driver 3.x legacy topology), not a single-threaded client, which holds one per node{no_handshake}",
                     plural(checks as u64),
                     plural(ops),
@@ -1152,9 +1194,9 @@ pub fn classify_after(
             )
         } else if let Some(by) = unmonitored[hood_of[i]].filter(|_| obs.messages() > 0) {
             let what = if ops > 0 {
-                format!("hello and {ops} operation{}", plural(ops))
+                evidence!("hello and {ops} operation{}", plural(ops))
             } else if checks > 0 {
-                format!("{} hello checks", obs.hello.requests)
+                evidence!("{} hello checks", obs.hello.requests)
             } else {
                 "only the handshake hello (single-threaded clients check every 60 s by default)"
                     .to_string()
@@ -1163,11 +1205,11 @@ pub fn classify_after(
                 Unmonitored::SingleThreadedMix(node) if node == obs.server => {
                     "with no monitor beside it, while a pooled driver monitors every node on a connection of its own: a single-threaded client, checking each node over its one connection (libmongoc/PHP/Perl style)".to_string()
                 }
-                Unmonitored::SingleThreadedMix(node) => format!(
+                Unmonitored::SingleThreadedMix(node) => evidence!(
                     "and its connection to {} mixes hello checks with operations with no monitor beside it, while a pooled driver monitors every node on a connection of its own: a single-threaded client, checking each node over its one connection (libmongoc/PHP/Perl style)",
                     crate::net::addr_text(node)
                 ),
-                Unmonitored::SingleThreadedDriver => format!(
+                Unmonitored::SingleThreadedDriver => evidence!(
                     "and its driver ({}) has no monitoring connections, no pooled mode: it checks each server over its one connection to it, a single-threaded client",
                     keys[i].driver_name.as_deref().unwrap_or_default().trim()
                 ),
@@ -1180,7 +1222,7 @@ pub fn classify_after(
                     .count()
             });
             let on = if links > 1 {
-                format!(
+                evidence!(
                     "on one of the client's {links} links to this node (one per process or client)"
                 )
             } else {
@@ -1189,12 +1231,12 @@ pub fn classify_after(
             verdict(
                 Class::SingleThreaded,
                 Confidence::Medium,
-                format!("{what} {on}, {how}{no_handshake}"),
+                evidence!("{what} {on}, {how}{no_handshake}"),
             )
         } else if ops > 0 {
             {
                 let app_hellos = if checks > 0 {
-                    format!(
+                    evidence!(
                         "; its {checks} later hello{} came from the application (the client has monitoring connections)",
                         plural(checks as u64)
                     )
@@ -1210,20 +1252,20 @@ pub fn classify_after(
                     && !host_monitored.contains(&host_only(i));
                 if unwatched {
                     let checked = if checks > 0 {
-                        format!(" and {checks} hello check{}", plural(checks as u64))
+                        evidence!(" and {checks} hello check{}", plural(checks as u64))
                     } else {
                         String::new()
                     };
                     verdict(
                         Class::Pool,
                         Confidence::Low,
-                        format!("{}{checked}{no_handshake}: a pool connection, or, since no connection from this host checks a server in the capture, a single-threaded client's one link to this node (libmongoc/PHP check it every 60 s by default) or a load-balanced client's", activity(obs)),
+                        evidence!("{}{checked}{no_handshake}: a pool connection, or, since no connection from this host checks a server in the capture, a single-threaded client's one link to this node (libmongoc/PHP check it every 60 s by default) or a load-balanced client's", activity(obs)),
                     )
                 } else {
                     verdict(
                         Class::Pool,
                         handshake_confidence(obs),
-                        format!("{}{app_hellos}{no_handshake}", activity_sentence(obs)),
+                        evidence!("{}{app_hellos}{no_handshake}", activity_sentence(obs)),
                     )
                 }
             }
@@ -1233,13 +1275,13 @@ pub fn classify_after(
                 .hello
                 .request_intervals
                 .median()
-                .map(|s| format!(" every {s:.1} s"))
+                .map(|s| evidence!(" every {s:.1} s"))
                 .unwrap_or_default();
             if beside_streaming {
                 verdict(
                     Class::RttMonitor,
                     Confidence::High,
-                    format!("{} plain hello{}{cadence}, no operations, beside a streaming monitor to the same node{no_handshake}", obs.hello.requests, plural(obs.hello.requests as u64)),
+                    evidence!("{} plain hello{}{cadence}, no operations, beside a streaming monitor to the same node{no_handshake}", obs.hello.requests, plural(obs.hello.requests as u64)),
                 )
             } else if !settled.streaming_nodes.is_empty() && supports_streaming(obs) {
                 // One MongoClient streams to every node that can: a streaming monitor to
@@ -1247,13 +1289,13 @@ pub fn classify_after(
                 verdict(
                     Class::RttMonitor,
                     Confidence::Medium,
-                    format!("{} plain hello{}{cadence}, no operations; its client streams to {} other node{} and this server supports streaming too: its streaming monitor to it went unseen (no reply in the window, or lost to the capture), which makes this the RTT monitor{no_handshake}", obs.hello.requests, plural(obs.hello.requests as u64), settled.streaming_nodes.len(), plural(settled.streaming_nodes.len() as u64)),
+                    evidence!("{} plain hello{}{cadence}, no operations; its client streams to {} other node{} and this server supports streaming too: its streaming monitor to it went unseen (no reply in the window, or lost to the capture), which makes this the RTT monitor{no_handshake}", obs.hello.requests, plural(obs.hello.requests as u64), settled.streaming_nodes.len(), plural(settled.streaming_nodes.len() as u64)),
                 )
             } else if anonymous_streaming.contains(&(host_only(i), obs.server)) {
                 verdict(
                     Class::RttMonitor,
                     Confidence::Medium,
-                    format!("{} plain hello{}{cadence}, no operations, and a streaming monitor from this host to the same node that began before the capture (no handshake seen, and the host runs several clients): most likely this client's, which makes this its RTT monitor{no_handshake}", obs.hello.requests, plural(obs.hello.requests as u64)),
+                    evidence!("{} plain hello{}{cadence}, no operations, and a streaming monitor from this host to the same node that began before the capture (no handshake seen, and the host runs several clients): most likely this client's, which makes this its RTT monitor{no_handshake}", obs.hello.requests, plural(obs.hello.requests as u64)),
                 )
             } else {
                 // Two connections of one client checking a node alike are two MongoClients'
@@ -1294,7 +1336,7 @@ pub fn classify_after(
                     } else {
                         Confidence::Medium
                     },
-                    format!(
+                    evidence!(
                         "{} plain hello{}{cadence}, no operations, no streaming monitor to this node{}{no_handshake}{hedge}",
                         obs.hello.requests,
                         plural(obs.hello.requests as u64),
@@ -1306,7 +1348,7 @@ pub fn classify_after(
             verdict(
                 Class::Pool,
                 handshake_confidence(obs),
-                format!(
+                evidence!(
                     "{}{commands} and no other operation: only a pool connection carries these (a client ends its sessions, kills its cursors and pings through its pool; monitors send hello alone){no_handshake}",
                     if obs.handshake.is_some() { "handshake, then " } else { "" }
                 ),
@@ -1330,7 +1372,7 @@ pub fn classify_after(
                 verdict(
                     class,
                     Confidence::Medium,
-                    format!(
+                    evidence!(
                         "handshake only and no authentication, while this client's pool connections authenticate: monitoring connections never authenticate{}",
                         if beside_streaming { "; a streaming monitor to the same node exists" } else { "" }
                     ),
@@ -1346,10 +1388,10 @@ pub fn classify_after(
                     } else {
                         Confidence::Medium
                     },
-                    format!(
+                    evidence!(
                         "handshake, then idle for {lived:.1} s with no hello check (heartbeat {heartbeat:.0} s): an idle pool connection{}",
                         if lost > 0 {
-                            format!(", though {lost} bytes of it were lost to the capture and may have held its checks")
+                            evidence!(", though {lost} bytes of it were lost to the capture and may have held its checks")
                         } else {
                             String::new()
                         }
@@ -1359,12 +1401,12 @@ pub fn classify_after(
                 verdict(
                     Class::Pool,
                     Confidence::Medium,
-                    format!(
+                    evidence!(
                         "handshake only ({lived:.1} s seen), while {} to this node already has its RTT connection beside it, and a MongoClient keeps one of each per server: an idle pool connection",
                         if streams == 1 {
                             "this client's streaming monitor".to_string()
                         } else {
-                            format!("each of this client's {streams} streaming monitors")
+                            evidence!("each of this client's {streams} streaming monitors")
                         }
                     ),
                 )
@@ -1372,7 +1414,7 @@ pub fn classify_after(
                 verdict(
                     Class::Unknown,
                     Confidence::Low,
-                    format!(
+                    evidence!(
                         "only the handshake was seen, {lived:.1} s before the capture or the connection ended (less than {SILENT_HEARTBEATS} heartbeats of {heartbeat:.0} s): an idle pool connection and a monitor awaiting its next check look alike"
                     ),
                 )
@@ -1406,7 +1448,7 @@ pub fn classify_after(
             verdict(
                 Class::Unknown,
                 Confidence::Low,
-                format!(
+                evidence!(
                     "{} message{} seen, none naming a command that tells its role",
                     obs.messages(),
                     plural(obs.messages())
@@ -1416,7 +1458,7 @@ pub fn classify_after(
             verdict(
                 Class::Unknown,
                 Confidence::Low,
-                format!(
+                evidence!(
                     "opened before the capture and only {} hello/reply message{} seen: not enough to tell its role",
                     obs.messages(),
                     plural(obs.messages())
@@ -1480,7 +1522,7 @@ fn legacy_node_topology(conns: &[Box<Observations>], keys: &[ClientKey], verdict
         verdicts[i] = verdict(
             Class::Pool,
             Confidence::Medium,
-            format!(
+            evidence!(
                 "{} hello check{} and {} operation{}: the Node.js driver 3.x legacy topology (no useUnifiedTopology) checks each server over a connection of its pool, between operations, and has no monitoring connections",
                 periodic_hellos(obs),
                 plural(periodic_hellos(obs) as u64),
@@ -1568,7 +1610,7 @@ fn split_polling_pairs(conns: &[Box<Observations>], keys: &[ClientKey], verdicts
             verdicts[i] = verdict(
                 Class::RttMonitor,
                 Confidence::Medium,
-                format!(
+                evidence!(
                     "{} plain hello{} at the heartbeat, no operations, beside this client's polling monitor to the same node: mongo-go-driver {driver} (1.4 to 1.12) keeps an RTT connection even when it polls; of the pair, the RTT monitor is the one without immediate checks",
                     obs.hello.requests,
                     plural(obs.hello.requests as u64)
@@ -1596,7 +1638,7 @@ fn silent_through_window(
         verdict(
             Class::Pool,
             Confidence::Low,
-            format!(
+            evidence!(
                 "opened before the capture and silent for the {watched:.1} s it was watched{}, longer than {SILENT_HEARTBEATS} heartbeats ({heartbeat:.0} s): not a monitor; inferred to be an idle pool connection",
                 if obs.closed.is_some() { " until it closed" } else { "" }
             ),
@@ -1606,13 +1648,13 @@ fn silent_through_window(
 
 fn activity_sentence(obs: &Observations) -> String {
     let auth = if obs.auth.attempts > 0 || obs.auth.speculative {
-        format!("handshake + authentication{}, then ", mechanism(obs))
+        evidence!("handshake + authentication{}, then ", mechanism(obs))
     } else if obs.handshake.is_some() {
         "handshake, then ".into()
     } else {
         String::new()
     };
-    format!("{auth}{}: a pool connection", activity(obs))
+    evidence!("{auth}{}: a pool connection", activity(obs))
 }
 
 /// The server announced the streaming protocol (topologyVersion) to a client that is not
@@ -1625,7 +1667,7 @@ fn supports_streaming(obs: &Observations) -> bool {
 /// Why a monitor polls instead of streaming, when the capture says.
 fn polling_reason(obs: &Observations) -> String {
     if let Some(env) = obs.handshake.as_ref().and_then(|h| h.env_name.as_deref()) {
-        return format!(" (FaaS environment {env}: drivers poll there)");
+        return evidence!(" (FaaS environment {env}: drivers poll there)");
     }
     match obs.server_info.as_ref() {
         Some(s) if s.max_wire_version.is_some_and(|w| w < 9) => {

@@ -153,15 +153,15 @@ fn plural(n: u64) -> &'static str {
 
 fn bytes(stats: &FlightStats) -> String {
     if stats.min_bytes == stats.max_bytes {
-        format!("{} bytes", stats.min_bytes)
+        evidence!("{} bytes", stats.min_bytes)
     } else {
-        format!("{}-{} bytes", stats.min_bytes, stats.max_bytes)
+        evidence!("{}-{} bytes", stats.min_bytes, stats.max_bytes)
     }
 }
 
 fn every(stats: &FlightStats) -> String {
     match (stats.interval.mean(), stats.interval.sd()) {
-        (Some(m), Some(sd)) => format!("every {m:.1} s (±{sd:.2})"),
+        (Some(m), Some(sd)) => evidence!("every {m:.1} s (±{sd:.2})"),
         _ => String::new(),
     }
 }
@@ -169,12 +169,13 @@ fn every(stats: &FlightStats) -> String {
 /// The opening as a phrase: "after the handshake (382 → 515 bytes)".
 fn opening(shape: &Shape) -> String {
     match shape.opening {
-        Some(o) if o.reply_end.is_some() => format!(
+        Some(o) if o.reply_end.is_some() => evidence!(
             "after the handshake flights ({} → {} bytes)",
-            o.hello_bytes, o.reply_bytes
+            o.hello_bytes,
+            o.reply_bytes
         ),
         Some(o) if o.hello_bytes > 0 => {
-            format!(
+            evidence!(
                 "a first request ({} bytes) with no reply yet",
                 o.hello_bytes
             )
@@ -189,7 +190,7 @@ fn facts(shape: &Shape, kind: Kind) -> String {
     let (c, s) = (&shape.client, &shape.server);
     let open = opening(shape);
     match kind {
-        Kind::Exhaust { .. } => format!(
+        Kind::Exhaust { .. } => evidence!(
             "{open}, {} request{} then {} server flight{} of which {} pushed with no request between, {} ({})",
             c.flights,
             plural(c.flights as u64),
@@ -199,14 +200,14 @@ fn facts(shape: &Shape, kind: Kind) -> String {
             every(s),
             bytes(s)
         ),
-        Kind::AwaitEach => format!(
+        Kind::AwaitEach => evidence!(
             "{open}, {} requests ({}) each answered only after {:.1}-{:.1} s",
             c.flights,
             bytes(c),
             s.latency.min,
             s.latency.max
         ),
-        Kind::Awaiting { waited } => format!(
+        Kind::Awaiting { waited } => evidence!(
             "{open}, one request ({}) unanswered for {waited:.1} s until the end",
             bytes(c)
         ),
@@ -214,12 +215,12 @@ fn facts(shape: &Shape, kind: Kind) -> String {
             let (pc, ps) = (&shape.steady_client, &shape.steady_server);
             let early = match shape.early_round_trips {
                 0 => ",".to_string(),
-                n => format!(
+                n => evidence!(
                     ", {n} quick round trip{} right after the handshake, then",
                     plural(n as u64)
                 ),
             };
-            format!(
+            evidence!(
                 "{open}{early} {} request/response pairs {} ({} → {}), answered within {:.0} ms, nothing else",
                 pc.flights,
                 every(pc),
@@ -228,15 +229,15 @@ fn facts(shape: &Shape, kind: Kind) -> String {
                 ps.latency.max * 1e3
             )
         }
-        Kind::OneCheck => format!(
+        Kind::OneCheck => evidence!(
             "{open}, one request/response pair ({} → {}) {:.1} s later, answered within {:.0} ms, nothing else",
             bytes(c),
             bytes(s),
             shape.first_request_after.unwrap_or_default(),
             s.latency.max * 1e3
         ),
-        Kind::Idle => format!("{open}, then no application data"),
-        Kind::TooFew => format!(
+        Kind::Idle => evidence!("{open}, then no application data"),
+        Kind::TooFew => evidence!(
             "{open}, {} request flight{} and {} response flight{}",
             c.flights,
             plural(c.flights as u64),
@@ -245,7 +246,7 @@ fn facts(shape: &Shape, kind: Kind) -> String {
         ),
         Kind::Busy => {
             let early = if shape.early_round_trips > 0 {
-                format!(
+                evidence!(
                     ", {} quick round trip{} right after the handshake (authentication or first operations)",
                     shape.early_round_trips,
                     plural(shape.early_round_trips as u64)
@@ -256,7 +257,7 @@ fn facts(shape: &Shape, kind: Kind) -> String {
             let sizes = if c.more_sizes {
                 "more than 8 sizes".to_string()
             } else {
-                format!(
+                evidence!(
                     "{} size{}",
                     c.distinct_sizes,
                     plural(c.distinct_sizes as u64)
@@ -264,11 +265,11 @@ fn facts(shape: &Shape, kind: Kind) -> String {
             };
             let cadence = match (c.interval.mean(), c.interval.sd()) {
                 (Some(mean), Some(sd)) if c.interval.count >= 2 => {
-                    format!(", every {mean:.2} s ± {sd:.2}")
+                    evidence!(", every {mean:.2} s ± {sd:.2}")
                 }
                 _ => String::new(),
             };
-            format!(
+            evidence!(
                 "{open}{early}, {} request flight{} ({}, {sizes}{cadence}) and {} response flight{} ({})",
                 c.flights,
                 plural(c.flights as u64),
@@ -396,7 +397,7 @@ pub(super) fn classify_keyless(
         );
         let why = super::not_decrypted_reason(obs);
         verdicts[i] = Some(Verdict {
-            evidence: format!(
+            evidence: evidence!(
                 "inferred from TLS record shapes (not decrypted: {why}): {}",
                 v.evidence
             ),
@@ -527,7 +528,7 @@ fn decide(
             return verdict(
                 Class::SingleThreaded,
                 if hood.nodes >= 2 { Medium } else { Low },
-                format!(
+                evidence!(
                     "{facts}; the client (host + JA4) holds one connection per node ({} node{}), does not stream, and its application traffic to {} has no monitor-shaped connection beside it, while a pooled driver monitors every node on a connection of its own: a single-threaded client, its other links only checking",
                     hood.nodes,
                     plural(hood.nodes as u64),
@@ -540,17 +541,17 @@ fn decide(
         Kind::Exhaust { strong } => verdict(
             Class::StreamingMonitor,
             if strong { High } else { Medium },
-            format!("{facts}: a streaming monitor (exhaust: the server answers every heartbeat unasked)"),
+            evidence!("{facts}: a streaming monitor (exhaust: the server answers every heartbeat unasked)"),
         ),
         Kind::AwaitEach => verdict(
             Class::StreamingMonitor,
             Medium,
-            format!("{facts}: a streaming monitor without exhaust (each awaitable hello waits maxAwaitTimeMS)"),
+            evidence!("{facts}: a streaming monitor without exhaust (each awaitable hello waits maxAwaitTimeMS)"),
         ),
         Kind::Awaiting { .. } => verdict(
             Class::StreamingMonitor,
             Low,
-            format!("{facts}: likely a streaming monitor's awaitable hello (too short to see its heartbeat)"),
+            evidence!("{facts}: likely a streaming monitor's awaitable hello (too short to see its heartbeat)"),
         ),
         Kind::Periodic | Kind::OneCheck => {
             let confidence = match kind {
@@ -562,13 +563,13 @@ fn decide(
                 verdict(
                     Class::RttMonitor,
                     confidence,
-                    format!("{facts}, beside a streaming-shaped connection of the same client (host + JA4) to this node: an RTT monitor"),
+                    evidence!("{facts}, beside a streaming-shaped connection of the same client (host + JA4) to this node: an RTT monitor"),
                 )
             } else {
                 verdict(
                     Class::PollingMonitor,
                     confidence,
-                    format!(
+                    evidence!(
                         "{facts}; the same client (host + JA4) has no streaming-shaped connection to this node: a polling monitor{}",
                         if hood.same_cadence_elsewhere { ", on the cadence its other nodes' monitors keep" } else { "" }
                     ),
@@ -578,7 +579,7 @@ fn decide(
         Kind::TooFew => verdict(
             Class::Unknown,
             Low,
-            format!("{facts}: too few flights to tell its role"),
+            evidence!("{facts}: too few flights to tell its role"),
         ),
         // Several at once to a single node say nothing: a load-balanced client's pool.
         Kind::Idle | Kind::Busy
@@ -598,13 +599,13 @@ fn decide(
                 Low
             };
             let links = match hood.links_per_node {
-                Some(n) if n > 1 => format!("{n} connections at once to every node ({} node{}), as many single-threaded clients side by side (worker processes),", hood.nodes, plural(hood.nodes as u64)),
-                _ => format!("one connection per node ({} node{})", hood.nodes, plural(hood.nodes as u64)),
+                Some(n) if n > 1 => evidence!("{n} connections at once to every node ({} node{}), as many single-threaded clients side by side (worker processes),", hood.nodes, plural(hood.nodes as u64)),
+                _ => evidence!("one connection per node ({} node{})", hood.nodes, plural(hood.nodes as u64)),
             };
             verdict(
                 Class::SingleThreaded,
                 confidence,
-                format!(
+                evidence!(
                     "{facts}; the client (host + JA4) has {links} and no monitoring-shaped connection in {:.1} s: a single-threaded client (libmongoc/PHP style)",
                     hood.watched
                 ),
@@ -616,7 +617,7 @@ fn decide(
         Kind::Busy if shape.client.flights <= 1 => verdict(
             Class::Pool,
             Low,
-            format!("{facts}: one exchange, not yet a monitor's heartbeat: probably a pool connection"),
+            evidence!("{facts}: one exchange, not yet a monitor's heartbeat: probably a pool connection"),
         ),
         // Two exchanges alike (one request size, one response size) are a monitor's two
         // checks as much as an operation sent twice: too few to show a cadence.
@@ -628,13 +629,13 @@ fn decide(
             verdict(
                 Class::Pool,
                 Low,
-                format!("{facts}: two alike exchanges, as a monitor's two checks or one operation sent twice would be: probably a pool connection"),
+                evidence!("{facts}: two alike exchanges, as a monitor's two checks or one operation sent twice would be: probably a pool connection"),
             )
         }
         Kind::Busy => verdict(
             Class::Pool,
             if hood.monitors > 0 { Medium } else { Low },
-            format!(
+            evidence!(
                 "{facts}: application traffic, not a monitor's fixed heartbeat{}: a pool connection",
                 if hood.monitors > 0 { " (the client's monitors are separate connections)" } else { "" }
             ),
@@ -650,13 +651,13 @@ fn decide(
                 verdict(
                     Class::Unknown,
                     Low,
-                    format!("{facts}: too little traffic to tell its role"),
+                    evidence!("{facts}: too little traffic to tell its role"),
                 )
             } else if idle > SILENT_HEARTBEATS * beat {
                 verdict(
                     Class::Pool,
                     Medium,
-                    format!(
+                    evidence!(
                         "{facts} for {idle:.1} s, longer than {SILENT_HEARTBEATS} heartbeats ({beat:.1} s{}): not a monitor; an idle pool connection",
                         if heartbeat.is_some() { ", the client's monitors' cadence" } else { " by default" }
                     ),
@@ -665,7 +666,7 @@ fn decide(
                 verdict(
                     Class::Unknown,
                     Low,
-                    format!(
+                    evidence!(
                         "{facts} for {idle:.1} s, less than {SILENT_HEARTBEATS} heartbeats ({beat:.1} s): an idle pool connection and a monitor awaiting its next check look alike"
                     ),
                 )
