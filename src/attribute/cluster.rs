@@ -245,6 +245,14 @@ fn same(a: &str, b: &str) -> bool {
 
 /// Analyse the cluster side of classified connections. `capture_end` is the last
 /// timestamp of the capture.
+/// `map.entry(key.to_string()).or_default()`, copying the key only when it is new.
+fn entry_of<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted")
+}
+
 pub fn analyse(connections: &[Attributed], given: Option<&MembershipInput>) -> Cluster {
     // Each server endpoint's name in the replica-set config (hello `me`).
     let mut names: HashMap<SocketAddr, String> = HashMap::default();
@@ -264,21 +272,27 @@ pub fn analyse(connections: &[Attributed], given: Option<&MembershipInput>) -> C
         if let Some(me) = &s.me {
             names.entry(c.obs.server).or_insert_with(|| me.clone());
         }
+        // Thousands of connections repeat a few sets and hosts: the maps are looked up
+        // by reference, and a name is copied only the first time it is seen.
         if let Some(set) = &s.set_name {
             if let Some(v) = s.set_version {
-                let hosts = configs
-                    .entry(set.clone())
-                    .or_default()
-                    .entry(v)
-                    .or_default();
-                hosts.extend(s.hosts.iter().cloned());
-                hosts.extend(s.passives.iter().cloned());
-                hosts.extend(s.arbiters.iter().cloned());
+                let hosts = entry_of(&mut configs, set).entry(v).or_default();
+                for host in s.hosts.iter().chain(&s.passives).chain(&s.arbiters) {
+                    if !hosts.contains(host) {
+                        hosts.insert(host.clone());
+                    }
+                }
             }
-            claimed
-                .entry(set.clone())
-                .or_default()
-                .insert(s.me.clone().unwrap_or_else(|| net::addr_text(c.obs.server)));
+            let members = entry_of(&mut claimed, set);
+            match &s.me {
+                Some(me) if members.contains(me) => {}
+                Some(me) => {
+                    members.insert(me.clone());
+                }
+                None => {
+                    members.insert(net::addr_text(c.obs.server));
+                }
+            }
         }
     }
     let display = |addr: &SocketAddr| -> String {
@@ -381,9 +395,21 @@ pub fn analyse(connections: &[Attributed], given: Option<&MembershipInput>) -> C
         .filter_map(|c| c.obs.hello.newer_config_ts)
         .min_by(f64::total_cmp);
 
+    // Asked once per server, not per connection: each asking formats two names.
+    let members: HashMap<SocketAddr, bool> = servers_by_ip
+        .values()
+        .flatten()
+        .map(|addr| (*addr, is_member(addr)))
+        .collect();
     let mut stale = Vec::new();
     for (c, origin) in connections.iter().zip(&origins) {
-        if membership.is_empty() || is_member(&c.obs.server) {
+        let member = || {
+            members
+                .get(&c.obs.server)
+                .copied()
+                .unwrap_or_else(|| is_member(&c.obs.server))
+        };
+        if membership.is_empty() || member() {
             continue;
         }
         // A closed monitor still counts when it kept checking the removed host for more
