@@ -243,8 +243,6 @@ fn same(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// Analyse the cluster side of classified connections. `capture_end` is the last
-/// timestamp of the capture.
 /// `map.entry(key.to_string()).or_default()`, copying the key only when it is new.
 fn entry_of<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
     if !map.contains_key(key) {
@@ -253,6 +251,8 @@ fn entry_of<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m 
     map.get_mut(key).expect("inserted")
 }
 
+/// Analyse the cluster side of classified connections. `capture_end` is the last
+/// timestamp of the capture.
 pub fn analyse(connections: &[Attributed], given: Option<&MembershipInput>) -> Cluster {
     // Each server endpoint's name in the replica-set config (hello `me`).
     let mut names: HashMap<SocketAddr, String> = HashMap::default();

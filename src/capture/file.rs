@@ -217,10 +217,7 @@ impl FileSource {
         let iface = self
             .legacy
             .filter(|_| self.record_header == 16 && !self.finished)?;
-        if self.pending_consume > 0 {
-            self.reader.consume_noshift(self.pending_consume);
-            self.pending_consume = 0;
-        }
+        self.consume_taken();
         let rest = self.reader.data();
         let head: &[u8; 16] = rest.get(..16)?.try_into().ok()?;
         let field = |at: usize| {
@@ -244,6 +241,17 @@ impl FileSource {
         Some(self.take(16 + caplen, record))
     }
 
+    /// Consume the record handed out last, which its packet borrowed until now. Not
+    /// `consume`, which moves the unread bytes to the front of the buffer each time half
+    /// of it has been read, copying the capture a second time; `refill` moves them once,
+    /// when the buffer runs out.
+    fn consume_taken(&mut self) {
+        if self.pending_consume > 0 {
+            self.reader.consume_noshift(self.pending_consume);
+            self.pending_consume = 0;
+        }
+    }
+
     /// Hand out a record of `len` bytes at the start of the buffer, which is consumed on
     /// the next call (the packet borrows it until then).
     fn take(&mut self, len: usize, record: Record) -> Record {
@@ -258,13 +266,7 @@ impl FileSource {
         if self.finished {
             return Ok(None);
         }
-        if self.pending_consume > 0 {
-            // Not `consume`, which moves the unread bytes to the front of the buffer each
-            // time half of it has been read, copying the capture a second time;
-            // `refill` moves them once, when the buffer runs out.
-            self.reader.consume_noshift(self.pending_consume);
-            self.pending_consume = 0;
-        }
+        self.consume_taken();
         if let Some((len, record)) = self.plain_block() {
             return Ok(Some(self.take(len, record)));
         }

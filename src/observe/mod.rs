@@ -334,6 +334,13 @@ pub struct ClusterTraffic {
     pub drop_connections: Vec<DropConnectionsSeen>,
 }
 
+impl DropConnectionsSeen {
+    /// Whether this command is still waiting for the reply answering `response_to`.
+    fn awaits(&self, response_to: i32) -> bool {
+        self.request_id == response_to && self.replied.is_none()
+    }
+}
+
 impl ClusterTraffic {
     pub fn is_empty(&self) -> bool {
         *self == ClusterTraffic::default()
@@ -548,6 +555,15 @@ struct Core {
     in_flight_slot: Option<u32>,
     /// Whether an operation of this connection is counted in flight now.
     outstanding: bool,
+}
+
+impl Core {
+    /// The pending request a reply answering `response_to` is for: the first match.
+    fn pending_slot(&self, response_to: i32) -> Option<usize> {
+        self.pending
+            .iter()
+            .position(|(id, ..)| *id == Some(response_to))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -867,11 +883,7 @@ impl Observer {
 
     fn on_reply(&mut self, state: &mut Core, server: SocketAddr, ts: Timestamp, msg: &Message<'_>) {
         let wanted = msg.header.response_to;
-        let Some(slot) = state
-            .pending
-            .iter()
-            .position(|(id, ..)| *id == Some(wanted))
-        else {
+        let Some(slot) = state.pending_slot(wanted) else {
             self.on_unmatched_reply(state, server, ts, msg);
             return;
         };
@@ -928,7 +940,7 @@ impl Observer {
                     .cluster
                     .drop_connections
                     .iter_mut()
-                    .find(|d| d.request_id == wanted && d.replied.is_none())
+                    .find(|d| d.awaits(wanted))
                 {
                     drop.replied = Some(ts.as_secs_f64());
                     drop.ok = wire::reply_ok(msg);
@@ -1128,18 +1140,16 @@ fn leaves_compressed(state: &Core, info: &ConnInfo, side: Side, bytes: &[u8]) ->
     let Ok(header) = wire::HeaderView::new_checked(bytes) else {
         return false;
     };
-    let answers = Some(header.response_to());
+    let answers = header.response_to();
     state
-        .pending
-        .iter()
-        .find(|(id, ..)| *id == answers)
-        .is_some_and(|&(.., kind)| kind == Pending::Operation)
+        .pending_slot(answers)
+        .is_some_and(|slot| state.pending[slot].2 == Pending::Operation)
         && !state
             .obs
             .cluster
             .drop_connections
             .iter()
-            .any(|d| Some(d.request_id) == answers && d.replied.is_none())
+            .any(|d| d.awaits(answers))
 }
 
 fn count(list: &mut Vec<CommandCount>, name: &str, names: &mut Interner<str>) {

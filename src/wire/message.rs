@@ -240,13 +240,7 @@ pub fn parse_message<'a>(
     scratch: &'a mut Scratch,
     max_len: u32,
 ) -> Result<Message<'a>, WireError> {
-    let header = Header::parse(bytes)?;
-    if header.message_length as usize != bytes.len() {
-        return Err(WireError::Malformed {
-            offset: 0,
-            what: "messageLength differs from the message's size",
-        });
-    }
+    let header = whole_header(bytes)?;
     let body = &bytes[HEADER_LEN..];
     if header.op_code != OpCode::Compressed {
         return Ok(Message {
@@ -276,11 +270,11 @@ pub fn parse_message<'a>(
 /// inflating it would be most of what it costs. Everything but the decompression is
 /// checked as [`parse_message`] checks it.
 pub fn parse_unread(bytes: &[u8], max_len: u32) -> Result<Message<'_>, WireError> {
-    let header = Header::parse(bytes)?;
-    if header.op_code != OpCode::Compressed || header.message_length as usize != bytes.len() {
+    let header = whole_header(bytes)?;
+    if header.op_code != OpCode::Compressed {
         return Err(WireError::Malformed {
             offset: 0,
-            what: "not a whole OP_COMPRESSED message",
+            what: "not an OP_COMPRESSED message",
         });
     }
     let envelope = Envelope::parse(header, &bytes[HEADER_LEN..], max_len)?;
@@ -290,6 +284,18 @@ pub fn parse_unread(bytes: &[u8], max_len: u32) -> Result<Message<'_>, WireError
         body: Body::Compressed,
         sender: None,
     })
+}
+
+/// The header of a whole message: its messageLength must be the message's size.
+fn whole_header(bytes: &[u8]) -> Result<Header, WireError> {
+    let header = Header::parse(bytes)?;
+    if header.message_length as usize != bytes.len() {
+        return Err(WireError::Malformed {
+            offset: 0,
+            what: "messageLength differs from the message's size",
+        });
+    }
+    Ok(header)
 }
 
 /// OP_COMPRESSED's own fields: the original opcode, the uncompressed size (checked against
