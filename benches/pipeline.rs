@@ -81,7 +81,7 @@ fn stages(c: &mut Criterion) {
     let mut stream = Vec::new();
     for (link, data, orig) in &packets {
         if let Ok(Sliced::Tcp(seg)) = net::slice(*link, data, *orig) {
-            if seg.dst.port() == 27017 {
+            if seg.dst.port == 27017 {
                 stream.extend_from_slice(seg.payload);
             }
         }

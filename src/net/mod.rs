@@ -6,7 +6,7 @@
 //! shorter payload plus a known number of missing bytes instead of a lost packet.
 //! Nothing is copied: the segment borrows the packet.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
@@ -29,11 +29,78 @@ pub struct TcpFlags {
     pub rst: bool,
 }
 
+/// One end of a segment: its address as IPv6 bits (IPv4 mapped, `::ffff:a.b.c.d`) and its
+/// port, ordered as the `(u128, u16)` they are. Not a `SocketAddr`: the flow table orders,
+/// hashes and compares both ends of every segment, and building and matching the
+/// `SocketAddr` enum for that was ~60 instructions a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    pub high: u64,
+    pub low: u64,
+    pub port: u16,
+    /// Sliced from an IPv6 header: an IPv4-mapped IPv6 address stays IPv6 in reports.
+    /// The same host either way to the flow table (compared after the fields above).
+    pub v6: bool,
+}
+
+/// The low 64 bits of an IPv4-mapped IPv6 address, but for the IPv4 address itself.
+const MAPPED_V4: u64 = 0xffff << 32;
+
+impl Endpoint {
+    pub fn v4(ip: [u8; 4], port: u16) -> Endpoint {
+        Endpoint {
+            high: 0,
+            low: MAPPED_V4 | u64::from(u32::from_be_bytes(ip)),
+            port,
+            v6: false,
+        }
+    }
+
+    pub fn v6(ip: [u8; 16], port: u16) -> Endpoint {
+        let bits = u128::from_be_bytes(ip);
+        Endpoint {
+            high: (bits >> 64) as u64,
+            low: bits as u64,
+            port,
+            v6: true,
+        }
+    }
+
+    /// The same host and port regardless of how its address was written.
+    pub fn same_host_port(&self, other: &Endpoint) -> bool {
+        (self.high, self.low, self.port) == (other.high, other.low, other.port)
+    }
+
+    pub fn addr(self) -> SocketAddr {
+        let bits = (u128::from(self.high) << 64) | u128::from(self.low);
+        if self.v6 {
+            SocketAddr::new(Ipv6Addr::from_bits(bits).into(), self.port)
+        } else {
+            SocketAddr::new(Ipv4Addr::from_bits(self.low as u32).into(), self.port)
+        }
+    }
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(addr: SocketAddr) -> Endpoint {
+        match addr {
+            SocketAddr::V4(v4) => Endpoint::v4(v4.ip().octets(), v4.port()),
+            SocketAddr::V6(v6) => Endpoint::v6(v6.ip().octets(), v6.port()),
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr().fmt(f)
+    }
+}
+
 /// One TCP segment, borrowed from its packet.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpSegment<'a> {
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
+    pub src: Endpoint,
+    pub dst: Endpoint,
     pub seq: u32,
     /// The acknowledgement number, when the ACK flag is set.
     pub ack: Option<u32>,
@@ -140,16 +207,16 @@ fn slice_any(
         Some(LaxNetSlice::Ipv4(ip)) => {
             let header = ip.header();
             (
-                IpAddr::V4(header.source_addr()),
-                IpAddr::V4(header.destination_addr()),
+                IpAddr::V4(header.source()),
+                IpAddr::V4(header.destination()),
                 ip.payload().fragmented,
             )
         }
         Some(LaxNetSlice::Ipv6(ip)) => {
             let header = ip.header();
             (
-                IpAddr::V6(header.source_addr()),
-                IpAddr::V6(header.destination_addr()),
+                IpAddr::V6(header.source()),
+                IpAddr::V6(header.destination()),
                 ip.payload().fragmented,
             )
         }
@@ -201,6 +268,22 @@ fn slice_any(
     )))
 }
 
+/// A segment's source or destination address, as its IP header holds it.
+#[derive(Clone, Copy)]
+enum IpAddr {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl IpAddr {
+    fn endpoint(self, port: u16) -> Endpoint {
+        match self {
+            IpAddr::V4(ip) => Endpoint::v4(ip, port),
+            IpAddr::V6(ip) => Endpoint::v6(ip, port),
+        }
+    }
+}
+
 /// The segment view both slicing paths give: endpoints, sequence numbers, flags, payload.
 fn segment<'a>(
     src: IpAddr,
@@ -210,8 +293,8 @@ fn segment<'a>(
     missing_tail: u32,
 ) -> TcpSegment<'a> {
     TcpSegment {
-        src: SocketAddr::new(src, tcp.source_port()),
-        dst: SocketAddr::new(dst, tcp.destination_port()),
+        src: src.endpoint(tcp.source_port()),
+        dst: dst.endpoint(tcp.destination_port()),
         seq: tcp.sequence_number(),
         ack: tcp.ack().then(|| tcp.acknowledgment_number()),
         flags: TcpFlags {
@@ -235,8 +318,8 @@ fn whole_ipv4_tcp(ip: &[u8]) -> Option<TcpSegment<'_>> {
     let ip_payload = ip.get(header.slice().len()..total)?;
     let tcp = etherparse::TcpHeaderSlice::from_slice(ip_payload).ok()?;
     let payload = &ip_payload[tcp.slice().len()..];
-    let (src, dst) = (header.source_addr(), header.destination_addr());
-    Some(segment(src.into(), dst.into(), &tcp, payload, 0))
+    let (src, dst) = (header.source(), header.destination());
+    Some(segment(IpAddr::V4(src), IpAddr::V4(dst), &tcp, payload, 0))
 }
 
 /// The frame a tunnel packet carries (see [`tunnel`]).

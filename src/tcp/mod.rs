@@ -23,7 +23,7 @@ pub use seq::SeqNumber;
 pub use stream::{HalfStream, StreamEvent, StreamLimits, StreamStats};
 
 use crate::capture::Timestamp;
-use crate::net::TcpSegment;
+use crate::net::{Endpoint, TcpSegment};
 
 /// One endpoint of a connection: `A` is the side that sent the SYN when it was captured,
 /// otherwise the source of the first captured segment.
@@ -205,8 +205,8 @@ enum Start {
 struct PendingMirror {
     original: FlowKey,
     syn_ts: Timestamp,
-    src: SocketAddr,
-    dst: SocketAddr,
+    src: Endpoint,
+    dst: Endpoint,
     seq: u32,
 }
 
@@ -216,6 +216,9 @@ struct Conn<S> {
     /// The initial sequence number each side sent in its SYN, for port-reuse detection.
     isn: [Option<u32>; 2],
     fin: [bool; 2],
+    /// Side A's endpoint is the flow key's lower one ([`FlowKey::of`]): a segment's side is
+    /// then told from the order of its ends alone.
+    a_low: bool,
     /// The handler's own state, handed back when the connection leaves the table.
     state: S,
 }
@@ -229,32 +232,27 @@ struct Conn<S> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FlowKey([u64; 5]);
 
-/// The low 64 bits of an IPv4-mapped IPv6 address, but for the IPv4 address itself.
-const MAPPED_V4: u64 = 0xffff << 32;
-
 impl FlowKey {
-    fn of(a: SocketAddr, b: SocketAddr) -> FlowKey {
-        // Each endpoint as its IPv6 address's (IPv4-mapped for IPv4) high and low 64
-        // bits, then its port: ordered as the (u128, u16) it is. An IPv4 address is
-        // placed straight into the low half (::ffff:a.b.c.d), not through Ipv6Addr and
-        // u128: this runs for every segment.
-        let flat = |s: SocketAddr| match s {
-            SocketAddr::V4(v4) => (0, MAPPED_V4 | u64::from(v4.ip().to_bits()), v4.port()),
-            SocketAddr::V6(v6) => {
-                let bits = v6.ip().to_bits();
-                ((bits >> 64) as u64, bits as u64, v6.port())
-            }
-        };
-        let (a, b) = (flat(a), flat(b));
-        let ((lo_high, lo_low, lo_port), (hi_high, hi_low, hi_port)) =
-            if a <= b { (a, b) } else { (b, a) };
-        FlowKey([
-            lo_high,
-            lo_low,
-            hi_high,
-            hi_low,
-            u64::from(lo_port) << 16 | u64::from(hi_port),
-        ])
+    /// The key of a segment from `src` to `dst`, and whether `src` is the key's lower end
+    /// (or both ends are the same). Each end as its IPv6 address's (IPv4-mapped for IPv4)
+    /// high and low 64 bits, then its port: ordered as the (u128, u16) it is.
+    fn of(src: Endpoint, dst: Endpoint) -> (FlowKey, bool) {
+        let src_low = (src.high, src.low, src.port) <= (dst.high, dst.low, dst.port);
+        let (lo, hi) = if src_low { (src, dst) } else { (dst, src) };
+        let key = FlowKey([
+            lo.high,
+            lo.low,
+            hi.high,
+            hi.low,
+            u64::from(lo.port) << 16 | u64::from(hi.port),
+        ]);
+        (key, src_low)
+    }
+
+    /// The key of a connection whose side A is `a` and side B `b`, and whether `a` is its
+    /// lower end ([`Conn::a_low`]).
+    fn of_sides(a: SocketAddr, b: SocketAddr) -> (FlowKey, bool) {
+        FlowKey::of(a.into(), b.into())
     }
 }
 
@@ -343,13 +341,22 @@ impl<S> FlowTable<S> {
         handler: &mut H,
     ) {
         self.expire(ts);
-        let key = FlowKey::of(seg.src, seg.dst);
+        let (key, src_low) = FlowKey::of(seg.src, seg.dst);
         let pure_syn = seg.flags.syn && !seg.flags.ack;
 
         // Most segments belong to an open connection and are not a SYN: one lookup.
         if !pure_syn {
             if let Some(conn) = self.flows.get_mut(&key) {
-                if feed(conn, ts, seg, self.config.stream, &mut self.budget, handler) {
+                let side = conn.side_of(src_low);
+                if feed(
+                    conn,
+                    ts,
+                    seg,
+                    side,
+                    self.config.stream,
+                    &mut self.budget,
+                    handler,
+                ) {
                     self.closed(key, ts, handler);
                 }
                 return;
@@ -357,7 +364,7 @@ impl<S> FlowTable<S> {
         } else if let Some(conn) = self.flows.get(&key) {
             // A SYN with another initial sequence number on an open flow: the old
             // connection ended unseen and the port was reused.
-            let side = side_of(&conn.info, seg.src);
+            let side = conn.side_of(src_low);
             if conn.isn[side.index()].is_some_and(|isn| isn != seg.seq) {
                 let mut conn = self.flows.remove(&key).expect("present");
                 self.stats.reused_ports += 1;
@@ -414,6 +421,7 @@ impl<S> FlowTable<S> {
             } else {
                 (seg.src, seg.dst, None)
             };
+            let (a, b) = (a.addr(), b.addr());
             let info = ConnInfo {
                 id: self.next_id,
                 endpoints: [a, b],
@@ -446,13 +454,23 @@ impl<S> FlowTable<S> {
                     halves: [HalfStream::default(), HalfStream::default()],
                     isn: [None, None],
                     fin: [false, false],
+                    a_low: FlowKey::of_sides(a, b).1,
                     state,
                 }),
             );
         }
 
         let conn = self.flows.get_mut(&key).expect("inserted");
-        if feed(conn, ts, seg, self.config.stream, &mut self.budget, handler) {
+        let side = conn.side_of(src_low);
+        if feed(
+            conn,
+            ts,
+            seg,
+            side,
+            self.config.stream,
+            &mut self.budget,
+            handler,
+        ) {
             self.closed(key, ts, handler);
         }
     }
@@ -507,14 +525,15 @@ impl<S> FlowTable<S> {
         // behind a masquerade; the published address in front of a server's DNAT). That is
         // the first seen when this segment went client to server; when it came from the
         // server (the listening, lower port), the copy seen first is the far one.
-        let from_server = seg.src.port() < seg.dst.port();
+        let from_server = seg.src.port < seg.dst.port;
         if !from_server {
             self.note_mirror(original, key);
             return true;
         }
         let mut conn = self.flows.remove(&original).expect("present");
         // Both copies' sides were named after this same first segment's sender.
-        conn.info.endpoints = [seg.src, seg.dst];
+        conn.info.endpoints = [seg.src.addr(), seg.dst.addr()];
+        conn.a_low = FlowKey::of(seg.src, seg.dst).1;
         self.flows.insert(key, conn);
         self.note_mirror(key, original);
         self.starts.insert(first, (key, seen));
@@ -616,7 +635,7 @@ impl<S> FlowTable<S> {
         let ts = info.last_seen;
         // The mirror's last segments (its FIN's ACK) come after: absorbed as after-close.
         if !self.mirrored.is_empty() {
-            let key = FlowKey::of(info.endpoints[0], info.endpoints[1]);
+            let (key, _) = FlowKey::of_sides(info.endpoints[0], info.endpoints[1]);
             if let Some(mirror) = self.mirrored.remove(&key) {
                 self.mirrors.remove(&mirror);
                 self.linger(ts, mirror, info.id);
@@ -685,11 +704,14 @@ impl<S> FlowTable<S> {
     }
 }
 
-fn side_of(info: &ConnInfo, src: SocketAddr) -> Side {
-    if info.endpoints[0] == src {
-        Side::A
-    } else {
-        Side::B
+impl<S> Conn<S> {
+    /// The side that sent a segment, from whether its source is its key's lower end.
+    fn side_of(&self, src_low: bool) -> Side {
+        if src_low == self.a_low {
+            Side::A
+        } else {
+            Side::B
+        }
     }
 }
 
@@ -698,12 +720,12 @@ fn feed<S, H: ConnHandler<State = S>>(
     conn: &mut Conn<S>,
     ts: Timestamp,
     seg: &TcpSegment<'_>,
+    side: Side,
     limits: StreamLimits,
     budget: &mut usize,
     handler: &mut H,
 ) -> bool {
     conn.info.last_seen = ts;
-    let side = side_of(&conn.info, seg.src);
     let i = side.index();
     let state = &mut conn.state;
 
@@ -775,16 +797,17 @@ mod tests {
     #[test]
     fn a_flow_key_is_forty_bytes_and_ignores_direction() {
         assert_eq!(std::mem::size_of::<FlowKey>(), 40);
+        let key = |a: SocketAddr, b: SocketAddr| FlowKey::of_sides(a, b).0;
         let a: SocketAddr = "10.0.0.1:50000".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:27017".parse().unwrap();
         let v6: SocketAddr = "[::ffff:10.0.0.1]:50000".parse().unwrap();
-        assert_eq!(FlowKey::of(a, b), FlowKey::of(b, a));
-        assert_eq!(FlowKey::of(a, b), FlowKey::of(v6, b));
+        assert_eq!(key(a, b), key(b, a));
+        assert_eq!(key(a, b), key(v6, b));
         let other_port: SocketAddr = "10.0.0.1:50001".parse().unwrap();
-        assert_ne!(FlowKey::of(a, b), FlowKey::of(other_port, b));
+        assert_ne!(key(a, b), key(other_port, b));
         let swapped_ports: SocketAddr = "10.0.0.1:27017".parse().unwrap();
         let b_other: SocketAddr = "10.0.0.2:50000".parse().unwrap();
-        assert_ne!(FlowKey::of(a, b), FlowKey::of(swapped_ports, b_other));
+        assert_ne!(key(a, b), key(swapped_ports, b_other));
         // The same words as each address taken as the u128 of its IPv6 form (IPv4-mapped)
         // with its port, the lower pair first.
         let reference = |a: SocketAddr, b: SocketAddr| {
@@ -823,8 +846,14 @@ mod tests {
         .map(|s| s.parse().unwrap())
         .collect();
         for &x in &addrs {
+            // What the slicer gives back is what it was given, IPv4-mapped IPv6 included.
+            assert_eq!(Endpoint::from(x).addr(), x);
             for &y in &addrs {
-                assert_eq!(FlowKey::of(x, y), reference(x, y), "{x} {y}");
+                assert_eq!(key(x, y), reference(x, y), "{x} {y}");
+                // One end is the lower one, seen from either direction; the end itself
+                // when both are the same.
+                let (x_low, y_low) = (FlowKey::of_sides(x, y).1, FlowKey::of_sides(y, x).1);
+                assert!(x_low != y_low || x == y, "{x} {y}");
             }
         }
     }
@@ -877,8 +906,8 @@ mod tests {
         payload: &'a [u8],
     ) -> TcpSegment<'a> {
         TcpSegment {
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
+            src: src.parse::<SocketAddr>().unwrap().into(),
+            dst: dst.parse::<SocketAddr>().unwrap().into(),
             seq,
             ack,
             flags: TcpFlags {
