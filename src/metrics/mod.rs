@@ -163,8 +163,7 @@ fn buckets(h: &hdrhistogram::Histogram<u64>, per_second: f64, bounds: &[f64]) ->
 /// The node histograms of an analysis as Prometheus histograms, by server endpoint.
 pub fn node_timings(nodes: &NodeStats) -> Vec<(SocketAddr, NodeTimings)> {
     nodes
-        .nodes
-        .iter()
+        .all_histograms()
         .map(|(addr, h)| {
             let timings = NodeTimings {
                 heartbeat: buckets(&h.heartbeat_ms, 1e3, &HEARTBEAT_BOUNDS),

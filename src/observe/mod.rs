@@ -33,8 +33,8 @@ use crate::wire::{self, FrameEvent, Framer, FramerConfig, Message};
 
 pub use shape::{FlightStats, Opening, Shape, Spread};
 pub use stats::{
-    side_by_side, Attempts, Bins, HelloTicks, NodeLife, NodeStats, Percentiles, ProcessSeen,
-    SampledSummary, Summary, MAX_HELLO_TICKS, MAX_PROCESSES,
+    side_by_side, Attempts, Bins, HelloTicks, NodeLife, NodeSlot, NodeStats, Percentiles,
+    ProcessSeen, SampledSummary, Summary, MAX_HELLO_TICKS, MAX_PROCESSES,
 };
 
 /// Operations in flight at once, per (client host, appName, server): the pool's real
@@ -542,7 +542,8 @@ struct Core {
     /// Requests awaiting a reply: request id (`None`: a free slot; 0 is a valid id), when
     /// sent, and what it was.
     pending: [(Option<i32>, Timestamp, Pending); PENDING_SLOTS],
-    pending_next: usize,
+    /// The slot the next request takes (a byte: the state of every open connection).
+    pending_next: u8,
     last_hello_request: Option<Timestamp>,
     last_hello_reply: Option<Timestamp>,
     /// Boxed from the start: at the close the record moves to the finished list as it
@@ -553,6 +554,7 @@ struct Core {
     hunting_warned: [bool; 2],
     /// This connection's [`InFlight`] slot, found at its first operation.
     in_flight_slot: Option<u32>,
+    node: KnownNode,
     /// Whether an operation of this connection is counted in flight now.
     outstanding: bool,
 }
@@ -563,6 +565,14 @@ impl Core {
         self.pending
             .iter()
             .position(|(id, ..)| *id == Some(response_to))
+    }
+
+    /// A request (or a streamed reply announcing the next) awaits its reply, in the next
+    /// slot: the oldest is forgotten once all are taken.
+    fn await_reply(&mut self, request_id: i32, sent: Timestamp, kind: Pending) {
+        let next = usize::from(self.pending_next);
+        self.pending[next] = (Some(request_id), sent, kind);
+        self.pending_next = ((next + 1) % PENDING_SLOTS) as u8;
     }
 }
 
@@ -787,7 +797,7 @@ impl Observer {
                 state.client_side = Some(side.other());
             }
             let server = info.endpoint(side);
-            self.on_reply(state, server, ts, msg);
+            self.on_reply(state, (side, server), ts, msg);
         }
     }
 
@@ -873,18 +883,23 @@ impl Observer {
             _ => true,
         };
         if expects_reply {
-            state.pending[state.pending_next] = (Some(msg.header.request_id), ts, kind);
-            state.pending_next = (state.pending_next + 1) % PENDING_SLOTS;
+            state.await_reply(msg.header.request_id, ts, kind);
             kind
         } else {
             Pending::Other
         }
     }
 
-    fn on_reply(&mut self, state: &mut Core, server: SocketAddr, ts: Timestamp, msg: &Message<'_>) {
+    fn on_reply(
+        &mut self,
+        state: &mut Core,
+        (side, server): (Side, SocketAddr),
+        ts: Timestamp,
+        msg: &Message<'_>,
+    ) {
         let wanted = msg.header.response_to;
         let Some(slot) = state.pending_slot(wanted) else {
-            self.on_unmatched_reply(state, server, ts, msg);
+            self.on_unmatched_reply(state, (side, server), ts, msg);
             return;
         };
         let (_, sent, kind) = state.pending[slot];
@@ -904,12 +919,14 @@ impl Observer {
                 if let Some(prev) = state.last_hello_reply {
                     let gap = ts.nanos_since(prev) as f64 / 1e9;
                     obs.hello.reply_intervals.add(gap);
-                    self.nodes.heartbeat(server, gap);
+                    let node = state.node.slot(&mut self.nodes, side, server);
+                    self.nodes.heartbeat(node, gap);
                 }
                 state.last_hello_reply = Some(ts);
                 if !awaitable {
                     obs.hello.rtt_ms.add(elapsed_ms);
-                    self.nodes.hello_rtt(server, elapsed_ms);
+                    let node = state.node.slot(&mut self.nodes, side, server);
+                    self.nodes.hello_rtt(node, elapsed_ms);
                 }
                 // The first replies describe the server; a later one replaces them only
                 // when it carries a newer replica-set config (setVersion), so a reconfig
@@ -951,7 +968,8 @@ impl Observer {
                         .finished(state.in_flight_slot.unwrap_or_default());
                 }
                 obs.op_latency_ms.add(elapsed_ms);
-                self.nodes.op_latency(server, elapsed_ms);
+                let node = state.node.slot(&mut self.nodes, side, server);
+                self.nodes.op_latency(node, elapsed_ms);
             }
             Pending::Other => {
                 if wire::reply_ok(msg) == Some(false) {
@@ -990,7 +1008,7 @@ impl Observer {
     fn on_unmatched_reply(
         &mut self,
         state: &mut Core,
-        server: SocketAddr,
+        (side, server): (Side, SocketAddr),
         ts: Timestamp,
         msg: &Message<'_>,
     ) {
@@ -1011,7 +1029,8 @@ impl Observer {
         if let Some(prev) = state.last_hello_reply {
             let gap = ts.nanos_since(prev) as f64 / 1e9;
             obs.hello.reply_intervals.add(gap);
-            self.nodes.heartbeat(server, gap);
+            let node = state.node.slot(&mut self.nodes, side, server);
+            self.nodes.heartbeat(node, gap);
         }
         state.last_hello_reply = Some(ts);
         let newer = note_newer_config(obs, reply.set_version, ts);
@@ -1030,12 +1049,11 @@ impl Observer {
         if let Some(tv) = reply.topology_version.filter(|_| !msg.is_partial()) {
             self.nodes.process(server, tv.process_id, ts.as_secs_f64());
         }
-        state.pending[state.pending_next] = (
-            Some(msg.header.request_id),
+        state.await_reply(
+            msg.header.request_id,
             ts,
             Pending::Hello { awaitable: true },
         );
-        state.pending_next = (state.pending_next + 1) % PENDING_SLOTS;
     }
 }
 
@@ -1104,6 +1122,27 @@ fn cluster_evidence(obs: &mut Observations, ts: Timestamp, msg: &Message<'_>, na
                     request_id: msg.header.request_id,
                     ..DropConnectionsSeen::default()
                 });
+            }
+        }
+    }
+}
+
+/// The node a connection's replies from `side` come from, looked up at the first one only.
+/// The node in [`NodeStats`] that a connection's replies from `side` come from, found at
+/// its first timed reply: a reply then records without a lookup.
+struct KnownNode {
+    slot: Option<NodeSlot>,
+    side: Side,
+}
+
+impl KnownNode {
+    fn slot(&mut self, nodes: &mut NodeStats, side: Side, server: SocketAddr) -> NodeSlot {
+        match self.slot {
+            Some(slot) if self.side == side => slot,
+            _ => {
+                let slot = nodes.slot(server);
+                (self.slot, self.side) = (Some(slot), side);
+                slot
             }
         }
     }
@@ -1343,6 +1382,10 @@ impl ConnHandler for Observer {
                 mid_stream: [false; 2],
                 hunting_warned: [false; 2],
                 in_flight_slot: None,
+                node: KnownNode {
+                    slot: None,
+                    side: Side::B,
+                },
                 outstanding: false,
             },
         })

@@ -392,30 +392,58 @@ pub fn side_by_side(processes: impl Iterator<Item = (f64, f64)>) -> bool {
 /// Histograms per server endpoint.
 #[derive(Clone, Debug, Default)]
 pub struct NodeStats {
-    /// FxHash: looked up for every hello and operation reply.
-    pub nodes: rustc_hash::FxHashMap<SocketAddr, NodeHistograms>,
+    /// Each node's histograms, in the order its first reply came. Found by a [`NodeSlot`]
+    /// that a connection keeps for its server: replies (a record each) skip the lookup.
+    histograms: Vec<(SocketAddr, NodeHistograms)>,
+    slots: rustc_hash::FxHashMap<SocketAddr, NodeSlot>,
     /// Only for nodes with a whole hello reply or a failed attempt seen: written once per
     /// connection or role change, not per message.
     pub life: rustc_hash::FxHashMap<SocketAddr, NodeLife>,
 }
 
+/// Where a node's histograms are in [`NodeStats`]: the index plus one, so that an
+/// `Option<NodeSlot>` in every open connection's state takes four bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeSlot(std::num::NonZeroU32);
+
+impl NodeSlot {
+    fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
+}
+
 impl NodeStats {
-    fn node(&mut self, server: SocketAddr) -> &mut NodeHistograms {
-        self.nodes.entry(server).or_default()
+    /// `server`'s slot, made at its first reply.
+    pub fn slot(&mut self, server: SocketAddr) -> NodeSlot {
+        let histograms = &mut self.histograms;
+        *self.slots.entry(server).or_insert_with(|| {
+            histograms.push((server, NodeHistograms::default()));
+            let count = u32::try_from(histograms.len()).expect("fewer nodes than 2^32");
+            NodeSlot(std::num::NonZeroU32::MIN.saturating_add(count - 1))
+        })
+    }
+    /// A node's histograms, when any reply from it was timed.
+    pub fn histograms(&self, server: &SocketAddr) -> Option<&NodeHistograms> {
+        let slot = *self.slots.get(server)?;
+        Some(&self.histograms[slot.index()].1)
+    }
+    /// Every node with a reply timed, in the order the first came.
+    pub fn all_histograms(&self) -> impl Iterator<Item = &(SocketAddr, NodeHistograms)> {
+        self.histograms.iter()
+    }
+    fn node(&mut self, slot: NodeSlot) -> &mut NodeHistograms {
+        &mut self.histograms[slot.index()].1
     }
     // `record` (not `saturating_record`) so the auto-resizing histograms grow to the value;
     // it can only fail beyond u64, which a float-to-int cast cannot produce.
-    pub fn heartbeat(&mut self, server: SocketAddr, secs: f64) {
-        let _ = self
-            .node(server)
-            .heartbeat_ms
-            .record((secs * 1000.0) as u64);
+    pub fn heartbeat(&mut self, node: NodeSlot, secs: f64) {
+        let _ = self.node(node).heartbeat_ms.record((secs * 1000.0) as u64);
     }
-    pub fn hello_rtt(&mut self, server: SocketAddr, ms: f64) {
-        let _ = self.node(server).hello_rtt_us.record((ms * 1000.0) as u64);
+    pub fn hello_rtt(&mut self, node: NodeSlot, ms: f64) {
+        let _ = self.node(node).hello_rtt_us.record((ms * 1000.0) as u64);
     }
-    pub fn op_latency(&mut self, server: SocketAddr, ms: f64) {
-        let _ = self.node(server).op_latency_us.record((ms * 1000.0) as u64);
+    pub fn op_latency(&mut self, node: NodeSlot, ms: f64) {
+        let _ = self.node(node).op_latency_us.record((ms * 1000.0) as u64);
     }
     /// A whole hello reply from `server` naming its process.
     pub fn process(&mut self, server: SocketAddr, process_id: [u8; 12], ts: f64) {
@@ -599,10 +627,13 @@ mod tests {
         let mut n = NodeStats::default();
         let addr: SocketAddr = "10.0.0.9:27017".parse().unwrap();
         for _ in 0..99 {
-            n.op_latency(addr, 1.0);
+            let slot = n.slot(addr);
+            n.op_latency(slot, 1.0);
         }
-        n.op_latency(addr, 100.0);
-        let p = n.nodes[&addr].op_latency().unwrap();
+        let slot = n.slot(addr);
+        n.op_latency(slot, 100.0);
+        assert_eq!(n.all_histograms().count(), 1);
+        let p = n.histograms(&addr).unwrap().op_latency().unwrap();
         assert_eq!(p.count, 100);
         assert!((p.p50 - 1.0).abs() < 0.05, "{p:?}");
         assert!((p.max - 100.0).abs() < 1.0, "{p:?}");

@@ -280,7 +280,7 @@ fn node_summaries(analysis: &Analysis, attribution: &Attribution) -> Vec<NodeSum
     by_node
         .into_iter()
         .map(|(node, (counts, clients, role))| {
-            let h = analysis.nodes.nodes.get(&node);
+            let h = analysis.nodes.histograms(&node);
             let life = analysis.nodes.life.get(&node);
             NodeSummary {
                 restarts: life.map(|l| l.restarts().collect()).unwrap_or_default(),
