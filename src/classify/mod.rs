@@ -1536,17 +1536,17 @@ fn legacy_node_topology(conns: &[Box<Observations>], keys: &[ClientKey], verdict
 /// The driver under any wrapping library: the handshake spec has wrappers append their
 /// name and version after a `|` (Mongoose: "nodejs|Mongoose", "6.9.0|8.2.1"), so the first
 /// parts are the driver's own.
-fn underlying_driver<'a>(driver_name: &'a str, driver_version: &'a str) -> (&'a str, &'a str) {
-    let first = |s: &'a str| s.split('|').next().unwrap_or(s).trim();
-    (first(driver_name), first(driver_version))
+fn underlying(driver_name_or_version: &str) -> &str {
+    let s = driver_name_or_version;
+    s.split('|').next().unwrap_or(s).trim()
 }
 
 /// The Node.js driver before 4.0, whose default topology was the legacy one (also under a
 /// wrapper: Mongoose 5 runs on it).
 pub fn may_use_legacy_node_topology(driver_name: &str, driver_version: &str) -> bool {
-    let (driver_name, driver_version) = underlying_driver(driver_name, driver_version);
-    driver_name == "nodejs"
-        && driver_version
+    // The name first: classifying asks this of every connection with a handshake.
+    underlying(driver_name) == "nodejs"
+        && underlying(driver_version)
             .split('.')
             .next()
             .and_then(|major| major.parse::<u32>().ok())
@@ -1564,11 +1564,10 @@ pub fn checks_between_operations(obs: &Observations) -> bool {
 /// the server-monitoring spec has it. Such a client shows two polling-shaped connections
 /// per node for one MongoClient.
 pub fn polls_with_rtt_monitor(driver_name: &str, driver_version: &str) -> bool {
-    let (driver_name, driver_version) = underlying_driver(driver_name, driver_version);
-    if driver_name != "mongo-go-driver" {
+    if underlying(driver_name) != "mongo-go-driver" {
         return false;
     }
-    let mut parts = driver_version
+    let mut parts = underlying(driver_version)
         .trim_start_matches('v')
         .split(['.', '-', '+']);
     let major = parts.next().and_then(|p| p.parse::<u32>().ok());
