@@ -333,10 +333,13 @@ pub fn cluster_request<'a>(msg: &Message<'a>, name: Option<&str>) -> Option<Clus
     match name {
         "find" | "getMore" => {
             // Most commands are finds and getMores, so the hand-written walk (not
-            // `RawDocument::get_str`) and the collection before the database.
+            // `RawDocument::get_str`), the collection before the database, and its name
+            // compared as bytes (most are not "oplog.rs": no UTF-8 check needed).
             let fields = Doc::of(doc);
-            let coll = fields.get_str(if name == "find" { "find" } else { "collection" });
-            if coll != Some("oplog.rs") || msg.database() != Some("local") {
+            let coll = fields.get(if name == "find" { "find" } else { "collection" });
+            if coll.and_then(|c| c.str_bytes()) != Some(b"oplog.rs")
+                || msg.database() != Some("local")
+            {
                 return None;
             }
             let flag = |k: &str| fields.get(k).and_then(|e| e.truthy()) == Some(true);

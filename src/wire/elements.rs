@@ -100,11 +100,16 @@ pub struct Element<'a> {
 impl<'a> Element<'a> {
     /// A UTF-8 string value (int32 length including the NUL, bytes, NUL).
     pub fn str(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.str_bytes()?).ok()
+    }
+
+    /// A string value's bytes, their UTF-8 unchecked: enough to compare it with a known
+    /// name, which costs less than the check.
+    pub fn str_bytes(&self) -> Option<&'a [u8]> {
         if self.kind != kind::STRING {
             return None;
         }
-        let bytes = self.value.get(4..self.value.len().checked_sub(1)?)?;
-        std::str::from_utf8(bytes).ok()
+        self.value.get(4..self.value.len().checked_sub(1)?)
     }
 
     /// Any numeric value as f64: drivers send the same field as int32, int64 or double.
