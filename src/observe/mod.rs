@@ -29,7 +29,7 @@ use crate::tcp::{CloseKind, ConnHandler, ConnInfo, Side, StreamEvent, StreamStat
 use crate::tls::keylog::KeyStore;
 use crate::tls::{Plaintext, TlsConn, TlsSummary};
 use crate::warnings::Warnings;
-use crate::wire::{self, FrameEvent, Framer, FramerConfig, Message};
+use crate::wire::{self, ClientMetadata, FrameEvent, Framer, FramerConfig, Message};
 
 pub use shape::{FlightStats, Opening, Shape, Spread};
 pub use stats::{
@@ -613,6 +613,7 @@ pub struct Observer {
     pub nodes: NodeStats,
     pub in_flight: InFlight,
     handshakes: Interner<Handshake>,
+    client_docs: ClientDocMemo,
     command_names: Interner<str>,
     server_infos: Interner<ServerInfo>,
     pub warnings: Warnings,
@@ -668,6 +669,7 @@ impl Observer {
             nodes: NodeStats::default(),
             in_flight: InFlight::default(),
             handshakes: Interner::default(),
+            client_docs: ClientDocMemo::default(),
             command_names: Interner::default(),
             server_infos: Interner::default(),
             warnings,
@@ -828,11 +830,7 @@ impl Observer {
                     h.legacy_op_query += 1;
                 }
                 if obs.handshake.is_none() && is_handshake(&hello, obs.syn_seen) {
-                    obs.handshake = Some(self.handshakes.intern_recent(
-                        handshake_key(&hello),
-                        |known| known.made_by(&hello),
-                        || handshake_of(&hello),
-                    ));
+                    obs.handshake = Some(self.handshake(&hello));
                     obs.handshake_ts = Some(ts.as_secs_f64());
                     if hello.speculative_authenticate {
                         obs.auth.speculative = true;
@@ -1220,8 +1218,58 @@ fn is_handshake(hello: &wire::HelloRequest<'_>, syn_seen: bool) -> bool {
     hello.client.is_some() || hello.internal_client || syn_seen
 }
 
-fn handshake_of(hello: &wire::HelloRequest<'_>) -> Handshake {
-    let client = hello.client.as_ref();
+/// Handshakes by their hello's `client` document, byte for byte ([`Observer::handshake`]).
+#[derive(Default)]
+struct ClientDocMemo {
+    recent: rustc_hash::FxHashMap<u64, (Box<[u8]>, Arc<Handshake>)>,
+}
+
+/// Documents remembered before the memo starts afresh, and the largest one remembered:
+/// the handshake spec caps client metadata at 512 bytes, so this bounds what a crafted
+/// capture can make it hold (~1 MB) without turning real drivers away.
+const CLIENT_DOCS: usize = 1024;
+const CLIENT_DOC_MAX: usize = 1024;
+
+impl Observer {
+    /// The shared record of a connection's handshake. A driver sends the same `client`
+    /// document on every connection it opens: a handshake is looked up by those bytes
+    /// first (confirmed by the request's other fields), and the document is read only
+    /// when it is new. Reading it was ~2,400 instructions a connection.
+    fn handshake(&mut self, hello: &wire::HelloRequest<'_>) -> Arc<Handshake> {
+        let raw = hello
+            .client
+            .map(wire::Doc::as_bytes)
+            .filter(|raw| raw.len() <= CLIENT_DOC_MAX);
+        let key = raw.map(|raw| rustc_hash::FxBuildHasher.hash_one((hello.command, raw)));
+        if let Some((known_raw, known)) = key.and_then(|key| self.client_docs.recent.get(&key)) {
+            if raw == Some(&**known_raw) && known.requested_by(hello) {
+                if cfg!(debug_assertions) {
+                    assert_eq!(
+                        **known,
+                        handshake_of(hello, hello.client_metadata().as_ref())
+                    );
+                }
+                return Arc::clone(known);
+            }
+        }
+        let client = hello.client_metadata();
+        let shared = self.handshakes.intern_recent(
+            handshake_key(hello, client.as_ref()),
+            |known| known.made_by(hello, client.as_ref()),
+            || handshake_of(hello, client.as_ref()),
+        );
+        if let (Some(key), Some(raw)) = (key, raw) {
+            let memo = &mut self.client_docs.recent;
+            if memo.len() >= CLIENT_DOCS {
+                memo.clear();
+            }
+            memo.insert(key, (raw.into(), Arc::clone(&shared)));
+        }
+        shared
+    }
+}
+
+fn handshake_of(hello: &wire::HelloRequest<'_>, client: Option<&ClientMetadata<'_>>) -> Handshake {
     Handshake {
         command: hello.command.to_string(),
         legacy_op_query: hello.legacy_op_query,
@@ -1243,8 +1291,7 @@ fn handshake_of(hello: &wire::HelloRequest<'_>) -> Handshake {
 
 /// Where [`Interner::intern_recent`] looks for a handshake: the client's names, which
 /// tell its clients apart (the rest is confirmed by [`Handshake::made_by`]).
-fn handshake_key(hello: &wire::HelloRequest<'_>) -> u64 {
-    let client = hello.client.as_ref();
+fn handshake_key(hello: &wire::HelloRequest<'_>, client: Option<&ClientMetadata<'_>>) -> u64 {
     let names = client.map(|c| (c.app_name, c.driver_name, c.driver_version));
     rustc_hash::FxBuildHasher.hash_one((hello.command, names))
 }
@@ -1255,17 +1302,22 @@ fn same(mine: &Option<String>, theirs: Option<&str>) -> bool {
 }
 
 impl Handshake {
-    /// Whether [`handshake_of`] would make this very value of `hello`.
-    fn made_by(&self, hello: &wire::HelloRequest<'_>) -> bool {
-        let client = hello.client.as_ref();
-        self.command == hello.command
-            && self.legacy_op_query == hello.legacy_op_query
-            && same(&self.app_name, client.and_then(|c| c.app_name))
+    /// Whether [`handshake_of`] would make this very value of `hello` with its `client`
+    /// metadata.
+    fn made_by(&self, hello: &wire::HelloRequest<'_>, client: Option<&ClientMetadata<'_>>) -> bool {
+        same(&self.app_name, client.and_then(|c| c.app_name))
             && same(&self.driver_name, client.and_then(|c| c.driver_name))
             && same(&self.driver_version, client.and_then(|c| c.driver_version))
             && same(&self.os_type, client.and_then(|c| c.os_type))
             && same(&self.platform, client.and_then(|c| c.platform))
             && same(&self.env_name, client.and_then(|c| c.env_name))
+            && self.requested_by(hello)
+    }
+
+    /// [`Handshake::made_by`] for every field but the client metadata's.
+    fn requested_by(&self, hello: &wire::HelloRequest<'_>) -> bool {
+        self.command == hello.command
+            && self.legacy_op_query == hello.legacy_op_query
             && self.load_balanced == hello.load_balanced
             && self.hello_ok == hello.hello_ok
             && self
@@ -1690,8 +1742,49 @@ impl Observer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{ClientMetadata, Doc, HelloReply, HelloRequest, TopologyVersion};
+    use crate::wire::{Doc, HelloReply, HelloRequest, TopologyVersion};
     use bson::rawdoc;
+
+    /// A handshake found by its `client` document's bytes is the one reading it makes,
+    /// and only when the request's other fields agree too.
+    #[test]
+    fn handshakes_are_recognised_by_their_client_document() {
+        let client = |app: &str| {
+            rawdoc! {
+                "application": { "name": app },
+                "driver": { "name": "PyMongo|c", "version": "4.20.1" },
+                "os": { "type": "Linux" },
+            }
+        };
+        let (orders, billing) = (client("orders"), client("billing"));
+        let hello = |doc: &'static bson::RawDocument| HelloRequest {
+            command: "hello",
+            legacy_op_query: false,
+            hello_ok: true,
+            topology_version: None,
+            max_await_time_ms: None,
+            load_balanced: false,
+            compression: None,
+            sasl_supported_mechs: None,
+            speculative_authenticate: false,
+            internal_client: false,
+            client: Some(Doc::of(doc)),
+        };
+        let (orders, billing) = (Box::leak(Box::new(orders)), Box::leak(Box::new(billing)));
+        let mut observer = Observer::new(ObserverConfig::default());
+        let first = observer.handshake(&hello(orders));
+        assert_eq!(first.app_name.as_deref(), Some("orders"));
+        assert!(Arc::ptr_eq(&first, &observer.handshake(&hello(orders))));
+        let authenticating = HelloRequest {
+            speculative_authenticate: true,
+            ..hello(orders)
+        };
+        let other = observer.handshake(&authenticating);
+        assert!(other.speculative_authenticate && other.app_name == first.app_name);
+        let billing = observer.handshake(&hello(billing));
+        assert_eq!(billing.app_name.as_deref(), Some("billing"));
+        assert!(Arc::ptr_eq(&first, &observer.handshake(&hello(orders))));
+    }
 
     /// `made_by` confirms the value built from the same source, and tells each field
     /// changed on its own: a field it missed would hand a connection another client's
@@ -1720,63 +1813,59 @@ mod tests {
             sasl_supported_mechs: Some("admin.app"),
             speculative_authenticate: true,
             internal_client: false,
-            client: Some(client),
+            client: None,
         };
-        let known = handshake_of(&base);
-        assert!(known.made_by(&base));
-        let with_client = |c: ClientMetadata<'static>| HelloRequest {
-            client: Some(c),
-            ..base
-        };
+        let known = handshake_of(&base, Some(&client));
+        assert!(known.made_by(&base, Some(&client)));
+        // Each variant: a request and the client metadata its `client` document holds.
+        let with_client = |c: ClientMetadata<'static>| (base, Some(c));
+        let request = |r| (r, Some(client));
         let variants = [
-            HelloRequest {
+            request(HelloRequest {
                 command: "isMaster",
                 ..base
-            },
-            HelloRequest {
+            }),
+            request(HelloRequest {
                 legacy_op_query: true,
                 ..base
-            },
-            HelloRequest {
+            }),
+            request(HelloRequest {
                 hello_ok: false,
                 ..base
-            },
-            HelloRequest {
+            }),
+            request(HelloRequest {
                 load_balanced: true,
                 ..base
-            },
-            HelloRequest {
+            }),
+            request(HelloRequest {
                 compression: Some(Doc::of(&snappy)),
                 ..base
-            },
-            HelloRequest {
+            }),
+            request(HelloRequest {
                 compression: None,
                 ..base
-            },
-            HelloRequest {
+            }),
+            request(HelloRequest {
                 sasl_supported_mechs: None,
                 ..base
-            },
-            HelloRequest {
+            }),
+            request(HelloRequest {
                 speculative_authenticate: false,
                 ..base
-            },
-            HelloRequest {
+            }),
+            request(HelloRequest {
                 internal_client: true,
                 ..base
-            },
-            HelloRequest {
+            }),
+            request(HelloRequest {
                 topology_version: Some(TopologyVersion {
                     process_id: [1; 12],
                     counter: 0,
                 }),
                 max_await_time_ms: Some(10_000),
                 ..base
-            },
-            HelloRequest {
-                client: None,
-                ..base
-            },
+            }),
+            (base, None),
             with_client(ClientMetadata {
                 app_name: None,
                 ..client
@@ -1802,17 +1891,21 @@ mod tests {
                 ..client
             }),
         ];
-        for (n, other) in variants.iter().enumerate() {
+        for (n, (other, client)) in variants.iter().enumerate() {
+            let client = client.as_ref();
             assert_ne!(
-                handshake_of(other),
+                handshake_of(other, client),
                 known,
                 "variant {n} builds the same value"
             );
             assert!(
-                !known.made_by(other),
+                !known.made_by(other, client),
                 "variant {n} taken for the known handshake"
             );
-            assert!(handshake_of(other).made_by(other), "variant {n}");
+            assert!(
+                handshake_of(other, client).made_by(other, client),
+                "variant {n}"
+            );
         }
     }
 

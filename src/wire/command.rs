@@ -47,7 +47,10 @@ pub struct HelloRequest<'a> {
     pub sasl_supported_mechs: Option<&'a str>,
     pub speculative_authenticate: bool,
     pub internal_client: bool,
-    pub client: Option<ClientMetadata<'a>>,
+    /// The `client` document as sent; [`HelloRequest::client_metadata`] reads it. Left
+    /// unread here: a driver sends the same one on every connection, so its reader
+    /// recognises most by their bytes (`observe`'s handshake memo).
+    pub client: Option<Doc<'a>>,
 }
 
 impl<'a> HelloRequest<'a> {
@@ -55,6 +58,10 @@ impl<'a> HelloRequest<'a> {
     /// server's last topologyVersion and how long the server may hold the reply.
     pub fn is_awaitable(&self) -> bool {
         self.topology_version.is_some() && self.max_await_time_ms.is_some()
+    }
+    /// The handshake's `client` metadata (the handshake spec's driver, OS, platform…).
+    pub fn client_metadata(&self) -> Option<ClientMetadata<'a>> {
+        self.client.map(client_metadata)
     }
     pub fn compressors(&self) -> impl Iterator<Item = &'a str> + '_ {
         self.compression.into_iter().flat_map(Doc::strings)
@@ -185,7 +192,7 @@ pub fn hello_request_named<'a>(msg: &Message<'a>, command: &'a str) -> HelloRequ
             b"saslSupportedMechs" => req.sasl_supported_mechs = value.str(),
             b"speculativeAuthenticate" => req.speculative_authenticate = true,
             b"internalClient" => req.internal_client = true,
-            b"client" => req.client = value.doc().map(client_metadata),
+            b"client" => req.client = value.doc(),
             _ => {}
         }
     }
@@ -457,7 +464,7 @@ mod tests {
         assert_eq!(h.command, "isMaster");
         assert!(h.legacy_op_query && h.hello_ok && h.load_balanced && h.speculative_authenticate);
         assert!(!h.is_awaitable());
-        let c = h.client.unwrap();
+        let c = h.client_metadata().unwrap();
         assert_eq!(c.app_name, Some("orders-api"));
         assert_eq!(
             (c.driver_name, c.driver_version),

@@ -41,6 +41,11 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// The document's bytes, its length prefix included.
+    pub fn as_bytes(self) -> &'a [u8] {
+        self.0
+    }
+
     pub fn elements(self) -> Elements<'a> {
         // A whole document ends with a NUL; a truncated one ends where the bytes do.
         let end = match int32_at(self.0, 0) {
