@@ -799,7 +799,7 @@ impl Observer {
                 state.client_side = Some(side.other());
             }
             let server = info.endpoint(side);
-            self.on_reply(state, (side, server), ts, msg);
+            self.on_reply(state, ReplyFrom { side, server, ts }, msg);
         }
     }
 
@@ -888,16 +888,11 @@ impl Observer {
         }
     }
 
-    fn on_reply(
-        &mut self,
-        state: &mut Core,
-        (side, server): (Side, SocketAddr),
-        ts: Timestamp,
-        msg: &Message<'_>,
-    ) {
+    fn on_reply(&mut self, state: &mut Core, from: ReplyFrom, msg: &Message<'_>) {
+        let ReplyFrom { side, server, ts } = from;
         let wanted = msg.header.response_to;
         let Some(slot) = state.pending_slot(wanted) else {
-            self.on_unmatched_reply(state, (side, server), ts, msg);
+            self.on_unmatched_reply(state, from, msg);
             return;
         };
         let (_, sent, kind) = state.pending[slot];
@@ -1003,13 +998,8 @@ impl Observer {
     /// A reply to a request the capture did not show. Only an exhaust stream can be
     /// recognised from its replies alone: a hello reply flagged moreToCome answers an
     /// awaitable hello sent before the capture began, and announces the next reply.
-    fn on_unmatched_reply(
-        &mut self,
-        state: &mut Core,
-        (side, server): (Side, SocketAddr),
-        ts: Timestamp,
-        msg: &Message<'_>,
-    ) {
+    fn on_unmatched_reply(&mut self, state: &mut Core, from: ReplyFrom, msg: &Message<'_>) {
+        let ReplyFrom { side, server, ts } = from;
         let streamed = msg.msg_flags().is_some_and(|f| f.more_to_come());
         if !streamed {
             return;
@@ -1126,6 +1116,15 @@ fn cluster_evidence(obs: &mut Observations, ts: Timestamp, msg: &Message<'_>, na
 }
 
 /// The node a connection's replies from `side` come from, looked up at the first one only.
+/// Where and when a reply came from: its side (the server's), that side's address, and
+/// its time.
+#[derive(Clone, Copy)]
+struct ReplyFrom {
+    side: Side,
+    server: SocketAddr,
+    ts: Timestamp,
+}
+
 /// The node in [`NodeStats`] that a connection's replies from `side` come from, found at
 /// its first timed reply: a reply then records without a lookup.
 struct KnownNode {
@@ -1758,17 +1757,9 @@ mod tests {
         };
         let (orders, billing) = (client("orders"), client("billing"));
         let hello = |doc: &'static bson::RawDocument| HelloRequest {
-            command: "hello",
-            legacy_op_query: false,
             hello_ok: true,
-            topology_version: None,
-            max_await_time_ms: None,
-            load_balanced: false,
-            compression: None,
-            sasl_supported_mechs: None,
-            speculative_authenticate: false,
-            internal_client: false,
             client: Some(Doc::of(doc)),
+            ..HelloRequest::named("hello")
         };
         let (orders, billing) = (Box::leak(Box::new(orders)), Box::leak(Box::new(billing)));
         let mut observer = Observer::new(ObserverConfig::default());

@@ -346,19 +346,7 @@ impl<S> FlowTable<S> {
 
         // Most segments belong to an open connection and are not a SYN: one lookup.
         if !pure_syn {
-            if let Some(conn) = self.flows.get_mut(&key) {
-                let side = conn.side_of(src_low);
-                if feed(
-                    conn,
-                    ts,
-                    seg,
-                    side,
-                    self.config.stream,
-                    &mut self.budget,
-                    handler,
-                ) {
-                    self.closed(key, ts, handler);
-                }
+            if self.feed_open(key, src_low, ts, seg, handler) {
                 return;
             }
         } else if let Some(conn) = self.flows.get(&key) {
@@ -460,19 +448,29 @@ impl<S> FlowTable<S> {
             );
         }
 
-        let conn = self.flows.get_mut(&key).expect("inserted");
+        let fed = self.feed_open(key, src_low, ts, seg, handler);
+        debug_assert!(fed, "the connection was just opened");
+    }
+
+    /// Hand a segment to the open connection `key`, closing it when the segment ends it;
+    /// false when no such connection is open.
+    fn feed_open<H: ConnHandler<State = S>>(
+        &mut self,
+        key: FlowKey,
+        src_low: bool,
+        ts: Timestamp,
+        seg: &TcpSegment<'_>,
+        handler: &mut H,
+    ) -> bool {
+        let Some(conn) = self.flows.get_mut(&key) else {
+            return false;
+        };
         let side = conn.side_of(src_low);
-        if feed(
-            conn,
-            ts,
-            seg,
-            side,
-            self.config.stream,
-            &mut self.budget,
-            handler,
-        ) {
+        let limits = self.config.stream;
+        if feed(conn, ts, seg, side, limits, &mut self.budget, handler) {
             self.closed(key, ts, handler);
         }
+        true
     }
 
     /// A SYN for a new flow that repeats the client ISN of a connection opened within

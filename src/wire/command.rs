@@ -54,6 +54,23 @@ pub struct HelloRequest<'a> {
 }
 
 impl<'a> HelloRequest<'a> {
+    /// A `command` (hello, isMaster…) over OP_MSG with none of the optional fields.
+    pub fn named(command: &'a str) -> HelloRequest<'a> {
+        HelloRequest {
+            command,
+            legacy_op_query: false,
+            hello_ok: false,
+            topology_version: None,
+            max_await_time_ms: None,
+            load_balanced: false,
+            compression: None,
+            sasl_supported_mechs: None,
+            speculative_authenticate: false,
+            internal_client: false,
+            client: None,
+        }
+    }
+
     /// The streaming protocol's awaitable hello (server-monitoring spec): it carries the
     /// server's last topologyVersion and how long the server may hold the reply.
     pub fn is_awaitable(&self) -> bool {
@@ -164,18 +181,9 @@ pub fn hello_request<'a>(msg: &Message<'a>) -> Option<HelloRequest<'a>> {
 /// ([`Message::command_name`]), so that its name is not read twice.
 pub fn hello_request_named<'a>(msg: &Message<'a>, command: &'a str) -> HelloRequest<'a> {
     let mut req = HelloRequest {
-        command,
         legacy_op_query: matches!(msg.body, Body::Query { .. })
             || msg.header.op_code == OpCode::Query,
-        hello_ok: false,
-        topology_version: None,
-        max_await_time_ms: None,
-        load_balanced: false,
-        compression: None,
-        sasl_supported_mechs: None,
-        speculative_authenticate: false,
-        internal_client: false,
-        client: None,
+        ..HelloRequest::named(command)
     };
     let Some(doc) = msg.fields() else {
         return req;
