@@ -1334,10 +1334,12 @@ impl Handshake {
 impl ServerInfo {
     /// Whether [`server_info_of`] would make this very value of `reply`.
     fn made_by(&self, reply: &wire::HelloReply<'_>) -> bool {
+        // As bytes: a list with a string that is not UTF-8 (which `strings` would skip)
+        // only fails to match, and is then built and interned as the same value.
         let same_list = |mine: &[String], theirs: Option<wire::Doc<'_>>| {
             mine.iter()
-                .map(String::as_str)
-                .eq(theirs.into_iter().flat_map(wire::Doc::strings))
+                .map(String::as_bytes)
+                .eq(theirs.into_iter().flat_map(wire::Doc::string_bytes))
         };
         same(&self.set_name, reply.set_name)
             && same(&self.me, reply.me)

@@ -80,6 +80,11 @@ impl<'a> Doc<'a> {
     pub fn strings(self) -> impl Iterator<Item = &'a str> {
         self.elements().filter_map(|e| e.str())
     }
+
+    /// The bytes of every string value, their UTF-8 unchecked ([`Element::str_bytes`]).
+    pub fn string_bytes(self) -> impl Iterator<Item = &'a [u8]> {
+        self.elements().filter_map(|e| e.str_bytes())
+    }
 }
 
 /// BSON element types (bsonspec.org) the readers here look at.
