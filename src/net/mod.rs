@@ -66,11 +66,6 @@ impl Endpoint {
         }
     }
 
-    /// The same host and port regardless of how its address was written.
-    pub fn same_host_port(&self, other: &Endpoint) -> bool {
-        (self.high, self.low, self.port) == (other.high, other.low, other.port)
-    }
-
     pub fn addr(self) -> SocketAddr {
         let bits = (u128::from(self.high) << 64) | u128::from(self.low);
         if self.v6 {

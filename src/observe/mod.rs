@@ -1115,7 +1115,6 @@ fn cluster_evidence(obs: &mut Observations, ts: Timestamp, msg: &Message<'_>, na
     }
 }
 
-/// The node a connection's replies from `side` come from, looked up at the first one only.
 /// Where and when a reply came from: its side (the server's), that side's address, and
 /// its time.
 #[derive(Clone, Copy)]

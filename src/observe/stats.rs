@@ -418,8 +418,12 @@ impl NodeStats {
         let histograms = &mut self.histograms;
         *self.slots.entry(server).or_insert_with(|| {
             histograms.push((server, NodeHistograms::default()));
-            let count = u32::try_from(histograms.len()).expect("fewer nodes than 2^32");
-            NodeSlot(std::num::NonZeroU32::MIN.saturating_add(count - 1))
+            let count = u32::try_from(histograms.len()).ok();
+            NodeSlot(
+                count
+                    .and_then(std::num::NonZeroU32::new)
+                    .expect("1 to 2^32 - 1 nodes"),
+            )
         })
     }
     /// A node's histograms, when any reply from it was timed.

@@ -409,10 +409,10 @@ impl<S> FlowTable<S> {
             } else {
                 (seg.src, seg.dst, None)
             };
-            let (a, b) = (a.addr(), b.addr());
+            let a_low = FlowKey::of(a, b).1;
             let info = ConnInfo {
                 id: self.next_id,
-                endpoints: [a, b],
+                endpoints: [a.addr(), b.addr()],
                 initiator,
                 answered: false,
                 first_seen: ts,
@@ -442,7 +442,7 @@ impl<S> FlowTable<S> {
                     halves: [HalfStream::default(), HalfStream::default()],
                     isn: [None, None],
                     fin: [false, false],
-                    a_low: FlowKey::of_sides(a, b).1,
+                    a_low,
                     state,
                 }),
             );
