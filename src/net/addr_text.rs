@@ -10,9 +10,16 @@ use std::net::SocketAddr;
 /// `addr.to_string()`, faster for IPv4. IPv6 keeps std's formatting: its zero-run
 /// compression and embedded-IPv4 rules are not worth repeating for a rare case.
 pub fn addr_text(addr: SocketAddr) -> String {
+    let mut out = String::with_capacity(21);
+    push_addr_text(&mut out, addr);
+    out
+}
+
+/// [`addr_text`] appended to `out`: a report's table writes its rows without a string
+/// per cell.
+pub fn push_addr_text(out: &mut String, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(v4) => {
-            let mut out = String::with_capacity(21);
             let mut digits = itoa::Buffer::new();
             for (i, octet) in v4.ip().octets().into_iter().enumerate() {
                 if i > 0 {
@@ -20,19 +27,26 @@ pub fn addr_text(addr: SocketAddr) -> String {
                 }
                 out.push_str(digits.format(octet));
             }
-            push_port(&mut out, v4.port());
-            out
+            push_port(out, v4.port());
         }
-        SocketAddr::V6(_) => addr.to_string(),
+        SocketAddr::V6(_) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{addr}");
+        }
     }
 }
 
 /// `"{host}:{port}"`.
 pub fn host_port_text(host: &str, port: u16) -> String {
     let mut out = String::with_capacity(host.len() + 6);
-    out.push_str(host);
-    push_port(&mut out, port);
+    push_host_port_text(&mut out, host, port);
     out
+}
+
+/// [`host_port_text`] appended to `out`.
+pub fn push_host_port_text(out: &mut String, host: &str, port: u16) {
+    out.push_str(host);
+    push_port(out, port);
 }
 
 fn push_port(out: &mut String, port: u16) {

@@ -171,9 +171,20 @@ impl Report {
 
     /// A connection endpoint as printers show it: `host-N:port` in a redacted report.
     pub fn endpoint(&self, addr: SocketAddr) -> String {
+        let mut out = String::new();
+        self.push_endpoint(&mut out, addr);
+        out
+    }
+
+    /// [`Report::endpoint`] appended to `out`.
+    pub fn push_endpoint(&self, out: &mut String, addr: SocketAddr) {
+        // Names exist only in a redacted report: the others skip hashing every address.
+        if self.endpoint_names.is_empty() {
+            return net::push_addr_text(out, addr);
+        }
         match self.endpoint_names.get(&addr.ip()) {
-            Some(name) => net::host_port_text(name, addr.port()),
-            None => net::addr_text(addr),
+            Some(name) => net::push_host_port_text(out, name, addr.port()),
+            None => net::push_addr_text(out, addr),
         }
     }
 
@@ -381,16 +392,23 @@ pub(crate) const CONNECTION_HEADER: [&str; 4] = ["client", "server", "class", "e
 pub(crate) fn connection_row(report: &Report, i: usize, quote: bool) -> [String; 4] {
     let q = |s: String| if quote { format!("`{s}`") } else { s };
     let c = &report.attribution.connections[i];
-    let evidence = match report.cluster.origins.get(i).and_then(|o| o.as_deref()) {
-        Some(member) => format!("{}; opened by member {member}", c.verdict.evidence),
-        None => c.verdict.evidence.clone(),
-    };
+    let mut evidence = String::new();
+    push_connection_evidence(report, i, &mut evidence);
     [
         q(report.endpoint(c.obs.client)),
         q(report.endpoint(c.obs.server)),
         c.verdict.class.name().to_string(),
         evidence,
     ]
+}
+
+/// Connection `i`'s evidence column, appended to `out`.
+pub(crate) fn push_connection_evidence(report: &Report, i: usize, out: &mut String) {
+    out.push_str(&report.attribution.connections[i].verdict.evidence);
+    if let Some(member) = report.cluster.origins.get(i).and_then(|o| o.as_deref()) {
+        out.push_str("; opened by member ");
+        out.push_str(member);
+    }
 }
 
 /// Every connection's row, made one at a time: printers stream them rather than hold a

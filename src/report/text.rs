@@ -4,8 +4,8 @@ use std::fmt::Write;
 use std::io;
 
 use super::{
-    client_notes, cluster_lines, connection_rows, node_rows, tls_line, Report, CONNECTION_HEADER,
-    NODE_HEADER,
+    client_notes, cluster_lines, node_rows, push_connection_evidence, tls_line, Report,
+    CONNECTION_HEADER, NODE_HEADER,
 };
 use crate::attribute::Client;
 use crate::classify::Class;
@@ -14,16 +14,29 @@ use crate::classify::Class;
 fn push_line(out: &mut String, widths: &[usize], cells: &[&str]) {
     let start = out.len();
     for (i, c) in cells.iter().enumerate() {
-        if i + 1 == cells.len() {
-            out.push_str(c);
-        } else {
-            // As `{c:<w$}` pads (by chars), without the fmt machinery: one call per cell of
-            // every connection row.
-            out.push_str(c);
-            let pad = widths[i].saturating_sub(c.chars().count()) + 2;
-            out.extend(std::iter::repeat_n(' ', pad));
+        let cell = out.len();
+        out.push_str(c);
+        if i + 1 < cells.len() {
+            pad_cell(out, cell, widths[i]);
         }
     }
+    end_line(out, start);
+}
+
+/// Pad the cell written from `cell` on to `width` characters, plus the two-blank gutter.
+/// As `{c:<w$}` pads (by chars), without the fmt machinery: one call per cell of every
+/// connection row.
+fn pad_cell(out: &mut String, cell: usize, width: usize) {
+    const BLANKS: &str = "                                                                ";
+    let pad = width.saturating_sub(out[cell..].chars().count()) + 2;
+    match BLANKS.get(..pad) {
+        Some(blanks) => out.push_str(blanks),
+        None => out.extend(std::iter::repeat_n(' ', pad)),
+    }
+}
+
+/// End the line begun at `start`: trailing blanks cut, then the newline.
+fn end_line(out: &mut String, start: usize) {
     let kept = start + out[start..].trim_end().len();
     out.truncate(kept);
     out.push('\n');
@@ -31,36 +44,106 @@ fn push_line(out: &mut String, widths: &[usize], cells: &[&str]) {
 
 /// Left-aligned columns sized to their widest cell.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut cells = Cells::new(header.len());
     for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
+        for cell in row {
+            cells.push(cell);
         }
     }
-    let mut out = String::new();
-    push_line(&mut out, &widths, header);
-    for row in rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        push_line(&mut out, &widths, &cells);
+    cells.table(header)
+}
+
+/// A table's cells in one string, row after row: the client table of a busy capture has
+/// thousands of rows of fourteen cells, a string each when they were `Vec<String>` rows.
+struct Cells {
+    text: String,
+    /// Where each cell ends in `text`.
+    ends: Vec<usize>,
+    columns: usize,
+}
+
+impl Cells {
+    fn new(columns: usize) -> Cells {
+        Cells {
+            text: String::new(),
+            ends: Vec::new(),
+            columns,
+        }
     }
-    out
+
+    fn push(&mut self, cell: &str) {
+        self.text.push_str(cell);
+        self.end_cell();
+    }
+
+    fn push_count(&mut self, n: u64) {
+        self.push(itoa::Buffer::new().format(n));
+    }
+
+    /// Close the cell written into `text` since the last one ended.
+    fn end_cell(&mut self) {
+        self.ends.push(self.text.len());
+    }
+
+    fn rows(&self) -> impl Iterator<Item = impl Iterator<Item = &str>> {
+        self.ends.chunks(self.columns).enumerate().map(|(r, ends)| {
+            let row_start = match r * self.columns {
+                0 => 0,
+                first => self.ends[first - 1],
+            };
+            let starts = std::iter::once(row_start).chain(ends.iter().copied());
+            starts.zip(ends).map(|(a, &b)| &self.text[a..b])
+        })
+    }
+
+    fn table(&self, header: &[&str]) -> String {
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for row in self.rows() {
+            for (i, cell) in row.enumerate() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        push_line(&mut out, &widths, header);
+        let mut line: Vec<&str> = Vec::with_capacity(self.columns);
+        for row in self.rows() {
+            line.clear();
+            line.extend(row);
+            push_line(&mut out, &widths, &line);
+        }
+        out
+    }
 }
 
 /// The connection table, streamed: one pass sizes the padded columns (addresses and
-/// class; the evidence, last, is not padded), a second writes row by row.
+/// class; the evidence, last, is not padded), a second writes row by row into one
+/// reused line.
 fn write_connection_table(report: &Report, out: &mut dyn io::Write) -> io::Result<()> {
     let mut widths = CONNECTION_HEADER.map(|h| h.chars().count());
+    let mut line = String::new();
     for c in &report.attribution.connections {
-        widths[0] = widths[0].max(report.endpoint(c.obs.client).chars().count());
-        widths[1] = widths[1].max(report.endpoint(c.obs.server).chars().count());
+        for (column, addr) in [(0, c.obs.client), (1, c.obs.server)] {
+            line.clear();
+            report.push_endpoint(&mut line, addr);
+            widths[column] = widths[column].max(line.chars().count());
+        }
         widths[2] = widths[2].max(c.verdict.class.name().chars().count());
     }
-    let mut line = String::new();
+    line.clear();
     push_line(&mut line, &widths, &CONNECTION_HEADER);
     out.write_all(line.as_bytes())?;
-    for row in connection_rows(report, false) {
+    for (i, c) in report.attribution.connections.iter().enumerate() {
         line.clear();
-        push_line(&mut line, &widths, &row.each_ref().map(String::as_str));
+        for (column, addr) in [(0, c.obs.client), (1, c.obs.server)] {
+            let cell = line.len();
+            report.push_endpoint(&mut line, addr);
+            pad_cell(&mut line, cell, widths[column]);
+        }
+        let cell = line.len();
+        line.push_str(c.verdict.class.name());
+        pad_cell(&mut line, cell, widths[2]);
+        push_connection_evidence(report, i, &mut line);
+        end_line(&mut line, 0);
         out.write_all(line.as_bytes())?;
     }
     Ok(())
@@ -68,10 +151,29 @@ fn write_connection_table(report: &Report, out: &mut dyn io::Write) -> io::Resul
 
 /// The driver, or for a keyless TLS client (metadata encrypted) its TLS stack's JA4.
 pub fn driver_label(c: &Client) -> String {
+    let mut out = String::new();
+    push_driver_label(&mut out, c);
+    out
+}
+
+/// [`driver_label`] appended to `out`.
+fn push_driver_label(out: &mut String, c: &Client) {
     match (&c.driver, &c.tls_fingerprint) {
-        (Some(d), _) => format!("{} {}", d.name, d.version).trim().to_string(),
-        (None, Some(ja4)) => format!("TLS {ja4}"),
-        (None, None) => "-".into(),
+        (Some(d), _) => {
+            let label = out.len();
+            let _ = write!(out, "{} {}", d.name, d.version);
+            let trimmed = out[label..].trim();
+            if trimmed.len() != out.len() - label {
+                let trimmed = trimmed.to_string();
+                out.truncate(label);
+                out.push_str(&trimmed);
+            }
+        }
+        (None, Some(ja4)) => {
+            out.push_str("TLS ");
+            out.push_str(ja4);
+        }
+        (None, None) => out.push('-'),
     }
 }
 
@@ -94,6 +196,23 @@ pub fn to_text(report: &Report) -> String {
     write_text(report, &mut out).expect("writing to memory");
     String::from_utf8(out).expect("the report is text")
 }
+
+const CLIENT_HEADER: [&str; 14] = [
+    "host",
+    "app",
+    "driver",
+    "mode",
+    "MongoClients",
+    "stream",
+    "rtt",
+    "poll",
+    "pool",
+    "single",
+    "internal",
+    "unknown",
+    "total",
+    "expected",
+];
 
 pub fn write_text(report: &Report, sink: &mut dyn io::Write) -> io::Result<()> {
     let mut out = String::new();
@@ -144,48 +263,33 @@ pub fn write_text(report: &Report, sink: &mut dyn io::Write) -> io::Result<()> {
     }
 
     out.push_str("CLIENTS\n");
-    let rows: Vec<Vec<String>> = report
-        .attribution
-        .clients
-        .iter()
-        .map(|c| {
-            vec![
-                c.host.clone(),
-                c.app_name.clone().unwrap_or_else(|| "-".into()),
-                driver_label(c),
-                c.mode.name().into(),
-                c.mongo_clients.to_string(),
-                c.counts.streaming_monitor.to_string(),
-                c.counts.rtt_monitor.to_string(),
-                c.counts.polling_monitor.to_string(),
-                c.counts.pool.to_string(),
-                c.counts.single_threaded.to_string(),
-                c.counts.internal.to_string(),
-                c.counts.unknown.to_string(),
-                c.counts.total.to_string(),
-                expected_label(c),
-            ]
-        })
-        .collect();
-    out.push_str(&table(
-        &[
-            "host",
-            "app",
-            "driver",
-            "mode",
-            "MongoClients",
-            "stream",
-            "rtt",
-            "poll",
-            "pool",
-            "single",
-            "internal",
-            "unknown",
-            "total",
-            "expected",
-        ],
-        &rows,
-    ));
+    let mut cells = Cells::new(CLIENT_HEADER.len());
+    for c in &report.attribution.clients {
+        cells.push(&c.host);
+        cells.push(c.app_name.as_deref().unwrap_or("-"));
+        push_driver_label(&mut cells.text, c);
+        cells.end_cell();
+        cells.push(c.mode.name());
+        cells.push_count(c.mongo_clients as u64);
+        let n = &c.counts;
+        for count in [
+            n.streaming_monitor,
+            n.rtt_monitor,
+            n.polling_monitor,
+            n.pool,
+            n.single_threaded,
+            n.internal,
+            n.unknown,
+            n.total,
+        ] {
+            cells.push_count(count);
+        }
+        match &c.expected {
+            Some(e) => cells.push_count(e.total),
+            None => cells.push("-"),
+        }
+    }
+    out.push_str(&cells.table(&CLIENT_HEADER));
     out.push('\n');
     for c in &report.attribution.clients {
         // The driver too, as Markdown and HTML give it: without an appName it is what
