@@ -492,22 +492,30 @@ impl<'a> ClientKey<'a> {
     /// `host|appName|driver version` as in the contract's `client_id`; a keyless client
     /// has `tls:JA4` in the driver's place (`10.0.0.5||tls:t13i181000_…`).
     pub fn id(&self) -> String {
-        let driver = match (
+        // Pieces pushed, not formatted: every client's id is made once per conclusion.
+        let mut id = String::with_capacity(64);
+        crate::net::push_ip_text(&mut id, self.host);
+        id.push('|');
+        id.push_str(self.app_name.as_deref().unwrap_or(""));
+        id.push('|');
+        match (
             &self.driver_name,
             &self.driver_version,
             &self.tls_fingerprint,
         ) {
-            (Some(n), Some(v), _) => format!("{n} {v}"),
-            (Some(n), None, _) => n.to_string(),
-            (None, _, Some(fp)) => format!("tls:{fp}"),
-            (None, _, None) => String::new(),
-        };
-        format!(
-            "{}|{}|{}",
-            self.host,
-            self.app_name.as_deref().unwrap_or(""),
-            driver
-        )
+            (Some(n), Some(v), _) => {
+                id.push_str(n);
+                id.push(' ');
+                id.push_str(v);
+            }
+            (Some(n), None, _) => id.push_str(n),
+            (None, _, Some(fp)) => {
+                id.push_str("tls:");
+                id.push_str(fp);
+            }
+            (None, _, None) => {}
+        }
+        id
     }
 }
 

@@ -395,14 +395,20 @@ pub(super) fn classify_keyless(
             settled.heartbeat,
             end_of(obs),
         );
-        let why = super::not_decrypted_reason(obs);
-        verdicts[i] = Some(Verdict {
-            evidence: evidence!(
-                "inferred from TLS record shapes (not decrypted: {why}): {}",
-                v.evidence
-            ),
-            ..v
-        });
+        // The shape's account after a fixed preface: concatenated, not formatted again.
+        let evidence = if super::WITH_EVIDENCE.get() {
+            let why = super::not_decrypted_reason(obs);
+            [
+                "inferred from TLS record shapes (not decrypted: ",
+                why,
+                "): ",
+                &v.evidence,
+            ]
+            .concat()
+        } else {
+            String::new()
+        };
+        verdicts[i] = Some(Verdict { evidence, ..v });
     }
 
     /// A group, with its figures that do not depend on which of its connections asks.

@@ -5,7 +5,8 @@
 //! report prints two endpoints for each of up to hundreds of thousands of connections. On a
 //! capture of short connections that was 9% of a run's instructions.
 
-use std::net::SocketAddr;
+use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
 
 /// `addr.to_string()`, faster for IPv4. IPv6 keeps std's formatting: its zero-run
 /// compression and embedded-IPv4 rules are not worth repeating for a rare case.
@@ -20,18 +21,29 @@ pub fn addr_text(addr: SocketAddr) -> String {
 pub fn push_addr_text(out: &mut String, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(v4) => {
+            push_ip_text(out, IpAddr::V4(*v4.ip()));
+            push_port(out, v4.port());
+        }
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{addr}");
+        }
+    }
+}
+
+/// An IP address appended to `out` as `Display` prints it (client ids start with one).
+pub fn push_ip_text(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
             let mut digits = itoa::Buffer::new();
-            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
                     out.push('.');
                 }
                 out.push_str(digits.format(octet));
             }
-            push_port(out, v4.port());
         }
-        SocketAddr::V6(_) => {
-            use std::fmt::Write;
-            let _ = write!(out, "{addr}");
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -85,6 +97,19 @@ mod tests {
         ] {
             let addr = SocketAddr::V6(SocketAddrV6::new(ip, 27017, 0, 0));
             assert_eq!(addr_text(addr), addr.to_string());
+        }
+    }
+
+    #[test]
+    fn ip_text_is_what_display_prints_appended() {
+        for ip in [
+            IpAddr::from([10, 0, 255, 7]),
+            IpAddr::from(Ipv6Addr::LOCALHOST),
+            "::ffff:10.0.0.1".parse().unwrap(),
+        ] {
+            let mut out = String::from("a|");
+            push_ip_text(&mut out, ip);
+            assert_eq!(out, format!("a|{ip}"));
         }
     }
 

@@ -14,7 +14,7 @@ use crate::capture::LinkType;
 
 mod addr_text;
 mod tunnel;
-pub use addr_text::{addr_text, host_port_text, push_addr_text, push_host_port_text};
+pub use addr_text::{addr_text, host_port_text, push_addr_text, push_host_port_text, push_ip_text};
 
 /// Tunnels peeled inside one another at most: mirrored traffic is wrapped once, rarely
 /// twice; a frame claiming more is crafted.
