@@ -557,6 +557,9 @@ struct Core {
     node: KnownNode,
     /// Whether an operation of this connection is counted in flight now.
     outstanding: bool,
+    /// Whether a request was seen (`obs.first_command` is set): asked of every request,
+    /// and here it costs no read of the record, whose lines are cold by then.
+    requested: bool,
 }
 
 impl Core {
@@ -630,6 +633,9 @@ pub struct Observer {
     keys: Option<KeyStore>,
     /// Decrypted bytes of the current segment, reused.
     plain: Plaintext,
+    /// dropConnections commands recorded and not answered yet, in any connection: while
+    /// there are none (nearly always), a reply does not look through its record's list.
+    drops_unanswered: u64,
 }
 
 impl Observer {
@@ -676,6 +682,7 @@ impl Observer {
             foreign_flows: 0,
             tls_connections: 0,
             tls_without_handshake: 0,
+            drops_unanswered: 0,
         }
     }
 
@@ -806,7 +813,7 @@ impl Observer {
     fn on_request(&mut self, state: &mut Core, ts: Timestamp, msg: &Message<'_>) -> Pending {
         let obs = &mut state.obs;
         let name = msg.command_name();
-        if obs.first_command.is_none() {
+        if !std::mem::replace(&mut state.requested, true) {
             obs.first_command = Some(name.unwrap_or(msg.header.op_code.name()).to_string());
         }
         let kind = match name {
@@ -859,7 +866,9 @@ impl Observer {
             }
             Some(name) => {
                 count(&mut obs.commands, name, &mut self.command_names);
-                cluster_evidence(obs, ts, msg, Some(name));
+                if cluster_evidence(obs, ts, msg, Some(name)) {
+                    self.drops_unanswered += 1;
+                }
                 Pending::Operation
             }
             // Legacy writes, and OP_QUERY on a collection (a find, not a command).
@@ -869,7 +878,9 @@ impl Observer {
                     msg.header.op_code.name(),
                     &mut self.command_names,
                 );
-                cluster_evidence(obs, ts, msg, None);
+                if cluster_evidence(obs, ts, msg, None) {
+                    self.drops_unanswered += 1;
+                }
                 Pending::Operation
             }
             None => Pending::Other,
@@ -946,15 +957,19 @@ impl Observer {
                 }
             }
             Pending::Operation => {
-                if let Some(drop) = obs
-                    .cluster
-                    .drop_connections
-                    .iter_mut()
-                    .find(|d| d.awaits(wanted))
-                {
+                let drop = match self.drops_unanswered {
+                    0 => None,
+                    _ => obs
+                        .cluster
+                        .drop_connections
+                        .iter_mut()
+                        .find(|d| d.awaits(wanted)),
+                };
+                if let Some(drop) = drop {
                     drop.replied = Some(ts.as_secs_f64());
                     drop.ok = wire::reply_ok(msg);
                     drop.errmsg = wire::reply_errmsg(msg).map(str::to_string);
+                    self.drops_unanswered -= 1;
                 }
                 if std::mem::take(&mut state.outstanding) {
                     self.in_flight
@@ -1082,24 +1097,33 @@ fn looks_like_tls(data: &[u8]) -> bool {
     }
 }
 
-/// Record what a request says about replication roles and cluster administration.
-fn cluster_evidence(obs: &mut Observations, ts: Timestamp, msg: &Message<'_>, name: Option<&str>) {
+/// Record what a request says about replication roles and cluster administration;
+/// whether it recorded a dropConnections, which awaits its reply.
+fn cluster_evidence(
+    obs: &mut Observations,
+    ts: Timestamp,
+    msg: &Message<'_>,
+    name: Option<&str>,
+) -> bool {
     let Some(req) = wire::cluster_request(msg, name) else {
-        return;
+        return false;
     };
     let cluster = &mut obs.cluster;
     match req {
         wire::ClusterRequest::OplogTail { term } => {
             cluster.tails_oplog = true;
             cluster.oplog_term |= term;
+            false
         }
         wire::ClusterRequest::Heartbeat { from } => {
             if cluster.heartbeat_from.is_none() {
                 cluster.heartbeat_from = from.map(str::to_string);
             }
+            false
         }
         wire::ClusterRequest::DropConnections { targets } => {
-            if cluster.drop_connections.len() < MAX_DROPS {
+            let recorded = cluster.drop_connections.len() < MAX_DROPS;
+            if recorded {
                 cluster.drop_connections.push(DropConnectionsSeen {
                     ts: ts.as_secs_f64(),
                     targets: targets
@@ -1111,6 +1135,7 @@ fn cluster_evidence(obs: &mut Observations, ts: Timestamp, msg: &Message<'_>, na
                     ..DropConnectionsSeen::default()
                 });
             }
+            recorded
         }
     }
 }
@@ -1439,6 +1464,7 @@ impl ConnHandler for Observer {
                     side: Side::B,
                 },
                 outstanding: false,
+                requested: false,
             },
         })
     }
@@ -1494,7 +1520,9 @@ impl ConnHandler for Observer {
                 // Segment starts are checked until a MongoDB message has been seen, so a
                 // capture that begins inside a TLS connection is recognised at its next record.
                 let undecided = core.traffic[0].messages + core.traffic[1].messages == 0;
-                if undecided && !core.obs.tls && looks_like_tls(data) {
+                // `tls` is set exactly when `obs.tls` is: asked here, the record's line
+                // (cold on most packets) is not read.
+                if undecided && tls.is_none() && looks_like_tls(data) {
                     core.obs.tls = true;
                     let mut conn = TlsConn::new(self.keys.is_some());
                     if let Some(opener) = info.initiator {
@@ -1524,7 +1552,8 @@ impl ConnHandler for Observer {
                         });
                     }
                     self.plain = plain;
-                } else if !core.obs.tls {
+                } else {
+                    debug_assert!(!core.obs.tls);
                     framers[i].push(data, |event| {
                         self.handle_frame(core, info, side, ts, event, &mut scratch, max_len)
                     });
