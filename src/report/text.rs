@@ -44,31 +44,34 @@ fn end_line(out: &mut String, start: usize) {
 
 /// Left-aligned columns sized to their widest cell.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut cells = Cells::new(header.len());
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
-        for cell in row {
-            cells.push(cell);
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
         }
     }
-    cells.table(header)
+    let mut out = String::new();
+    push_line(&mut out, &widths, header);
+    for row in rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        push_line(&mut out, &widths, &cells);
+    }
+    out
 }
 
-/// A table's cells in one string, row after row: the client table of a busy capture has
+/// One row's cells in one reused string: the client table of a busy capture has
 /// thousands of rows of fourteen cells, a string each when they were `Vec<String>` rows.
-struct Cells {
+#[derive(Default)]
+struct Row {
     text: String,
     /// Where each cell ends in `text`.
     ends: Vec<usize>,
-    columns: usize,
 }
 
-impl Cells {
-    fn new(columns: usize) -> Cells {
-        Cells {
-            text: String::new(),
-            ends: Vec::new(),
-            columns,
-        }
+impl Row {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
     }
 
     fn push(&mut self, cell: &str) {
@@ -85,34 +88,83 @@ impl Cells {
         self.ends.push(self.text.len());
     }
 
-    fn rows(&self) -> impl Iterator<Item = impl Iterator<Item = &str>> {
-        self.ends.chunks(self.columns).enumerate().map(|(r, ends)| {
-            let row_start = match r * self.columns {
-                0 => 0,
-                first => self.ends[first - 1],
-            };
-            let starts = std::iter::once(row_start).chain(ends.iter().copied());
-            starts.zip(ends).map(|(a, &b)| &self.text[a..b])
-        })
+    fn cells(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, &b)| &self.text[a..b])
     }
+}
 
-    fn table(&self, header: &[&str]) -> String {
-        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-        for row in self.rows() {
-            for (i, cell) in row.enumerate() {
-                widths[i] = widths[i].max(cell.chars().count());
-            }
-        }
-        let mut out = String::new();
-        push_line(&mut out, &widths, header);
-        let mut line: Vec<&str> = Vec::with_capacity(self.columns);
-        for row in self.rows() {
-            line.clear();
-            line.extend(row);
-            push_line(&mut out, &widths, &line);
-        }
-        out
+const CLIENT_HEADER: [&str; 14] = [
+    "host",
+    "app",
+    "driver",
+    "mode",
+    "MongoClients",
+    "stream",
+    "rtt",
+    "poll",
+    "pool",
+    "single",
+    "internal",
+    "unknown",
+    "total",
+    "expected",
+];
+
+/// A client's row of the client table, in [`CLIENT_HEADER`] order.
+fn client_row(row: &mut Row, c: &Client) {
+    row.clear();
+    row.push(&c.host);
+    row.push(c.app_name.as_deref().unwrap_or("-"));
+    push_driver_label(&mut row.text, c);
+    row.end_cell();
+    row.push(c.mode.name());
+    row.push_count(u64::from(c.mongo_clients));
+    let n = &c.counts;
+    for count in [
+        n.streaming_monitor,
+        n.rtt_monitor,
+        n.polling_monitor,
+        n.pool,
+        n.single_threaded,
+        n.internal,
+        n.unknown,
+        n.total,
+    ] {
+        row.push_count(count);
     }
+    match &c.expected {
+        Some(e) => row.push_count(e.total),
+        None => row.push("-"),
+    }
+}
+
+/// The client table, streamed like the connection table: each row is made twice (to size
+/// the columns, then to write it) rather than held, so the report adds no table-sized
+/// buffer at the run's peak of memory.
+fn write_client_table(report: &Report, out: &mut dyn io::Write) -> io::Result<()> {
+    let mut widths = CLIENT_HEADER.map(|h| h.chars().count());
+    let mut row = Row::default();
+    for c in &report.attribution.clients {
+        client_row(&mut row, c);
+        for (width, cell) in widths.iter_mut().zip(row.cells()) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut line = String::new();
+    push_line(&mut line, &widths, &CLIENT_HEADER);
+    out.write_all(line.as_bytes())?;
+    for c in &report.attribution.clients {
+        client_row(&mut row, c);
+        let mut cells = [""; CLIENT_HEADER.len()];
+        for (slot, cell) in cells.iter_mut().zip(row.cells()) {
+            *slot = cell;
+        }
+        line.clear();
+        push_line(&mut line, &widths, &cells);
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// The connection table, streamed: one pass sizes the padded columns (addresses and
@@ -197,23 +249,6 @@ pub fn to_text(report: &Report) -> String {
     String::from_utf8(out).expect("the report is text")
 }
 
-const CLIENT_HEADER: [&str; 14] = [
-    "host",
-    "app",
-    "driver",
-    "mode",
-    "MongoClients",
-    "stream",
-    "rtt",
-    "poll",
-    "pool",
-    "single",
-    "internal",
-    "unknown",
-    "total",
-    "expected",
-];
-
 pub fn write_text(report: &Report, sink: &mut dyn io::Write) -> io::Result<()> {
     let mut out = String::new();
     let input = &report.input;
@@ -263,33 +298,9 @@ pub fn write_text(report: &Report, sink: &mut dyn io::Write) -> io::Result<()> {
     }
 
     out.push_str("CLIENTS\n");
-    let mut cells = Cells::new(CLIENT_HEADER.len());
-    for c in &report.attribution.clients {
-        cells.push(&c.host);
-        cells.push(c.app_name.as_deref().unwrap_or("-"));
-        push_driver_label(&mut cells.text, c);
-        cells.end_cell();
-        cells.push(c.mode.name());
-        cells.push_count(c.mongo_clients as u64);
-        let n = &c.counts;
-        for count in [
-            n.streaming_monitor,
-            n.rtt_monitor,
-            n.polling_monitor,
-            n.pool,
-            n.single_threaded,
-            n.internal,
-            n.unknown,
-            n.total,
-        ] {
-            cells.push_count(count);
-        }
-        match &c.expected {
-            Some(e) => cells.push_count(e.total),
-            None => cells.push("-"),
-        }
-    }
-    out.push_str(&cells.table(&CLIENT_HEADER));
+    sink.write_all(out.as_bytes())?;
+    out.clear();
+    write_client_table(report, sink)?;
     out.push('\n');
     for c in &report.attribution.clients {
         // The driver too, as Markdown and HTML give it: without an appName it is what
@@ -304,6 +315,11 @@ pub fn write_text(report: &Report, sink: &mut dyn io::Write) -> io::Result<()> {
         );
         for line in client_notes(report, c) {
             let _ = writeln!(out, "  {line}");
+        }
+        // Written as it grows: a line per client is thousands of lines.
+        if out.len() >= 1 << 16 {
+            sink.write_all(out.as_bytes())?;
+            out.clear();
         }
     }
 
