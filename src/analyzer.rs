@@ -89,7 +89,7 @@ pub struct Analysis {
 }
 
 pub struct Analyzer {
-    front: Front<Box<ConnState>>,
+    front: Front<ConnState>,
     observer: Observer,
 }
 

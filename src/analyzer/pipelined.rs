@@ -218,7 +218,7 @@ impl ConnHandler for Forwarder {
 /// latest info about it (for [`Held::peek_open`]).
 struct Open {
     info: ConnInfo,
-    state: Box<ConnState>,
+    state: ConnState,
 }
 
 /// The observer thread's side: what [`super::Analyzer`] holds of the observer, with the
