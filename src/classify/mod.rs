@@ -1592,10 +1592,12 @@ fn split_polling_pairs(conns: &[Box<Observations>], keys: &[ClientKey], verdicts
     let mut groups: FxHashMap<(&ClientKey, std::net::SocketAddr), Vec<usize>> =
         FxHashMap::default();
     for (i, key) in keys.iter().enumerate() {
-        let paired = key
-            .driver()
-            .is_some_and(|(name, version)| polls_with_rtt_monitor(name, version));
-        if paired && verdicts[i].class == Class::PollingMonitor {
+        // The class first: reading the driver's version is the dearer question.
+        let paired = verdicts[i].class == Class::PollingMonitor
+            && key
+                .driver()
+                .is_some_and(|(name, version)| polls_with_rtt_monitor(name, version));
+        if paired {
             groups.entry((key, conns[i].server)).or_default().push(i);
         }
     }
