@@ -120,23 +120,11 @@ fn client_row(row: &mut Row, c: &Client) {
     row.end_cell();
     row.push(c.mode.name());
     row.push_count(u64::from(c.mongo_clients));
-    let n = &c.counts;
-    for count in [
-        n.streaming_monitor,
-        n.rtt_monitor,
-        n.polling_monitor,
-        n.pool,
-        n.single_threaded,
-        n.internal,
-        n.unknown,
-        n.total,
-    ] {
-        row.push_count(count);
+    for class in Class::ALL {
+        row.push_count(c.counts.get(class));
     }
-    match &c.expected {
-        Some(e) => row.push_count(e.total),
-        None => row.push("-"),
-    }
+    row.push_count(c.counts.total);
+    row.push(&expected_label(c));
 }
 
 /// The client table, streamed like the connection table: each row is made twice (to size
@@ -211,16 +199,7 @@ pub fn driver_label(c: &Client) -> String {
 /// [`driver_label`] appended to `out`.
 fn push_driver_label(out: &mut String, c: &Client) {
     match (&c.driver, &c.tls_fingerprint) {
-        (Some(d), _) => {
-            let label = out.len();
-            let _ = write!(out, "{} {}", d.name, d.version);
-            let trimmed = out[label..].trim();
-            if trimmed.len() != out.len() - label {
-                let trimmed = trimmed.to_string();
-                out.truncate(label);
-                out.push_str(&trimmed);
-            }
-        }
+        (Some(d), _) => out.push_str(format!("{} {}", d.name, d.version).trim()),
         (None, Some(ja4)) => {
             out.push_str("TLS ");
             out.push_str(ja4);
